@@ -1,0 +1,150 @@
+//! Storage backends.
+//!
+//! A backend stores named objects of a few kinds and knows nothing of what
+//! they contain. Its contract is small and strict, because everything above
+//! relies on it:
+//!
+//! * **`create` never overwrites.** It fails with [`ErrorKind::AlreadyExists`]
+//!   if the name exists, so that the same layout works unchanged on WORM and
+//!   object-lock storage, and so that no writer can replace what another
+//!   wrote.
+//! * **`create` returns only once the object is durable** (fsync'd, or
+//!   acknowledged by the object store); a crash before that leaves either no
+//!   object or a temporary file that is never read.
+//! * Reads of a missing object fail with [`ErrorKind::NotFound`], never with
+//!   empty data.
+
+mod local;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use local::LocalBackend;
+
+/// The kinds of object a repository holds, each in its own namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    Config,
+    Key,
+    Snapshot,
+    Index,
+    Pack,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 5] = [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack];
+
+    /// The folder (or key prefix) objects of this kind live under.
+    #[must_use]
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "",
+            ObjectKind::Key => "keys",
+            ObjectKind::Snapshot => "snapshots",
+            ObjectKind::Index => "index",
+            ObjectKind::Pack => "data",
+        }
+    }
+
+    /// The object's path relative to the repository root. Packs are spread
+    /// over 256 folders by their first two hex digits, as restic does, to
+    /// keep directories small on local file systems.
+    #[must_use]
+    pub fn path(self, name: &str) -> String {
+        match self {
+            ObjectKind::Config => "config".to_owned(),
+            ObjectKind::Pack if name.len() >= 2 => format!("data/{}/{name}", &name[..2]),
+            other => format!("{}/{name}", other.dir()),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Config => "config",
+            ObjectKind::Key => "key",
+            ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Index => "index",
+            ObjectKind::Pack => "pack",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    /// The credentials or file permissions do not allow the operation.
+    PermissionDenied,
+    /// No space left on the device or quota exceeded.
+    StorageFull,
+    /// The storage did not answer in time or answered with a server error;
+    /// retrying later may succeed.
+    Unavailable,
+    Other,
+}
+
+/// A storage failure, naming the object and the location.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}/{object}: {message}")]
+pub struct BackendError {
+    pub kind: ErrorKind,
+    pub location: String,
+    pub object: String,
+    pub message: String,
+}
+
+impl BackendError {
+    #[must_use]
+    pub fn new(kind: ErrorKind, location: &str, object: &str, message: impl Into<String>) -> Self {
+        BackendError { kind, location: location.to_owned(), object: object.to_owned(), message: message.into() }
+    }
+}
+
+/// An object and its size, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+}
+
+/// A place that stores repository objects.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// A human-readable location, without credentials.
+    fn location(&self) -> &str;
+
+    /// Prepares an empty repository location (folders, containers). Fails
+    /// with [`ErrorKind::AlreadyExists`] if a repository config is there.
+    fn prepare(&self) -> Result<(), BackendError>;
+
+    /// Stores a new object; never overwrites (see the crate docs).
+    fn create(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), BackendError>;
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError>;
+
+    /// Reads `length` bytes at `offset`; fails if the object is shorter.
+    fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError>;
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError>;
+
+    fn size(&self, kind: ObjectKind, name: &str) -> Result<u64, BackendError>;
+
+    fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError>;
+}
+
+/// Opens the backend a repository URL names.
+///
+/// Accepted forms: a path (`/srv/backup/repo`, `./repo`) or `local:PATH`.
+pub fn open(url: &str) -> Result<Arc<dyn Backend>, BackendError> {
+    let path = url.strip_prefix("local:").or_else(|| url.strip_prefix("file://")).unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        return Err(BackendError::new(
+            ErrorKind::Other,
+            url,
+            "",
+            "unsupported repository URL: give a directory path (e.g. /srv/backup/repo) or local:PATH",
+        ));
+    }
+    Ok(Arc::new(LocalBackend::new(path)))
+}

@@ -1,0 +1,201 @@
+//! A repository in a local (or mounted) directory.
+//!
+//! Write-once on a POSIX file system: each object is written to `tmp/`,
+//! fsync'd, made read-only, then hard-linked to its final name. `link(2)`
+//! fails if the name exists, which gives "create, never overwrite"
+//! atomically; the parent folder is fsync'd so the name survives a crash.
+//! A crash leaves at worst a file in `tmp/`, which no reader looks at.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::{Backend, BackendError, ErrorKind, ObjectInfo, ObjectKind};
+
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+    location: String,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl AsRef<Path>) -> Self {
+        let root = root.as_ref().to_path_buf();
+        let location = root.display().to_string();
+        LocalBackend { root, location }
+    }
+
+    fn err(&self, object: &str, e: &io::Error) -> BackendError {
+        let kind = match e.kind() {
+            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => ErrorKind::PermissionDenied,
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
+            _ => match e.raw_os_error() {
+                Some(libc::ENOSPC | libc::EDQUOT) => ErrorKind::StorageFull,
+                Some(libc::EACCES | libc::EPERM | libc::EROFS) => ErrorKind::PermissionDenied,
+                _ => ErrorKind::Other,
+            },
+        };
+        BackendError::new(kind, &self.location, object, e.to_string())
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        self.root.join(kind.path(name))
+    }
+
+    fn write_tmp(&self, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        // Read-only once complete: a stray process cannot append to it.
+        f.set_permissions(fs::Permissions::from_mode(0o444))?;
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn prepare(&self) -> Result<(), BackendError> {
+        if self.path(ObjectKind::Config, "").exists() {
+            return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "config", "a repository already exists here"));
+        }
+        let mut dirs = vec![self.root.join("tmp")];
+        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack] {
+            dirs.push(self.root.join(kind.dir()));
+        }
+        for i in 0..=255u8 {
+            dirs.push(self.root.join("data").join(hex::encode([i])));
+        }
+        for d in dirs {
+            fs::create_dir_all(&d).map_err(|e| self.err(&d.display().to_string(), &e))?;
+        }
+        sync_dir(&self.root).map_err(|e| self.err("", &e))?;
+        Ok(())
+    }
+
+    fn create(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), BackendError> {
+        let object = kind.path(name);
+        let dest = self.path(kind, name);
+        let suffix: [u8; 8] = {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).expect("OS random");
+            b
+        };
+        let tmp = self.root.join("tmp").join(format!("{}.{}.tmp", name, hex::encode(suffix)));
+        if let Err(e) = self.write_tmp(&tmp, bytes) {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.err(&object, &e));
+        }
+        let linked = fs::hard_link(&tmp, &dest);
+        let _ = fs::remove_file(&tmp);
+        linked.map_err(|e| self.err(&object, &e))?;
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent).map_err(|e| self.err(&object, &e))?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        fs::read(self.path(kind, name)).map_err(|e| self.err(&kind.path(name), &e))
+    }
+
+    fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let object = kind.path(name);
+        let f = File::open(self.path(kind, name)).map_err(|e| self.err(&object, &e))?;
+        let mut buf = vec![0u8; usize::try_from(length).expect("range fits in memory")];
+        f.read_exact_at(&mut buf, offset).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                BackendError::new(ErrorKind::Other, &self.location, &object, format!("object is shorter than {} bytes", offset + length))
+            } else {
+                self.err(&object, &e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
+        let dir = self.root.join(kind.dir());
+        let mut out = Vec::new();
+        let mut push_dir = |d: &Path| -> Result<(), BackendError> {
+            let entries = match fs::read_dir(d) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(self.err(&d.display().to_string(), &e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| self.err(&d.display().to_string(), &e))?;
+                let md = entry.metadata().map_err(|e| self.err(&entry.path().display().to_string(), &e))?;
+                if md.is_file() {
+                    if let Some(name) = entry.file_name().to_str() {
+                        out.push(ObjectInfo { name: name.to_owned(), size: md.len() });
+                    }
+                }
+            }
+            Ok(())
+        };
+        match kind {
+            ObjectKind::Config => {
+                if let Ok(md) = fs::metadata(self.path(kind, "")) {
+                    return Ok(vec![ObjectInfo { name: "config".into(), size: md.len() }]);
+                }
+            }
+            ObjectKind::Pack => {
+                for i in 0..=255u8 {
+                    push_dir(&dir.join(hex::encode([i])))?;
+                }
+            }
+            _ => push_dir(&dir)?,
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn size(&self, kind: ObjectKind, name: &str) -> Result<u64, BackendError> {
+        fs::metadata(self.path(kind, name)).map(|m| m.len()).map_err(|e| self.err(&kind.path(name), &e))
+    }
+
+    fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {
+        fs::remove_file(self.path(kind, name)).map_err(|e| self.err(&kind.path(name), &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.prepare().unwrap();
+        b.create(ObjectKind::Index, "abc", b"one").unwrap();
+        let e = b.create(ObjectKind::Index, "abc", b"two").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AlreadyExists);
+        assert_eq!(b.read(ObjectKind::Index, "abc").unwrap(), b"one");
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temporary file left behind");
+        assert_eq!(b.list(ObjectKind::Index).unwrap(), vec![ObjectInfo { name: "abc".into(), size: 3 }]);
+        assert_eq!(b.read(ObjectKind::Index, "nope").unwrap_err().kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn packs_are_spread_over_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.prepare().unwrap();
+        b.create(ObjectKind::Pack, "ab12", b"pack").unwrap();
+        assert!(dir.path().join("data/ab/ab12").exists());
+        assert_eq!(b.read_range(ObjectKind::Pack, "ab12", 1, 2).unwrap(), b"ac");
+        assert!(b.read_range(ObjectKind::Pack, "ab12", 3, 2).is_err());
+        b.create(ObjectKind::Config, "", b"{}").unwrap();
+        assert_eq!(b.prepare().unwrap_err().kind, ErrorKind::AlreadyExists);
+    }
+}

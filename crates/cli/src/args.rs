@@ -1,0 +1,236 @@
+//! Command-line flags, as clap parses them. Nothing here is validated
+//! beyond syntax: `context.rs` combines flags, environment and plan.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "reprise", version, about = "The continuity plan that runs: encrypted, deduplicated, write-once backups with measured restores.")]
+#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase, 5 permission denied, \
+6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable, 130 interrupted.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Plan file [default: ./reprise.toml, then /etc/reprise/reprise.toml]
+    #[arg(long, global = true, env = "REPRISE_PLAN", value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+
+    /// Repository: a plan repository name, or a URL (a directory path)
+    #[arg(short = 'r', long = "repo", global = true, env = "REPRISE_REPO", value_name = "NAME|URL")]
+    pub repo: Option<String>,
+
+    /// Read the passphrase from this file (first line). The passphrase is
+    /// never accepted as an argument; REPRISE_PASSWORD also works.
+    #[arg(long, global = true, env = "REPRISE_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Open the repository with a recovery key file instead of a passphrase
+    #[arg(long, global = true, env = "REPRISE_RECOVERY_KEY", value_name = "FILE")]
+    pub recovery_key: Option<PathBuf>,
+
+    /// Directory for local caches [default: $XDG_CACHE_HOME/reprise]
+    #[arg(long, global = true, env = "REPRISE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More log output (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the embedded demonstration: back up, restore and verify sample data
+    Demo(DemoArgs),
+    /// Create a repository
+    Init(InitArgs),
+    /// Manage the keys of a repository
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Back up a plan component, paths, or standard input
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// List the files of a snapshot
+    Ls(LsArgs),
+    /// Show what changed between two snapshots
+    Diff(DiffArgs),
+    /// Restore a snapshot (or part of it) into a directory
+    Restore(RestoreArgs),
+    /// Verify the repository's structure and, optionally, its data
+    Check(CheckArgs),
+    /// Show repository statistics
+    Stats(StatsArgs),
+    /// Work with the plan file
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct KdfArgs {
+    /// Argon2id memory in KiB for the new key [default: 65536]
+    #[arg(long, value_name = "KIB")]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id passes for the new key [default: 3]
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// Average chunk size in KiB [default: 64]
+    #[arg(long, value_name = "KIB")]
+    pub chunk_size: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a key (asks for the new key's passphrase; REPRISE_NEW_PASSWORD or --new-password-file)
+    Add {
+        /// The new key can add backups but never read or delete them
+        #[arg(long)]
+        write_only: bool,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, env = "REPRISE_NEW_PASSWORD_FILE", value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// List keys
+    List,
+    /// Remove a key (not the one in use, not the last full-access key)
+    Remove { id: String },
+    /// Change the passphrase of the key in use
+    Passwd {
+        #[arg(long, env = "REPRISE_NEW_PASSWORD_FILE", value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Write the recovery key (all secrets, unencrypted) for escrow in a safe
+    ExportRecovery {
+        /// File to create (mode 0600); refuses to overwrite
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Plan component to back up
+    pub component: Option<String>,
+    /// Back up these paths instead of a component's
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Back up standard input as one file
+    #[arg(long, conflicts_with = "paths")]
+    pub stdin: bool,
+    /// File name for --stdin
+    #[arg(long, default_value = "stdin", requires = "stdin")]
+    pub stdin_name: String,
+    /// Component name for --path/--stdin backups [default: files / stdin]
+    #[arg(long = "as", value_name = "COMPONENT")]
+    pub as_component: Option<String>,
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record [default: this host]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Read every file, ignoring the files cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Worker threads [default: number of cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    #[arg(long)]
+    pub component: Option<String>,
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot ID (or prefix), or `latest`
+    pub snapshot: String,
+    /// Only below this path
+    pub path: Option<String>,
+    /// Show mode, size and modification time
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot ID (or prefix), `latest`, or a plan component (its latest
+    /// snapshot); `SNAPSHOT:PATH` restores only PATH
+    pub what: String,
+    /// Target directory (created if missing; must be empty unless --overwrite)
+    #[arg(long = "to", visible_alias = "target", value_name = "DIR")]
+    pub to: PathBuf,
+    /// Restore only these paths (relative to the restored root)
+    #[arg(long = "include", value_name = "PATH")]
+    pub include: Vec<String>,
+    /// Replace what is in a non-empty target
+    #[arg(long)]
+    pub overwrite: bool,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read and verify every pack
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read a subset: `N/M` (group N of M) or `P%`
+    #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanCommand {
+    /// Validate the plan: every error with file, line and fix
+    Check,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Work directory (kept afterwards); default: a temporary directory removed at the end
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Number of sample documents
+    #[arg(long, default_value_t = 600)]
+    pub documents: usize,
+}

@@ -1,0 +1,101 @@
+//! `init` and `key ...`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::Result;
+use reprise_engine::Repository;
+use reprise_engine::format::chunker::ChunkerParams;
+use reprise_engine::format::keys::Role;
+
+use crate::args::{InitArgs, KeyCommand};
+use crate::context::{self, Context};
+use crate::exit;
+
+pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
+    let target = ctx.target(None)?;
+    let backend = ctx.backend(&target)?;
+    let pass = ctx.passphrase(&target.password, &format!("new passphrase for {}: ", target.url))?;
+    let mut chunker = ChunkerParams::default();
+    if let Some(kib) = args.chunk_size {
+        let avg = kib.saturating_mul(1024);
+        chunker = ChunkerParams { avg_size: avg, min_size: avg / 4, max_size: avg.saturating_mul(4), ..chunker };
+        chunker.validate().map_err(|e| exit::usage(format!("--chunk-size {kib}: {e}")))?;
+    }
+    let repo = Repository::init(backend, &pass, context::kdf(&args.kdf), chunker)?;
+    if ctx.json() {
+        ctx.print_json(&serde_json::json!({ "repository": target.url, "id": repo.id().to_hex(), "chunker": repo.config().chunker }))?;
+    } else {
+        ctx.say(format!("created repository {} at {}", repo.id().short(), target.url));
+        ctx.say("keep the passphrase safe, and export the recovery key for escrow: reprise key export-recovery -o FILE");
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
+    let repo = ctx.open(None)?;
+    match cmd {
+        KeyCommand::List => {
+            let keys = repo.keys()?;
+            if ctx.json() {
+                return ctx.print_json(&keys);
+            }
+            for k in keys {
+                ctx.say(format!(
+                    "{} {:10} {} {}@{} {}{}",
+                    &k.name[..12],
+                    k.info.role.to_string(),
+                    k.info.created.strftime("%Y-%m-%d %H:%M"),
+                    k.info.user,
+                    k.info.host,
+                    k.info.label,
+                    if k.current { "  (in use)" } else { "" }
+                ));
+            }
+        }
+        KeyCommand::Add { write_only, label, new_password_file, kdf } => {
+            let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
+            let role = if *write_only { Role::WriteOnly } else { Role::Full };
+            let name = repo.add_key(&pass, role, context::kdf(kdf), label)?;
+            if ctx.json() {
+                ctx.print_json(&serde_json::json!({ "added": name, "role": role }))?;
+            } else {
+                ctx.say(format!("added {role} key {}", &name[..12]));
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let key = repo.find_key(id)?;
+            repo.remove_key(&key.name)?;
+            if ctx.json() {
+                ctx.print_json(&serde_json::json!({ "removed": key.name }))?;
+            } else {
+                ctx.say(format!("removed key {}", &key.name[..12]));
+            }
+        }
+        KeyCommand::Passwd { new_password_file, kdf } => {
+            let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
+            let name = repo.change_passphrase(&pass, context::kdf(kdf))?;
+            if ctx.json() {
+                ctx.print_json(&serde_json::json!({ "key": name }))?;
+            } else {
+                ctx.say(format!("passphrase changed; the key is now {}", &name[..12]));
+            }
+        }
+        KeyCommand::ExportRecovery { output } => {
+            repo.require_full("exporting the recovery key")?;
+            let bytes = repo.secrets().to_recovery_file().map_err(|e| exit::usage(e.to_string()))?;
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(output).map_err(|e| {
+                let code = if e.kind() == std::io::ErrorKind::AlreadyExists { exit::USAGE } else { exit::PERMISSION };
+                exit::with_code(code, format!("cannot create {}: {e} (the recovery key is never written over an existing file)", output.display()))
+            })?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            if ctx.json() {
+                ctx.print_json(&serde_json::json!({ "recovery_key": output }))?;
+            } else {
+                ctx.say(format!("recovery key written to {} — whoever holds it can read every backup: store it offline", output.display()));
+            }
+        }
+    }
+    Ok(())
+}

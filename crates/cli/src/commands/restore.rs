@@ -1,0 +1,57 @@
+//! `restore`.
+
+use anyhow::Result;
+use reprise_engine::restore::{RestoreOptions, restore};
+
+use crate::args::RestoreArgs;
+use crate::commands::{bytes, find_snapshot};
+use crate::context::Context;
+use crate::exit;
+
+pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
+    let (spec, subpath) = match args.what.split_once(':') {
+        Some((s, p)) => (s, p.trim_matches('/')),
+        None => (args.what.as_str(), ""),
+    };
+    // A plan component name means its latest snapshot.
+    let component = ctx.plan.as_ref().and_then(|p| p.components.get(spec));
+    let repo = ctx.open(component)?;
+    let snap = match component {
+        Some(c) => find_snapshot(&repo, "latest", Some(&c.name))?,
+        None => find_snapshot(&repo, spec, None)?,
+    };
+    let mut opts = RestoreOptions::new(&args.to);
+    opts.subpath = subpath.as_bytes().to_vec();
+    opts.include = args.include.iter().map(|p| p.trim_matches('/').as_bytes().to_vec()).collect();
+    opts.overwrite = args.overwrite;
+    opts.cancel = ctx.cancel.clone();
+    if let Some(t) = args.threads {
+        opts.threads = t.max(1);
+    }
+    let progress = ctx.progress("restore");
+    let out = restore(&repo, &snap.id, &opts, progress.as_ref())?;
+    drop(progress);
+    if ctx.json() {
+        ctx.print_json(&serde_json::json!({ "snapshot": snap.id, "target": args.to, "outcome": out }))?;
+    } else {
+        ctx.say(format!(
+            "restored snapshot {} to {}: {} files, {} dirs, {} in {:.1}s, every chunk verified",
+            snap.id.short(),
+            args.to.display(),
+            out.files,
+            out.dirs,
+            bytes(out.bytes),
+            out.duration_ms as f64 / 1000.0
+        ));
+    }
+    if !out.damaged.is_empty() {
+        for d in &out.damaged {
+            eprintln!("reprise: damaged, not restored: {}: {}", d.path, d.reason);
+        }
+        return Err(exit::with_code(
+            exit::DAMAGED,
+            format!("{} entr(y/ies) could not be restored from damaged data (listed above); every other file was restored and verified", out.damaged.len()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,510 @@
+//! Backing up a source into a new snapshot.
+//!
+//! Three kinds of thread cooperate:
+//!
+//! * the **walker** pulls events from the source, answers unchanged files
+//!   from the files cache, and queues the others as jobs;
+//! * **workers** read, chunk, hash and — for chunks nobody stored yet —
+//!   compress and encrypt into their own pack;
+//! * the **assembler** (the calling thread) consumes the walker's events in
+//!   source order, waits for each file's chunk list, and writes one tree blob
+//!   per directory as the directory closes.
+//!
+//! Order is kept by the walker handing the assembler a one-shot receiver per
+//! file; parallelism comes from the walker running ahead by up to a bounded
+//! number of files.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use parking_lot::Mutex;
+use reprise_format::chunker::{ChunkPolicy, Chunker};
+use reprise_format::snapshot::{SnapshotBody, SnapshotHeader, Summary};
+use reprise_format::tree::{Node, NodeKind, Tree};
+use reprise_format::{BlobKind, Id};
+
+use crate::cache::{CachedFile, FilesCache};
+use crate::error::{Error, Result};
+use crate::index::{Adopt, MasterIndex};
+use crate::packer::{BlobPacker, PackSink, Uploads};
+use crate::progress::{CancelToken, Progress};
+use crate::repository::Repository;
+use crate::source::{Content, Source, SourceEvent};
+
+/// Files up to this size are read whole and cut in memory.
+const WHOLE_READ_LIMIT: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub component: String,
+    /// What the snapshot holds: `files`, `stdin`, ...
+    pub kind: String,
+    pub host: String,
+    pub tags: Vec<String>,
+    /// The source paths, recorded in the (sealed) snapshot body.
+    pub paths: Vec<Vec<u8>>,
+    pub excludes: Vec<String>,
+    pub header_labels: BTreeMap<String, String>,
+    pub body_labels: BTreeMap<String, String>,
+    /// Reader/chunker/encryptor threads.
+    pub threads: usize,
+    pub upload_threads: usize,
+    pub compression_level: i32,
+    /// Files cache location; `None` reads every file.
+    pub files_cache: Option<PathBuf>,
+    /// With a full-access key and no files cache, rebuild the cache from
+    /// this snapshot (the parent).
+    pub parent: Option<Id>,
+    /// Snapshot time; now if `None`.
+    pub time: Option<jiff::Timestamp>,
+    pub cancel: CancelToken,
+}
+
+impl BackupOptions {
+    #[must_use]
+    pub fn new(component: &str, kind: &str) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        BackupOptions {
+            component: component.to_owned(),
+            kind: kind.to_owned(),
+            host: crate::repository::hostname(),
+            tags: Vec::new(),
+            paths: Vec::new(),
+            excludes: Vec::new(),
+            header_labels: BTreeMap::new(),
+            body_labels: BTreeMap::new(),
+            threads,
+            upload_threads: 2,
+            compression_level: 3,
+            files_cache: None,
+            parent: None,
+            time: None,
+            cancel: CancelToken::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupOutcome {
+    pub id: Id,
+    pub header: SnapshotHeader,
+    /// Entries that could not be read (also recorded in the snapshot).
+    pub errors: Vec<String>,
+    /// Packs of an interrupted earlier backup that this one indexed.
+    pub adopted_packs: usize,
+    pub index_files: usize,
+}
+
+/// Blobs known to exist or claimed by a worker of this backup.
+struct Known {
+    index: Arc<MasterIndex>,
+    claimed: Mutex<HashSet<Id>>,
+}
+
+impl Known {
+    /// True if the caller must store the blob (nobody has it yet).
+    fn claim(&self, id: Id) -> bool {
+        !self.index.contains(&id) && self.claimed.lock().insert(id)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    files_read: AtomicU64,
+    new_bytes: AtomicU64,
+    new_blobs: AtomicU64,
+}
+
+/// What a worker returns for one file.
+enum FileResult {
+    Done { content: Vec<Id>, size: u64 },
+    /// Could not be read: recorded and skipped.
+    Unreadable(String),
+    /// A failure that ends the backup (storage, cancellation).
+    Fatal(Error),
+}
+
+struct Job {
+    content: Content,
+    reply: Sender<FileResult>,
+}
+
+/// Walker → assembler.
+enum Command {
+    Enter(Node),
+    Leave,
+    Ready(Node, Option<(PathBuf, bool)>),
+    Pending(Node, Option<PathBuf>, Receiver<FileResult>),
+    Error(String),
+}
+
+enum WorkError {
+    Read(std::io::Error),
+    Fatal(Error),
+}
+
+impl From<std::io::Error> for WorkError {
+    fn from(e: std::io::Error) -> Self {
+        WorkError::Read(e)
+    }
+}
+
+struct Worker {
+    chunker: Chunker,
+    repo: Arc<Repository>,
+    known: Arc<Known>,
+    packer: BlobPacker,
+    counters: Arc<Counters>,
+    progress: Arc<dyn Progress>,
+    buf: Vec<u8>,
+}
+
+impl Worker {
+    fn chunk(&mut self, data: &[u8], content: &mut Vec<Id>) -> Result<(), WorkError> {
+        let id = self.repo.secrets().write.id_key.blob_id(data);
+        if self.known.claim(id) {
+            self.packer.add(id, data).map_err(WorkError::Fatal)?;
+            self.counters.new_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.counters.new_blobs.fetch_add(1, Ordering::Relaxed);
+        }
+        content.push(id);
+        self.progress.advance(data.len() as u64, 0);
+        Ok(())
+    }
+
+    fn process(&mut self, content: Content) -> FileResult {
+        let mut ids = Vec::new();
+        let r = match content {
+            Content::File { path, policy } => self.read_file(&path, policy, &mut ids),
+            Content::Stream { reader, policy } => self.read_stream(reader, policy, &mut ids),
+            Content::Bytes { data, policy } => {
+                let cuts = self.chunker.cut(&data, policy);
+                cuts.into_iter().try_for_each(|(o, l)| self.chunk(&data[o..o + l], &mut ids)).map(|()| data.len() as u64)
+            }
+        };
+        match r {
+            Ok(size) => {
+                self.counters.files_read.fetch_add(1, Ordering::Relaxed);
+                FileResult::Done { content: ids, size }
+            }
+            Err(WorkError::Read(e)) => FileResult::Unreadable(e.to_string()),
+            Err(WorkError::Fatal(e)) => FileResult::Fatal(e),
+        }
+    }
+
+    fn read_stream(&mut self, reader: Box<dyn Read + Send>, policy: ChunkPolicy, ids: &mut Vec<Id>) -> Result<u64, WorkError> {
+        let chunker = self.chunker;
+        chunker.stream(reader, policy, |c| self.chunk(c, ids))
+    }
+
+    fn read_file(&mut self, path: &std::path::Path, policy: ChunkPolicy, ids: &mut Vec<Id>) -> Result<u64, WorkError> {
+        // O_NOATIME keeps a backup from touching access times; it is only
+        // allowed to the file's owner, so fall back to a plain open.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOATIME)
+            .open(path)
+            .or_else(|_| File::open(path))?;
+        let len = file.metadata()?.len();
+        if len <= WHOLE_READ_LIMIT {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            let r = file.read_to_end(&mut buf).map_err(WorkError::from).and_then(|_| {
+                let cuts = self.chunker.cut(&buf, policy);
+                cuts.into_iter().try_for_each(|(o, l)| self.chunk(&buf[o..o + l], ids))
+            });
+            let n = buf.len() as u64;
+            self.buf = buf;
+            r.map(|()| n)
+        } else {
+            let chunker = self.chunker;
+            chunker.stream(std::io::BufReader::with_capacity(1 << 20, file), policy, |c| self.chunk(c, ids))
+        }
+    }
+}
+
+/// A directory being assembled.
+struct OpenDir {
+    node: Node,
+    children: Vec<Node>,
+}
+
+/// Takes a snapshot of `source`.
+pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &BackupOptions, progress: Arc<dyn Progress>) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    let (index, report) = MasterIndex::load(repo, Adopt::Always)?;
+    if !report.adopted.is_empty() {
+        tracing::info!("indexing {} packs left by an interrupted backup", report.adopted.len());
+    }
+    let index = Arc::new(index);
+
+    let cache = match &opts.files_cache {
+        Some(path) => {
+            let c = FilesCache::load(path);
+            if c.is_empty() && repo.recovery("").is_ok() {
+                match opts.parent {
+                    Some(parent) => match repo.snapshot_body(&parent).and_then(|b| FilesCache::from_snapshot(repo, &index, &b.tree)) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("cannot use parent snapshot {}: {e}; reading every file", parent.short());
+                            FilesCache::default()
+                        }
+                    },
+                    None => c,
+                }
+            } else {
+                c
+            }
+        }
+        None => FilesCache::default(),
+    };
+
+    let adopted_packs = report.adopted.len();
+    let uploads = Uploads::start(Arc::clone(repo), opts.upload_threads, 1);
+    uploads.record_adopted(report.adopted);
+    let known = Arc::new(Known { index: Arc::clone(&index), claimed: Mutex::default() });
+    let counters = Arc::new(Counters::default());
+
+    let threads = opts.threads.max(1);
+    let (job_tx, job_rx) = bounded::<Job>(threads * 4);
+    let (cmd_tx, cmd_rx) = bounded::<Command>(4096);
+
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let job_rx = job_rx.clone();
+            let mut w = Worker {
+                chunker: repo.chunker(),
+                repo: Arc::clone(repo),
+                known: Arc::clone(&known),
+                packer: BlobPacker::new(Arc::clone(repo), BlobKind::Data, uploads.sink(), opts.compression_level),
+                counters: Arc::clone(&counters),
+                progress: Arc::clone(&progress),
+                buf: Vec::new(),
+            };
+            std::thread::spawn(move || -> Result<()> {
+                for job in job_rx {
+                    let r = w.process(job.content);
+                    let _ = job.reply.send(r);
+                }
+                w.packer.flush()
+            })
+        })
+        .collect();
+    drop(job_rx);
+
+    let walker = {
+        let cancel = opts.cancel.clone();
+        let index = Arc::clone(&index);
+        let progress = Arc::clone(&progress);
+        std::thread::spawn(move || walk_source(source, &cache, &index, &job_tx, &cmd_tx, &cancel, progress.as_ref()))
+    };
+
+    let mut tree_packer = BlobPacker::new(Arc::clone(repo), BlobKind::Tree, uploads.sink(), opts.compression_level);
+    let assembled = assemble(repo, &known, &mut tree_packer, &cmd_rx, &uploads.sink());
+    drop(cmd_rx); // unblocks the walker if assembling stopped early
+    let walker_ok = walker.join().expect("walker panicked");
+    let mut worker_err = None;
+    for w in workers {
+        if let Err(e) = w.join().expect("backup worker panicked") {
+            worker_err.get_or_insert(e);
+        }
+    }
+    let flushed = tree_packer.flush();
+    // Every pack sender must be gone before the uploaders can finish.
+    drop(tree_packer);
+
+    let (root, summary_counts, errors, new_cache) = match (assembled, walker_ok, worker_err, flushed) {
+        (Ok(a), Ok(()), None, Ok(())) => a,
+        (a, w, we, f) => {
+            let err = uploads.take_error().or(a.err()).or(w.err()).or(we).or(f.err()).unwrap_or(Error::Interrupted);
+            if matches!(err, Error::Interrupted) {
+                // Cancelled: keep what was uploaded indexed for the next run.
+                let _ = uploads.finish();
+            } else {
+                uploads.abandon();
+            }
+            return Err(err);
+        }
+    };
+    if opts.cancel.is_cancelled() {
+        let _ = uploads.finish();
+        return Err(Error::Interrupted);
+    }
+    let uploaded = uploads.finish()?;
+    let summary = Summary {
+        files: summary_counts.files,
+        dirs: summary_counts.dirs,
+        bytes: summary_counts.bytes,
+        files_read: counters.files_read.load(Ordering::Relaxed),
+        new_bytes: counters.new_bytes.load(Ordering::Relaxed),
+        stored_bytes: uploaded.stored_bytes,
+        new_blobs: counters.new_blobs.load(Ordering::Relaxed),
+        duration_ms: started.elapsed().as_millis() as u64,
+        errors: errors.len() as u64,
+    };
+    let header = SnapshotHeader {
+        version: reprise_format::snapshot::SNAPSHOT_VERSION,
+        time,
+        host: opts.host.clone(),
+        component: opts.component.clone(),
+        kind: opts.kind.clone(),
+        tags: opts.tags.clone(),
+        summary,
+        parent: opts.parent,
+        labels: opts.header_labels.clone(),
+    };
+    let body = SnapshotBody {
+        tree: root,
+        paths: opts.paths.iter().cloned().map(serde_bytes::ByteBuf::from).collect(),
+        excludes: opts.excludes.clone(),
+        user: nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default(),
+        errors: errors.clone(),
+        labels: opts.body_labels.clone(),
+    };
+    let id = repo.save_snapshot(&header, &body)?;
+    if let Some(path) = &opts.files_cache {
+        if let Err(e) = FilesCache::save(path, new_cache) {
+            tracing::warn!("could not save the files cache {}: {e}", path.display());
+        }
+    }
+    Ok(BackupOutcome { id, header, errors, adopted_packs, index_files: uploaded.index_files.len() })
+}
+
+fn walk_source(
+    source: impl Source,
+    cache: &FilesCache,
+    index: &MasterIndex,
+    job_tx: &Sender<Job>,
+    cmd_tx: &Sender<Command>,
+    cancel: &CancelToken,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for event in source {
+        if cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        let cmd = match event {
+            SourceEvent::EnterDir(node) => Command::Enter(node),
+            SourceEvent::LeaveDir => Command::Leave,
+            SourceEvent::Error { path, message } => Command::Error(format!("{path}: {message}")),
+            SourceEvent::Leaf(mut node, None) => {
+                node.size = 0;
+                Command::Ready(node, None)
+            }
+            SourceEvent::Leaf(mut node, Some(content)) => {
+                let cache_path = match &content {
+                    Content::File { path, .. } => Some(path.clone()),
+                    _ => None,
+                };
+                if let Some(hit) = cache_path.as_ref().and_then(|p| cache.lookup(p, &node, index)) {
+                    progress.advance(node.size, 1);
+                    node.content = hit;
+                    Command::Ready(node, cache_path.map(|p| (p, true)))
+                } else {
+                    let (reply, rx) = bounded(1);
+                    if job_tx.send(Job { content, reply }).is_err() {
+                        return Err(Error::Interrupted);
+                    }
+                    Command::Pending(node, cache_path, rx)
+                }
+            }
+        };
+        if cmd_tx.send(cmd).is_err() {
+            // The assembler stopped; it reports why.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Totals {
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+}
+
+type Assembled = (Id, Totals, Vec<String>, Vec<(Vec<u8>, CachedFile)>);
+
+fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_rx: &Receiver<Command>, sink: &PackSink) -> Result<Assembled> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut stack = vec![OpenDir { node: Node::new(Vec::new(), NodeKind::Dir), children: Vec::new() }];
+    let mut totals = Totals::default();
+    let mut errors = Vec::new();
+    let mut new_cache = Vec::new();
+    let mut store_tree = |children: Vec<Node>| -> Result<Id> {
+        let bytes = Tree { nodes: children }.encode();
+        let id = repo.secrets().write.id_key.blob_id(&bytes);
+        if known.claim(id) {
+            tree_packer.add(id, &bytes)?;
+        }
+        Ok(id)
+    };
+    for cmd in cmd_rx {
+        if sink.failed() {
+            return Err(Error::Interrupted);
+        }
+        match cmd {
+            Command::Enter(node) => stack.push(OpenDir { node, children: Vec::new() }),
+            Command::Leave => {
+                let mut dir = stack.pop().filter(|_| !stack.is_empty()).ok_or_else(|| Error::InvalidArgument("source closed a directory it never opened".into()))?;
+                dir.children.sort_by(|a, b| a.name.cmp(&b.name));
+                dir.children.dedup_by(|a, b| a.name == b.name);
+                let id = store_tree(dir.children)?;
+                dir.node.subtree = Some(id);
+                dir.node.kind = NodeKind::Dir;
+                totals.dirs += 1;
+                stack.last_mut().expect("root stays").children.push(dir.node);
+            }
+            Command::Error(e) => {
+                tracing::warn!("{e}");
+                errors.push(e);
+            }
+            Command::Ready(node, cached) => {
+                if node.kind == NodeKind::File {
+                    totals.files += 1;
+                    totals.bytes += node.size;
+                    if let Some((path, _)) = cached {
+                        new_cache.push((path.as_os_str().as_bytes().to_vec(), CachedFile::of(&node)));
+                    }
+                }
+                stack.last_mut().expect("root stays").children.push(node);
+            }
+            Command::Pending(mut node, cache_path, rx) => match rx.recv().map_err(|_| Error::Interrupted)? {
+                FileResult::Done { content, size } => {
+                    node.content = content;
+                    node.size = size;
+                    totals.files += 1;
+                    totals.bytes += size;
+                    if let Some(path) = cache_path {
+                        new_cache.push((path.as_os_str().as_bytes().to_vec(), CachedFile::of(&node)));
+                    }
+                    stack.last_mut().expect("root stays").children.push(node);
+                }
+                FileResult::Unreadable(msg) => {
+                    let e = format!("{}: {msg}", cache_path.map_or_else(|| node.name_lossy(), |p| p.display().to_string()));
+                    tracing::warn!("{e}");
+                    errors.push(e);
+                }
+                FileResult::Fatal(e) => return Err(e),
+            },
+        }
+    }
+    if stack.len() != 1 {
+        // The source ended early (cancelled, or the assembler input closed).
+        return Err(Error::Interrupted);
+    }
+    let mut root = stack.pop().expect("root");
+    root.children.sort_by(|a, b| a.name.cmp(&b.name));
+    root.children.dedup_by(|a, b| a.name == b.name);
+    let id = store_tree(root.children)?;
+    Ok((id, totals, errors, new_cache))
+}

@@ -1,0 +1,108 @@
+//! Comparing two snapshots.
+
+use reprise_format::Id;
+use reprise_format::tree::{Node, NodeKind};
+
+use crate::error::Result;
+use crate::index::MasterIndex;
+use crate::repository::Repository;
+use crate::walk::{self, Visit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Removed,
+    /// Content (or link target) differs.
+    Modified,
+    /// Only metadata (mode, owner, times) differs.
+    Metadata,
+}
+
+impl Change {
+    #[must_use]
+    pub fn symbol(self) -> char {
+        match self {
+            Change::Added => '+',
+            Change::Removed => '-',
+            Change::Modified => 'M',
+            Change::Metadata => 'U',
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DiffEntry {
+    pub change: Change,
+    pub path: String,
+    pub dir: bool,
+}
+
+/// The changes from tree `from` to tree `to`, in path order.
+pub fn diff(repo: &Repository, index: &MasterIndex, from: &Id, to: &Id) -> Result<Vec<DiffEntry>> {
+    let mut out = Vec::new();
+    diff_trees(repo, index, Some(from), Some(to), "", &mut out)?;
+    Ok(out)
+}
+
+fn join(prefix: &str, node: &Node) -> String {
+    format!("{prefix}/{}", node.name_lossy())
+}
+
+fn all_below(repo: &Repository, index: &MasterIndex, node: &Node, path: &str, change: Change, out: &mut Vec<DiffEntry>) -> Result<()> {
+    out.push(DiffEntry { change, path: path.to_owned(), dir: node.kind == NodeKind::Dir });
+    if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+        walk::walk(repo, index, &sub, &mut |rel, n| {
+            out.push(DiffEntry { change, path: format!("{path}/{}", String::from_utf8_lossy(rel)), dir: n.kind == NodeKind::Dir });
+            Ok(Visit::Descend)
+        })?;
+    }
+    Ok(())
+}
+
+fn diff_trees(repo: &Repository, index: &MasterIndex, a: Option<&Id>, b: Option<&Id>, prefix: &str, out: &mut Vec<DiffEntry>) -> Result<()> {
+    if a == b {
+        return Ok(());
+    }
+    let ta = a.map(|id| repo.read_tree(index, id)).transpose()?.unwrap_or_default();
+    let tb = b.map(|id| repo.read_tree(index, id)).transpose()?.unwrap_or_default();
+    let (mut i, mut j) = (0, 0);
+    while i < ta.nodes.len() || j < tb.nodes.len() {
+        let na = ta.nodes.get(i);
+        let nb = tb.nodes.get(j);
+        match (na, nb) {
+            (Some(x), Some(y)) if x.name == y.name => {
+                let path = join(prefix, x);
+                if x.kind != y.kind {
+                    all_below(repo, index, x, &path, Change::Removed, out)?;
+                    all_below(repo, index, y, &path, Change::Added, out)?;
+                } else if x.kind == NodeKind::Dir {
+                    if x.mode != y.mode || x.uid != y.uid || x.gid != y.gid {
+                        out.push(DiffEntry { change: Change::Metadata, path: path.clone(), dir: true });
+                    }
+                    diff_trees(repo, index, x.subtree.as_ref(), y.subtree.as_ref(), &path, out)?;
+                } else if x.content != y.content || x.target != y.target || x.size != y.size {
+                    out.push(DiffEntry { change: Change::Modified, path, dir: false });
+                } else if x.mode != y.mode || x.uid != y.uid || x.gid != y.gid || x.mtime_ns != y.mtime_ns {
+                    out.push(DiffEntry { change: Change::Metadata, path, dir: false });
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x.name < y.name => {
+                all_below(repo, index, x, &join(prefix, x), Change::Removed, out)?;
+                i += 1;
+            }
+            (Some(x), None) => {
+                all_below(repo, index, x, &join(prefix, x), Change::Removed, out)?;
+                i += 1;
+            }
+            (_, Some(y)) => {
+                all_below(repo, index, y, &join(prefix, y), Change::Added, out)?;
+                j += 1;
+            }
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+    Ok(())
+}

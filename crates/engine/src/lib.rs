@@ -1,0 +1,28 @@
+//! The reprise repository engine.
+//!
+//! Opens repositories ([`Repository`]), loads their index ([`MasterIndex`]),
+//! and runs the operations every interface shares: [`backup::backup`],
+//! [`restore::restore`], [`check::check`], listing and comparing snapshots.
+//! It knows nothing of command lines or plan files: callers pass option
+//! structs and a [`Progress`] sink, and get typed [`Error`]s back.
+
+pub mod backup;
+pub mod cache;
+pub mod check;
+pub mod diff;
+pub mod error;
+pub mod index;
+pub mod packer;
+pub mod progress;
+pub mod repository;
+pub mod restore;
+pub mod source;
+pub mod stats;
+pub mod walk;
+
+pub use error::{Category, Error, Result};
+pub use index::{Adopt, MasterIndex};
+pub use progress::{CancelToken, NoProgress, Progress};
+pub use repository::{Repository, SnapshotInfo};
+pub use reprise_backends as backends;
+pub use reprise_format as format;

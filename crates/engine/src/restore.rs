@@ -1,0 +1,410 @@
+//! Restoring a snapshot (or part of it) into a directory.
+//!
+//! The tree is walked first: directories are created as they are met
+//! (owner-writable until the end), files, links and special files are
+//! queued. Files are then written by a pool of threads, each blob decrypted
+//! and checked against its ID; adjacent blobs of one pack are fetched in a
+//! single read. Directory metadata is applied last, deepest first, so that
+//! writing into a directory does not disturb its restored mtime.
+//!
+//! A damaged blob or tree never stops the restore: the files it affects are
+//! removed from the target and reported, every other file is restored.
+
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+use reprise_format::Id;
+use reprise_format::tree::{Node, NodeKind};
+use reprise_backends::ObjectKind;
+
+use crate::error::{Error, Result};
+use crate::index::{Adopt, MasterIndex};
+use crate::progress::{CancelToken, Progress};
+use crate::repository::Repository;
+use crate::walk::{self, Visit};
+
+/// Largest single read when fetching adjacent blobs of one pack.
+const MAX_READ_RUN: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Path inside the snapshot to restore (`/`-separated; empty = all).
+    /// A directory's contents land directly in `target`.
+    pub subpath: Vec<u8>,
+    /// Restore only these paths (relative to `subpath`) and what is below them.
+    pub include: Vec<Vec<u8>>,
+    pub threads: usize,
+    /// Allow a non-empty target; existing entries are replaced.
+    pub overwrite: bool,
+    /// Restore file owners (only possible as root).
+    pub owners: bool,
+    pub cancel: CancelToken,
+}
+
+impl RestoreOptions {
+    #[must_use]
+    pub fn new(target: impl Into<PathBuf>) -> Self {
+        RestoreOptions {
+            target: target.into(),
+            subpath: Vec::new(),
+            include: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2) * 2,
+            overwrite: false,
+            owners: nix::unistd::geteuid().is_root(),
+            cancel: CancelToken::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DamagedEntry {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreOutcome {
+    pub files: u64,
+    pub dirs: u64,
+    pub links: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub damaged: Vec<DamagedEntry>,
+}
+
+fn included(path: &[u8], include: &[Vec<u8>]) -> Visit {
+    if include.is_empty() {
+        return Visit::Descend;
+    }
+    for inc in include {
+        let inc = inc.strip_prefix(b"/").unwrap_or(inc);
+        // At or below an include, or on the way down to one.
+        let under = path == inc || (path.starts_with(inc) && path.get(inc.len()) == Some(&b'/'));
+        let above = inc.starts_with(path) && inc.get(path.len()) == Some(&b'/');
+        if under || above {
+            return Visit::Descend;
+        }
+    }
+    Visit::Skip
+}
+
+struct Plan {
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<(PathBuf, Node)>,
+    /// Hard links to create once their first path is written: (link, first).
+    links: Vec<(PathBuf, PathBuf)>,
+    others: Vec<(PathBuf, Node)>,
+}
+
+/// Restores snapshot `id` according to `opts`.
+pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreOutcome> {
+    let started = Instant::now();
+    let body = repo.snapshot_body(id)?;
+    let (index, _) = MasterIndex::load(repo, Adopt::IfIndexDamaged)?;
+    let target = &opts.target;
+    prepare_target(target, opts.overwrite)?;
+
+    let mut outcome = RestoreOutcome::default();
+    let damaged = Mutex::new(Vec::new());
+
+    // Resolve the starting point.
+    let start = walk::find(repo, &index, &body.tree, &opts.subpath).map_err(|e| match e {
+        Error::PathNotInSnapshot { path, .. } => Error::PathNotInSnapshot { snapshot: id.short(), path },
+        other => other,
+    })?;
+    let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new(), others: Vec::new() };
+    let mut first_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let root_tree = match &start {
+        None => Some(body.tree),
+        Some(n) if n.kind == NodeKind::Dir => {
+            plan.dirs.push((target.clone(), n.clone()));
+            n.subtree
+        }
+        Some(n) => {
+            queue_entry(&mut plan, &mut first_of_inode, target.join(OsStr::from_bytes(&n.name)), n.clone());
+            None
+        }
+    };
+    if let Some(root) = root_tree {
+        walk::walk_tolerant(
+            repo,
+            &index,
+            &root,
+            &mut |rel, node| {
+                let v = included(rel, &opts.include);
+                if v == Visit::Skip {
+                    return Ok(v);
+                }
+                let path = target.join(OsStr::from_bytes(rel));
+                if node.kind == NodeKind::Dir {
+                    make_dir(&path, opts.overwrite)?;
+                    plan.dirs.push((path, node.clone()));
+                } else {
+                    queue_entry(&mut plan, &mut first_of_inode, path, node.clone());
+                }
+                Ok(Visit::Descend)
+            },
+            &mut |rel, e| {
+                damaged.lock().push(DamagedEntry { path: String::from_utf8_lossy(rel).into_owned(), reason: format!("directory listing unreadable: {e}") });
+                Ok(())
+            },
+        )?;
+    }
+    let total: u64 = plan.files.iter().map(|(_, n)| n.size).sum();
+    progress.set_total(total, plan.files.len() as u64);
+
+    // Files, in parallel.
+    let next = AtomicUsize::new(0);
+    let bytes = AtomicU64::new(0);
+    let failed_paths: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let fatal: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..opts.threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    if opts.cancel.is_cancelled() || fatal.lock().is_some() {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, node)) = plan.files.get(i) else { return };
+                    match restore_file(repo, &index, path, node, opts, progress) {
+                        Ok(n) => {
+                            bytes.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(FileError::Damaged(reason)) => {
+                            let _ = fs::remove_file(path);
+                            failed_paths.lock().push(path.clone());
+                            damaged.lock().push(DamagedEntry { path: display_rel(target, path), reason });
+                        }
+                        Err(FileError::Fatal(e)) => {
+                            fatal.lock().get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = fatal.into_inner() {
+        return Err(e);
+    }
+    if opts.cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    outcome.files = plan.files.len() as u64 - failed_paths.lock().len() as u64;
+
+    let failed: std::collections::HashSet<PathBuf> = failed_paths.into_inner().into_iter().collect();
+    for (link, first) in &plan.links {
+        if failed.contains(first) {
+            damaged.lock().push(DamagedEntry { path: display_rel(target, link), reason: "hard link to a damaged file".into() });
+            continue;
+        }
+        replace_existing(link, opts.overwrite)?;
+        fs::hard_link(first, link).map_err(|e| Error::Target { path: link.clone(), source: e })?;
+        outcome.links += 1;
+    }
+    for (path, node) in &plan.others {
+        restore_special(path, node, opts)?;
+    }
+    for (path, node) in plan.dirs.iter().rev() {
+        apply_metadata(path, node, opts.owners, true)?;
+    }
+    outcome.dirs = plan.dirs.len() as u64;
+    outcome.bytes = bytes.into_inner();
+    outcome.damaged = damaged.into_inner();
+    outcome.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(outcome)
+}
+
+fn queue_entry(plan: &mut Plan, first_of_inode: &mut HashMap<(u64, u64), PathBuf>, path: PathBuf, node: Node) {
+    match node.kind {
+        NodeKind::File => {
+            if node.links > 1 && node.inode != 0 {
+                match first_of_inode.entry((node.device, node.inode)) {
+                    hashbrown::hash_map::Entry::Occupied(first) => {
+                        plan.links.push((path, first.get().clone()));
+                        return;
+                    }
+                    hashbrown::hash_map::Entry::Vacant(v) => {
+                        v.insert(path.clone());
+                    }
+                }
+            }
+            plan.files.push((path, node));
+        }
+        NodeKind::Dir => unreachable!("directories are planned by the caller"),
+        _ => plan.others.push((path, node)),
+    }
+}
+
+fn display_rel(target: &Path, path: &Path) -> String {
+    path.strip_prefix(target).unwrap_or(path).display().to_string()
+}
+
+fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
+    match fs::symlink_metadata(target) {
+        Ok(md) if !md.is_dir() => {
+            return Err(Error::InvalidArgument(format!("restore target {} exists and is not a directory: choose a directory", target.display())));
+        }
+        Ok(_) => {
+            let mut entries = fs::read_dir(target).map_err(|e| Error::Target { path: target.to_owned(), source: e })?;
+            if !overwrite && entries.next().is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "restore target {} is not empty: choose an empty or new directory, or pass --overwrite to replace what is there",
+                    target.display()
+                )));
+            }
+        }
+        Err(_) => fs::create_dir_all(target).map_err(|e| Error::Target { path: target.to_owned(), source: e })?,
+    }
+    // Probe that we can write there before touching anything else.
+    let probe = target.join(format!(".reprise-probe-{}", std::process::id()));
+    fs::write(&probe, b"").map_err(|e| Error::Target { path: target.to_owned(), source: e })?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Removes whatever non-directory is at `path` (overwrite mode), so that
+/// nothing is written through a pre-existing symlink.
+fn replace_existing(path: &Path, overwrite: bool) -> Result<()> {
+    if overwrite {
+        if let Ok(md) = fs::symlink_metadata(path) {
+            if md.is_dir() {
+                fs::remove_dir_all(path).map_err(|e| Error::Target { path: path.to_owned(), source: e })?;
+            } else {
+                fs::remove_file(path).map_err(|e| Error::Target { path: path.to_owned(), source: e })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn make_dir(path: &Path, overwrite: bool) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => {
+            replace_existing(path, overwrite)?;
+            fs::create_dir(path).map_err(|e| Error::Target { path: path.to_owned(), source: e })?;
+        }
+        Err(_) => fs::create_dir(path).map_err(|e| Error::Target { path: path.to_owned(), source: e })?,
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|e| Error::Target { path: path.to_owned(), source: e })
+}
+
+enum FileError {
+    Damaged(String),
+    Fatal(Error),
+}
+
+impl From<Error> for FileError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Damaged { .. } => FileError::Damaged(e.to_string()),
+            Error::Backend(ref b) if b.kind == reprise_backends::ErrorKind::NotFound => FileError::Damaged(e.to_string()),
+            other => FileError::Fatal(other),
+        }
+    }
+}
+
+fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node, opts: &RestoreOptions, progress: &dyn Progress) -> Result<u64, FileError> {
+    replace_existing(path, opts.overwrite)?;
+    let target_err = |e: std::io::Error| FileError::Fatal(Error::Target { path: path.to_owned(), source: e });
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(target_err)?;
+    let mut written = 0u64;
+    let mut i = 0;
+    let content = &node.content;
+    let mut last: Option<(Id, Vec<u8>)> = None;
+    while i < content.len() {
+        // A run of blobs stored back to back in one pack: one read.
+        let first = index.get(&content[i]).ok_or_else(|| FileError::Damaged(format!("data blob {} is in no index (its pack is missing)", content[i])))?;
+        if let Some((id, data)) = &last {
+            if *id == content[i] {
+                file.write_all(data).map_err(target_err)?;
+                written += data.len() as u64;
+                progress.advance(data.len() as u64, 0);
+                i += 1;
+                continue;
+            }
+        }
+        let mut run = vec![first];
+        let mut end = u64::from(first.entry.offset) + u64::from(first.entry.length);
+        while let Some(next) = content.get(i + run.len()).and_then(|id| index.get(id)) {
+            if next.pack != first.pack || u64::from(next.entry.offset) != end || end - u64::from(first.entry.offset) >= MAX_READ_RUN {
+                break;
+            }
+            end += u64::from(next.entry.length);
+            run.push(next);
+        }
+        let start = u64::from(first.entry.offset);
+        let buf = repo
+            .backend()
+            .read_range(ObjectKind::Pack, &first.pack.to_hex(), start, end - start)
+            .map_err(|e| FileError::from(Error::Backend(e)))?;
+        for loc in &run {
+            let off = (u64::from(loc.entry.offset) - start) as usize;
+            let plain = repo.open_blob(&loc.pack, &loc.entry, &buf[off..off + loc.entry.length as usize])?;
+            file.write_all(&plain).map_err(target_err)?;
+            written += plain.len() as u64;
+            progress.advance(plain.len() as u64, 0);
+            last = Some((loc.entry.id, plain));
+        }
+        i += run.len();
+    }
+    if written != node.size {
+        return Err(FileError::Damaged(format!("restored {written} bytes, the snapshot recorded {}", node.size)));
+    }
+    file.sync_data().map_err(target_err)?;
+    drop(file);
+    progress.advance(0, 1);
+    apply_metadata(path, node, opts.owners, false)?;
+    Ok(written)
+}
+
+fn restore_special(path: &Path, node: &Node, opts: &RestoreOptions) -> Result<()> {
+    replace_existing(path, opts.overwrite)?;
+    let err = |e: std::io::Error| Error::Target { path: path.to_owned(), source: e };
+    match node.kind {
+        NodeKind::Symlink => {
+            let target = node.target.as_deref().unwrap_or_default();
+            std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(err)?;
+        }
+        NodeKind::Fifo => {
+            nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| err(e.into()))?;
+        }
+        NodeKind::Char | NodeKind::Block => {
+            if !nix::unistd::geteuid().is_root() {
+                tracing::warn!("{}: device files can only be restored as root; skipped", path.display());
+                return Ok(());
+            }
+            let kind = if node.kind == NodeKind::Char { nix::sys::stat::SFlag::S_IFCHR } else { nix::sys::stat::SFlag::S_IFBLK };
+            nix::sys::stat::mknod(path, kind, nix::sys::stat::Mode::from_bits_truncate(0o600), node.rdev).map_err(|e| err(e.into()))?;
+        }
+        NodeKind::Socket => return Ok(()), // sockets are recreated by their servers
+        NodeKind::File | NodeKind::Dir => unreachable!("handled elsewhere"),
+    }
+    apply_metadata(path, node, opts.owners, false)
+}
+
+/// Owner, then mode (chown clears set-id bits), then times.
+fn apply_metadata(path: &Path, node: &Node, owners: bool, is_dir: bool) -> Result<()> {
+    let err = |e: std::io::Error| Error::Target { path: path.to_owned(), source: e };
+    if owners {
+        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)).map_err(err)?;
+    }
+    let mtime = filetime::FileTime::from_unix_time(node.mtime_ns.div_euclid(1_000_000_000), node.mtime_ns.rem_euclid(1_000_000_000) as u32);
+    if node.kind == NodeKind::Symlink {
+        filetime::set_symlink_file_times(path, mtime, mtime).map_err(err)?;
+        return Ok(());
+    }
+    let mode = if is_dir && node.mode == 0 { 0o755 } else { node.mode };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)?;
+    filetime::set_file_times(path, mtime, mtime).map_err(err)
+}

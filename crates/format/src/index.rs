@@ -1,0 +1,185 @@
+//! Index files: which blob lives in which pack.
+//!
+//! An index file is written by each backup after its packs are durable and
+//! before its snapshot is; it is never rewritten. Its plaintext (zstd
+//! compressed, then sealed under the catalog key) is:
+//!
+//! ```text
+//! u32 version (= 1)
+//! u32 S, then S × 32-byte names of index files this one supersedes
+//! u32 P, then P × pack:
+//!     32  pack name
+//!     u64 pack length in bytes
+//!     u32 B, then B × 45-byte entries (kind u8, blob id 32, offset u32, length u32, raw length u32)
+//! ```
+//!
+//! The stored object is `"RPRSIDX1" || nonce 12 || ciphertext || tag`, with
+//! the magic as AAD. All integers are little-endian.
+
+use crate::crypto::SymmetricKey;
+use crate::pack::{DIRECTORY_ENTRY_LEN, PackEntry, decode_entry, encode_entry};
+use crate::{FormatError, Id};
+
+pub const INDEX_MAGIC: &[u8; 8] = b"RPRSIDX1";
+pub const INDEX_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexedPack {
+    pub id: Id,
+    pub length: u64,
+    pub blobs: Vec<PackEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexFile {
+    pub supersedes: Vec<Id>,
+    pub packs: Vec<IndexedPack>,
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        if self.b.len() < n {
+            return Err(FormatError::truncated("index file"));
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    fn u32(&mut self) -> Result<u32, FormatError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, FormatError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn id(&mut self) -> Result<Id, FormatError> {
+        Id::from_slice(self.take(32)?)
+    }
+    /// A count of items of at least `min_item` bytes each, bounded by what is left.
+    fn count(&mut self, min_item: usize) -> Result<usize, FormatError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item) > self.b.len() {
+            return Err(FormatError::truncated("index file count exceeds its length"));
+        }
+        Ok(n)
+    }
+}
+
+impl IndexFile {
+    #[must_use]
+    pub fn blob_count(&self) -> usize {
+        self.packs.iter().map(|p| p.blobs.len()).sum()
+    }
+
+    #[must_use]
+    pub fn encode_plain(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.blob_count() * DIRECTORY_ENTRY_LEN + self.packs.len() * 44);
+        out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+        out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
+        for s in &self.supersedes {
+            out.extend_from_slice(&s.0);
+        }
+        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        for p in &self.packs {
+            out.extend_from_slice(&p.id.0);
+            out.extend_from_slice(&p.length.to_le_bytes());
+            out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
+            for e in &p.blobs {
+                encode_entry(e, &mut out);
+            }
+        }
+        out
+    }
+
+    pub fn decode_plain(b: &[u8]) -> Result<IndexFile, FormatError> {
+        let mut r = Reader { b };
+        let version = r.u32()?;
+        if version != INDEX_VERSION {
+            return Err(FormatError::UnsupportedVersion { what: "index file", found: version, supported: INDEX_VERSION });
+        }
+        let s = r.count(32)?;
+        let supersedes = (0..s).map(|_| r.id()).collect::<Result<_, _>>()?;
+        let p = r.count(44)?;
+        let mut packs = Vec::with_capacity(p);
+        for _ in 0..p {
+            let id = r.id()?;
+            let length = r.u64()?;
+            let n = r.count(DIRECTORY_ENTRY_LEN)?;
+            let blobs = (0..n).map(|_| decode_entry(r.take(DIRECTORY_ENTRY_LEN)?)).collect::<Result<Vec<_>, _>>()?;
+            for e in &blobs {
+                if u64::from(e.offset) + u64::from(e.length) > length {
+                    return Err(FormatError::Malformed(format!("blob {} lies beyond the end of pack {}", e.id.short(), id.short())));
+                }
+            }
+            packs.push(IndexedPack { id, length, blobs });
+        }
+        if !r.b.is_empty() {
+            return Err(FormatError::Malformed(format!("{} trailing bytes in index file", r.b.len())));
+        }
+        Ok(IndexFile { supersedes, packs })
+    }
+
+    /// The stored object: compressed, sealed, with magic.
+    #[must_use]
+    pub fn seal(&self, catalog_key: &SymmetricKey) -> Vec<u8> {
+        let plain = zstd::bulk::compress(&self.encode_plain(), 3).expect("zstd compresses in memory");
+        let mut out = INDEX_MAGIC.to_vec();
+        out.extend_from_slice(&catalog_key.seal_with_random_nonce(INDEX_MAGIC, &plain));
+        out
+    }
+
+    pub fn open(bytes: &[u8], catalog_key: &SymmetricKey) -> Result<IndexFile, FormatError> {
+        if bytes.len() < 8 || &bytes[..8] != INDEX_MAGIC {
+            return Err(FormatError::BadMagic { expected: "index" });
+        }
+        let packed = catalog_key.open_with_nonce_prefix(INDEX_MAGIC, &bytes[8..], "index file")?;
+        // The decompressed size is bounded: 1 GiB covers ~20 million blobs.
+        let plain = zstd::bulk::decompress(&packed, 1 << 30).map_err(|e| FormatError::Malformed(format!("index file: zstd: {e}")))?;
+        IndexFile::decode_plain(&plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BlobKind;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = PackEntry> {
+        (any::<bool>(), any::<[u8; 32]>(), 88u32..1_000_000, 17u32..100_000, 0u32..1_000_000).prop_map(|(t, id, offset, length, raw_length)| PackEntry {
+            kind: if t { BlobKind::Tree } else { BlobKind::Data },
+            id: Id(id),
+            offset,
+            length,
+            raw_length,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn index_round_trip(
+            supersedes in proptest::collection::vec(any::<[u8; 32]>(), 0..4),
+            packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(entry(), 0..10)), 0..6),
+        ) {
+            let idx = IndexFile {
+                supersedes: supersedes.into_iter().map(Id).collect(),
+                packs: packs.into_iter().map(|(id, blobs)| IndexedPack { id: Id(id), length: 2_000_000, blobs }).collect(),
+            };
+            let key = SymmetricKey::generate();
+            prop_assert_eq!(IndexFile::open(&idx.seal(&key), &key).unwrap(), idx.clone());
+            prop_assert_eq!(IndexFile::decode_plain(&idx.encode_plain()).unwrap(), idx);
+        }
+    }
+
+    #[test]
+    fn truncated_plaintext_is_an_error_not_a_panic() {
+        let idx = IndexFile { supersedes: vec![], packs: vec![IndexedPack { id: Id([1; 32]), length: 10_000, blobs: vec![PackEntry { kind: BlobKind::Data, id: Id([2; 32]), offset: 100, length: 50, raw_length: 33 }] }] };
+        let plain = idx.encode_plain();
+        for cut in 0..plain.len() {
+            assert!(IndexFile::decode_plain(&plain[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Packs: the objects that hold blobs.
+//!
+//! ```text
+//! offset        size  content
+//! 0             8     magic "RPRSPAK1"
+//! 8             80    pack key sealed to the recovery public key (HPKE: enc 32 || ct 32 || tag 16)
+//! 88            ...   blobs, each AES-256-GCM(pack key, nonce = 0u32 || offset u64 LE,
+//!                     aad = kind || blob id) of (compression byte || payload), tag appended
+//! ...           D     directory: nonce 12 || AES-256-GCM(catalog key, aad "reprise pack directory v1") || tag
+//! len-12        4     D, u32 LE
+//! len-8         8     magic "RPRSPAK1"
+//! ```
+//!
+//! Each pack has its own random data key, sealed so that only the recovery
+//! secret opens it: the writer forgets it once the pack is uploaded. The
+//! directory is under the catalog key instead, so any writer can rebuild
+//! index entries for a pack whose index file was never written (a backup
+//! killed between the two uploads) without being able to read its content.
+
+use crate::crypto::{NONCE_LEN, RecoveryPublicKey, RecoverySecretKey, SymmetricKey, TAG_LEN};
+use crate::{BlobKind, FormatError, Id, crypto::IdKey};
+
+pub const PACK_MAGIC: &[u8; 8] = b"RPRSPAK1";
+pub const SEALED_KEY_LEN: usize = crate::crypto::ENC_LEN + 32 + TAG_LEN;
+pub const HEADER_LEN: usize = PACK_MAGIC.len() + SEALED_KEY_LEN;
+pub const TRAILER_LEN: usize = 4 + PACK_MAGIC.len();
+pub const PACK_KEY_INFO: &[u8] = b"reprise pack key v1";
+const DIRECTORY_AAD: &[u8] = b"reprise pack directory v1";
+pub const DIRECTORY_ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
+/// Overhead added to each blob's payload: compression byte and GCM tag.
+pub const BLOB_OVERHEAD: usize = 1 + TAG_LEN;
+/// Upper bound on a blob's plaintext, checked before decompressing.
+pub const MAX_BLOB_LEN: u32 = 1 << 30;
+
+/// Compression byte values.
+pub const STORED: u8 = 0;
+pub const ZSTD: u8 = 1;
+
+/// Where a blob lives in its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PackEntry {
+    pub kind: BlobKind,
+    pub id: Id,
+    /// Offset of the blob's ciphertext from the start of the pack.
+    pub offset: u32,
+    /// Length of the ciphertext (payload + compression byte + tag).
+    pub length: u32,
+    /// Length of the plaintext content, after decompression.
+    pub raw_length: u32,
+}
+
+fn blob_nonce(offset: u32) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    n[4..].copy_from_slice(&u64::from(offset).to_le_bytes());
+    n
+}
+
+fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
+    let mut aad = [0u8; 33];
+    aad[0] = kind.code();
+    aad[1..].copy_from_slice(&id.0);
+    aad
+}
+
+/// Compresses `raw` with zstd when that pays, else stores it.
+///
+/// The first 64 KiB are tried first: incompressible content (signature
+/// images, already-compressed PDF streams) is recognised after compressing a
+/// sample instead of the whole chunk.
+#[must_use]
+pub fn compress(raw: &[u8], level: i32) -> (u8, Vec<u8>) {
+    const SAMPLE: usize = 16 * 1024;
+    if raw.len() < 64 {
+        return (STORED, raw.to_vec());
+    }
+    if raw.len() > 2 * SAMPLE {
+        let sample = &raw[..SAMPLE];
+        let packed = zstd::bulk::compress(sample, 1).expect("zstd compresses in memory");
+        if packed.len() * 100 > sample.len() * 97 {
+            return (STORED, raw.to_vec());
+        }
+    }
+    let packed = zstd::bulk::compress(raw, level).expect("zstd compresses in memory");
+    // Keep the compressed form only if it saves at least 3 %.
+    if packed.len() * 100 <= raw.len() * 97 { (ZSTD, packed) } else { (STORED, raw.to_vec()) }
+}
+
+/// Builds one pack in memory.
+pub struct PackWriter {
+    key: SymmetricKey,
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl std::fmt::Debug for PackWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackWriter").field("len", &self.buf.len()).field("blobs", &self.entries.len()).finish()
+    }
+}
+
+impl PackWriter {
+    #[must_use]
+    pub fn new(recovery_public: &RecoveryPublicKey, capacity: usize) -> PackWriter {
+        let key = SymmetricKey::generate();
+        let sealed = recovery_public.seal(PACK_KEY_INFO, key.as_bytes());
+        debug_assert_eq!(sealed.len(), SEALED_KEY_LEN);
+        let mut buf = Vec::with_capacity(capacity + capacity / 8);
+        buf.extend_from_slice(PACK_MAGIC);
+        buf.extend_from_slice(&sealed);
+        PackWriter { key, buf, entries: Vec::new() }
+    }
+
+    /// Bytes so far (header and blobs, not the directory).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    #[must_use]
+    pub fn blob_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Appends a blob. `payload` is `raw` after [`compress`]; `compression`
+    /// is the byte [`compress`] returned.
+    pub fn add(&mut self, kind: BlobKind, id: Id, raw_length: u32, compression: u8, payload: &[u8]) -> PackEntry {
+        let offset = u32::try_from(self.buf.len()).expect("packs stay below 4 GiB");
+        let mut ct = Vec::with_capacity(payload.len() + BLOB_OVERHEAD);
+        ct.push(compression);
+        ct.extend_from_slice(payload);
+        self.key.seal_in_place(blob_nonce(offset), &blob_aad(kind, &id), &mut ct);
+        self.buf.extend_from_slice(&ct);
+        let entry = PackEntry { kind, id, offset, length: ct.len() as u32, raw_length };
+        self.entries.push(entry);
+        entry
+    }
+
+    /// Seals the directory and returns the pack's bytes, its name and entries.
+    #[must_use]
+    pub fn finish(mut self, catalog_key: &SymmetricKey) -> (Id, Vec<u8>, Vec<PackEntry>) {
+        let dir = encode_directory(&self.entries);
+        let sealed = catalog_key.seal_with_random_nonce(DIRECTORY_AAD, &dir);
+        self.buf.extend_from_slice(&sealed);
+        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(PACK_MAGIC);
+        let id = Id::of_object(&self.buf);
+        (id, std::mem::take(&mut self.buf), std::mem::take(&mut self.entries))
+    }
+}
+
+fn encode_directory(entries: &[PackEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + entries.len() * DIRECTORY_ENTRY_LEN);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        encode_entry(e, &mut out);
+    }
+    out
+}
+
+pub(crate) fn encode_entry(e: &PackEntry, out: &mut Vec<u8>) {
+    out.push(e.kind.code());
+    out.extend_from_slice(&e.id.0);
+    out.extend_from_slice(&e.offset.to_le_bytes());
+    out.extend_from_slice(&e.length.to_le_bytes());
+    out.extend_from_slice(&e.raw_length.to_le_bytes());
+}
+
+pub(crate) fn decode_entry(b: &[u8]) -> Result<PackEntry, FormatError> {
+    debug_assert_eq!(b.len(), DIRECTORY_ENTRY_LEN);
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    let e = PackEntry {
+        kind: BlobKind::from_code(b[0])?,
+        id: Id::from_slice(&b[1..33])?,
+        offset: u32_at(33),
+        length: u32_at(37),
+        raw_length: u32_at(41),
+    };
+    if (e.length as usize) < BLOB_OVERHEAD || e.raw_length > MAX_BLOB_LEN || (e.offset as usize) < HEADER_LEN {
+        return Err(FormatError::Malformed(format!("blob entry {} has impossible bounds", e.id.short())));
+    }
+    Ok(e)
+}
+
+/// From the last [`TRAILER_LEN`] bytes of a pack, the length of its sealed
+/// directory (which sits just before the trailer).
+pub fn directory_len(trailer: &[u8]) -> Result<usize, FormatError> {
+    if trailer.len() != TRAILER_LEN {
+        return Err(FormatError::truncated("pack trailer"));
+    }
+    if &trailer[4..] != PACK_MAGIC {
+        return Err(FormatError::BadMagic { expected: "pack" });
+    }
+    Ok(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize)
+}
+
+/// Decodes a pack's sealed directory, checking every entry lies within the
+/// blob area of a pack of `pack_len` bytes.
+pub fn decode_directory(sealed: &[u8], catalog_key: &SymmetricKey, pack_len: u64) -> Result<Vec<PackEntry>, FormatError> {
+    let plain = catalog_key.open_with_nonce_prefix(DIRECTORY_AAD, sealed, "pack directory")?;
+    if plain.len() < 4 {
+        return Err(FormatError::truncated("pack directory"));
+    }
+    let count = u32::from_le_bytes(plain[..4].try_into().expect("4 bytes")) as usize;
+    let body = &plain[4..];
+    if body.len() != count.checked_mul(DIRECTORY_ENTRY_LEN).ok_or_else(|| FormatError::truncated("pack directory"))? {
+        return Err(FormatError::Malformed(format!("pack directory declares {count} entries in {} bytes", body.len())));
+    }
+    let blob_end = pack_len.saturating_sub((sealed.len() + TRAILER_LEN) as u64);
+    body.chunks_exact(DIRECTORY_ENTRY_LEN)
+        .map(|b| {
+            let e = decode_entry(b)?;
+            if u64::from(e.offset) + u64::from(e.length) > blob_end {
+                return Err(FormatError::Malformed(format!("blob {} extends past the blob area", e.id.short())));
+            }
+            Ok(e)
+        })
+        .collect()
+}
+
+/// Whole-pack decoding: header check and directory, for `check --read-data`
+/// and for adopting unindexed packs.
+pub fn directory_of(pack: &[u8], catalog_key: &SymmetricKey) -> Result<Vec<PackEntry>, FormatError> {
+    if pack.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(FormatError::truncated(format!("pack of {} bytes", pack.len())));
+    }
+    if &pack[..8] != PACK_MAGIC {
+        return Err(FormatError::BadMagic { expected: "pack" });
+    }
+    let dlen = directory_len(&pack[pack.len() - TRAILER_LEN..])?;
+    let start = pack
+        .len()
+        .checked_sub(TRAILER_LEN + dlen)
+        .filter(|s| *s >= HEADER_LEN)
+        .ok_or_else(|| FormatError::truncated("pack directory"))?;
+    decode_directory(&pack[start..pack.len() - TRAILER_LEN], catalog_key, pack.len() as u64)
+}
+
+/// Opens a pack's data key from its first [`HEADER_LEN`] bytes.
+pub fn open_pack_key(header: &[u8], recovery: &RecoverySecretKey) -> Result<SymmetricKey, FormatError> {
+    if header.len() < HEADER_LEN {
+        return Err(FormatError::truncated("pack header"));
+    }
+    if &header[..8] != PACK_MAGIC {
+        return Err(FormatError::BadMagic { expected: "pack" });
+    }
+    let key = recovery.open(PACK_KEY_INFO, &header[8..HEADER_LEN], "pack key")?;
+    let key: [u8; 32] = key.try_into().map_err(|_| FormatError::Malformed("pack key is not 32 bytes".into()))?;
+    Ok(SymmetricKey::from_bytes(key))
+}
+
+/// Decrypts one blob, decompresses it and checks it hashes to its ID.
+pub fn open_blob(pack_key: &SymmetricKey, id_key: &IdKey, entry: &PackEntry, ciphertext: &[u8]) -> Result<Vec<u8>, FormatError> {
+    if ciphertext.len() != entry.length as usize {
+        return Err(FormatError::truncated(format!("blob {}", entry.id.short())));
+    }
+    let mut buf = ciphertext.to_vec();
+    pack_key.open_in_place(blob_nonce(entry.offset), &blob_aad(entry.kind, &entry.id), &mut buf, "blob")?;
+    let plain = match buf.first() {
+        Some(&STORED) => {
+            buf.remove(0);
+            buf
+        }
+        Some(&ZSTD) => zstd::bulk::decompress(&buf[1..], entry.raw_length as usize)
+            .map_err(|e| FormatError::Malformed(format!("blob {}: zstd: {e}", entry.id.short())))?,
+        Some(other) => return Err(FormatError::Malformed(format!("unknown compression byte {other}"))),
+        None => return Err(FormatError::truncated("blob")),
+    };
+    if plain.len() != entry.raw_length as usize || id_key.blob_id(&plain) != entry.id {
+        return Err(FormatError::IdMismatch);
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Secrets;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pack_round_trip(blobs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..3000), any::<bool>(), any::<bool>()), 1..20)) {
+            let s = Secrets::generate(Id([3; 32]));
+            let mut w = PackWriter::new(&s.write.recovery_public, 1024);
+            let mut expected = Vec::new();
+            for (data, tree, squash) in &blobs {
+                let raw = if *squash { vec![b'a'; data.len() + 100] } else { data.clone() };
+                let kind = if *tree { BlobKind::Tree } else { BlobKind::Data };
+                let id = s.write.id_key.blob_id(&raw);
+                let (c, payload) = compress(&raw, 3);
+                w.add(kind, id, raw.len() as u32, c, &payload);
+                expected.push(raw);
+            }
+            let (name, bytes, entries) = w.finish(&s.write.catalog_key);
+            prop_assert_eq!(name, Id::of_object(&bytes));
+            let dir = directory_of(&bytes, &s.write.catalog_key).unwrap();
+            prop_assert_eq!(&dir, &entries);
+            let key = open_pack_key(&bytes[..HEADER_LEN], s.recovery.as_ref().unwrap()).unwrap();
+            for (e, raw) in dir.iter().zip(&expected) {
+                let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+                prop_assert_eq!(&open_blob(&key, &s.write.id_key, e, ct).unwrap(), raw);
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_blob_byte_is_detected_and_write_only_cannot_open() {
+        let s = Secrets::generate(Id([3; 32]));
+        let mut w = PackWriter::new(&s.write.recovery_public, 1024);
+        let raw = b"consent form of patient 42".to_vec();
+        let id = s.write.id_key.blob_id(&raw);
+        w.add(BlobKind::Data, id, raw.len() as u32, STORED, &raw);
+        let (_, mut bytes, entries) = w.finish(&s.write.catalog_key);
+        let (other, _) = RecoverySecretKey::generate();
+        assert!(open_pack_key(&bytes[..HEADER_LEN], &other).is_err());
+        let key = open_pack_key(&bytes[..HEADER_LEN], s.recovery.as_ref().unwrap()).unwrap();
+        let e = entries[0];
+        bytes[e.offset as usize + 3] ^= 0x40;
+        let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+        assert!(matches!(open_blob(&key, &s.write.id_key, &e, ct), Err(FormatError::Authentication(_))));
+        assert!(!bytes.windows(raw.len()).any(|w| w == raw.as_slice()), "plaintext visible in pack");
+    }
+
+    #[test]
+    fn incompressible_data_is_stored() {
+        let mut data = vec![0u8; 100_000];
+        blake3::Hasher::new().finalize_xof().fill(&mut data);
+        assert_eq!(compress(&data, 3).0, STORED);
+        assert_eq!(compress(&vec![b'x'; 100_000], 3).0, ZSTD);
+    }
+}

@@ -1,0 +1,485 @@
+//! The plan: `reprise.toml`.
+//!
+//! A plan declares repositories, the components to protect and their
+//! objectives. This crate turns the file into a validated [`Plan`] or into a
+//! list of [`Diagnostic`]s — *all* of them, each with file, line, column and
+//! the fix — so that `reprise plan check` can be run once and every mistake
+//! corrected in one pass.
+//!
+//! Precedence (command line > environment > file) is the interfaces' job:
+//! they read the plan for defaults and override them.
+
+pub mod duration;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+/// One problem in a plan file, located and with its fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}; fix: {}", self.file.display(), self.line, self.column, self.message, self.fix)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan {}: {source}; fix: check the path (--plan, REPRISE_PLAN) or create it with `reprise plan init`", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// Where a repository's passphrase comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// A file readable only by the service account; first line is used.
+    File(PathBuf),
+    /// An environment variable's name (the value never appears in the plan).
+    Env(String),
+    /// Ask on the terminal.
+    Prompt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryPlan {
+    pub name: String,
+    pub url: String,
+    pub password: PasswordSource,
+}
+
+/// Grandfather-father-son retention, as written in the plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub keep_last: Option<u32>,
+    pub keep_within: Option<Duration>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+}
+
+impl RetentionPolicy {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == RetentionPolicy::default()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Objectives {
+    /// Recovery point objective: the most data, in time, the component may lose.
+    pub rpo: Option<Duration>,
+    /// Recovery time objective: the longest a restore may take.
+    pub rto: Option<Duration>,
+    pub retention: RetentionPolicy,
+    /// Legal retention: no snapshot younger than this may be deleted.
+    pub retain_for: Option<Duration>,
+    /// Snapshots must be made immutable where storage allows it.
+    pub immutable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// Directory trees.
+    Files,
+}
+
+impl fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ComponentKind::Files => "files",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentPlan {
+    pub name: String,
+    pub kind: ComponentKind,
+    pub repository: String,
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    pub tags: Vec<String>,
+    pub one_file_system: bool,
+    pub objectives: Objectives,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// The file the plan was read from.
+    pub file: PathBuf,
+    pub name: String,
+    pub repositories: BTreeMap<String, RepositoryPlan>,
+    pub components: BTreeMap<String, ComponentPlan>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+// ---- raw, spanned form ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    #[serde(default)]
+    plan: Option<RawMeta>,
+    #[serde(default)]
+    settings: Option<RawSettings>,
+    #[serde(default)]
+    repositories: BTreeMap<String, Spanned<RawRepository>>,
+    #[serde(default)]
+    components: BTreeMap<String, Spanned<RawComponent>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    cache_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    url: Spanned<String>,
+    #[serde(default)]
+    password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    password_env: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    #[serde(default)]
+    repository: Option<Spanned<String>>,
+    #[serde(default)]
+    paths: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    tags: Vec<Spanned<String>>,
+    #[serde(default)]
+    one_file_system: bool,
+    #[serde(default)]
+    objectives: Option<Spanned<RawObjectives>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjectives {
+    #[serde(default)]
+    rpo: Option<Spanned<String>>,
+    #[serde(default)]
+    rto: Option<Spanned<String>>,
+    #[serde(default)]
+    retention: Option<Spanned<RawRetention>>,
+    #[serde(default)]
+    retain_for: Option<Spanned<String>>,
+    #[serde(default)]
+    immutable: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    #[serde(default)]
+    keep_last: Option<u32>,
+    #[serde(default)]
+    keep_within: Option<Spanned<String>>,
+    #[serde(default)]
+    hourly: Option<u32>,
+    #[serde(default)]
+    daily: Option<u32>,
+    #[serde(default)]
+    weekly: Option<u32>,
+    #[serde(default)]
+    monthly: Option<u32>,
+    #[serde(default)]
+    yearly: Option<u32>,
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn at(&mut self, offset: usize, message: impl Into<String>, fix: impl Into<String>) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.diags.push(Diagnostic { file: self.file.to_owned(), line, column, message: message.into(), fix: fix.into() });
+    }
+
+    fn duration(&mut self, s: &Spanned<String>, what: &str) -> Option<Duration> {
+        match duration::parse(s.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.at(s.span().start, format!("{what}: {e}"), "write a duration like \"15m\", \"1h\", \"7d\" or \"20y\"");
+                None
+            }
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Where the default plan is looked for when none is named.
+#[must_use]
+pub fn default_locations() -> Vec<PathBuf> {
+    vec![PathBuf::from("reprise.toml"), PathBuf::from("/etc/reprise/reprise.toml")]
+}
+
+impl Plan {
+    /// Reads and validates a plan file.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError::Io { path: path.to_owned(), source: e })?;
+        Plan::parse(path, &text)
+    }
+
+    /// Validates plan text; `file` is used in diagnostics and to resolve
+    /// relative paths.
+    pub fn parse(file: &Path, text: &str) -> Result<Plan, PlanError> {
+        let mut cx = Ctx { file, text, diags: Vec::new() };
+        let raw: RawPlan = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                let msg = e.message().trim().to_owned();
+                let fix = if let Some(rest) = msg.split("expected one of ").nth(1) {
+                    format!("use one of {rest}")
+                } else if msg.contains("missing field") {
+                    "add the field (see docs/PLAN.md for every field)".to_owned()
+                } else {
+                    "correct the TOML syntax at this position".to_owned()
+                };
+                cx.at(offset, msg, fix);
+                return Err(PlanError::Invalid(cx.diags));
+            }
+        };
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &str| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        let mut plan = Plan { file: file.to_owned(), name: raw.plan.and_then(|m| m.name).unwrap_or_default(), ..Plan::default() };
+        if let Some(settings) = raw.settings {
+            plan.cache_dir = settings.cache_dir.map(|c| resolve(c.get_ref()));
+        }
+
+        for (name, repo) in raw.repositories {
+            let span = repo.span().start;
+            let repo = repo.into_inner();
+            if !valid_name(&name) {
+                cx.at(span, format!("repository name '{name}' is not valid"), "use letters, digits, '-', '_' or '.' (at most 64)");
+            }
+            if repo.url.get_ref().trim().is_empty() {
+                cx.at(repo.url.span().start, format!("repository '{name}' has an empty url"), "set url to a directory path, e.g. \"/var/backups/reprise\"");
+            }
+            let password = match (repo.password_file, repo.password_env) {
+                (Some(f), Some(e)) => {
+                    cx.at(e.span().start, format!("repository '{name}' sets both password_file and password_env"), "keep only one of them");
+                    PasswordSource::File(resolve(f.get_ref()))
+                }
+                (Some(f), None) => PasswordSource::File(resolve(f.get_ref())),
+                (None, Some(e)) => {
+                    let var = e.get_ref();
+                    if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        cx.at(e.span().start, format!("password_env '{var}' is not an environment variable name"), "give the variable's name, e.g. \"REPRISE_PASSWORD\" (never the passphrase itself)");
+                    }
+                    PasswordSource::Env(var.clone())
+                }
+                (None, None) => PasswordSource::Prompt,
+            };
+            let url = repo.url.into_inner();
+            let url = if url.contains("://") || url.starts_with("local:") { url } else { resolve(&url).display().to_string() };
+            plan.repositories.insert(name.clone(), RepositoryPlan { name, url, password });
+        }
+
+        for (name, comp) in raw.components {
+            let span = comp.span().start;
+            let comp = comp.into_inner();
+            if !valid_name(&name) {
+                cx.at(span, format!("component name '{name}' is not valid"), "use letters, digits, '-', '_' or '.' (at most 64)");
+            }
+            let kind = match comp.kind.get_ref().as_str() {
+                "files" => ComponentKind::Files,
+                other => {
+                    cx.at(comp.kind.span().start, format!("component '{name}' has unknown type '{other}'"), "use type = \"files\"");
+                    ComponentKind::Files
+                }
+            };
+            let repository = match &comp.repository {
+                Some(r) => {
+                    if !plan.repositories.contains_key(r.get_ref()) {
+                        let known: Vec<_> = plan.repositories.keys().map(String::as_str).collect();
+                        cx.at(
+                            r.span().start,
+                            format!("component '{name}' uses repository '{}', which the plan does not declare", r.get_ref()),
+                            if known.is_empty() { "declare it under [repositories.NAME]".to_owned() } else { format!("use one of: {}", known.join(", ")) },
+                        );
+                    }
+                    r.get_ref().clone()
+                }
+                None if plan.repositories.len() == 1 => plan.repositories.keys().next().cloned().unwrap_or_default(),
+                None => {
+                    cx.at(span, format!("component '{name}' does not say which repository it goes to"), "add repository = \"NAME\"");
+                    String::new()
+                }
+            };
+            let mut paths = Vec::new();
+            match &comp.paths {
+                Some(p) if !p.get_ref().is_empty() => {
+                    for path in p.get_ref() {
+                        if Path::new(path.get_ref()).is_absolute() {
+                            paths.push(PathBuf::from(path.get_ref()));
+                        } else {
+                            cx.at(path.span().start, format!("path '{}' of component '{name}' is relative", path.get_ref()), "write the absolute path (backups must not depend on the current directory)");
+                        }
+                    }
+                }
+                Some(p) => cx.at(p.span().start, format!("component '{name}' has no paths"), "list at least one directory in paths = [...]"),
+                None => cx.at(span, format!("component '{name}' has no paths"), "add paths = [\"/absolute/path\"]"),
+            }
+            for ex in &comp.exclude {
+                if let Err(e) = globset::Glob::new(ex.get_ref()) {
+                    cx.at(ex.span().start, format!("exclude pattern '{}' is invalid: {}", ex.get_ref(), e.kind()), "fix the glob (e.g. \"*.tmp\", \"/srv/docs/cache/**\")");
+                }
+            }
+            let mut objectives = Objectives::default();
+            if let Some(o) = comp.objectives {
+                let o = o.into_inner();
+                objectives.rpo = o.rpo.as_ref().and_then(|d| cx.duration(d, "rpo"));
+                objectives.rto = o.rto.as_ref().and_then(|d| cx.duration(d, "rto"));
+                objectives.retain_for = o.retain_for.as_ref().and_then(|d| cx.duration(d, "retain_for"));
+                objectives.immutable = o.immutable;
+                if let Some(r) = o.retention {
+                    let span = r.span().start;
+                    let r = r.into_inner();
+                    objectives.retention = RetentionPolicy {
+                        keep_last: r.keep_last,
+                        keep_within: r.keep_within.as_ref().and_then(|d| cx.duration(d, "keep_within")),
+                        hourly: r.hourly,
+                        daily: r.daily,
+                        weekly: r.weekly,
+                        monthly: r.monthly,
+                        yearly: r.yearly,
+                    };
+                    if objectives.retention.is_empty() {
+                        cx.at(span, format!("retention of '{name}' keeps nothing"), "set at least one of keep_last, keep_within, hourly, daily, weekly, monthly, yearly");
+                    }
+                }
+            }
+            plan.components.insert(
+                name.clone(),
+                ComponentPlan {
+                    name,
+                    kind,
+                    repository,
+                    paths,
+                    excludes: comp.exclude.into_iter().map(Spanned::into_inner).collect(),
+                    tags: comp.tags.into_iter().map(Spanned::into_inner).collect(),
+                    one_file_system: comp.one_file_system,
+                    objectives,
+                },
+            );
+        }
+        if cx.diags.is_empty() { Ok(plan) } else { Err(PlanError::Invalid(cx.diags)) }
+    }
+
+    pub fn component(&self, name: &str) -> Result<&ComponentPlan, String> {
+        self.components.get(name).ok_or_else(|| {
+            let known: Vec<_> = self.components.keys().map(String::as_str).collect();
+            format!("the plan {} has no component '{name}'; components: {}", self.file.display(), if known.is_empty() { "none".into() } else { known.join(", ") })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[plan]
+name = "MedicApp"
+
+[repositories.primary]
+url = "/var/backups/reprise"
+password_file = "/etc/reprise/primary.pass"
+
+[components.signed-documents]
+type = "files"
+paths = ["/srv/medicapp/legal_documents_signed"]
+exclude = ["*.tmp"]
+tags = ["hds"]
+
+[components.signed-documents.objectives]
+rpo = "15m"
+rto = "4h"
+retain_for = "20y"
+immutable = true
+retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly = 7 }
+"#;
+
+    #[test]
+    fn the_seed_schedule_parses() {
+        let plan = Plan::parse(Path::new("reprise.toml"), GOOD).unwrap();
+        let c = plan.component("signed-documents").unwrap();
+        assert_eq!(c.repository, "primary");
+        assert_eq!(c.objectives.rpo, Some(Duration::from_secs(900)));
+        assert_eq!(c.objectives.retention.daily, Some(30));
+        assert_eq!(c.objectives.retention.keep_within, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(plan.repositories["primary"].password, PasswordSource::File("/etc/reprise/primary.pass".into()));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let bad = GOOD.replace("rpo = \"15m\"", "rpo = \"15x\"").replace("rto = \"4h\"", "rto = \"soon\"").replace("\"/srv/medicapp", "\"srv/medicapp");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert_eq!(d.len(), 3, "{d:?}");
+        let lines: Vec<usize> = d.iter().map(|x| x.line).collect();
+        assert!(lines.contains(&11) && lines.contains(&16) && lines.contains(&17), "{lines:?}");
+        assert!(d.iter().all(|x| !x.fix.is_empty()));
+    }
+
+    #[test]
+    fn unknown_fields_name_the_alternatives() {
+        let bad = GOOD.replace("retain_for", "retain_four");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert_eq!(d[0].line, 18);
+        assert!(d[0].fix.contains("retain_for"), "{}", d[0]);
+    }
+
+    #[test]
+    fn unknown_repository_is_an_error() {
+        let bad = GOOD.replace("type = \"files\"", "type = \"files\"\nrepository = \"secondary\"");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert!(d[0].message.contains("secondary") && d[0].fix.contains("primary"), "{}", d[0]);
+    }
+}
