@@ -94,9 +94,12 @@ pub struct KdfArgs {
 pub struct InitArgs {
     #[command(flatten)]
     pub kdf: KdfArgs,
-    /// Average chunk size in KiB [default: 64]
+    /// Average chunk size in KiB [default: 16]
     #[arg(long, value_name = "KIB")]
     pub chunk_size: Option<u32>,
+    /// Target pack size in MiB [default: 8]
+    #[arg(long, value_name = "MIB")]
+    pub pack_size: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]

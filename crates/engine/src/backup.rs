@@ -268,7 +268,7 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
     };
 
     let adopted_packs = report.adopted.len();
-    let uploads = Uploads::start(Arc::clone(repo), opts.upload_threads, 1);
+    let uploads = Uploads::start(Arc::clone(repo), opts.upload_threads, 0);
     uploads.record_adopted(report.adopted);
     let known = Arc::new(Known { index: Arc::clone(&index), claimed: Mutex::default() });
     let counters = Arc::new(Counters::default());

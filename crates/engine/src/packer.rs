@@ -87,10 +87,12 @@ impl PackSink {
 }
 
 impl Uploads {
-    /// Starts `threads` uploaders; at most `queue` finished packs wait.
+    /// Starts `threads` uploaders; at most `queue` finished packs wait
+    /// (0: a worker hands its pack straight to a free uploader, which
+    /// bounds memory to one pack per worker and per uploader).
     #[must_use]
     pub fn start(repo: Arc<Repository>, threads: usize, queue: usize) -> Uploads {
-        let (tx, rx) = bounded::<FinishedPack>(queue.max(1));
+        let (tx, rx) = bounded::<FinishedPack>(queue);
         let state = Arc::new(UploadState::default());
         let threads = (0..threads.max(1))
             .map(|_| {

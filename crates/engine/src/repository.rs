@@ -69,6 +69,14 @@ pub fn hostname() -> String {
 impl Repository {
     /// Creates a repository at an empty location and its first, full-access key.
     pub fn init(backend: Arc<dyn Backend>, passphrase: &[u8], kdf: KdfParams, chunker: ChunkerParams) -> Result<Repository> {
+        Self::init_with(backend, passphrase, kdf, chunker, reprise_format::config::DEFAULT_PACK_SIZE)
+    }
+
+    /// [`Repository::init`] with a chosen target pack size in bytes.
+    pub fn init_with(backend: Arc<dyn Backend>, passphrase: &[u8], kdf: KdfParams, chunker: ChunkerParams, pack_size: u32) -> Result<Repository> {
+        if !(1 << 20..=1 << 30).contains(&pack_size) {
+            return Err(Error::InvalidArgument(format!("pack size {pack_size} is outside 1 MiB..1 GiB")));
+        }
         if passphrase.is_empty() {
             return Err(Error::InvalidArgument("the passphrase is empty: choose one (it protects the repository's keys)".into()));
         }
@@ -77,7 +85,8 @@ impl Repository {
             _ => Error::Backend(e),
         })?;
         let id = Id(reprise_format::crypto::random());
-        let config = RepositoryConfig::new(id, chunker);
+        let mut config = RepositoryConfig::new(id, chunker);
+        config.pack_size = pack_size;
         let secrets = Secrets::generate(id);
         let (host, user) = whoami();
         let key = KeyFile::seal(&secrets, passphrase, kdf, &host, &user, "initial key").map_err(|e| Error::InvalidArgument(e.to_string()))?;

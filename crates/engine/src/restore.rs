@@ -217,6 +217,11 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
     for (path, node) in plan.dirs.iter().rev() {
         apply_metadata(path, node, opts.owners, true)?;
     }
+    // One syncfs instead of an fsync per file: the restore is durable when
+    // this returns (a database started on it next must not lose files to a
+    // power cut), at a fraction of the cost.
+    let dir = fs::File::open(target).map_err(|e| Error::Target { path: target.clone(), source: e })?;
+    nix::unistd::syncfs(&dir).map_err(|e| Error::Target { path: target.clone(), source: e.into() })?;
     outcome.dirs = plan.dirs.len() as u64;
     outcome.bytes = bytes.into_inner();
     outcome.damaged = damaged.into_inner();
@@ -361,7 +366,6 @@ fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node
     if written != node.size {
         return Err(FileError::Damaged(format!("restored {written} bytes, the snapshot recorded {}", node.size)));
     }
-    file.sync_data().map_err(target_err)?;
     drop(file);
     progress.advance(0, 1);
     apply_metadata(path, node, opts.owners, false)?;

@@ -8,8 +8,10 @@ use crate::{FormatError, Id};
 pub const CONFIG_FORMAT: &str = "reprise-repository";
 pub const CONFIG_VERSION: u32 = 1;
 
-/// Default target size of a pack before it is sealed and uploaded.
-pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+/// Default target size of a pack before it is sealed and uploaded. A backup
+/// holds about one pack per worker and per uploader in memory, so this
+/// bounds its peak memory; 8 MiB objects are still large for object stores.
+pub const DEFAULT_PACK_SIZE: u32 = 8 * 1024 * 1024;
 
 /// Public parameters of a repository. Holds no secret: the chunker seed that
 /// keys chunk boundaries lives in the key files.

@@ -22,7 +22,8 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
         chunker = ChunkerParams { avg_size: avg, min_size: avg / 4, max_size: avg.saturating_mul(4), ..chunker };
         chunker.validate().map_err(|e| exit::usage(format!("--chunk-size {kib}: {e}")))?;
     }
-    let repo = Repository::init(backend, &pass, context::kdf(&args.kdf), chunker)?;
+    let pack_size = args.pack_size.map_or(reprise_engine::format::config::DEFAULT_PACK_SIZE, |m| m.saturating_mul(1 << 20));
+    let repo = Repository::init_with(backend, &pass, context::kdf(&args.kdf), chunker, pack_size)?;
     if ctx.json() {
         ctx.print_json(&serde_json::json!({ "repository": target.url, "id": repo.id().to_hex(), "chunker": repo.config().chunker }))?;
     } else {

@@ -1,0 +1,479 @@
+#!/usr/bin/env python3
+"""Independent restorer for reprise repositories (format version 1).
+
+Written from docs/FORMAT.md alone, so that snapshots stay readable without the
+reprise binary. Section numbers in comments ("§6.1") refer to that document.
+
+    python3 reprise_restore.py --repo DIR (--recovery-key FILE | --password-env VAR)
+                               [--snapshot ID-or-prefix|latest] [--list] --target DIR
+"""
+import argparse
+import base64
+import json
+import os
+import struct
+import sys
+
+import blake3
+import cbor2
+import zstandard
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+
+HPKE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)  # §2.1
+PACK_MAGIC, INDEX_MAGIC, SNAP_MAGIC = b"RPRSPAK1", b"RPRSIDX1", b"RPRSSNP1"
+DATA, TREE = 0, 1  # §5 blob kinds
+ENTRY = struct.Struct("<B32sIII")  # §6.2: kind, blob id, offset, stored length, plaintext length
+
+
+class RestoreError(Exception):
+    pass
+
+
+def warn(msg):
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_named(path):
+    """Read an object whose file name is the BLAKE3 of its bytes (§1) and check it."""
+    data = read(path)
+    if blake3.blake3(data).hexdigest() != os.path.basename(path):
+        raise RestoreError(f"{path}: damaged (BLAKE3 of the file does not match its name)")
+    return data
+
+
+def catalog_open(key, sealed, aad, what):
+    """§2.2: nonce (12) || ciphertext || tag (16), AES-256-GCM under catalog_key."""
+    try:
+        return AESGCM(key).decrypt(sealed[:12], sealed[12:], aad)
+    except (InvalidTag, ValueError):
+        raise RestoreError(f"{what}: damaged or wrong key (AES-GCM authentication failed)") from None
+
+
+def hpke_open(secret, sealed, info, what):
+    """§2.1: HPKE base mode, empty AAD, sealed = enc || ciphertext || tag."""
+    try:
+        return HPKE.decrypt(sealed, secret, info)
+    except Exception:
+        raise RestoreError(f"{what}: damaged or wrong recovery key (HPKE open failed)") from None
+
+
+def zstd_frame(data, what):
+    """Decompress one zstd frame whether or not it records its content size."""
+    try:
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    except zstandard.ZstdError as e:
+        raise RestoreError(f"{what}: bad zstd data ({e})") from None
+
+
+# ---------------------------------------------------------------- config and keys (§3, §4)
+
+def read_config(repo):
+    try:
+        cfg = json.loads(read(os.path.join(repo, "config")))
+    except FileNotFoundError:
+        raise RestoreError(f"{repo}: no config file; not a reprise repository") from None
+    if cfg.get("format") != "reprise-repository":
+        raise RestoreError(f"config: format {cfg.get('format')!r} is not reprise-repository")
+    if cfg.get("version") != 1:
+        raise RestoreError(f"config: version {cfg.get('version')!r} unknown (this reader knows 1)")
+    return cfg
+
+
+def check_secrets(s, cfg, what):
+    """§4: the secrets object must belong to this repository and be a full key."""
+    if s.get("repository_id") != cfg["id"]:
+        raise RestoreError(f"{what}: belongs to repository {s.get('repository_id')}, not {cfg['id']}")
+    if not s.get("recovery_secret"):
+        raise RestoreError(f"{what}: write-only key; it cannot read backups (no recovery_secret)")
+    sk = X25519PrivateKey.from_private_bytes(bytes.fromhex(s["recovery_secret"]))
+    if sk.public_key().public_bytes_raw().hex() != s.get("recovery_public"):
+        raise RestoreError(f"{what}: recovery_public does not match recovery_secret")
+    return {"id_key": bytes.fromhex(s["id_key"]), "catalog_key": bytes.fromhex(s["catalog_key"]),
+            "recovery_secret": sk}
+
+
+def open_recovery_file(path, cfg):
+    """§4.1: the secrets object, unencrypted, with format and version."""
+    s = json.loads(read(path))
+    if s.get("format") != "reprise-recovery-key" or s.get("version") != 1:
+        raise RestoreError(f"{path}: not a version 1 reprise-recovery-key file")
+    return check_secrets(s, cfg, path)
+
+
+def open_key_files(repo, passphrase, cfg):
+    """§4: try every key file with the passphrase; use the first full key that opens."""
+    kdir, opened_write_only = os.path.join(repo, "keys"), False
+    for name in sorted(os.listdir(kdir)):
+        path = os.path.join(kdir, name)
+        data = read(path)
+        if blake3.blake3(data).hexdigest() != name:
+            warn(f"{path}: BLAKE3 does not match the name; trying it anyway (AES-GCM still authenticates it)")
+        try:
+            k = json.loads(data)
+        except ValueError:
+            warn(f"{path}: not JSON, skipped")
+            continue
+        if k.get("format") != "reprise-key" or k.get("version") != 1:
+            warn(f"{path}: not a version 1 reprise-key file, skipped")
+            continue
+        kdf = k["kdf"]
+        if kdf.get("algorithm") != "argon2id":
+            warn(f"{path}: unknown KDF {kdf.get('algorithm')!r}, skipped")
+            continue
+        kek = hash_secret_raw(passphrase, base64.b64decode(kdf["salt"]), time_cost=kdf["iterations"],
+                              memory_cost=kdf["memory_kib"], parallelism=kdf["parallelism"],
+                              hash_len=32, type=Type.ID, version=0x13)
+        try:
+            plain = AESGCM(kek).decrypt(base64.b64decode(k["nonce"]), base64.b64decode(k["sealed"]),
+                                        b"reprise key v1")
+        except InvalidTag:
+            continue  # another key's passphrase
+        s = json.loads(plain)
+        if not s.get("recovery_secret"):
+            opened_write_only = True
+            continue
+        return check_secrets(s, cfg, path)
+    if opened_write_only:
+        raise RestoreError("the passphrase opens only write-only keys, which cannot read backups")
+    raise RestoreError("wrong passphrase: it opens none of the key files")
+
+
+# ---------------------------------------------------------------- index (§6.2, §7)
+
+def parse_entries(buf, pos, count, pack, index):
+    for _ in range(count):
+        kind, bid, off, n, plen = ENTRY.unpack_from(buf, pos)
+        pos += ENTRY.size
+        # Keyed by (kind, id): the kind is part of the blob's AAD (§6.1).
+        index.setdefault((kind, bid), []).append((pack, off, n, plen))
+    return pos
+
+
+def load_index(repo, cat_key):
+    """§7 index files, then §6.2 pack directories for packs no readable index lists (§10 step 2)."""
+    index, covered, sizes = {}, set(), {}
+    idir = os.path.join(repo, "index")
+    for name in sorted(os.listdir(idir)) if os.path.isdir(idir) else []:
+        path = os.path.join(idir, name)
+        try:
+            data = read_named(path)
+            if data[:8] != INDEX_MAGIC:
+                raise RestoreError(f"{path}: bad magic")
+            buf = zstd_frame(catalog_open(cat_key, data[8:], INDEX_MAGIC, path), path)
+            version, = struct.unpack_from("<I", buf, 0)
+            if version != 1:
+                raise RestoreError(f"{path}: index version {version} unknown")
+            s, = struct.unpack_from("<I", buf, 4)
+            pos = 8 + 32 * s  # superseded index names: we simply take the union
+            npacks, = struct.unpack_from("<I", buf, pos)
+            pos += 4
+            found, packs = {}, {}
+            for _ in range(npacks):
+                pname, plen, count = struct.unpack_from("<32sQI", buf, pos)
+                pos = parse_entries(buf, pos + 44, count, pname.hex(), found)
+                packs[pname.hex()] = plen
+            if pos != len(buf):
+                raise RestoreError(f"{path}: {len(buf) - pos} trailing bytes")
+        except (RestoreError, struct.error, OSError) as e:
+            warn(f"index file {name} unreadable, falling back to pack directories: {e}")
+            continue
+        for key, locs in found.items():
+            index.setdefault(key, []).extend(locs)
+        sizes.update(packs)
+        covered.update(packs)
+    for pack in list_packs(repo):
+        if pack not in covered:
+            try:
+                read_pack_directory(repo, pack, cat_key, index)
+            except (RestoreError, struct.error, OSError) as e:
+                warn(f"pack {pack}: directory unreadable, its blobs are unavailable: {e}")
+    return index, sizes
+
+
+def list_packs(repo):
+    ddir = os.path.join(repo, "data")
+    for sub in sorted(os.listdir(ddir)) if os.path.isdir(ddir) else []:
+        if len(sub) == 2 and os.path.isdir(os.path.join(ddir, sub)):
+            for name in sorted(os.listdir(os.path.join(ddir, sub))):
+                if len(name) == 64 and name.startswith(sub):
+                    yield name
+
+
+def pack_path(repo, pack):
+    return os.path.join(repo, "data", pack[:2], pack)  # §1
+
+
+def read_pack_directory(repo, pack, cat_key, index):
+    """§6 trailer: ... || directory (D) || u32 D || magic; §6.2 directory plaintext."""
+    with open(pack_path(repo, pack), "rb") as f:
+        f.seek(0, os.SEEK_END)
+        length = f.tell()
+        f.seek(length - 12)
+        d, magic = struct.unpack("<I8s", f.read(12))
+        if magic != PACK_MAGIC or d + 12 + 88 > length:
+            raise RestoreError("bad pack trailer")
+        f.seek(length - 12 - d)
+        buf = catalog_open(cat_key, f.read(d), b"reprise pack directory v1", f"pack {pack} directory")
+    count, = struct.unpack_from("<I", buf, 0)
+    if 4 + count * ENTRY.size != len(buf):
+        raise RestoreError("directory length does not match its count")
+    parse_entries(buf, 4, count, pack, index)
+    warn(f"pack {pack}: not in any readable index file; used its own directory ({count} blobs)")
+
+
+# ---------------------------------------------------------------- blobs (§6, §6.1)
+
+class BlobReader:
+    def __init__(self, repo, keys, index, sizes):
+        self.repo, self.keys, self.index, self.sizes = repo, keys, index, sizes
+        self.pack_keys = {}
+
+    def pack_key(self, pack, f):
+        if pack not in self.pack_keys:
+            f.seek(0)
+            head = f.read(88)
+            if head[:8] != PACK_MAGIC or len(head) != 88:
+                raise RestoreError(f"pack {pack}: bad magic or truncated")
+            self.pack_keys[pack] = hpke_open(self.keys["recovery_secret"], head[8:],
+                                             b"reprise pack key v1", f"pack {pack} key")
+        return self.pack_keys[pack]
+
+    def read_copy(self, kind, bid, pack, off, n, plen):
+        with open(pack_path(self.repo, pack), "rb") as f:
+            key = self.pack_key(pack, f)
+            f.seek(off)
+            sealed = f.read(n)
+        if len(sealed) != n:
+            raise RestoreError("pack is truncated")
+        try:  # nonce = 4 zero bytes || u64(offset); AAD = kind byte || blob id
+            plain = AESGCM(key).decrypt(b"\0\0\0\0" + struct.pack("<Q", off), sealed, bytes([kind]) + bid)
+        except InvalidTag:
+            raise RestoreError("AES-GCM authentication failed (damaged pack)") from None
+        if plain[:1] == b"\0":
+            data = plain[1:]
+        elif plain[:1] == b"\1":
+            try:
+                data = zstandard.ZstdDecompressor().decompress(plain[1:], max_output_size=plen)
+            except zstandard.ZstdError as e:
+                raise RestoreError(f"bad zstd payload ({e})") from None
+        else:
+            raise RestoreError(f"unknown compression byte {plain[:1].hex()}")
+        # §6.1: the reader must check the keyed BLAKE3 of the plaintext.
+        if blake3.blake3(data, key=self.keys["id_key"]).digest() != bid or len(data) != plen:
+            raise RestoreError("content does not match its blob ID")
+        return data
+
+    def get(self, kind, bid):
+        locs = self.index.get((kind, bid))
+        what = f"{'tree' if kind == TREE else 'data'} blob {bid.hex()}"
+        if not locs:
+            raise RestoreError(f"{what}: not found in any index or pack directory")
+        errors = []
+        for loc in locs:  # §7: the same blob may be in several packs; any copy will do
+            try:
+                return self.read_copy(kind, bid, *loc)
+            except (RestoreError, OSError) as e:
+                size = self.sizes.get(loc[0])
+                note = ""
+                if size is not None and os.path.exists(pack_path(self.repo, loc[0])) \
+                        and os.path.getsize(pack_path(self.repo, loc[0])) != size:
+                    note = f"; pack length differs from the index's {size}"
+                errors.append(f"in pack {loc[0]} at offset {loc[1]}: {e}{note}")
+        raise RestoreError(f"{what} is damaged: " + "; ".join(errors))
+
+
+# ---------------------------------------------------------------- snapshots (§9)
+
+def load_snapshots(repo, cat_key):
+    snaps, sdir = [], os.path.join(repo, "snapshots")
+    for name in sorted(os.listdir(sdir)) if os.path.isdir(sdir) else []:
+        try:
+            data = read_named(os.path.join(sdir, name))
+            if data[:8] != SNAP_MAGIC:
+                raise RestoreError("bad magic")
+            h, = struct.unpack_from("<I", data, 8)
+            header = cbor2.loads(catalog_open(cat_key, data[12:12 + h], b"reprise snapshot header v1",
+                                              f"snapshot {name} header"))
+            if header.get("version") != 1:
+                raise RestoreError(f"snapshot version {header.get('version')!r} unknown")
+        except (RestoreError, struct.error, ValueError) as e:
+            warn(f"snapshot {name} unreadable: {e}")
+            continue
+        snaps.append((name, header, data[12 + h:]))
+    return snaps
+
+
+def time_key(t):
+    """Sort key for RFC 3339 UTC times with 0-9 fractional digits ('...:36Z', '...:36.79Z')."""
+    main, _, frac = t.rstrip("Z").partition(".")
+    return main, frac.ljust(9, "0")
+
+
+def select_snapshot(snaps, which):
+    if not snaps:
+        raise RestoreError("the repository has no readable snapshots")
+    if which == "latest":
+        return max(snaps, key=lambda s: time_key(s[1].get("time", "")))
+    found = [s for s in snaps if s[0].startswith(which.lower())]
+    if len(found) != 1:
+        raise RestoreError(f"snapshot {which!r}: {'no match' if not found else 'ambiguous prefix'}")
+    return found[0]
+
+
+# ---------------------------------------------------------------- trees and restore (§8, §10)
+
+def check_name(name):
+    """§8: one path component, never '.', '..', empty, or containing '/' or NUL."""
+    if isinstance(name, str):
+        name = name.encode("utf-8", "surrogateescape")
+    if not isinstance(name, bytes) or name in (b"", b".", b"..") or b"/" in name or b"\0" in name:
+        raise RestoreError(f"refusing unsafe entry name {name!r}")
+    return name
+
+
+class Restorer:
+    def __init__(self, blobs):
+        self.blobs, self.links = blobs, {}
+        self.root = os.geteuid() == 0
+        self.files = self.bytes = self.dirs = self.symlinks = self.hardlinks = self.skipped = self.failed = 0
+
+    def tree(self, bid):
+        t = cbor2.loads(self.blobs.get(TREE, bid))
+        nodes, names = t["nodes"], set()
+        for n in nodes:
+            name = check_name(n["name"])
+            if name in names:
+                raise RestoreError(f"tree {bid.hex()}: duplicate name {name!r}")
+            names.add(name)
+        return nodes
+
+    def restore_dir(self, bid, path):
+        for node in self.tree(bid):
+            child = os.path.join(path, check_name(node["name"]))
+            try:
+                self.restore_node(node, child)
+            except RestoreError as e:  # damaged content: report, keep restoring the rest
+                print(f"error: {os.fsdecode(child)} not restored: {e}", file=sys.stderr)
+                self.failed += 1
+
+    def restore_node(self, node, path):
+        typ = node.get("type")
+        # Hard links (§8): non-directories with links > 1 and the same (device, inode).
+        ident = (node.get("device"), node.get("inode"))
+        if typ != "dir" and node.get("links", 1) > 1 and ident in self.links:
+            os.link(self.links[ident], path, follow_symlinks=False)
+            self.hardlinks += 1
+            return
+        if typ == "file":
+            self.restore_file(node, path)
+        elif typ == "dir":
+            os.mkdir(path, 0o700)
+            self.restore_dir(node["subtree"], path)
+            self.dirs += 1
+        elif typ == "symlink":
+            os.symlink(node["target"], path)
+            self.symlinks += 1
+        elif typ == "fifo":
+            os.mkfifo(path, 0o600)
+        elif typ in ("char", "block") and self.root:
+            import stat
+            os.mknod(path, 0o600 | (stat.S_IFCHR if typ == "char" else stat.S_IFBLK), node.get("rdev", 0))
+        else:  # sockets cannot be restored; devices need root
+            warn(f"skipped {typ} {os.fsdecode(path)}")
+            self.skipped += 1
+            return
+        if typ != "dir" and node.get("links", 1) > 1 and None not in ident:
+            self.links[ident] = path
+        self.apply_metadata(node, path, typ == "symlink")  # directories: after their children
+
+    def restore_file(self, node, path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for bid in node.get("content") or []:  # absent for empty files
+                    data = self.blobs.get(DATA, bid)
+                    f.write(data)
+                    size += len(data)
+            if "size" in node and size != node["size"]:
+                raise RestoreError(f"restored {size} bytes, the tree says {node['size']}")
+        except RestoreError:
+            os.unlink(path)  # never leave a partial or wrong file behind
+            raise
+        self.files += 1
+        self.bytes += size
+
+    def apply_metadata(self, node, path, is_link):
+        if self.root and "uid" in node and "gid" in node:
+            os.chown(path, node["uid"], node["gid"], follow_symlinks=False)  # before chmod: chown clears setuid
+        if not is_link and "mode" in node:
+            os.chmod(path, node["mode"] & 0o7777)
+        if "mtime_ns" in node:  # no atime is stored; use mtime for both
+            os.utime(path, ns=(node["mtime_ns"], node["mtime_ns"]), follow_symlinks=not is_link)
+
+
+def main():
+    p = argparse.ArgumentParser(description="Restore a reprise snapshot without reprise (docs/FORMAT.md).")
+    p.add_argument("--repo", required=True, help="local repository directory")
+    k = p.add_mutually_exclusive_group(required=True)
+    k.add_argument("--recovery-key", metavar="FILE", help="recovery key file (reprise key export-recovery)")
+    k.add_argument("--password-env", metavar="VAR", help="environment variable holding the passphrase")
+    p.add_argument("--snapshot", default="latest", help="snapshot ID, unique prefix, or 'latest' (default)")
+    p.add_argument("--list", action="store_true", help="list snapshots and exit")
+    p.add_argument("--target", help="empty or new directory to restore into")
+    a = p.parse_args()
+    if not a.list and not a.target:
+        p.error("--target is required unless --list is given")
+
+    cfg = read_config(a.repo)
+    if a.recovery_key:
+        keys = open_recovery_file(a.recovery_key, cfg)
+    else:
+        if a.password_env not in os.environ:
+            raise RestoreError(f"environment variable {a.password_env} is not set")
+        keys = open_key_files(a.repo, os.environb[os.fsencode(a.password_env)], cfg)
+    snaps = load_snapshots(a.repo, keys["catalog_key"])
+    if a.list:
+        for name, h, _ in sorted(snaps, key=lambda s: time_key(s[1].get("time", ""))):
+            print(f"{name}  {h.get('time')}  {h.get('host')}  {h.get('component')}  {h.get('kind')}")
+        return 0
+    name, header, body = select_snapshot(snaps, a.snapshot)
+
+    target = os.path.abspath(a.target)
+    if os.path.lexists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        raise RestoreError(f"target {target} exists and is not an empty directory")
+    body = cbor2.loads(hpke_open(keys["recovery_secret"], body, b"reprise snapshot body v1",
+                                 f"snapshot {name} body"))
+    if body.get("errors"):
+        warn(f"snapshot {name[:8]} recorded {len(body['errors'])} entries it could not read at backup time")
+    index, sizes = load_index(a.repo, keys["catalog_key"])
+    os.makedirs(target, exist_ok=True)
+    r = Restorer(BlobReader(a.repo, keys, index, sizes))
+    r.restore_dir(body["tree"], os.fsencode(target))  # §9: the root tree is '/'
+    if r.failed:
+        raise RestoreError(f"{r.failed} entries of snapshot {name[:8]} could not be restored "
+                           f"(damaged data, see above); {r.files} files, {r.bytes} bytes restored")
+    print(f"restored snapshot {name[:8]} ({header.get('time')}, {header.get('host')}) to {target}: "
+          f"{r.files} files, {r.bytes} bytes, {r.dirs} dirs, {r.symlinks} symlinks, "
+          f"{r.hardlinks} hard links, {r.skipped} skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (RestoreError, OSError, KeyError, ValueError, TypeError, struct.error) as e:
+        msg = str(e) if isinstance(e, (RestoreError, OSError)) else f"malformed data: {type(e).__name__}: {e}"
+        print(f"reprise_restore: error: {msg}", file=sys.stderr)
+        sys.exit(1)
