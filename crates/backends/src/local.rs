@@ -45,7 +45,7 @@ impl LocalBackend {
         self.root.join(kind.path(name))
     }
 
-    fn write_tmp(&self, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+    fn write_tmp(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -91,7 +91,7 @@ impl Backend for LocalBackend {
             b
         };
         let tmp = self.root.join("tmp").join(format!("{}.{}.tmp", name, hex::encode(suffix)));
-        if let Err(e) = self.write_tmp(&tmp, bytes) {
+        if let Err(e) = Self::write_tmp(&tmp, bytes) {
             let _ = fs::remove_file(&tmp);
             return Err(self.err(&object, &e));
         }
@@ -134,11 +134,10 @@ impl Backend for LocalBackend {
             for entry in entries {
                 let entry = entry.map_err(|e| self.err(&d.display().to_string(), &e))?;
                 let md = entry.metadata().map_err(|e| self.err(&entry.path().display().to_string(), &e))?;
-                if md.is_file() {
-                    if let Some(name) = entry.file_name().to_str() {
+                if md.is_file()
+                    && let Some(name) = entry.file_name().to_str() {
                         out.push(ObjectInfo { name: name.to_owned(), size: md.len() });
                     }
-                }
             }
             Ok(())
         };

@@ -28,8 +28,6 @@ pub struct Context {
 pub struct Target {
     pub url: String,
     pub password: PasswordSource,
-    /// The plan's name for it, if it came from the plan.
-    pub name: Option<String>,
 }
 
 impl Context {
@@ -58,25 +56,23 @@ impl Context {
             self.plan.as_ref().and_then(|p| p.repositories.get(name)).map(|r| Target {
                 url: r.url.clone(),
                 password: r.password.clone(),
-                name: Some(r.name.clone()),
             })
         };
         if let Some(r) = &self.global.repo {
-            return Ok(from_plan(r).unwrap_or_else(|| Target { url: r.clone(), password: PasswordSource::Prompt, name: None }));
+            return Ok(from_plan(r).unwrap_or_else(|| Target { url: r.clone(), password: PasswordSource::Prompt }));
         }
         if let Some(c) = component {
             return from_plan(&c.repository).ok_or_else(|| exit::usage(format!("component '{}' names unknown repository '{}'", c.name, c.repository)));
         }
-        if let Some(plan) = &self.plan {
-            if plan.repositories.len() == 1 {
+        if let Some(plan) = &self.plan
+            && plan.repositories.len() == 1 {
                 let name = plan.repositories.keys().next().expect("one");
                 return Ok(from_plan(name).expect("exists"));
             }
-        }
         Err(exit::usage("which repository? pass --repo NAME|URL (or set REPRISE_REPO), or declare exactly one repository in the plan"))
     }
 
-    pub fn backend(&self, target: &Target) -> Result<Arc<dyn Backend>> {
+    pub fn backend(target: &Target) -> Result<Arc<dyn Backend>> {
         backends::open(&target.url).map_err(|e| exit::usage(e.message))
     }
 
@@ -101,7 +97,7 @@ impl Context {
     /// Opens the target repository with the resolved key.
     pub fn open(&self, component: Option<&ComponentPlan>) -> Result<Arc<Repository>> {
         let target = self.target(component)?;
-        let backend = self.backend(&target)?;
+        let backend = Self::backend(&target)?;
         if let Some(file) = &self.global.recovery_key {
             let bytes = Zeroizing::new(std::fs::read(file).with_context(|| format!("cannot read recovery key {}", file.display()))?);
             let secrets = Secrets::from_recovery_file(&bytes)
@@ -141,6 +137,7 @@ impl Context {
         }
     }
 
+    #[allow(clippy::unused_self, reason = "output goes through the context, like `say`")]
     pub fn print_json(&self, value: &impl serde::Serialize) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(value)?);
         Ok(())

@@ -1,5 +1,6 @@
 //! Deterministic synthetic datasets for the demo, tests and benchmarks.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -102,7 +103,7 @@ pub fn source_tree(out: &Path, files: usize, seed: u64) -> std::io::Result<u64> 
             for l in 0..lines {
                 let a = idents[rng.range(0, idents.len() as u64 - 1) as usize];
                 let b = idents[rng.range(0, idents.len() as u64 - 1) as usize];
-                s.push_str(&format!("    let {a}_{l} = {b}::new({}); // {a} {b}\n", rng.range(0, 100_000)));
+                let _ = writeln!(s, "    let {a}_{l} = {b}::new({}); // {a} {b}", rng.range(0, 100_000));
             }
             let v = format!("// generated file {i}\nfn f{i}() {{\n{s}}}\n").into_bytes();
             if i % 10 == 0 {

@@ -71,14 +71,15 @@ pub fn run_files_demo(workdir: &Path, documents: usize, cancel: &CancelToken, on
     step(&mut report, on_step, "generate", t, format!("{documents} signed documents, {} (3 shared templates, unique text and signatures)", mib(bytes)));
 
     let t = Instant::now();
-    let passphrase: [u8; 16] = {
-        let h = blake3::hash(format!("{}{:?}", workdir.display(), std::time::SystemTime::now()).as_bytes());
-        h.as_bytes()[..16].try_into().expect("16 bytes")
-    };
-    let pass_hex: String = passphrase.iter().map(|b| format!("{b:02x}")).collect();
+    // A throwaway passphrase, kept beside the demo for inspection (mode 0600).
+    let pass_hex = blake3::hash(format!("{}{:?}", workdir.display(), std::time::SystemTime::now()).as_bytes()).to_hex()[..32].to_owned();
     let pass_file = workdir.join("passphrase");
-    std::fs::write(&pass_file, format!("{pass_hex}\n"))?;
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&pass_file)?.permissions(), 0o600);
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&pass_file)?;
+        writeln!(f, "{pass_hex}")?;
+    }
     let backend = reprise_engine::backends::open(&repo_dir.display().to_string()).map_err(reprise_engine::Error::from)?;
     let repo = Arc::new(Repository::init(backend, pass_hex.as_bytes(), KdfParams::default(), ChunkerParams::default())?);
     step(&mut report, on_step, "init", t, format!("encrypted repository {} at {}", repo.id().short(), repo_dir.display()));
@@ -91,7 +92,7 @@ pub fn run_files_demo(workdir: &Path, documents: usize, cancel: &CancelToken, on
         opts.paths = vec![source.display().to_string().into_bytes()];
         opts.files_cache = Some(FilesCache::path_for(&cache_dir, repo.id(), &opts.host, "signed-documents"));
         opts.cancel = cancel.clone();
-        let out = backup(&repo, src, &opts, Arc::new(NoProgress))?;
+        let out = backup(&repo, src, &opts, &(Arc::new(NoProgress) as Arc<dyn reprise_engine::Progress>))?;
         let s = &out.header.summary;
         report.stored_bytes += s.stored_bytes;
         step(

@@ -237,7 +237,7 @@ struct OpenDir {
 }
 
 /// Takes a snapshot of `source`.
-pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &BackupOptions, progress: Arc<dyn Progress>) -> Result<BackupOutcome> {
+pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &BackupOptions, progress: &Arc<dyn Progress>) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
     let (index, report) = MasterIndex::load(repo, Adopt::Always)?;
@@ -286,7 +286,7 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
                 known: Arc::clone(&known),
                 packer: BlobPacker::new(Arc::clone(repo), BlobKind::Data, uploads.sink(), opts.compression_level),
                 counters: Arc::clone(&counters),
-                progress: Arc::clone(&progress),
+                progress: Arc::clone(progress),
                 buf: Vec::new(),
             };
             std::thread::spawn(move || -> Result<()> {
@@ -303,7 +303,7 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
     let walker = {
         let cancel = opts.cancel.clone();
         let index = Arc::clone(&index);
-        let progress = Arc::clone(&progress);
+        let progress = Arc::clone(progress);
         std::thread::spawn(move || walk_source(source, &cache, &index, &job_tx, &cmd_tx, &cancel, progress.as_ref()))
     };
 
@@ -370,11 +370,10 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
         labels: opts.body_labels.clone(),
     };
     let id = repo.save_snapshot(&header, &body)?;
-    if let Some(path) = &opts.files_cache {
-        if let Err(e) = FilesCache::save(path, new_cache) {
+    if let Some(path) = &opts.files_cache
+        && let Err(e) = FilesCache::save(path, new_cache) {
             tracing::warn!("could not save the files cache {}: {e}", path.display());
         }
-    }
     Ok(BackupOutcome { id, header, errors, adopted_packs, index_files: uploaded.index_files.len() })
 }
 

@@ -157,14 +157,13 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
                             missing_blobs.insert((*id, format!("{snap_name}: /{}", String::from_utf8_lossy(path))));
                         }
                     }
-                    if node.kind == NodeKind::Dir {
-                        if let Some(sub) = node.subtree {
+                    if node.kind == NodeKind::Dir
+                        && let Some(sub) = node.subtree {
                             // Identical subtrees are checked once.
                             if !seen_trees.insert(sub) {
                                 return Ok(Visit::Skip);
                             }
                         }
-                    }
                     Ok(Visit::Descend)
                 },
                 &mut |path, e| {
@@ -214,11 +213,10 @@ fn read_pack(repo: &Repository, index: &MasterIndex, id: &Id, report: &mut Check
         Err(e) => return report.problem(&name, format!("directory unreadable: {e}")),
     };
     for e in &dir {
-        if let Some(loc) = index.get(&e.id) {
-            if loc.pack == *id && loc.entry != *e {
+        if let Some(loc) = index.get(&e.id)
+            && loc.pack == *id && loc.entry != *e {
                 report.problem(&name, format!("blob {} is indexed at a different place than the pack says", e.id));
             }
-        }
     }
     if !report.content_verified {
         return;

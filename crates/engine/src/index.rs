@@ -63,7 +63,7 @@ pub struct MasterIndex {
 
 impl std::fmt::Debug for MasterIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterIndex").field("blobs", &self.blobs.len()).field("packs", &self.packs.len()).finish()
+        f.debug_struct("MasterIndex").field("blobs", &self.blobs.len()).field("packs", &self.packs.len()).finish_non_exhaustive()
     }
 }
 
@@ -124,7 +124,7 @@ impl MasterIndex {
         let names = backend.list(ObjectKind::Index)?;
         let mut report = LoadReport::default();
         // Decoding is CPU-bound: spread it over the cores.
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).min(8);
         let results: Vec<(String, Result<IndexFile>)> = std::thread::scope(|s| {
             let chunks: Vec<_> = names.chunks(names.len().div_ceil(threads).max(1)).collect();
             let handles: Vec<_> = chunks

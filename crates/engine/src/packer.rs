@@ -178,6 +178,7 @@ impl Uploads {
         }
     }
 
+    #[must_use] 
     pub fn take_error(&self) -> Option<Error> {
         self.state.error.lock().take()
     }

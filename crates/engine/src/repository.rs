@@ -46,6 +46,9 @@ pub struct KeyEntry {
     pub current: bool,
 }
 
+/// An object that could not be read, and why.
+pub type Unreadable = (String, Error);
+
 /// A snapshot's name and readable header.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SnapshotInfo {
@@ -200,7 +203,7 @@ impl Repository {
             let current = self.key_name.lock().as_deref() == Some(k.name.as_str());
             out.push(KeyEntry { current, name: k.name, info: file.info });
         }
-        out.sort_by(|a, b| a.info.created.cmp(&b.info.created));
+        out.sort_by_key(|a| a.info.created);
         Ok(out)
     }
 
@@ -309,7 +312,7 @@ impl Repository {
 
     /// Every readable snapshot header, oldest first, and the names of those
     /// that could not be read.
-    pub fn snapshots(&self) -> Result<(Vec<SnapshotInfo>, Vec<(String, Error)>)> {
+    pub fn snapshots(&self) -> Result<(Vec<SnapshotInfo>, Vec<Unreadable>)> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for obj in self.backend.list(ObjectKind::Snapshot)? {

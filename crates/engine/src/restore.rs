@@ -280,15 +280,14 @@ fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
 /// Removes whatever non-directory is at `path` (overwrite mode), so that
 /// nothing is written through a pre-existing symlink.
 fn replace_existing(path: &Path, overwrite: bool) -> Result<()> {
-    if overwrite {
-        if let Ok(md) = fs::symlink_metadata(path) {
+    if overwrite
+        && let Ok(md) = fs::symlink_metadata(path) {
             if md.is_dir() {
                 fs::remove_dir_all(path).map_err(|e| Error::Target { path: path.to_owned(), source: e })?;
             } else {
                 fs::remove_file(path).map_err(|e| Error::Target { path: path.to_owned(), source: e })?;
             }
         }
-    }
     Ok(())
 }
 
@@ -330,15 +329,14 @@ fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node
     while i < content.len() {
         // A run of blobs stored back to back in one pack: one read.
         let first = index.get(&content[i]).ok_or_else(|| FileError::Damaged(format!("data blob {} is in no index (its pack is missing)", content[i])))?;
-        if let Some((id, data)) = &last {
-            if *id == content[i] {
+        if let Some((id, data)) = &last
+            && *id == content[i] {
                 file.write_all(data).map_err(target_err)?;
                 written += data.len() as u64;
                 progress.advance(data.len() as u64, 0);
                 i += 1;
                 continue;
             }
-        }
         let mut run = vec![first];
         let mut end = u64::from(first.entry.offset) + u64::from(first.entry.length);
         while let Some(next) = content.get(i + run.len()).and_then(|id| index.get(id)) {

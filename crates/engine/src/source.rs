@@ -49,6 +49,7 @@ pub trait Source: Iterator<Item = SourceEvent> + Send {}
 impl<T: Iterator<Item = SourceEvent> + Send> Source for T {}
 
 /// A source of one file, read from a stream (`backup --stdin`).
+#[must_use] 
 pub fn single_stream(name: &str, reader: Box<dyn Read + Send>, policy: ChunkPolicy) -> impl Source + use<> {
     let mut node = Node::new(name.as_bytes().to_vec(), reprise_format::tree::NodeKind::File);
     node.mode = 0o600;

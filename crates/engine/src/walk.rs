@@ -56,11 +56,10 @@ fn walk_dir(
         }
         path.extend_from_slice(&node.name);
         let v = visit(path, node)?;
-        if v == Visit::Descend && node.kind == NodeKind::Dir {
-            if let Some(sub) = &node.subtree {
+        if v == Visit::Descend && node.kind == NodeKind::Dir
+            && let Some(sub) = &node.subtree {
                 walk_dir(repo, index, sub, path, visit, on_damage)?;
             }
-        }
         path.truncate(len);
     }
     Ok(())

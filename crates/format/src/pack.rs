@@ -94,7 +94,7 @@ pub struct PackWriter {
 
 impl std::fmt::Debug for PackWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PackWriter").field("len", &self.buf.len()).field("blobs", &self.entries.len()).finish()
+        f.debug_struct("PackWriter").field("len", &self.buf.len()).field("blobs", &self.entries.len()).finish_non_exhaustive()
     }
 }
 

@@ -62,6 +62,7 @@ pub struct Node {
     pub rdev: u64,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }

@@ -49,7 +49,8 @@ pub fn format(d: Duration) -> String {
     let mut out = String::new();
     for (unit, len) in [("y", 365 * 86_400), ("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
         if s >= len {
-            out.push_str(&format!("{}{unit}", s / len));
+            out += &(s / len).to_string();
+            out += unit;
             s %= len;
         }
     }

@@ -76,10 +76,10 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
             let (b, f) = scan_totals(&scan_paths, &files_opts);
             scan_progress.set_total(b, f);
         });
-        backup(&repo, source, &opts, progress)?
+        backup(&repo, source, &opts, &progress)?
     } else {
         let source = single_stream(&args.stdin_name, Box::new(std::io::stdin()), ChunkPolicy::ContentDefined);
-        backup(&repo, source, &opts, progress)?
+        backup(&repo, source, &opts, &progress)?
     };
 
     let s = &outcome.header.summary;

@@ -8,17 +8,14 @@ use crate::exit;
 
 pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()> {
     let tmp;
-    let workdir = match &args.dir {
-        Some(d) => {
-            if d.exists() && std::fs::read_dir(d)?.next().is_some() {
-                return Err(exit::usage(format!("demo directory {} is not empty: choose a new or empty directory", d.display())));
-            }
-            d.clone()
+    let workdir = if let Some(d) = &args.dir {
+        if d.exists() && std::fs::read_dir(d)?.next().is_some() {
+            return Err(exit::usage(format!("demo directory {} is not empty: choose a new or empty directory", d.display())));
         }
-        None => {
-            tmp = tempfile::Builder::new().prefix("reprise-demo-").tempdir()?;
-            tmp.path().to_owned()
-        }
+        d.clone()
+    } else {
+        tmp = tempfile::Builder::new().prefix("reprise-demo-").tempdir()?;
+        tmp.path().to_owned()
     };
     let quiet = global.quiet || global.json;
     if !quiet {
@@ -35,8 +32,8 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
     } else if !quiet {
         println!(
             "done: {:.1} MiB of documents protected in {:.1} MiB of repository; restore took {:.2}s and was verified byte for byte.",
-            report.source_bytes as f64 / 1048576.0,
-            report.stored_bytes as f64 / 1048576.0,
+            report.source_bytes as f64 / 1_048_576.0,
+            report.stored_bytes as f64 / 1_048_576.0,
             report.restore_millis as f64 / 1000.0
         );
         if args.dir.is_none() {

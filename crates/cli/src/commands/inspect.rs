@@ -1,6 +1,7 @@
 //! `snapshots`, `ls`, `diff`, `stats`.
 
 use anyhow::Result;
+use reprise_engine::diff::Change;
 use reprise_engine::format::tree::NodeKind;
 use reprise_engine::walk::{self, Visit};
 use reprise_engine::{Adopt, MasterIndex};
@@ -115,7 +116,6 @@ pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
         ctx.say(format!("{} {}{}", c.change.symbol(), c.path, if c.dir { "/" } else { "" }));
     }
     let count = |ch| changes.iter().filter(|c| c.change == ch).count();
-    use reprise_engine::diff::Change;
     ctx.say(format!(
         "{} added, {} removed, {} modified, {} metadata only",
         count(Change::Added),

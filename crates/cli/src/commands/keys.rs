@@ -14,7 +14,7 @@ use crate::exit;
 
 pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
     let target = ctx.target(None)?;
-    let backend = ctx.backend(&target)?;
+    let backend = Context::backend(&target)?;
     let pass = ctx.passphrase(&target.password, &format!("new passphrase for {}: ", target.url))?;
     let mut chunker = ChunkerParams::default();
     if let Some(kib) = args.chunk_size {

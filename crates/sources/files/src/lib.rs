@@ -137,7 +137,7 @@ impl FilesSource {
         }
         if trie.is_path {
             // Backing up "/" itself.
-            return Ok(Self::from_items(vec![], opts, Some(PathBuf::from("/")))?);
+            return Self::from_items(vec![], opts, Some(PathBuf::from("/")));
         }
         let items = Self::trie_items(Path::new("/"), trie);
         Self::from_items(items, opts, None)
@@ -169,13 +169,13 @@ impl FilesSource {
         if let Some(root) = whole_root {
             // The root's entries become the snapshot root's entries.
             let dev = fs::symlink_metadata(&root).ok().map(|m| m.dev());
-            let children = s.read_children(&root, dev).unwrap_or_default();
+            let children = Self::read_children(&root, dev).unwrap_or_default();
             s.stack = vec![Frame { items: children.into_iter() }];
         }
         Ok(s)
     }
 
-    fn read_children(&self, dir: &Path, dev: Option<u64>) -> std::io::Result<Vec<Item>> {
+    fn read_children(dir: &Path, dev: Option<u64>) -> std::io::Result<Vec<Item>> {
         let mut names: Vec<OsString> = fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<std::io::Result<_>>()?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         Ok(names.into_iter().map(|n| Item::Real(dir.join(n), dev)).collect())
@@ -259,7 +259,7 @@ impl Iterator for FilesSource {
                         NodeKind::Dir => {
                             let dev = md.dev();
                             let crosses = self.one_file_system && parent_dev.is_some_and(|d| d != dev);
-                            let children = if crosses { Ok(Vec::new()) } else { self.read_children(&path, Some(parent_dev.unwrap_or(dev))) };
+                            let children = if crosses { Ok(Vec::new()) } else { Self::read_children(&path, Some(parent_dev.unwrap_or(dev))) };
                             match children {
                                 Ok(c) => self.stack.push(Frame { items: c.into_iter() }),
                                 Err(e) => {
