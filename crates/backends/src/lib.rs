@@ -29,10 +29,12 @@ pub enum ObjectKind {
     Snapshot,
     Index,
     Pack,
+    /// Archived WAL files, named `<component>/<file name>`.
+    Wal,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 5] = [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack];
+    pub const ALL: [ObjectKind; 6] = [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal];
 
     /// The folder (or key prefix) objects of this kind live under.
     #[must_use]
@@ -43,18 +45,46 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Index => "index",
             ObjectKind::Pack => "data",
+            ObjectKind::Wal => "wal",
         }
     }
 
     /// The object's path relative to the repository root. Packs are spread
     /// over 256 folders by their first two hex digits, as restic does, to
     /// keep directories small on local file systems.
+    ///
+    /// WAL files (`<component>/<file>`) are grouped like PostgreSQL's own
+    /// archive layouts: segments by timeline and log number (256 per
+    /// folder), other files (histories) in `history/`.
     #[must_use]
     pub fn path(self, name: &str) -> String {
         match self {
             ObjectKind::Config => "config".to_owned(),
             ObjectKind::Pack if name.len() >= 2 => format!("data/{}/{name}", &name[..2]),
+            ObjectKind::Wal => match name.split_once('/') {
+                Some((component, file)) if file.len() >= 24 && file.as_bytes()[..24].iter().all(u8::is_ascii_hexdigit) => {
+                    format!("wal/{component}/{}/{file}", &file[..16])
+                }
+                Some((component, file)) => format!("wal/{component}/history/{file}"),
+                None => format!("wal/{name}"),
+            },
             other => format!("{}/{name}", other.dir()),
+        }
+    }
+
+    /// The object name for a path produced by [`ObjectKind::path`] under
+    /// this kind's folder (used by listings).
+    #[must_use]
+    pub fn name_from_relative(self, relative: &str) -> String {
+        match self {
+            ObjectKind::Wal => {
+                let parts: Vec<&str> = relative.split('/').collect();
+                match parts.as_slice() {
+                    [component, _group, file] => format!("{component}/{file}"),
+                    _ => relative.to_owned(),
+                }
+            }
+            _ => relative.rsplit('/').next().unwrap_or(relative).to_owned(),
         }
     }
 }
@@ -67,6 +97,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Index => "index",
             ObjectKind::Pack => "pack",
+            ObjectKind::Wal => "WAL file",
         })
     }
 }

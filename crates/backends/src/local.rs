@@ -8,7 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::{Backend, BackendError, ErrorKind, ObjectInfo, ObjectKind};
@@ -41,6 +41,31 @@ impl LocalBackend {
         BackendError::new(kind, &self.location, object, e.to_string())
     }
 
+    /// Creates missing folders below the root. When running as root, they
+    /// are given the repository root's owner: a repository shared by root
+    /// (base backups) and the `postgres` account (WAL archiving) must stay
+    /// writable by both.
+    fn make_dirs(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            if parent != self.root {
+                self.make_dirs(parent)?;
+            }
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if nix::unistd::geteuid().is_root() {
+            let md = fs::metadata(&self.root)?;
+            std::os::unix::fs::chown(dir, Some(md.uid()), Some(md.gid()))?;
+        }
+        Ok(())
+    }
+
     fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
         self.root.join(kind.path(name))
     }
@@ -57,6 +82,27 @@ impl LocalBackend {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+impl LocalBackend {
+    fn list_tree(&self, base: &Path, dir: &Path, kind: ObjectKind, out: &mut Vec<ObjectInfo>) -> Result<(), BackendError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.err(&dir.display().to_string(), &e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err(&dir.display().to_string(), &e))?;
+            let md = entry.metadata().map_err(|e| self.err(&entry.path().display().to_string(), &e))?;
+            if md.is_dir() {
+                self.list_tree(base, &entry.path(), kind, out)?;
+            } else if md.is_file() {
+                let rel = entry.path().strip_prefix(base).map(|p| p.display().to_string()).unwrap_or_default();
+                out.push(ObjectInfo { name: kind.name_from_relative(&rel), size: md.len() });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Backend for LocalBackend {
@@ -90,10 +136,15 @@ impl Backend for LocalBackend {
             getrandom::fill(&mut b).expect("OS random");
             b
         };
-        let tmp = self.root.join("tmp").join(format!("{}.{}.tmp", name, hex::encode(suffix)));
+        let tmp = self.root.join("tmp").join(format!("{}.{}.tmp", name.replace('/', "_"), hex::encode(suffix)));
         if let Err(e) = Self::write_tmp(&tmp, bytes) {
             let _ = fs::remove_file(&tmp);
             return Err(self.err(&object, &e));
+        }
+        if kind == ObjectKind::Wal {
+            if let Some(parent) = dest.parent() {
+                self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;
+            }
         }
         let linked = fs::hard_link(&tmp, &dest);
         let _ = fs::remove_file(&tmp);
@@ -124,6 +175,12 @@ impl Backend for LocalBackend {
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
         let dir = self.root.join(kind.dir());
+        if kind == ObjectKind::Wal {
+            let mut out = Vec::new();
+            self.list_tree(&dir, &dir, kind, &mut out)?;
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            return Ok(out);
+        }
         let mut out = Vec::new();
         let mut push_dir = |d: &Path| -> Result<(), BackendError> {
             let entries = match fs::read_dir(d) {
@@ -183,6 +240,21 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temporary file left behind");
         assert_eq!(b.list(ObjectKind::Index).unwrap(), vec![ObjectInfo { name: "abc".into(), size: 3 }]);
         assert_eq!(b.read(ObjectKind::Index, "nope").unwrap_err().kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn wal_files_are_grouped_and_listed_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.prepare().unwrap();
+        b.create(ObjectKind::Wal, "db/000000010000000000000003", b"seg").unwrap();
+        b.create(ObjectKind::Wal, "db/00000002.history", b"hist").unwrap();
+        assert!(dir.path().join("wal/db/0000000100000000/000000010000000000000003").exists());
+        assert!(dir.path().join("wal/db/history/00000002.history").exists());
+        let names: Vec<String> = b.list(ObjectKind::Wal).unwrap().into_iter().map(|o| o.name).collect();
+        assert_eq!(names, vec!["db/000000010000000000000003", "db/00000002.history"]);
+        assert_eq!(b.read(ObjectKind::Wal, "db/00000002.history").unwrap(), b"hist");
+        assert_eq!(b.create(ObjectKind::Wal, "db/00000002.history", b"other").unwrap_err().kind, ErrorKind::AlreadyExists);
     }
 
     #[test]

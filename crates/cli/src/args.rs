@@ -31,9 +31,10 @@ pub struct Global {
     #[arg(long, global = true, env = "REPRISE_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
-    /// Open the repository with a recovery key file instead of a passphrase
-    #[arg(long, global = true, env = "REPRISE_RECOVERY_KEY", value_name = "FILE")]
-    pub recovery_key: Option<PathBuf>,
+    /// Open the repository with a key file instead of a passphrase: a
+    /// recovery key (reads everything) or a write credential (adds backups)
+    #[arg(long = "key-file", visible_alias = "recovery-key", global = true, env = "REPRISE_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
 
     /// Directory for local caches [default: $XDG_CACHE_HOME/reprise]
     #[arg(long, global = true, env = "REPRISE_CACHE_DIR", value_name = "DIR")]
@@ -78,6 +79,66 @@ pub enum Command {
     /// Work with the plan file
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Archive one WAL file (PostgreSQL's archive_command: `reprise wal-push COMPONENT %p`)
+    WalPush(WalPushArgs),
+    /// Fetch one WAL file (PostgreSQL's restore_command: `reprise wal-fetch COMPONENT %f %p`).
+    /// Exits 1 when the file is not archived (end of recovery), 126 on any error (stops recovery)
+    WalFetch(WalFetchArgs),
+    /// Recover deleted or changed rows of one table as they were at a time
+    RecoverRows(RecoverRowsArgs),
+    /// Show, per component, the recovery point achieved now and what can be restored
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WalPushArgs {
+    pub component: String,
+    /// Path of the WAL file (%p)
+    pub path: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct WalFetchArgs {
+    pub component: String,
+    /// File name asked for (%f)
+    pub file: String,
+    /// Where to write it (%p)
+    pub destination: PathBuf,
+    /// Spool folder for prefetched segments [default: DATA/pg_wal/reprise-spool]
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Only take files from the spool, filled by a running `reprise restore --start`
+    #[arg(long, requires = "spool")]
+    pub spool_only: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverRowsArgs {
+    pub component: String,
+    /// Table (`schema.table` or `table`)
+    #[arg(long)]
+    pub table: String,
+    /// When the rows were right: a time, an LSN or name:RESTORE_POINT
+    #[arg(long)]
+    pub at: String,
+    /// Only rows matching this SQL predicate
+    #[arg(long = "where", value_name = "PREDICATE")]
+    pub predicate: Option<String>,
+    /// Database holding the table [default: the component connection's]
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Apply the script in one transaction (otherwise only write it)
+    #[arg(long)]
+    pub apply: bool,
+    /// Where to write the SQL script [default: ./recover-TABLE-TIME.sql]
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Only this component
+    pub component: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +176,11 @@ pub enum KeyCommand {
         new_password_file: Option<PathBuf>,
         #[command(flatten)]
         kdf: KdfArgs,
+        /// With --write-only: write a local write credential (no passphrase,
+        /// mode 0600) instead of a key file in the repository — for hosts
+        /// that archive WAL many times a minute
+        #[arg(long, requires = "write_only", value_name = "FILE")]
+        credential: Option<PathBuf>,
     },
     /// List keys
     List,
@@ -207,6 +273,29 @@ pub struct RestoreArgs {
     pub overwrite: bool,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// PostgreSQL: recovery target (latest, immediate, a time, an LSN, name:RESTORE_POINT)
+    #[arg(long, value_name = "TARGET")]
+    pub at: Option<String>,
+    /// PostgreSQL: start the restored cluster, wait for the target, promote, measure
+    #[arg(long)]
+    pub start: bool,
+    /// Keep a started cluster running after the command returns
+    #[arg(long, requires = "start")]
+    pub keep_running: bool,
+    /// Update an existing copy in place, writing only what differs
+    #[arg(long, conflicts_with = "overwrite")]
+    pub delta: bool,
+    /// PostgreSQL: where tablespace OID goes (repeatable)
+    #[arg(long = "tablespace", value_name = "OID=DIR")]
+    pub tablespaces: Vec<String>,
+    /// PostgreSQL logical: load the dump into this server (connection string)
+    #[arg(long, value_name = "CONNECTION")]
+    pub into: Option<String>,
+    /// PostgreSQL logical: only this database / table
+    #[arg(long)]
+    pub database: Option<String>,
+    #[arg(long)]
+    pub table: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+
 use reprise_engine::backends::{self, Backend};
 use reprise_engine::format::keys::{KdfParams, Secrets};
 use reprise_engine::{CancelToken, Progress, Repository};
@@ -90,7 +91,7 @@ impl Context {
             PasswordSource::Env(var) => std::env::var_os(var).map(|v| Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(v))).ok_or_else(|| {
                 exit::usage(format!("the plan reads the passphrase from ${var}, which is not set: export it, or use --password-file"))
             }),
-            PasswordSource::Prompt => prompt_password(prompt),
+            PasswordSource::Prompt | PasswordSource::KeyFile(_) => prompt_password(prompt),
         }
     }
 
@@ -98,10 +99,17 @@ impl Context {
     pub fn open(&self, component: Option<&ComponentPlan>) -> Result<Arc<Repository>> {
         let target = self.target(component)?;
         let backend = Self::backend(&target)?;
-        if let Some(file) = &self.global.recovery_key {
-            let bytes = Zeroizing::new(std::fs::read(file).with_context(|| format!("cannot read recovery key {}", file.display()))?);
-            let secrets = Secrets::from_recovery_file(&bytes)
-                .map_err(|e| exit::with_code(exit::AUTH, format!("{} is not a valid recovery key: {e}", file.display())))?;
+        let key_file = self.global.key_file.clone().or(match &target.password {
+            PasswordSource::KeyFile(f) if self.global.password_file.is_none() && std::env::var_os("REPRISE_PASSWORD").is_none() => Some(f.clone()),
+            _ => None,
+        });
+        if let Some(file) = key_file {
+            let bytes = Zeroizing::new(std::fs::read(&file).map_err(|e| {
+                let code = if e.kind() == std::io::ErrorKind::PermissionDenied { exit::PERMISSION } else { exit::NOT_FOUND };
+                exit::with_code(code, format!("cannot read key file {}: {e}", file.display()))
+            })?);
+            let secrets = Secrets::from_key_file(&bytes)
+                .map_err(|e| exit::with_code(exit::AUTH, format!("{} is not a recovery key or write credential: {e}", file.display())))?;
             return Ok(Arc::new(Repository::open_with_secrets(backend, secrets)?));
         }
         let pass = self.passphrase(&target.password, &format!("passphrase for {}: ", target.url))?;

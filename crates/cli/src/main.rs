@@ -30,7 +30,8 @@ fn main() -> ExitCode {
         let _ = ctrlc::set_handler(move || {
             hits += 1;
             if hits > 1 {
-                eprintln!("reprise: interrupted again, exiting now");
+                eprintln!("reprise: interrupted again, stopping the servers it started and exiting now");
+                reprise_postgres::cluster::stop_all();
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
             eprintln!("reprise: interrupting: finishing what is in flight (Ctrl-C again to stop at once)");
@@ -70,6 +71,7 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
     match &cli.command {
         Command::Plan(cmd) => return commands::plan::run(&cli.global, cli.global.json, cmd),
         Command::Demo(args) => return commands::demo::run(&cli.global, args, &cancel),
+        Command::WalFetch(args) => return commands::postgres::wal_fetch(&cli.global, args, &cancel),
         _ => {}
     }
     let ctx = Context::new(cli.global, cancel)?;
@@ -83,6 +85,9 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Restore(a) => commands::restore::run(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),
         Command::Stats(_) => commands::inspect::stats(&ctx),
-        Command::Plan(_) | Command::Demo(_) => unreachable!("handled above"),
+        Command::WalPush(a) => commands::postgres::wal_push(&ctx, a),
+        Command::RecoverRows(a) => commands::postgres::recover_rows(&ctx, a),
+        Command::Status(a) => commands::status::run(&ctx, a),
+        Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }
 }

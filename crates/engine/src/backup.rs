@@ -38,6 +38,10 @@ use crate::progress::{CancelToken, Progress};
 use crate::repository::Repository;
 use crate::source::{Content, Source, SourceEvent};
 
+/// Files modified less than this before a backup started are not trusted
+/// by the next backup's files cache (coarse file-system clocks; FAT has 2 s).
+const RACY_MARGIN_NS: i64 = 2_000_000_000;
+
 /// Files up to this size are read whole and cut in memory.
 const WHOLE_READ_LIMIT: u64 = 8 * 1024 * 1024;
 
@@ -127,6 +131,8 @@ enum FileResult {
     Done { content: Vec<Id>, size: u64 },
     /// Could not be read: recorded and skipped.
     Unreadable(String),
+    /// Gone before it was read, and allowed to be: left out silently.
+    Vanished,
     /// A failure that ends the backup (storage, cancellation).
     Fatal(Error),
 }
@@ -143,6 +149,9 @@ enum Command {
     Ready(Node, Option<(PathBuf, bool)>),
     Pending(Node, Option<PathBuf>, Receiver<FileResult>),
     Error(String),
+    Barrier(std::sync::mpsc::Sender<()>),
+    Label { key: String, value: String, sealed: bool },
+    Fatal(String),
 }
 
 enum WorkError {
@@ -182,7 +191,10 @@ impl Worker {
     fn process(&mut self, content: Content) -> FileResult {
         let mut ids = Vec::new();
         let r = match content {
-            Content::File { path, policy } => self.read_file(&path, policy, &mut ids),
+            Content::File { path, policy, missing_ok } => match self.read_file(&path, policy, &mut ids) {
+                Err(WorkError::Read(e)) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => return FileResult::Vanished,
+                other => other,
+            },
             Content::Stream { reader, policy } => self.read_stream(reader, policy, &mut ids),
             Content::Bytes { data, policy } => {
                 let cuts = self.chunker.cut(&data, policy);
@@ -321,7 +333,7 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
     // Every pack sender must be gone before the uploaders can finish.
     drop(tree_packer);
 
-    let (root, summary_counts, errors, new_cache) = match (assembled, walker_ok, worker_err, flushed) {
+    let (root, summary_counts, errors, new_cache, labels) = match (assembled, walker_ok, worker_err, flushed) {
         (Ok(a), Ok(()), None, Ok(())) => a,
         (a, w, we, f) => {
             let err = uploads.take_error().or(a.err()).or(w.err()).or(we).or(f.err()).unwrap_or(Error::Interrupted);
@@ -359,7 +371,7 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
         tags: opts.tags.clone(),
         summary,
         parent: opts.parent,
-        labels: opts.header_labels.clone(),
+        labels: opts.header_labels.clone().into_iter().chain(labels.header).collect(),
     };
     let body = SnapshotBody {
         tree: root,
@@ -367,13 +379,21 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
         excludes: opts.excludes.clone(),
         user: nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default(),
         errors: errors.clone(),
-        labels: opts.body_labels.clone(),
+        labels: opts.body_labels.clone().into_iter().chain(labels.body).collect(),
     };
     let id = repo.save_snapshot(&header, &body)?;
-    if let Some(path) = &opts.files_cache
-        && let Err(e) = FilesCache::save(path, new_cache) {
+    if let Some(path) = &opts.files_cache {
+        // "Racily clean" entries (git's term): a file changed within the
+        // clock granularity of the moment it was read could keep the same
+        // mtime and ctime after another change. Such entries are not
+        // trusted next time; the file is read again.
+        let start_ns = time.as_nanosecond() as i64 - started.elapsed().as_nanos() as i64;
+        let horizon = start_ns - RACY_MARGIN_NS;
+        let new_cache = new_cache.into_iter().filter(|(_, c)| c.mtime_ns < horizon && c.ctime_ns < horizon).collect();
+        if let Err(e) = FilesCache::save(path, new_cache) {
             tracing::warn!("could not save the files cache {}: {e}", path.display());
         }
+    }
     Ok(BackupOutcome { id, header, errors, adopted_packs, index_files: uploaded.index_files.len() })
 }
 
@@ -394,6 +414,9 @@ fn walk_source(
             SourceEvent::EnterDir(node) => Command::Enter(node),
             SourceEvent::LeaveDir => Command::Leave,
             SourceEvent::Error { path, message } => Command::Error(format!("{path}: {message}")),
+            SourceEvent::Barrier(done) => Command::Barrier(done),
+            SourceEvent::Fatal(message) => Command::Fatal(message),
+            SourceEvent::Label { key, value, sealed } => Command::Label { key, value, sealed },
             SourceEvent::Leaf(mut node, None) => {
                 node.size = 0;
                 Command::Ready(node, None)
@@ -431,7 +454,13 @@ struct Totals {
     bytes: u64,
 }
 
-type Assembled = (Id, Totals, Vec<String>, Vec<(Vec<u8>, CachedFile)>);
+#[derive(Default)]
+struct Labels {
+    header: BTreeMap<String, String>,
+    body: BTreeMap<String, String>,
+}
+
+type Assembled = (Id, Totals, Vec<String>, Vec<(Vec<u8>, CachedFile)>, Labels);
 
 fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_rx: &Receiver<Command>, sink: &PackSink) -> Result<Assembled> {
     use std::os::unix::ffi::OsStrExt;
@@ -439,6 +468,7 @@ fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_
     let mut totals = Totals::default();
     let mut errors = Vec::new();
     let mut new_cache = Vec::new();
+    let mut labels = Labels::default();
     let mut store_tree = |children: Vec<Node>| -> Result<Id> {
         let bytes = Tree { nodes: children }.encode();
         let id = repo.secrets().write.id_key.blob_id(&bytes);
@@ -493,8 +523,22 @@ fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_
                     tracing::warn!("{e}");
                     errors.push(e);
                 }
+                FileResult::Vanished => {}
                 FileResult::Fatal(e) => return Err(e),
             },
+            // Commands are handled in order and every earlier file's result
+            // was awaited above: everything before the barrier is read.
+            Command::Fatal(message) => return Err(Error::SourceFailed(message)),
+            Command::Barrier(done) => {
+                let _ = done.send(());
+            }
+            Command::Label { key, value, sealed } => {
+                if sealed {
+                    labels.body.insert(key, value);
+                } else {
+                    labels.header.insert(key, value);
+                }
+            }
         }
     }
     if stack.len() != 1 {
@@ -505,5 +549,5 @@ fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_
     root.children.sort_by(|a, b| a.name.cmp(&b.name));
     root.children.dedup_by(|a, b| a.name == b.name);
     let id = store_tree(root.children)?;
-    Ok((id, totals, errors, new_cache))
+    Ok((id, totals, errors, new_cache, labels))
 }

@@ -66,6 +66,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// The source (e.g. a database) failed; no snapshot was written.
+    #[error("{0}")]
+    SourceFailed(String),
+
     #[error("storage: {0}")]
     Backend(#[from] BackendError),
 
@@ -92,6 +96,7 @@ impl Error {
                 ErrorKind::Other => Category::Other,
             },
             Error::Interrupted => Category::Interrupted,
+            Error::SourceFailed(_) => Category::Other,
         }
     }
 

@@ -45,8 +45,14 @@ pub struct RestoreOptions {
     pub threads: usize,
     /// Allow a non-empty target; existing entries are replaced.
     pub overwrite: bool,
+    /// Update an existing copy in place: only chunks whose bytes differ are
+    /// written, and entries the snapshot does not have are removed.
+    pub delta: bool,
     /// Restore file owners (only possible as root).
     pub owners: bool,
+    /// Give every restored entry this owner instead (uid, gid): a database
+    /// restored as root for a server that runs as `postgres`.
+    pub owner_override: Option<(u32, u32)>,
     pub cancel: CancelToken,
 }
 
@@ -59,7 +65,9 @@ impl RestoreOptions {
             include: Vec::new(),
             threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2) * 2,
             overwrite: false,
+            delta: false,
             owners: nix::unistd::geteuid().is_root(),
+            owner_override: None,
             cancel: CancelToken::new(),
         }
     }
@@ -77,6 +85,10 @@ pub struct RestoreOutcome {
     pub dirs: u64,
     pub links: u64,
     pub bytes: u64,
+    /// Bytes already right in the target (delta restores), not written.
+    pub bytes_unchanged: u64,
+    /// Entries removed from the target because the snapshot lacks them.
+    pub removed: u64,
     pub duration_ms: u64,
     pub damaged: Vec<DamagedEntry>,
 }
@@ -111,7 +123,8 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
     let body = repo.snapshot_body(id)?;
     let (index, _) = MasterIndex::load(repo, Adopt::IfIndexDamaged)?;
     let target = &opts.target;
-    prepare_target(target, opts.overwrite)?;
+    prepare_target(target, opts.overwrite || opts.delta)?;
+    let opts = &RestoreOptions { overwrite: opts.overwrite || opts.delta, ..opts.clone() };
 
     let mut outcome = RestoreOutcome::default();
     let damaged = Mutex::new(Vec::new());
@@ -123,6 +136,8 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
     })?;
     let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new(), others: Vec::new() };
     let mut first_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    // Names each restored directory should hold (delta restores remove the rest).
+    let mut expected: HashMap<PathBuf, std::collections::HashSet<std::ffi::OsString>> = HashMap::new();
     let root_tree = match &start {
         None => Some(body.tree),
         Some(n) if n.kind == NodeKind::Dir => {
@@ -145,6 +160,10 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
                     return Ok(v);
                 }
                 let path = target.join(OsStr::from_bytes(rel));
+                if opts.delta {
+                    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                    expected.entry(parent).or_default().insert(OsStr::from_bytes(&node.name).to_owned());
+                }
                 if node.kind == NodeKind::Dir {
                     make_dir(&path, opts.overwrite)?;
                     plan.dirs.push((path, node.clone()));
@@ -159,12 +178,20 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
             },
         )?;
     }
+    if opts.delta {
+        expected.entry(target.clone()).or_default();
+        for (dir, _) in &plan.dirs {
+            expected.entry(dir.clone()).or_default();
+        }
+        outcome.removed = remove_unexpected(&expected)?;
+    }
     let total: u64 = plan.files.iter().map(|(_, n)| n.size).sum();
     progress.set_total(total, plan.files.len() as u64);
 
     // Files, in parallel.
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
+    let unchanged = AtomicU64::new(0);
     let failed_paths: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     let fatal: Mutex<Option<Error>> = Mutex::new(None);
     std::thread::scope(|s| {
@@ -176,9 +203,11 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((path, node)) = plan.files.get(i) else { return };
-                    match restore_file(repo, &index, path, node, opts, progress) {
-                        Ok(n) => {
+                    let r = if opts.delta { restore_file_delta(repo, &index, path, node, opts, progress) } else { restore_file(repo, &index, path, node, opts, progress).map(|n| (n, 0)) };
+                    match r {
+                        Ok((n, same)) => {
                             bytes.fetch_add(n, Ordering::Relaxed);
+                            unchanged.fetch_add(same, Ordering::Relaxed);
                         }
                         Err(FileError::Damaged(reason)) => {
                             let _ = fs::remove_file(path);
@@ -201,6 +230,9 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
     }
     outcome.files = plan.files.len() as u64 - failed_paths.lock().len() as u64;
 
+    for (path, node) in &plan.others {
+        restore_special(path, node, opts)?;
+    }
     let failed: std::collections::HashSet<PathBuf> = failed_paths.into_inner().into_iter().collect();
     for (link, first) in &plan.links {
         if failed.contains(first) {
@@ -211,11 +243,8 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
         fs::hard_link(first, link).map_err(|e| Error::Target { path: link.clone(), source: e })?;
         outcome.links += 1;
     }
-    for (path, node) in &plan.others {
-        restore_special(path, node, opts)?;
-    }
     for (path, node) in plan.dirs.iter().rev() {
-        apply_metadata(path, node, opts.owners, true)?;
+        apply_metadata(path, node, opts)?;
     }
     // One syncfs instead of an fsync per file: the restore is durable when
     // this returns (a database started on it next must not lose files to a
@@ -224,28 +253,29 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
     nix::unistd::syncfs(&dir).map_err(|e| Error::Target { path: target.clone(), source: e.into() })?;
     outcome.dirs = plan.dirs.len() as u64;
     outcome.bytes = bytes.into_inner();
+    outcome.bytes_unchanged = unchanged.into_inner();
     outcome.damaged = damaged.into_inner();
     outcome.duration_ms = started.elapsed().as_millis() as u64;
     Ok(outcome)
 }
 
+/// Files go to the writer pool, other entries are made afterwards; a second
+/// path of a hard-linked inode (of any kind) becomes a link to the first.
 fn queue_entry(plan: &mut Plan, first_of_inode: &mut HashMap<(u64, u64), PathBuf>, path: PathBuf, node: Node) {
-    match node.kind {
-        NodeKind::File => {
-            if node.links > 1 && node.inode != 0 {
-                match first_of_inode.entry((node.device, node.inode)) {
-                    hashbrown::hash_map::Entry::Occupied(first) => {
-                        plan.links.push((path, first.get().clone()));
-                        return;
-                    }
-                    hashbrown::hash_map::Entry::Vacant(v) => {
-                        v.insert(path.clone());
-                    }
-                }
+    debug_assert!(node.kind != NodeKind::Dir, "directories are planned by the caller");
+    if node.links > 1 && node.inode != 0 {
+        match first_of_inode.entry((node.device, node.inode)) {
+            hashbrown::hash_map::Entry::Occupied(first) => {
+                plan.links.push((path, first.get().clone()));
+                return;
             }
-            plan.files.push((path, node));
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                v.insert(path.clone());
+            }
         }
-        NodeKind::Dir => unreachable!("directories are planned by the caller"),
+    }
+    match node.kind {
+        NodeKind::File => plan.files.push((path, node)),
         _ => plan.others.push((path, node)),
     }
 }
@@ -366,8 +396,67 @@ fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node
     }
     drop(file);
     progress.advance(0, 1);
-    apply_metadata(path, node, opts.owners, false)?;
+    apply_metadata(path, node, opts)?;
     Ok(written)
+}
+
+/// Removes entries of restored directories that the snapshot does not list.
+fn remove_unexpected(expected: &HashMap<PathBuf, std::collections::HashSet<std::ffi::OsString>>) -> Result<u64> {
+    let mut removed = 0;
+    for (dir, names) in expected {
+        let Ok(entries) = fs::read_dir(dir) else { continue };
+        for entry in entries.flatten() {
+            if names.contains(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let r = if is_dir { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            r.map_err(|e| Error::Target { path: path.clone(), source: e })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Brings an existing file to the snapshot's content, writing only chunks
+/// whose bytes differ (each existing chunk is hashed with the repository's
+/// ID key and compared with the snapshot's chunk ID). Returns (bytes
+/// written, bytes already right).
+fn restore_file_delta(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node, opts: &RestoreOptions, progress: &dyn Progress) -> Result<(u64, u64), FileError> {
+    use std::os::unix::fs::FileExt;
+    let is_file = fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+    if !is_file {
+        return restore_file(repo, index, path, node, opts, progress).map(|n| (n, 0));
+    }
+    let target_err = |e: std::io::Error| FileError::Fatal(Error::Target { path: path.to_owned(), source: e });
+    let file = OpenOptions::new().read(true).write(true).open(path).map_err(target_err)?;
+    let id_key = &repo.secrets().write.id_key;
+    let (mut offset, mut written, mut same) = (0u64, 0u64, 0u64);
+    let mut buf = Vec::new();
+    for id in &node.content {
+        let loc = index.get(id).ok_or_else(|| FileError::Damaged(format!("data blob {id} is in no index (its pack is missing)")))?;
+        let len = u64::from(loc.entry.raw_length);
+        buf.resize(len as usize, 0);
+        let matches = file.read_exact_at(&mut buf, offset).is_ok() && id_key.blob_id(&buf) == *id;
+        if matches {
+            same += len;
+        } else {
+            let plain = repo.read_blob(index, loc.entry.kind, id)?;
+            file.write_all_at(&plain, offset).map_err(target_err)?;
+            written += len;
+        }
+        progress.advance(len, 0);
+        offset += len;
+    }
+    if offset != node.size {
+        return Err(FileError::Damaged(format!("chunks add up to {offset} bytes, the snapshot recorded {}", node.size)));
+    }
+    file.set_len(node.size).map_err(target_err)?;
+    drop(file);
+    progress.advance(0, 1);
+    apply_metadata(path, node, opts)?;
+    Ok((written, same))
 }
 
 fn restore_special(path: &Path, node: &Node, opts: &RestoreOptions) -> Result<()> {
@@ -392,21 +481,23 @@ fn restore_special(path: &Path, node: &Node, opts: &RestoreOptions) -> Result<()
         NodeKind::Socket => return Ok(()), // sockets are recreated by their servers
         NodeKind::File | NodeKind::Dir => unreachable!("handled elsewhere"),
     }
-    apply_metadata(path, node, opts.owners, false)
+    apply_metadata(path, node, opts)
 }
 
 /// Owner, then mode (chown clears set-id bits), then times.
-fn apply_metadata(path: &Path, node: &Node, owners: bool, is_dir: bool) -> Result<()> {
+fn apply_metadata(path: &Path, node: &Node, opts: &RestoreOptions) -> Result<()> {
     let err = |e: std::io::Error| Error::Target { path: path.to_owned(), source: e };
-    if owners {
+    if let Some((uid, gid)) = opts.owner_override {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(err)?;
+    } else if opts.owners {
         std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)).map_err(err)?;
     }
+    // utimensat without following links, for every kind: it never opens
+    // the path (opening a restored FIFO would block until a writer comes).
     let mtime = filetime::FileTime::from_unix_time(node.mtime_ns.div_euclid(1_000_000_000), node.mtime_ns.rem_euclid(1_000_000_000) as u32);
-    if node.kind == NodeKind::Symlink {
-        filetime::set_symlink_file_times(path, mtime, mtime).map_err(err)?;
-        return Ok(());
+    if node.kind != NodeKind::Symlink {
+        // Linux cannot change a symlink's own mode; chmod would follow it.
+        fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(err)?;
     }
-    let mode = if is_dir && node.mode == 0 { 0o755 } else { node.mode };
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)?;
-    filetime::set_file_times(path, mtime, mtime).map_err(err)
+    filetime::set_symlink_file_times(path, mtime, mtime).map_err(err)
 }

@@ -14,7 +14,9 @@ use reprise_format::tree::Node;
 /// Where a file's content comes from.
 pub enum Content {
     /// A file on disk, read by a backup worker. Eligible for the files cache.
-    File { path: PathBuf, policy: ChunkPolicy },
+    /// With `missing_ok`, a file that vanished before it was read is left
+    /// out silently (a database drops files while it is backed up).
+    File { path: PathBuf, policy: ChunkPolicy, missing_ok: bool },
     /// A stream, read once (standard input, a pipe from a dump tool).
     Stream { reader: Box<dyn Read + Send>, policy: ChunkPolicy },
     /// Bytes the source produced itself (e.g. a generated label file).
@@ -42,6 +44,15 @@ pub enum SourceEvent {
     Leaf(Node, Option<Content>),
     /// An entry that could not be read; recorded in the snapshot, skipped.
     Error { path: String, message: String },
+    /// Asks the engine to signal `done` once everything emitted before has
+    /// been read. A database source waits on it before ending its backup
+    /// mode: no file may be read after the stop point.
+    Barrier(std::sync::mpsc::Sender<()>),
+    /// The source cannot go on: the backup fails and no snapshot is written.
+    Fatal(String),
+    /// A fact to record in the snapshot: in the header (readable with write
+    /// secrets) or, if `sealed`, in the body (recovery key only).
+    Label { key: String, value: String, sealed: bool },
 }
 
 /// Anything that yields source events.

@@ -25,6 +25,7 @@ use crate::{FormatError, Id};
 
 pub const KEY_FILE_FORMAT: &str = "reprise-key";
 pub const RECOVERY_FILE_FORMAT: &str = "reprise-recovery-key";
+pub const WRITE_CREDENTIAL_FORMAT: &str = "reprise-write-credential";
 pub const KEY_FILE_VERSION: u32 = 1;
 const KEY_FILE_AAD: &[u8] = b"reprise key v1";
 
@@ -326,6 +327,37 @@ impl Secrets {
         }
         Ok(s)
     }
+
+    /// Serializes the write secrets as a *write credential*: an unencrypted
+    /// file for hosts that push many times a minute (WAL archiving), where
+    /// an Argon2id derivation per call would be too slow and the passphrase
+    /// would sit in a file beside it anyway. It can add backups, never read
+    /// them. Keep it mode 0600, owned by the service account.
+    #[must_use]
+    pub fn to_write_credential(&self) -> Zeroizing<Vec<u8>> {
+        let mut plain = self.write_only().to_plain();
+        plain.recovery_secret = None;
+        let rf = RecoveryFile { format: WRITE_CREDENTIAL_FORMAT.into(), version: KEY_FILE_VERSION, secrets: plain };
+        let mut v = serde_json::to_vec_pretty(&rf).expect("credential serializes");
+        v.push(b'\n');
+        Zeroizing::new(v)
+    }
+
+    /// Reads a recovery key file or a write credential.
+    pub fn from_key_file(bytes: &[u8]) -> Result<Secrets, FormatError> {
+        let rf: RecoveryFile = serde_json::from_slice(bytes).map_err(|e| FormatError::Malformed(format!("key file: {e}")))?;
+        match rf.format.as_str() {
+            RECOVERY_FILE_FORMAT => Self::from_recovery_file(bytes),
+            WRITE_CREDENTIAL_FORMAT => {
+                let s = Secrets::from_plain(&rf.secrets)?;
+                if s.recovery.is_some() {
+                    return Err(FormatError::Malformed("a write credential must not hold the recovery secret".into()));
+                }
+                Ok(s)
+            }
+            _ => Err(FormatError::BadMagic { expected: "recovery key or write credential" }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -350,6 +382,17 @@ mod tests {
         assert_eq!(kf.info.role, Role::WriteOnly);
         assert!(!String::from_utf8(kf.to_bytes()).unwrap().contains("recovery_secret"));
         assert!(kf.open(b"pw").unwrap().recovery.is_none());
+    }
+
+    #[test]
+    fn write_credential_round_trip() {
+        let s = Secrets::generate(Id([1; 32]));
+        let bytes = s.to_write_credential();
+        assert!(!String::from_utf8(bytes.to_vec()).unwrap().contains("recovery_secret"));
+        let back = Secrets::from_key_file(&bytes).unwrap();
+        assert!(back.recovery.is_none());
+        assert_eq!(back.write.catalog_key, s.write.catalog_key);
+        assert!(Secrets::from_key_file(&s.to_recovery_file().unwrap()).unwrap().recovery.is_some());
     }
 
     #[test]

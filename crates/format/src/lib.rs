@@ -27,6 +27,7 @@ pub mod keys;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod wal;
 
 pub use error::FormatError;
 pub use id::Id;

@@ -52,6 +52,9 @@ pub enum PasswordSource {
     Env(String),
     /// Ask on the terminal.
     Prompt,
+    /// A key file instead of a passphrase: a write credential (hosts that
+    /// only add backups, e.g. WAL archiving) or a recovery key.
+    KeyFile(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,20 +94,49 @@ pub struct Objectives {
     pub retain_for: Option<Duration>,
     /// Snapshots must be made immutable where storage allows it.
     pub immutable: bool,
+    /// Point-in-time recovery window to keep (PostgreSQL).
+    pub pitr: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ComponentKind {
     /// Directory trees.
     Files,
+    /// A PostgreSQL cluster.
+    Postgres(PostgresPlan),
 }
 
 impl fmt::Display for ComponentKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ComponentKind::Files => "files",
+            ComponentKind::Postgres(_) => "postgres",
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostgresMode {
+    /// Base backups of the data directory plus WAL archiving (reprise runs
+    /// on the database host).
+    Physical,
+    /// `pg_dump` of each database (managed servers, no file access).
+    Logical,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresPlan {
+    pub mode: PostgresMode,
+    /// libpq-style connection string or URL, without the password.
+    pub connection: String,
+    /// Environment variable holding the password, if any.
+    pub password_env: Option<String>,
+    pub data_directory: Option<PathBuf>,
+    pub bin_dir: Option<PathBuf>,
+    /// Logical mode: databases to dump (empty: all).
+    pub databases: Vec<String>,
+    /// How long a base backup waits for its last WAL file to be archived.
+    pub archive_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +198,8 @@ struct RawRepository {
     password_file: Option<Spanned<String>>,
     #[serde(default)]
     password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +219,21 @@ struct RawComponent {
     one_file_system: bool,
     #[serde(default)]
     objectives: Option<Spanned<RawObjectives>>,
+    // PostgreSQL components.
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    connection: Option<Spanned<String>>,
+    #[serde(default)]
+    password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    data_directory: Option<Spanned<String>>,
+    #[serde(default)]
+    bin_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    databases: Vec<Spanned<String>>,
+    #[serde(default)]
+    archive_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +249,8 @@ struct RawObjectives {
     retain_for: Option<Spanned<String>>,
     #[serde(default)]
     immutable: bool,
+    #[serde(default)]
+    pitr: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -302,20 +353,25 @@ impl Plan {
             if repo.url.get_ref().trim().is_empty() {
                 cx.at(repo.url.span().start, format!("repository '{name}' has an empty url"), "set url to a directory path, e.g. \"/var/backups/reprise\"");
             }
-            let password = match (repo.password_file, repo.password_env) {
-                (Some(f), Some(e)) => {
+            let password = match (repo.password_file, repo.password_env, repo.key_file) {
+                (Some(f), Some(e), _) => {
                     cx.at(e.span().start, format!("repository '{name}' sets both password_file and password_env"), "keep only one of them");
                     PasswordSource::File(resolve(f.get_ref()))
                 }
-                (Some(f), None) => PasswordSource::File(resolve(f.get_ref())),
-                (None, Some(e)) => {
+                (None, None, Some(k)) => PasswordSource::KeyFile(resolve(k.get_ref())),
+                (_, _, Some(k)) => {
+                    cx.at(k.span().start, format!("repository '{name}' sets key_file and a passphrase source"), "keep key_file (hosts that only write) or the passphrase, not both");
+                    PasswordSource::KeyFile(resolve(k.get_ref()))
+                }
+                (Some(f), None, None) => PasswordSource::File(resolve(f.get_ref())),
+                (None, Some(e), None) => {
                     let var = e.get_ref();
                     if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                         cx.at(e.span().start, format!("password_env '{var}' is not an environment variable name"), "give the variable's name, e.g. \"REPRISE_PASSWORD\" (never the passphrase itself)");
                     }
                     PasswordSource::Env(var.clone())
                 }
-                (None, None) => PasswordSource::Prompt,
+                (None, None, None) => PasswordSource::Prompt,
             };
             let url = repo.url.into_inner();
             let url = if url.contains("://") || url.starts_with("local:") { url } else { resolve(&url).display().to_string() };
@@ -328,10 +384,60 @@ impl Plan {
             if !valid_name(&name) {
                 cx.at(span, format!("component name '{name}' is not valid"), "use letters, digits, '-', '_' or '.' (at most 64)");
             }
+            let is_postgres = comp.kind.get_ref() == "postgres";
             let kind = match comp.kind.get_ref().as_str() {
-                "files" => ComponentKind::Files,
+                "files" => {
+                    for (field, span) in [
+                        ("mode", comp.mode.as_ref().map(|s| s.span().start)),
+                        ("connection", comp.connection.as_ref().map(|s| s.span().start)),
+                        ("data_directory", comp.data_directory.as_ref().map(|s| s.span().start)),
+                        ("password_env", comp.password_env.as_ref().map(|s| s.span().start)),
+                        ("bin_dir", comp.bin_dir.as_ref().map(|s| s.span().start)),
+                        ("archive_timeout", comp.archive_timeout.as_ref().map(|s| s.span().start)),
+                    ] {
+                        if let Some(at) = span {
+                            cx.at(at, format!("'{field}' is a setting of postgres components, and '{name}' is of type files"), format!("remove {field}, or set type = \"postgres\""));
+                        }
+                    }
+                    ComponentKind::Files
+                }
+                "postgres" => {
+                    let mode = match comp.mode.as_ref().map(|m| m.get_ref().as_str()) {
+                        None | Some("physical") => PostgresMode::Physical,
+                        Some("logical") => PostgresMode::Logical,
+                        Some(other) => {
+                            cx.at(comp.mode.as_ref().map_or(span, |m| m.span().start), format!("unknown mode '{other}'"), "use mode = \"physical\" (on the database host) or \"logical\" (managed servers)");
+                            PostgresMode::Physical
+                        }
+                    };
+                    let connection = match &comp.connection {
+                        Some(c) => {
+                            if c.get_ref().to_ascii_lowercase().contains("password=") || (c.get_ref().contains("://") && c.get_ref().split('@').next().is_some_and(|a| a.matches(':').count() > 1)) {
+                                cx.at(c.span().start, format!("the connection of '{name}' contains a password"), "remove it and name an environment variable with password_env (passwords never go in the plan)");
+                            }
+                            c.get_ref().clone()
+                        }
+                        None => {
+                            cx.at(span, format!("postgres component '{name}' has no connection"), "add connection = \"host=/var/run/postgresql user=postgres dbname=postgres\"");
+                            String::new()
+                        }
+                    };
+                    let archive_timeout = comp.archive_timeout.as_ref().and_then(|d| cx.duration(d, "archive_timeout")).unwrap_or(Duration::from_secs(120));
+                    if mode == PostgresMode::Logical && comp.data_directory.is_some() {
+                        cx.at(comp.data_directory.as_ref().map_or(span, |d| d.span().start), "data_directory is not used in logical mode", "remove it, or use mode = \"physical\"");
+                    }
+                    ComponentKind::Postgres(PostgresPlan {
+                        mode,
+                        connection,
+                        password_env: comp.password_env.as_ref().map(|p| p.get_ref().clone()),
+                        data_directory: comp.data_directory.as_ref().map(|d| resolve(d.get_ref())),
+                        bin_dir: comp.bin_dir.as_ref().map(|d| resolve(d.get_ref())),
+                        databases: comp.databases.iter().map(|d| d.get_ref().clone()).collect(),
+                        archive_timeout,
+                    })
+                }
                 other => {
-                    cx.at(comp.kind.span().start, format!("component '{name}' has unknown type '{other}'"), "use type = \"files\"");
+                    cx.at(comp.kind.span().start, format!("component '{name}' has unknown type '{other}'"), "use type = \"files\" or \"postgres\"");
                     ComponentKind::Files
                 }
             };
@@ -355,6 +461,8 @@ impl Plan {
             };
             let mut paths = Vec::new();
             match &comp.paths {
+                Some(p) if is_postgres => cx.at(p.span().start, format!("postgres component '{name}' takes no paths"), "remove paths (set data_directory for a physical backup)"),
+                None if is_postgres => {}
                 Some(p) if !p.get_ref().is_empty() => {
                     for path in p.get_ref() {
                         if Path::new(path.get_ref()).is_absolute() {
@@ -379,6 +487,10 @@ impl Plan {
                 objectives.rto = o.rto.as_ref().and_then(|d| cx.duration(d, "rto"));
                 objectives.retain_for = o.retain_for.as_ref().and_then(|d| cx.duration(d, "retain_for"));
                 objectives.immutable = o.immutable;
+                objectives.pitr = o.pitr.as_ref().and_then(|d| cx.duration(d, "pitr"));
+                if let (Some(p), false) = (&o.pitr, is_postgres) {
+                    cx.at(p.span().start, format!("pitr is for postgres components, and '{name}' is not one"), "remove pitr");
+                }
                 if let Some(r) = o.retention {
                     let span = r.span().start;
                     let r = r.into_inner();
@@ -474,6 +586,22 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
         assert_eq!(d[0].line, 18);
         assert!(d[0].fix.contains("retain_for"), "{}", d[0]);
+    }
+
+    #[test]
+    fn postgres_components() {
+        let text = format!(
+            "{GOOD}\n[components.database]\ntype = \"postgres\"\nconnection = \"host=/var/run/postgresql user=postgres\"\ndata_directory = \"/var/lib/postgresql/15/main\"\n[components.database.objectives]\nrpo = \"1h\"\nrto = \"2h\"\npitr = \"7d\"\n"
+        );
+        let plan = Plan::parse(Path::new("p.toml"), &text).unwrap();
+        let ComponentKind::Postgres(pg) = &plan.component("database").unwrap().kind else { panic!("not postgres") };
+        assert_eq!(pg.mode, PostgresMode::Physical);
+        assert_eq!(plan.component("database").unwrap().objectives.pitr, Some(Duration::from_secs(7 * 86_400)));
+        let bad = text.replace("user=postgres\"", "user=postgres password=x\"").replace("type = \"files\"\n", "type = \"files\"\nconnection = \"x\"\n");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|x| x.message.contains("password")));
+        assert!(d.iter().any(|x| x.message.contains("setting of postgres components")));
     }
 
     #[test]

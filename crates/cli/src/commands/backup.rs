@@ -20,6 +20,18 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
     if component.is_some() && (!args.paths.is_empty() || args.stdin) {
         return Err(exit::usage("give either a component or --path/--stdin, not both"));
     }
+    if let Some((c, pg)) = component.and_then(|c| crate::commands::postgres::pg_plan(c).map(|p| (c, p))) {
+        let mut opts = BackupOptions::new(&c.name, "postgres");
+        if let Some(h) = &args.host {
+            opts.host.clone_from(h);
+        }
+        opts.tags = c.tags.iter().chain(&args.tags).cloned().collect();
+        if let Some(t) = args.threads {
+            opts.threads = t.max(1);
+        }
+        let outcome = crate::commands::postgres::backup_postgres(ctx, c, pg, opts)?;
+        return report(ctx, &outcome);
+    }
     if component.is_none() && args.paths.is_empty() && !args.stdin {
         return Err(exit::usage("what to back up? name a plan component (reprise backup NAME), or give --path PATH or --stdin"));
     }
@@ -82,9 +94,13 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
         backup(&repo, source, &opts, &progress)?
     };
 
+    report(ctx, &outcome)
+}
+
+fn report(ctx: &Context, outcome: &BackupOutcome) -> Result<()> {
     let s = &outcome.header.summary;
     if ctx.json() {
-        ctx.print_json(&outcome)?;
+        ctx.print_json(outcome)?;
     } else {
         ctx.say(format!(
             "snapshot {} of {} saved: {} files, {} in {:.1}s ({} files read, {} new, {} stored)",

@@ -54,7 +54,17 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
                 ));
             }
         }
-        KeyCommand::Add { write_only, label, new_password_file, kdf } => {
+        KeyCommand::Add { write_only: true, credential: Some(path), .. } => {
+            repo.require_full("issuing a write credential")?;
+            let bytes = repo.secrets().to_write_credential();
+            write_secret_file(path, &bytes, "write credential")?;
+            if ctx.json() {
+                ctx.print_json(&serde_json::json!({ "write_credential": path }))?;
+            } else {
+                ctx.say(format!("write credential written to {} (mode 0600): it can add backups to this repository, never read or delete them", path.display()));
+            }
+        }
+        KeyCommand::Add { write_only, label, new_password_file, kdf, .. } => {
             let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
             let role = if *write_only { Role::WriteOnly } else { Role::Full };
             let name = repo.add_key(&pass, role, context::kdf(kdf), label)?;
@@ -85,12 +95,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
         KeyCommand::ExportRecovery { output } => {
             repo.require_full("exporting the recovery key")?;
             let bytes = repo.secrets().to_recovery_file().map_err(|e| exit::usage(e.to_string()))?;
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(output).map_err(|e| {
-                let code = if e.kind() == std::io::ErrorKind::AlreadyExists { exit::USAGE } else { exit::PERMISSION };
-                exit::with_code(code, format!("cannot create {}: {e} (the recovery key is never written over an existing file)", output.display()))
-            })?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
+            write_secret_file(output, &bytes, "recovery key")?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "recovery_key": output }))?;
             } else {
@@ -98,5 +103,16 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Creates a file readable by its owner only, never over an existing one.
+fn write_secret_file(path: &std::path::Path, bytes: &[u8], what: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::AlreadyExists { exit::USAGE } else { exit::PERMISSION };
+        exit::with_code(code, format!("cannot create {}: {e} (a {what} is never written over an existing file)", path.display()))
+    })?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     Ok(())
 }

@@ -6,7 +6,9 @@ pub mod demo;
 pub mod inspect;
 pub mod keys;
 pub mod plan;
+pub mod postgres;
 pub mod restore;
+pub mod status;
 
 use reprise_engine::Repository;
 use reprise_engine::format::snapshot::SnapshotHeader;

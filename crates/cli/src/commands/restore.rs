@@ -13,8 +13,15 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         Some((s, p)) => (s, p.trim_matches('/')),
         None => (args.what.as_str(), ""),
     };
-    // A plan component name means its latest snapshot.
+    // A plan component name means its latest snapshot (or, for a
+    // database, the state at --at).
     let component = ctx.plan.as_ref().and_then(|p| p.components.get(spec));
+    if let Some((c, pg)) = component.and_then(|c| crate::commands::postgres::pg_plan(c).map(|p| (c, p))) {
+        return crate::commands::postgres::restore_postgres(ctx, c, pg, args);
+    }
+    if args.at.is_some() || args.start || !args.tablespaces.is_empty() || args.into.is_some() {
+        return Err(exit::usage("--at, --start, --tablespace and --into apply to PostgreSQL components: name one from the plan"));
+    }
     let repo = ctx.open(component)?;
     let snap = match component {
         Some(c) => find_snapshot(&repo, "latest", Some(&c.name))?,
@@ -24,6 +31,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     opts.subpath = subpath.as_bytes().to_vec();
     opts.include = args.include.iter().map(|p| p.trim_matches('/').as_bytes().to_vec()).collect();
     opts.overwrite = args.overwrite;
+    opts.delta = args.delta;
     opts.cancel = ctx.cancel.clone();
     if let Some(t) = args.threads {
         opts.threads = t.max(1);

@@ -271,7 +271,7 @@ impl Iterator for FilesSource {
                             return Some(SourceEvent::EnterDir(node));
                         }
                         NodeKind::File => {
-                            return Some(SourceEvent::Leaf(node, Some(Content::File { path, policy: ChunkPolicy::ContentDefined })));
+                            return Some(SourceEvent::Leaf(node, Some(Content::File { path, policy: ChunkPolicy::ContentDefined, missing_ok: false })));
                         }
                         NodeKind::Symlink => {
                             match fs::read_link(&path) {

@@ -1,0 +1,23 @@
+//! PostgreSQL for reprise.
+//!
+//! * [`base`]: physical base backups (non-exclusive `pg_backup_start` /
+//!   `pg_backup_stop`), as a source for the engine;
+//! * [`wal`]: the WAL archive (`wal-push`, `wal-fetch`, gaps, timelines);
+//! * [`restore`]: point-in-time restore, optionally started and measured;
+//! * [`cluster`]: servers reprise runs itself (scratch restores, demo);
+//! * [`rows`]: recovering deleted or changed rows of one table;
+//! * [`logical`]: `pg_dump` / `pg_restore` for managed servers;
+//! * [`status`]: achieved RPO and the point-in-time window.
+
+pub mod base;
+pub mod cluster;
+pub mod conn;
+pub mod error;
+pub mod logical;
+pub mod restore;
+pub mod rows;
+pub mod status;
+pub mod wal;
+pub mod walname;
+
+pub use error::{PgError, Result};

@@ -1,0 +1,588 @@
+//! Point-in-time restore of a physical component.
+//!
+//! 1. pick the base backup that can reach the target;
+//! 2. check, before writing anything, that every WAL segment from that
+//!    backup to the target is archived (a gap is reported, not discovered
+//!    half-way through recovery);
+//! 3. restore the data directory (in parallel, every chunk verified; or in
+//!    place with `delta`, writing only what differs) and tablespaces;
+//! 4. write the recovery settings;
+//! 5. with `start`, run the server privately, feed it WAL from a spool that
+//!    this process fills ahead of replay, wait until it reaches the target
+//!    and promotes, and measure the time taken.
+//!
+//! While a started restore replays, `restore_command` is
+//! `reprise wal-fetch --spool DIR --spool-only ...`: it only asks this
+//! process for files through the spool folder, so no key is ever written to
+//! disk for recovery.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reprise_engine::format::Id;
+use reprise_engine::restore::{RestoreOptions, restore as restore_files};
+use reprise_engine::{CancelToken, Progress, Repository};
+
+use crate::cluster::{self, Cluster, OnDrop, PgBin};
+use crate::error::{PgError, Result};
+use crate::wal::{self, ArchiveView};
+use crate::walname::{self, Lsn, Segment};
+
+/// Snapshot kind of physical base backups.
+pub const KIND_BASE: &str = "postgres-base";
+
+/// Where recovery should stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Replay everything archived.
+    Latest,
+    /// Stop as soon as the base backup is consistent.
+    Immediate,
+    Time(jiff::Timestamp),
+    Lsn(Lsn),
+    /// A restore point made with `pg_create_restore_point`.
+    Name(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Latest => f.write_str("latest"),
+            Target::Immediate => f.write_str("immediate"),
+            Target::Time(t) => write!(f, "{t}"),
+            Target::Lsn(l) => write!(f, "lsn {l}"),
+            Target::Name(n) => write!(f, "restore point '{n}'"),
+        }
+    }
+}
+
+impl Target {
+    /// `latest`, `immediate`, a time (RFC 3339, or `YYYY-MM-DD HH:MM[:SS]`
+    /// in the local time zone), an LSN (`0/3000060`, or `lsn:0/3000060`),
+    /// or `name:RESTORE_POINT`.
+    pub fn parse(s: &str) -> std::result::Result<Target, String> {
+        let s = s.trim();
+        match s {
+            "latest" => return Ok(Target::Latest),
+            "immediate" => return Ok(Target::Immediate),
+            _ => {}
+        }
+        if let Some(n) = s.strip_prefix("name:") {
+            return if n.is_empty() { Err("empty restore point name after 'name:'".into()) } else { Ok(Target::Name(n.to_owned())) };
+        }
+        if let Some(l) = s.strip_prefix("lsn:") {
+            return l.parse().map(Target::Lsn);
+        }
+        if s.contains('/') && !s.contains(' ') && !s.contains('T') {
+            return s.parse().map(Target::Lsn);
+        }
+        if let Ok(t) = s.parse::<jiff::Timestamp>() {
+            return Ok(Target::Time(t));
+        }
+        if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+            if let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::system()) {
+                return Ok(Target::Time(z.timestamp()));
+            }
+        }
+        Err(format!(
+            "'{s}' is not a recovery target: use latest, immediate, a time (2026-11-21T10:30:00Z or \"2026-11-21 11:30:00\"), an LSN (0/3000060) or name:RESTORE_POINT"
+        ))
+    }
+}
+
+/// A base backup, from its snapshot header.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BaseBackupInfo {
+    pub id: Id,
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
+    pub timeline: u32,
+    pub start_time: jiff::Timestamp,
+    pub stop_time: jiff::Timestamp,
+    pub system_identifier: u64,
+    pub segment_size: u64,
+    pub bytes: u64,
+}
+
+impl BaseBackupInfo {
+    #[must_use]
+    pub fn start_segment(&self) -> Segment {
+        Segment::of_lsn(self.timeline, self.start_lsn, self.segment_size)
+    }
+    #[must_use]
+    pub fn stop_segment(&self) -> Segment {
+        Segment::of_lsn(self.timeline, self.stop_lsn, self.segment_size)
+    }
+}
+
+/// Every base backup of `component`, oldest first.
+pub fn base_backups(repo: &Repository, component: &str) -> Result<Vec<BaseBackupInfo>> {
+    let (snaps, _) = repo.snapshots()?;
+    let mut out = Vec::new();
+    for s in snaps {
+        let h = &s.header;
+        if h.component != component || h.kind != KIND_BASE {
+            continue;
+        }
+        let l = |k: &str| h.labels.get(&format!("pg.{k}")).cloned().unwrap_or_default();
+        let (Ok(start_lsn), Ok(stop_lsn)) = (l("start_lsn").parse::<Lsn>(), l("stop_lsn").parse::<Lsn>()) else { continue };
+        out.push(BaseBackupInfo {
+            id: s.id,
+            start_lsn,
+            stop_lsn,
+            timeline: l("timeline").parse().unwrap_or(1),
+            start_time: l("start_time").parse().unwrap_or(h.time),
+            stop_time: l("stop_time").parse().unwrap_or(h.time),
+            system_identifier: l("system_identifier").parse().unwrap_or(0),
+            segment_size: l("segment_size").parse().unwrap_or(walname::DEFAULT_SEGMENT_SIZE),
+            bytes: h.summary.bytes,
+        });
+    }
+    out.sort_by_key(|b| b.stop_lsn);
+    Ok(out)
+}
+
+/// Base backups that may reach `target`, best first.
+fn candidates(component: &str, bases: &[BaseBackupInfo], target: &Target) -> Result<Vec<BaseBackupInfo>> {
+    let none = |reason: String| PgError::NoBaseBackup { component: component.to_owned(), target: target.to_string(), reason };
+    if bases.is_empty() {
+        return Err(none(format!("there is no base backup: take one with `reprise backup {component}`")));
+    }
+    let mut list: Vec<BaseBackupInfo> = match target {
+        Target::Latest | Target::Immediate | Target::Name(_) => bases.to_vec(),
+        Target::Time(t) => bases.iter().filter(|b| b.stop_time <= *t).cloned().collect(),
+        Target::Lsn(l) => bases.iter().filter(|b| b.stop_lsn <= *l).cloned().collect(),
+    };
+    if list.is_empty() {
+        let first = &bases[0];
+        return Err(none(format!("the oldest base backup ended at {} (LSN {}), after the target", first.stop_time, first.stop_lsn)));
+    }
+    list.reverse();
+    if !matches!(target, Target::Name(_)) {
+        list.truncate(1);
+    }
+    Ok(list)
+}
+
+/// The WAL segments recovery from `base` to `target` will ask for, checked
+/// present in the archive. Returns them in replay order.
+pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, target: &Target) -> Result<Vec<Segment>> {
+    let view = ArchiveView::load(repo, component)?;
+    let seg = base.segment_size;
+    let start = base.start_segment();
+    if let Target::Immediate = target {
+        let needed: Vec<Segment> = (start.number..=base.stop_segment().number).map(|n| Segment { timeline: base.timeline, number: n }).collect();
+        wal::check_chain(&view, component, &needed)?;
+        return Ok(needed);
+    }
+    let latest_tli = view.segments.keys().next_back().copied().unwrap_or(base.timeline).max(base.timeline);
+    let newest_on_latest = view.segments.get(&latest_tli).and_then(|s| s.iter().next_back().copied()).unwrap_or(start.number);
+    let path = wal::required_segments(repo, component, start, latest_tli, newest_on_latest)?;
+    let stop_number = base.stop_segment().number;
+    let end = match target {
+        Target::Lsn(l) => {
+            let n = l.0 / seg;
+            path.iter().position(|s| s.number == n).map_or(path.len(), |p| p + 1)
+        }
+        Target::Time(t) => {
+            // The first segment last written at or after the target holds it.
+            let good = path.iter().take_while(|s| view.contains(**s)).count();
+            let (mut lo, mut hi) = (0usize, good);
+            while lo < hi {
+                let mid = usize::midpoint(lo, hi);
+                let modified = wal::header(repo, component, &path[mid].name(seg))?.map(|h| h.modified);
+                if modified.is_some_and(|m| m >= *t) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            if lo == good && good == path.len() {
+                let newest = path.last().and_then(|s| wal::header(repo, component, &s.name(seg)).ok().flatten()).map(|h| h.modified);
+                return Err(PgError::NoBaseBackup {
+                    component: component.to_owned(),
+                    target: target.to_string(),
+                    reason: format!(
+                        "the newest archived WAL was written at {}: changes after it are not archived yet (archive_timeout), restore --at latest to get everything archived",
+                        newest.map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+                    ),
+                });
+            }
+            (lo + 1).min(path.len())
+        }
+        Target::Latest | Target::Name(_) | Target::Immediate => path.len(),
+    };
+    // Recovery always needs at least the segments up to the backup's end.
+    let min_end = path.iter().position(|s| s.number == stop_number).map_or(path.len(), |p| p + 1);
+    let needed = &path[..end.max(min_end).min(path.len())];
+    wal::check_chain(&view, component, needed)?;
+    Ok(needed.to_vec())
+}
+
+#[derive(Debug, Clone)]
+pub struct PitrOptions {
+    pub component: String,
+    pub target: Target,
+    pub to: PathBuf,
+    /// Start the server, wait for the target, promote.
+    pub start: bool,
+    /// Update an existing data directory in place.
+    pub delta: bool,
+    /// Where tablespaces go (by OID); default `<to>.tablespaces/<oid>`.
+    pub tablespace_map: BTreeMap<u32, PathBuf>,
+    /// `restore_command` for a restore the user starts later.
+    pub standalone_fetch: String,
+    /// The reprise executable (for the spool-only `restore_command`).
+    pub exe: PathBuf,
+    pub bin: Option<PathBuf>,
+    pub threads: usize,
+    pub cancel: CancelToken,
+    /// Keep the started server running after the command returns.
+    pub keep_running: bool,
+    /// Extra server settings for a started restore.
+    pub settings: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PitrOutcome {
+    pub base_backup: String,
+    pub base_stop_time: String,
+    pub target: String,
+    pub wal_segments: usize,
+    pub files: u64,
+    pub bytes: u64,
+    pub bytes_unchanged: u64,
+    pub restore_ms: u64,
+    pub recovery_ms: u64,
+    /// Files restored, recovery, promotion: the measured recovery time.
+    pub total_ms: u64,
+    pub port: Option<u16>,
+    pub socket_dir: Option<PathBuf>,
+    /// Where replay ended (LSN), for started restores.
+    pub reached_lsn: Option<String>,
+}
+
+const BLOCK_BEGIN: &str = "# --- reprise restore: recovery settings (removed after promotion) ---";
+const BLOCK_END: &str = "# --- end of reprise recovery settings ---";
+
+fn quote_conf(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+fn recovery_lines(target: &Target, restore_command: &str) -> String {
+    let mut s = format!("\n{BLOCK_BEGIN}\nrestore_command = {}\nrecovery_target_timeline = 'latest'\n", quote_conf(restore_command));
+    match target {
+        Target::Latest => {}
+        Target::Immediate => s.push_str("recovery_target = 'immediate'\n"),
+        Target::Time(t) => s.push_str(&format!("recovery_target_time = {}\n", quote_conf(&t.strftime("%Y-%m-%d %H:%M:%S%.6f+00").to_string()))),
+        Target::Lsn(l) => s.push_str(&format!("recovery_target_lsn = {}\n", quote_conf(&l.to_string()))),
+        Target::Name(n) => s.push_str(&format!("recovery_target_name = {}\n", quote_conf(n))),
+    }
+    if !matches!(target, Target::Latest) {
+        s.push_str("recovery_target_action = 'promote'\n");
+    }
+    s.push_str(BLOCK_END);
+    s.push('\n');
+    s
+}
+
+/// Removes reprise's recovery block from `postgresql.auto.conf`.
+fn remove_recovery_block(data_dir: &Path) -> Result<()> {
+    let path = data_dir.join("postgresql.auto.conf");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line == BLOCK_BEGIN {
+            inside = true;
+        } else if line == BLOCK_END {
+            inside = false;
+        } else if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(&path, out).map_err(|e| PgError::io(&path, e))
+}
+
+/// Comments out settings that would make a restored copy touch the
+/// original server's files (Debian keeps them in /etc).
+fn sanitize_config(data_dir: &Path) -> Result<()> {
+    let path = data_dir.join("postgresql.conf");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+    let risky = ["data_directory", "hba_file", "ident_file", "external_pid_file", "include_dir", "include_if_exists", "include", "ssl_cert_file", "ssl_key_file", "ssl_ca_file"];
+    let out: String = text
+        .lines()
+        .map(|l| {
+            let key = l.trim_start().split(['=', ' ', '\t']).next().unwrap_or("");
+            if risky.contains(&key) { format!("#reprise: {l}\n") } else { format!("{l}\n") }
+        })
+        .collect();
+    std::fs::write(&path, out).map_err(|e| PgError::io(&path, e))
+}
+
+/// Restores the files of `base` into `opts.to`.
+fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, progress: &dyn Progress) -> Result<reprise_engine::restore::RestoreOutcome> {
+    let owner = cluster::server_account();
+    let mut ro = RestoreOptions::new(&opts.to);
+    ro.subpath = b"pgdata".to_vec();
+    ro.delta = opts.delta;
+    ro.owner_override = owner;
+    ro.cancel = opts.cancel.clone();
+    if opts.threads > 0 {
+        ro.threads = opts.threads;
+    }
+    let out = restore_files(repo, &base.id, &ro, progress)?;
+    if !out.damaged.is_empty() {
+        let first = &out.damaged[0];
+        return Err(PgError::Engine(reprise_engine::Error::Damaged {
+            object: format!("{} file(s) of base backup {}, first {}", out.damaged.len(), base.id.short(), first.path),
+            source: reprise_engine::format::FormatError::Malformed(first.reason.clone()),
+        }));
+    }
+    // Configuration kept outside the data directory comes along if the
+    // data directory has none (Debian layout), made safe to start here.
+    if !opts.to.join("postgresql.conf").exists() {
+        let (index, _) = reprise_engine::MasterIndex::load(repo, reprise_engine::Adopt::IfIndexDamaged)?;
+        let body = repo.snapshot_body(&base.id)?;
+        if let Ok(Some(_)) = reprise_engine::walk::find(repo, &index, &body.tree, b"config") {
+            let mut co = RestoreOptions::new(&opts.to);
+            co.subpath = b"config".to_vec();
+            co.overwrite = true;
+            co.owner_override = owner;
+            restore_files(repo, &base.id, &co, &reprise_engine::NoProgress)?;
+            sanitize_config(&opts.to)?;
+        }
+    }
+    // Tablespaces: restore each and point its pg_tblspc link at it.
+    let tblspc = opts.to.join("pg_tblspc");
+    if let Ok(entries) = std::fs::read_dir(&tblspc) {
+        for e in entries.flatten() {
+            let Some(oid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let dest = opts.tablespace_map.get(&oid).cloned().unwrap_or_else(|| {
+                let mut p = opts.to.clone().into_os_string();
+                p.push(format!(".tablespaces/{oid}"));
+                PathBuf::from(p)
+            });
+            let mut to = RestoreOptions::new(&dest);
+            to.subpath = format!("tablespaces/{oid}").into_bytes();
+            to.owner_override = owner;
+            to.delta = opts.delta;
+            restore_files(repo, &base.id, &to, &reprise_engine::NoProgress)?;
+            if let Some(parent) = dest.parent() {
+                cluster::hand_over(parent, 0o700)?;
+            }
+            let link = e.path();
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&dest, &link).map_err(|err| PgError::io(&link, err))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Fills the spool with WAL files PostgreSQL asks for (`NAME.want`) and
+/// prefetches the segments after each, so that replay does not wait.
+struct SpoolServer {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SpoolServer {
+    fn start(repo: Arc<Repository>, component: String, spool: PathBuf) -> SpoolServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let mut ahead: VecDeque<String> = VecDeque::new();
+            let put = |name: &str| -> bool {
+                let dest = spool.join(name);
+                if dest.exists() {
+                    return true;
+                }
+                match wal::read(&repo, &component, name) {
+                    Ok(Some((_, data))) => {
+                        let tmp = spool.join(format!(".{name}.tmp"));
+                        if std::fs::write(&tmp, &data).is_ok() {
+                            if let Some((uid, gid)) = cluster::server_account() {
+                                let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
+                            }
+                            let _ = std::fs::rename(&tmp, &dest);
+                        }
+                        true
+                    }
+                    Ok(None) => {
+                        let _ = std::fs::write(spool.join(format!("{name}.missing")), b"");
+                        false
+                    }
+                    Err(e) => {
+                        let _ = std::fs::write(spool.join(format!("{name}.error")), e.to_string());
+                        false
+                    }
+                }
+            };
+            while !flag.load(Ordering::Relaxed) {
+                let wants: Vec<String> = std::fs::read_dir(&spool)
+                    .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".want").map(str::to_owned))).collect())
+                    .unwrap_or_default();
+                for name in &wants {
+                    let found = put(name);
+                    let _ = std::fs::remove_file(spool.join(format!("{name}.want")));
+                    if found {
+                        if let Some(s) = Segment::parse(name, walname::DEFAULT_SEGMENT_SIZE) {
+                            ahead.clear();
+                            let mut n = s;
+                            for _ in 0..wal::PREFETCH {
+                                n = n.next();
+                                ahead.push_back(n.name(walname::DEFAULT_SEGMENT_SIZE));
+                            }
+                        }
+                    }
+                }
+                if wants.is_empty() {
+                    // Prefetch one segment at a time, checking for requests between.
+                    match ahead.pop_front() {
+                        Some(next) => {
+                            if !put(&next) {
+                                ahead.clear();
+                            }
+                        }
+                        None => std::thread::sleep(Duration::from_millis(3)),
+                    }
+                }
+            }
+        });
+        SpoolServer { stop, handle: Some(handle) }
+    }
+}
+
+impl Drop for SpoolServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:".contains(&b)) { s.to_owned() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+}
+
+/// Restores `opts.component` at `opts.target`. With `opts.start`, returns
+/// the running cluster (stopped when dropped unless `keep_running`).
+pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progress) -> Result<(PitrOutcome, Option<Cluster>)> {
+    let started = Instant::now();
+    repo.require_full("restoring a database")?;
+    let bases = base_backups(repo, &opts.component)?;
+    let list = candidates(&opts.component, &bases, &opts.target)?;
+    let mut last_err = None;
+    for base in &list {
+        let needed = match plan_wal(repo, &opts.component, base, &opts.target) {
+            Ok(n) => n,
+            Err(e) => {
+                last_err = Some(e);
+                continue;
+            }
+        };
+        if opts.to.exists() && !opts.delta && list.len() > 1 {
+            // A retry with an older base backup starts from an empty folder.
+            let _ = std::fs::remove_dir_all(&opts.to);
+        }
+        let files = restore_base(repo, base, opts, progress)?;
+        let restore_ms = started.elapsed().as_millis() as u64;
+        let mut outcome = PitrOutcome {
+            base_backup: base.id.to_hex(),
+            base_stop_time: base.stop_time.to_string(),
+            target: opts.target.to_string(),
+            wal_segments: needed.len(),
+            files: files.files,
+            bytes: files.bytes,
+            bytes_unchanged: files.bytes_unchanged,
+            restore_ms,
+            ..PitrOutcome::default()
+        };
+        let signal = opts.to.join("recovery.signal");
+        std::fs::write(&signal, b"").map_err(|e| PgError::io(&signal, e))?;
+        cluster::hand_over(&signal, 0o600)?;
+        if !opts.start {
+            cluster::append_file(&opts.to.join("postgresql.auto.conf"), &recovery_lines(&opts.target, &opts.standalone_fetch))?;
+            outcome.total_ms = started.elapsed().as_millis() as u64;
+            return Ok((outcome, None));
+        }
+        match start_and_recover(repo, opts, &mut outcome, started) {
+            Ok(c) => return Ok((outcome, Some(c))),
+            Err(e @ PgError::Recovery(_)) if matches!(opts.target, Target::Name(_)) => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| PgError::NoBaseBackup { component: opts.component.clone(), target: opts.target.to_string(), reason: "no base backup reached it".into() }))
+}
+
+fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut PitrOutcome, started: Instant) -> Result<Cluster> {
+    let bin = PgBin::find(opts.bin.as_deref())?;
+    let mut work = opts.to.clone().into_os_string();
+    work.push(".run");
+    let work = PathBuf::from(work);
+    std::fs::create_dir_all(&work).map_err(|e| PgError::io(&work, e))?;
+    cluster::hand_over(&work, 0o700)?;
+    let spool = wal::default_spool(&opts.to);
+    std::fs::create_dir_all(&spool).map_err(|e| PgError::io(&spool, e))?;
+    cluster::hand_over(&spool, 0o700)?;
+    let fetch = format!("{} wal-fetch --spool {} --spool-only {} %f %p", shell_quote(&opts.exe.display().to_string()), shell_quote(&spool.display().to_string()), shell_quote(&opts.component));
+    cluster::append_file(&opts.to.join("postgresql.auto.conf"), &recovery_lines(&opts.target, &fetch))?;
+    let hba = work.join("pg_hba.conf");
+    std::fs::write(&hba, "local all all trust\n").map_err(|e| PgError::io(&hba, e))?;
+    let ident = work.join("pg_ident.conf");
+    std::fs::write(&ident, "").map_err(|e| PgError::io(&ident, e))?;
+    for f in [&hba, &ident] {
+        cluster::hand_over(f, 0o600)?;
+    }
+    let on_drop = if opts.keep_running { OnDrop::Detach } else { OnDrop::Stop };
+    let mut c = Cluster::existing(bin, &opts.to, &work, on_drop)?;
+    let mut settings: Vec<(String, String)> = vec![
+        ("archive_mode".into(), "off".into()),
+        ("ssl".into(), "off".into()),
+        ("hba_file".into(), hba.display().to_string()),
+        ("ident_file".into(), ident.display().to_string()),
+        ("external_pid_file".into(), String::new()),
+        ("hot_standby".into(), "on".into()),
+    ];
+    settings.extend(opts.settings.iter().cloned());
+    let server = SpoolServer::start(Arc::clone(repo), opts.component.clone(), spool.clone());
+    let t0 = Instant::now();
+    c.start(&settings)?;
+    // Ready, then out of recovery (promoted at the target, or at the end of the archive).
+    let deadline = Duration::from_secs(6 * 3600);
+    c.wait_ready(deadline)?;
+    let mut client = c.connect("postgres")?;
+    loop {
+        if opts.cancel.is_cancelled() {
+            return Err(PgError::Interrupted);
+        }
+        match client.query_one("SELECT pg_is_in_recovery()", &[]) {
+            Ok(row) if !row.get::<_, bool>(0) => break,
+            Ok(_) => {}
+            Err(_) => {
+                if !c.alive() {
+                    return Err(PgError::Recovery(c.log_tail(4)));
+                }
+                client = c.connect("postgres")?;
+            }
+        }
+        if t0.elapsed() > deadline {
+            return Err(PgError::Recovery("still in recovery after 6 hours".into()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+    outcome.recovery_ms = t0.elapsed().as_millis() as u64;
+    outcome.total_ms = started.elapsed().as_millis() as u64;
+    outcome.port = Some(c.port);
+    outcome.socket_dir = Some(c.socket_dir.clone());
+    outcome.reached_lsn = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).ok().map(|r| r.get(0));
+    remove_recovery_block(&opts.to)?;
+    let _ = std::fs::remove_dir_all(&spool);
+    Ok(c)
+}

@@ -1,0 +1,314 @@
+//! The WAL archive of a component: push, fetch, and what is in it.
+//!
+//! `wal-push` is `archive_command`: it returns success only once the file is
+//! durable in the repository (the backend's `create` fsyncs), succeeds again
+//! for an identical file (PostgreSQL retries after crashes), and refuses a
+//! different file under an existing name. `wal-fetch` is `restore_command`:
+//! it answers from a local spool when it can and otherwise fetches the
+//! requested segment together with the next few, in parallel, so replay does
+//! not wait on storage segment by segment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reprise_engine::Repository;
+use reprise_engine::backends::{ErrorKind, ObjectKind};
+use reprise_engine::format::wal::{self as walfmt, WalHeader};
+
+use crate::error::{PgError, Result};
+use crate::walname::{self, Segment, WalFile};
+
+/// zstd level for WAL: level 1 keeps `wal-push` ahead of a busy server.
+const WAL_ZSTD_LEVEL: i32 = 1;
+
+fn object_name(component: &str, file: &str) -> String {
+    format!("{component}/{file}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushOutcome {
+    Archived,
+    /// The same file was already archived (PostgreSQL retried).
+    AlreadyArchived,
+}
+
+/// Archives one WAL file (`archive_command = 'reprise wal-push COMPONENT %p'`).
+pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutcome> {
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| PgError::BadWalName(path.display().to_string()))?;
+    if walname::classify(name).is_none() {
+        return Err(PgError::BadWalName(name.to_owned()));
+    }
+    let data = std::fs::read(path).map_err(|e| PgError::io(path, e))?;
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+        .unwrap_or_else(jiff::Timestamp::now);
+    let secrets = &repo.secrets().write;
+    let hash = secrets.id_key.blob_id(&data);
+    let header = WalHeader {
+        version: 1,
+        name: name.to_owned(),
+        size: data.len() as u64,
+        hash,
+        modified,
+        pushed: jiff::Timestamp::now(),
+        host: reprise_engine::repository::hostname(),
+        system_identifier: walname::long_page_header(&data).map_or(0, |h| h.system_identifier),
+    };
+    let sealed = walfmt::seal(&header, &data, WAL_ZSTD_LEVEL, &secrets.catalog_key, &secrets.recovery_public);
+    let object = object_name(component, name);
+    match repo.backend().create(ObjectKind::Wal, &object, &sealed) {
+        Ok(()) => Ok(PushOutcome::Archived),
+        Err(e) if e.kind == ErrorKind::AlreadyExists => {
+            let existing = repo.backend().read(ObjectKind::Wal, &object).map_err(reprise_engine::Error::from)?;
+            let old = walfmt::open_header(&existing, &secrets.catalog_key)
+                .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e })?;
+            if old.hash == hash && old.size == header.size {
+                Ok(PushOutcome::AlreadyArchived)
+            } else {
+                Err(PgError::WalConflict { name: name.to_owned() })
+            }
+        }
+        Err(e) => Err(reprise_engine::Error::from(e).into()),
+    }
+}
+
+/// Reads and decrypts one archived file; `None` if it is not archived.
+pub fn read(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
+    let object = object_name(component, file);
+    let bytes = match repo.backend().read(ObjectKind::Wal, &object) {
+        Ok(b) => b,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(reprise_engine::Error::from(e).into()),
+    };
+    let recovery = repo.recovery("reading archived WAL")?;
+    let s = &repo.secrets().write;
+    let (h, data) = walfmt::open(&bytes, &s.catalog_key, &s.id_key, recovery)
+        .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e })?;
+    Ok(Some((h, data)))
+}
+
+/// Reads only the header of an archived file (write secrets suffice).
+pub fn header(repo: &Repository, component: &str, file: &str) -> Result<Option<WalHeader>> {
+    let object = object_name(component, file);
+    let bytes = match repo.backend().read(ObjectKind::Wal, &object) {
+        Ok(b) => b,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(reprise_engine::Error::from(e).into()),
+    };
+    walfmt::open_header(&bytes, &repo.secrets().write.catalog_key)
+        .map(Some)
+        .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e }.into())
+}
+
+fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {
+    let tmp = dest.with_extension("reprise-tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| PgError::io(&tmp, e))?;
+    f.write_all(data).map_err(|e| PgError::io(&tmp, e))?;
+    f.sync_all().map_err(|e| PgError::io(&tmp, e))?;
+    std::fs::rename(&tmp, dest).map_err(|e| PgError::io(dest, e))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchOutcome {
+    Restored,
+    /// Not in the archive: for `restore_command`, the end of recovery.
+    NotArchived,
+}
+
+/// How many segments one `wal-fetch` fetches ahead into the spool.
+pub const PREFETCH: u64 = 8;
+
+/// `restore_command = 'reprise wal-fetch COMPONENT %f %p'`.
+///
+/// Looks in `spool` first. On a miss, fetches `file` and, for segments, the
+/// next [`PREFETCH`] - 1 segments of the same timeline in parallel, keeping
+/// the extra ones in the spool for the following calls.
+pub fn fetch(repo: &Repository, component: &str, file: &str, dest: &Path, spool: Option<&Path>) -> Result<FetchOutcome> {
+    let kind = walname::classify(file).ok_or_else(|| PgError::BadWalName(file.to_owned()))?;
+    if let Some(spool) = spool {
+        let cached = spool.join(file);
+        if cached.exists() {
+            std::fs::rename(&cached, dest).or_else(|_| std::fs::copy(&cached, dest).map(|_| ())).map_err(|e| PgError::io(dest, e))?;
+            return Ok(FetchOutcome::Restored);
+        }
+    }
+    let ahead: Vec<String> = match (&kind, spool) {
+        (WalFile::Segment(_), Some(_)) => {
+            let seg = Segment::parse(file, walname::DEFAULT_SEGMENT_SIZE).expect("classified as segment");
+            let mut v = Vec::new();
+            let mut s = seg;
+            for _ in 1..PREFETCH {
+                s = s.next();
+                v.push(s.name(walname::DEFAULT_SEGMENT_SIZE));
+            }
+            v
+        }
+        _ => Vec::new(),
+    };
+    let results: Vec<(String, Result<Option<Vec<u8>>>)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = std::iter::once(file.to_owned())
+            .chain(ahead)
+            .map(|name| sc.spawn(move || { let r = read(repo, component, &name).map(|o| o.map(|(_, d)| d)); (name, r) }))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("fetch thread panicked")).collect()
+    });
+    let mut outcome = FetchOutcome::NotArchived;
+    for (name, r) in results {
+        if name == file {
+            match r? {
+                Some(data) => {
+                    write_atomically(dest, &data)?;
+                    outcome = FetchOutcome::Restored;
+                }
+                None => return Ok(FetchOutcome::NotArchived),
+            }
+        } else if let (Ok(Some(data)), Some(spool)) = (r, spool) {
+            std::fs::create_dir_all(spool).map_err(|e| PgError::io(spool, e))?;
+            write_atomically(&spool.join(&name), &data)?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// What the archive of one component holds, by name.
+#[derive(Debug, Default, Clone)]
+pub struct ArchiveView {
+    /// Segment numbers per timeline.
+    pub segments: BTreeMap<u32, BTreeSet<u64>>,
+    /// Timelines that have a history file.
+    pub histories: BTreeSet<u32>,
+    /// Partial segments (streaming, promotions).
+    pub partials: BTreeSet<String>,
+    pub total_bytes: u64,
+    pub files: usize,
+}
+
+impl ArchiveView {
+    pub fn load(repo: &Repository, component: &str) -> Result<ArchiveView> {
+        let prefix = format!("{component}/");
+        let mut view = ArchiveView::default();
+        for obj in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
+            let Some(file) = obj.name.strip_prefix(&prefix) else { continue };
+            view.files += 1;
+            view.total_bytes += obj.size;
+            match walname::classify(file) {
+                Some(WalFile::Segment(_)) => {
+                    let s = Segment::parse(file, walname::DEFAULT_SEGMENT_SIZE).expect("classified");
+                    view.segments.entry(s.timeline).or_default().insert(s.number);
+                }
+                Some(WalFile::History(t)) => {
+                    view.histories.insert(t);
+                }
+                Some(WalFile::Partial) => {
+                    view.partials.insert(file.to_owned());
+                }
+                _ => {}
+            }
+        }
+        Ok(view)
+    }
+
+    #[must_use]
+    pub fn contains(&self, s: Segment) -> bool {
+        self.segments.get(&s.timeline).is_some_and(|set| set.contains(&s.number))
+    }
+
+    /// The newest segment on the highest timeline.
+    #[must_use]
+    pub fn newest(&self) -> Option<Segment> {
+        self.segments.iter().next_back().and_then(|(t, set)| set.iter().next_back().map(|n| Segment { timeline: *t, number: *n }))
+    }
+}
+
+/// The timeline path from `from` to `to`: `(timeline, first segment on it)`,
+/// using history files. Segments before a switch come from the parent.
+pub fn timeline_path(repo: &Repository, component: &str, from: Segment, to_timeline: u32) -> Result<Vec<(u32, Lsn0)>> {
+    if to_timeline == from.timeline {
+        return Ok(vec![(from.timeline, 0)]);
+    }
+    let Some((_, data)) = read(repo, component, &format!("{to_timeline:08X}.history"))? else {
+        return Err(PgError::Recovery(format!("history file of timeline {to_timeline} is not archived")));
+    };
+    let entries = walname::parse_history(&String::from_utf8_lossy(&data));
+    // Entries list ancestors oldest first: (parent, where it ended).
+    let mut path = Vec::new();
+    let mut start = 0u64;
+    for e in &entries {
+        if e.parent >= from.timeline {
+            path.push((e.parent, start));
+        }
+        start = e.switch.0;
+    }
+    path.push((to_timeline, start));
+    Ok(path)
+}
+
+/// An LSN as a plain number (history switch points).
+pub type Lsn0 = u64;
+
+/// Segments needed to replay from `start` (on its timeline) up to segment
+/// `end_number` on timeline `end_timeline`, following timeline switches.
+pub fn required_segments(repo: &Repository, component: &str, start: Segment, end_timeline: u32, end_number: u64) -> Result<Vec<Segment>> {
+    let seg = walname::DEFAULT_SEGMENT_SIZE;
+    let path = timeline_path(repo, component, start, end_timeline)?;
+    let mut out = Vec::new();
+    for (i, (tli, begins)) in path.iter().enumerate() {
+        let first = if i == 0 { start.number } else { begins / seg };
+        let last = match path.get(i + 1) {
+            Some((_, switch)) => switch / seg,
+            None => end_number,
+        };
+        for n in first..=last.max(first) {
+            if n <= end_number {
+                out.push(Segment { timeline: *tli, number: n });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that every segment from `start` to `end` is archived.
+pub fn check_chain(view: &ArchiveView, component: &str, needed: &[Segment]) -> Result<()> {
+    let seg = walname::DEFAULT_SEGMENT_SIZE;
+    let missing: Vec<&Segment> = needed.iter().filter(|s| !view.contains(**s)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let first = missing[0];
+    let last_good = needed.iter().take_while(|s| view.contains(**s)).last().map_or_else(|| "the base backup".to_owned(), |s| s.name(seg));
+    Err(PgError::Gap {
+        component: component.to_owned(),
+        missing: missing.len(),
+        first_missing: first.name(seg),
+        more: if missing.len() > 1 { format!(" and {} more", missing.len() - 1) } else { String::new() },
+        last_good,
+    })
+}
+
+/// Waits until `file` is archived, polling, for at most `timeout`.
+pub fn wait_archived(repo: &Repository, component: &str, file: &str, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let object = object_name(component, file);
+    loop {
+        match repo.backend().size(ObjectKind::Wal, &object) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(reprise_engine::Error::from(e).into()),
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(PgError::ArchiveTimeout { name: file.to_owned(), seconds: timeout.as_secs() });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The spool directory used by `wal-fetch` for a data directory.
+#[must_use]
+pub fn default_spool(data_dir: &Path) -> PathBuf {
+    data_dir.join("pg_wal").join("reprise-spool")
+}
