@@ -115,9 +115,10 @@ pub struct WalFetchArgs {
 #[derive(Args, Debug)]
 pub struct RecoverRowsArgs {
     pub component: String,
-    /// Table (`schema.table` or `table`)
-    #[arg(long)]
-    pub table: String,
+    /// Table (`schema.table` or `table`); repeat for a parent and the child
+    /// tables a cascading delete emptied (put back in this order)
+    #[arg(long = "table", required = true)]
+    pub tables: Vec<String>,
     /// When the rows were right: a time, an LSN or name:RESTORE_POINT
     #[arg(long)]
     pub at: String,
@@ -322,7 +323,13 @@ pub struct DemoArgs {
     /// Work directory (kept afterwards); default: a temporary directory removed at the end
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Number of sample documents
+    /// Number of sample signed documents
     #[arg(long, default_value_t = 600)]
     pub documents: usize,
+    /// Size of the sample database (1 = 1000 patients, 3000 procedure cases)
+    #[arg(long, default_value_t = 10)]
+    pub scale: u32,
+    /// Seconds of write load while WAL is archived
+    #[arg(long, default_value_t = 15)]
+    pub load_seconds: u64,
 }

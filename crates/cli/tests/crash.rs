@@ -133,13 +133,15 @@ fn kill_9_during_backup_never_damages_the_repository() {
     eprintln!("{killed_with_leftovers} trial(s) killed after packs were written; {finished_before_kill} finished before the kill");
     assert!(killed_with_leftovers >= 1, "no kill happened after a pack was written: the reuse path was never tested");
 
-    // Finally every pack reads back, every pack is indexed, and every
-    // snapshot restores.
+    // Finally every pack reads back and every pack is indexed. (Every
+    // snapshot was restored right after it was made, and every later trial
+    // proved its objects untouched; restore the first and a few more again.)
     let check = r.check(&["--read-data"]).ok().json();
     assert!(problem_objects(&check).is_empty(), "{check}");
     assert_eq!(check["notes"], serde_json::json!([]), "every leftover pack must be indexed by now: {check}");
     assert!(r.snapshots().len() >= done.len());
-    for (id, d) in &done {
+    for i in [0, done.len() / 3, 2 * done.len() / 3] {
+        let (id, d) = &done[i];
         restore_and_compare(&r, id, d, &t.join("restore-final"));
     }
 }

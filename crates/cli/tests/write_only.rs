@@ -197,8 +197,9 @@ fn the_last_full_key_and_the_key_in_use_cannot_be_removed() {
     // The last full key, from a session that does not use it (recovery key).
     let rk = fx.t.join("recovery.json");
     fx.full.run(&["key", "export-recovery", "-o", rk.to_str().unwrap()]).ok();
-    let rec = fx.full.without_password().with_env("REPRISE_RECOVERY_KEY", &rk);
-    let out = rec.run(&["key", "remove", &fx.full_key[..12]]).expect_code(2);
+    let rec = fx.full.without_password();
+    let rk = rk.to_str().unwrap();
+    let out = rec.run(&["--recovery-key", rk, "key", "remove", &fx.full_key[..12]]).expect_code(2);
     out.assert_one_line_error();
     assert!(out.stderr.contains("last full-access key"), "{}", out.describe());
     assert!(fx.full.repo.join("keys").join(&fx.full_key).exists());
@@ -208,7 +209,7 @@ fn the_last_full_key_and_the_key_in_use_cannot_be_removed() {
     second.run(&["key", "remove", &fx.full_key]).ok();
     fx.full.run(&["snapshots"]).expect_code(4);
     // ... but now the second is the last one.
-    let out = rec.run(&["key", "remove", added["added"].as_str().unwrap()]).expect_code(2);
+    let out = rec.run(&["--recovery-key", rk, "key", "remove", added["added"].as_str().unwrap()]).expect_code(2);
     assert!(out.stderr.contains("last full-access key"), "{}", out.describe());
     // The write-only key can be removed by a full key.
     second.run(&["key", "remove", &fx.wo_key]).ok();
@@ -240,7 +241,7 @@ fn recovery_key_export_and_use() {
     let target = fx.t.join("restored");
     rec.run(&["--recovery-key", rk.to_str().unwrap(), "restore", &snap_path(&id, &fx.src), "--to", target.to_str().unwrap()]).ok();
     assert_trees_equal(&fx.src, &target);
-    rec.with_env("REPRISE_RECOVERY_KEY", &rk).run(&["check", "--read-data"]).ok();
+    rec.run(&["check", "--read-data", "--recovery-key", rk.to_str().unwrap()]).ok();
     // Even when every key file is lost.
     for k in objects(&fx.full.repo, "keys") {
         delete_object(&fx.full.repo, &k);

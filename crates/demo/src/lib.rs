@@ -2,10 +2,11 @@
 //!
 //! The demo runs the main job end to end on data it generates itself, with
 //! nothing to configure, and reports what it measured. Every step is real:
-//! the repository is a real encrypted repository, the restore is verified
-//! byte for byte against the source.
+//! a real PostgreSQL, a real encrypted repository, restores verified
+//! against their sources.
 
 pub mod datasets;
-pub mod files_demo;
+pub mod medicapp;
+pub mod scenario;
 
-pub use files_demo::{DemoReport, DemoStep, run_files_demo};
+pub use scenario::{DemoError, DemoOptions, DemoReport, DemoStep, run_demo};

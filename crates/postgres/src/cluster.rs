@@ -165,7 +165,8 @@ impl Cluster {
     fn private_settings(&self) -> Vec<(String, String)> {
         vec![
             ("port".into(), self.port.to_string()),
-            ("listen_addresses".into(), "127.0.0.1".into()),
+            // Socket only, in a folder only the server account can enter.
+            ("listen_addresses".into(), String::new()),
             ("unix_socket_directories".into(), self.socket_dir.display().to_string()),
         ]
     }
@@ -173,9 +174,11 @@ impl Cluster {
     /// Starts the server without waiting for it to accept connections
     /// (recovery may take long); see [`Cluster::wait_ready`].
     pub fn start(&mut self, settings: &[(String, String)]) -> Result<()> {
+        // pg_ctl hands -o to a shell: quote each name=value for it.
         let mut opts = String::new();
         for (k, v) in self.private_settings().iter().chain(settings) {
-            opts.push_str(&format!(" -c {k}='{}'", v.replace('\'', "''")));
+            opts.push_str(" -c ");
+            opts.push_str(&shell_quote(&format!("{k}={v}")));
         }
         if let Some((uid, gid)) = server_account() {
             // The log file must be writable by the server account.
@@ -264,6 +267,16 @@ impl Cluster {
     /// Appends lines to `postgresql.auto.conf` (as the server would).
     pub fn append_auto_conf(&self, lines: &str) -> Result<()> {
         append_file(&self.data_dir.join("postgresql.auto.conf"), lines)
+    }
+}
+
+/// Quotes `s` for a POSIX shell when it needs it.
+#[must_use]
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:,%".contains(&b)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

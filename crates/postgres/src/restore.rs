@@ -26,7 +26,7 @@ use reprise_engine::format::Id;
 use reprise_engine::restore::{RestoreOptions, restore as restore_files};
 use reprise_engine::{CancelToken, Progress, Repository};
 
-use crate::cluster::{self, Cluster, OnDrop, PgBin};
+use crate::cluster::{self, Cluster, OnDrop, PgBin, shell_quote};
 use crate::error::{PgError, Result};
 use crate::wal::{self, ArchiveView};
 use crate::walname::{self, Lsn, Segment};
@@ -464,10 +464,6 @@ impl Drop for SpoolServer {
             let _ = h.join();
         }
     }
-}
-
-fn shell_quote(s: &str) -> String {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:".contains(&b)) { s.to_owned() } else { format!("'{}'", s.replace('\'', "'\\''")) }
 }
 
 /// Restores `opts.component` at `opts.target`. With `opts.start`, returns

@@ -24,8 +24,10 @@ use crate::restore::{self, PitrOptions, Target};
 #[derive(Debug, Clone)]
 pub struct RowRecoveryOptions {
     pub component: String,
-    /// `schema.table` or `table`.
-    pub table: String,
+    /// `schema.table` or `table`; several tables (a parent and the
+    /// children a cascading delete emptied) are compared from one scratch
+    /// restore and put back in this order, in one transaction.
+    pub tables: Vec<String>,
     pub at: Target,
     /// SQL predicate restricting the rows compared (`id < 1000`).
     pub predicate: Option<String>,
@@ -45,17 +47,33 @@ pub struct RowRecoveryOptions {
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RowRecovery {
+pub struct TableRecovery {
     pub table: String,
-    pub at: String,
     pub deleted_rows: u64,
     pub changed_rows: u64,
     /// Rows present now that did not exist at the target (left alone).
     pub newer_rows: u64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RowRecovery {
+    pub at: String,
+    pub tables: Vec<TableRecovery>,
     pub applied: bool,
     pub script: PathBuf,
     pub scratch_restore_ms: u64,
     pub total_ms: u64,
+}
+
+impl RowRecovery {
+    #[must_use]
+    pub fn deleted_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.deleted_rows).sum()
+    }
+    #[must_use]
+    pub fn changed_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.changed_rows).sum()
+    }
 }
 
 fn quote_ident(s: &str) -> String {
@@ -120,10 +138,15 @@ fn rows(client: &mut postgres::Client, shape: &TableShape, predicate: Option<&st
 pub fn recover_rows(repo: &Arc<Repository>, opts: &RowRecoveryOptions) -> Result<RowRecovery> {
     let started = Instant::now();
     let mut live = conn::connect(&with_dbname(&opts.live, &opts.database), opts.password_env.as_deref())?;
-    let shape = table_shape(&mut live, &opts.table)?;
+    if opts.tables.is_empty() {
+        return Err(PgError::Invalid("name the table to recover with --table".into()));
+    }
+    let shapes = opts.tables.iter().map(|t| table_shape(&mut live, t)).collect::<Result<Vec<_>>>()?;
     if let Some(p) = &opts.predicate {
-        // Validate the predicate on the live table before the long restore.
-        live.query(&format!("SELECT 1 FROM {} t WHERE {p} LIMIT 0", shape.qualified), &[]).map_err(|e| PgError::Invalid(format!("--where {p}: {}", PgError::sql(&e))))?;
+        // Validate the predicate on the live tables before the long restore.
+        for shape in &shapes {
+            live.query(&format!("SELECT 1 FROM {} t WHERE {p} LIMIT 0", shape.qualified), &[]).map_err(|e| PgError::Invalid(format!("--where {p}: {}", PgError::sql(&e))))?;
+        }
     }
 
     let data = opts.scratch.join("data");
@@ -148,22 +171,35 @@ pub fn recover_rows(repo: &Arc<Repository>, opts: &RowRecoveryOptions) -> Result
     let (outcome, cluster) = restore::restore(repo, &pitr, &NoProgress)?;
     let cluster = cluster.expect("started restore returns its cluster");
     let mut then = cluster.connect(&opts.database)?;
-    let before = rows(&mut then, &shape, opts.predicate.as_deref())?;
-    let now = rows(&mut live, &shape, opts.predicate.as_deref())?;
+    let mut result = RowRecovery { at: opts.at.to_string(), script: opts.script.clone(), ..RowRecovery::default() };
+    let mut script = format!("-- reprise recover-rows as of {}: {}\nBEGIN;\n", opts.at, shapes.iter().map(|s| s.qualified.as_str()).collect::<Vec<_>>().join(", "));
+    for shape in &shapes {
+        let before = rows(&mut then, shape, opts.predicate.as_deref())?;
+        let now = rows(&mut live, shape, opts.predicate.as_deref())?;
+        let (table_script, t) = table_script(shape, &before, &now);
+        script.push_str(&table_script);
+        result.tables.push(t);
+    }
     drop(then);
     drop(cluster);
+    script.push_str("COMMIT;\n");
+    write_private(&opts.script, &script)?;
+    if opts.apply && (result.deleted_rows() + result.changed_rows()) > 0 {
+        live.batch_execute(&script).map_err(|e| PgError::Sql(format!("applying {}: {} (nothing was changed: the script runs in one transaction)", opts.script.display(), PgError::sql(&e))))?;
+        result.applied = true;
+    }
+    result.scratch_restore_ms = outcome.total_ms;
+    result.total_ms = started.elapsed().as_millis() as u64;
+    Ok(result)
+}
 
+/// The statements that bring one table's rows back to `before`.
+fn table_script(shape: &TableShape, before: &HashMap<String, String>, now: &HashMap<String, String>) -> (String, TableRecovery) {
     let cols = shape.columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let keys = shape.key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let t_keys = shape.key.iter().map(|c| format!("t.{}", quote_ident(c))).collect::<Vec<_>>().join(", ");
-    let mut script = format!(
-        "-- reprise recover-rows: {} as of {}\n-- {} row(s) to re-insert, {} to put back\nBEGIN;\n",
-        shape.qualified,
-        opts.at,
-        before.keys().filter(|k| !now.contains_key(*k)).count(),
-        before.iter().filter(|(k, v)| now.get(*k).is_some_and(|n| n != *v)).count()
-    );
-    let mut result = RowRecovery { table: shape.qualified.clone(), at: opts.at.to_string(), script: opts.script.clone(), ..RowRecovery::default() };
+    let mut t = TableRecovery { table: shape.qualified.clone(), ..TableRecovery::default() };
+    let mut script = String::new();
     let mut keys_sorted: Vec<&String> = before.keys().collect();
     keys_sorted.sort();
     for k in keys_sorted {
@@ -172,25 +208,18 @@ pub fn recover_rows(repo: &Arc<Repository>, opts: &RowRecoveryOptions) -> Result
         match now.get(k) {
             None => {
                 let _ = writeln!(script, "INSERT INTO {} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {rec};", shape.qualified);
-                result.deleted_rows += 1;
+                t.deleted_rows += 1;
             }
             Some(current) if current != row => {
                 let _ = writeln!(script, "UPDATE {} AS t SET ({cols}) = (SELECT {cols} FROM {rec}) WHERE ({t_keys}) = (SELECT {keys} FROM {rec});", shape.qualified);
-                result.changed_rows += 1;
+                t.changed_rows += 1;
             }
             Some(_) => {}
         }
     }
-    result.newer_rows = now.keys().filter(|k| !before.contains_key(*k)).count() as u64;
-    script.push_str("COMMIT;\n");
-    write_private(&opts.script, &script)?;
-    if opts.apply && (result.deleted_rows + result.changed_rows) > 0 {
-        live.batch_execute(&script).map_err(|e| PgError::Sql(format!("applying {}: {} (nothing was changed: the script runs in one transaction)", opts.script.display(), PgError::sql(&e))))?;
-        result.applied = true;
-    }
-    result.scratch_restore_ms = outcome.total_ms;
-    result.total_ms = started.elapsed().as_millis() as u64;
-    Ok(result)
+    t.newer_rows = now.keys().filter(|k| !before.contains_key(*k)).count() as u64;
+    let header = format!("-- {}: {} row(s) to re-insert, {} to put back\n", shape.qualified, t.deleted_rows, t.changed_rows);
+    (header + &script, t)
 }
 
 /// Writes the script readable by its owner only: it holds patient rows.
@@ -218,13 +247,11 @@ pub fn with_dbname(conn: &str, db: &str) -> String {
     parts.join(" ")
 }
 
+/// Removes the scratch folder (data directory and its `.run` folder).
 struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-        let mut run = self.0.join("data").into_os_string();
-        run.push(".run");
-        let _ = std::fs::remove_dir_all(PathBuf::from(run));
     }
 }
 

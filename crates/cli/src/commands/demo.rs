@@ -8,36 +8,49 @@ use crate::exit;
 
 pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()> {
     let tmp;
-    let workdir = if let Some(d) = &args.dir {
-        if d.exists() && std::fs::read_dir(d)?.next().is_some() {
-            return Err(exit::usage(format!("demo directory {} is not empty: choose a new or empty directory", d.display())));
+    let workdir = match &args.dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(d)?.next().is_some() {
+                return Err(exit::usage(format!("demo directory {} is not empty: choose a new or empty directory", d.display())));
+            }
+            std::path::absolute(d)?
         }
-        d.clone()
-    } else {
-        tmp = tempfile::Builder::new().prefix("reprise-demo-").tempdir()?;
-        tmp.path().to_owned()
+        None => {
+            tmp = tempfile::Builder::new().prefix("reprise-demo-").tempdir()?;
+            tmp.path().to_owned()
+        }
     };
     let quiet = global.quiet || global.json;
     if !quiet {
         println!("reprise demo — working in {}", workdir.display());
     }
-    let report = reprise_demo::run_files_demo(&workdir, args.documents, cancel, &mut |s| {
+    let opts = reprise_demo::DemoOptions { documents: args.documents, scale: args.scale, load_seconds: args.load_seconds, exe: std::env::current_exe()? };
+    let report = reprise_demo::run_demo(&workdir, &opts, cancel, &mut |s| {
         if !quiet {
-            println!("  {:<9} {:>7.2}s  {}", s.name, s.millis as f64 / 1000.0, s.detail);
+            println!("  {:<12} {:>7.2}s  {}", s.name, s.millis as f64 / 1000.0, s.detail);
         }
     })
-    .map_err(|e| exit::with_code(exit::ERROR, format!("demo failed: {e}")))?;
+    .map_err(|e| match e {
+        reprise_demo::DemoError::Interrupted => exit::with_code(exit::INTERRUPTED, "demo interrupted; everything it started was stopped"),
+        reprise_demo::DemoError::Postgres(reprise_postgres::PgError::MissingBinary { .. }) => {
+            exit::with_code(exit::NOT_FOUND, format!("demo failed: {e} (scripts/demo installs it)"))
+        }
+        other => exit::with_code(exit::ERROR, format!("demo failed: {other}")),
+    })?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !quiet {
         println!(
-            "done: {:.1} MiB of documents protected in {:.1} MiB of repository; restore took {:.2}s and was verified byte for byte.",
-            report.source_bytes as f64 / 1_048_576.0,
-            report.stored_bytes as f64 / 1_048_576.0,
-            report.restore_millis as f64 / 1000.0
+            "done: base backup {:.1}s, achieved RPO {}, {} rows recovered in {:.1}s, database restored at a chosen time in {:.1}s (RTO), documents restored in {:.1}s and verified byte for byte.",
+            report.base_backup_ms as f64 / 1000.0,
+            report.achieved_rpo_seconds.map_or_else(|| "unknown".into(), |s| format!("{s:.1}s")),
+            report.rows_recovered,
+            report.recover_rows_ms as f64 / 1000.0,
+            report.pitr_rto_ms as f64 / 1000.0,
+            report.documents_restore_ms as f64 / 1000.0
         );
         if args.dir.is_none() {
-            println!("(the temporary work directory is removed; use --dir DIR to keep it)");
+            println!("(nothing is left running; the work directory is removed: use --dir DIR to keep it)");
         }
     }
     Ok(())

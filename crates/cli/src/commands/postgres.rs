@@ -278,11 +278,11 @@ pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
     };
     let repo = ctx.open(Some(c))?;
     let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S").to_string();
-    let script = args.script.clone().unwrap_or_else(|| PathBuf::from(format!("recover-{}-{stamp}.sql", args.table.replace(['/', '"'], "_"))));
+    let script = args.script.clone().unwrap_or_else(|| PathBuf::from(format!("recover-{}-{stamp}.sql", args.tables[0].replace(['/', '"'], "_"))));
     let scratch = tempfile::Builder::new().prefix("reprise-scratch-").tempdir()?;
     let opts = rows::RowRecoveryOptions {
         component: c.name.clone(),
-        table: args.table.clone(),
+        tables: args.tables.clone(),
         at,
         predicate: args.predicate.clone(),
         live: pg.connection.clone(),
@@ -299,16 +299,13 @@ pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
     if ctx.json() {
         return ctx.print_json(&r);
     }
-    ctx.say(format!(
-        "{} as of {}: {} deleted row(s) to re-insert, {} changed row(s) to put back ({} newer row(s) left alone); scratch restore {:.1}s, total {:.1}s",
-        r.table,
-        r.at,
-        r.deleted_rows,
-        r.changed_rows,
-        r.newer_rows,
-        r.scratch_restore_ms as f64 / 1000.0,
-        r.total_ms as f64 / 1000.0
-    ));
+    for t in &r.tables {
+        ctx.say(format!(
+            "{} as of {}: {} deleted row(s) to re-insert, {} changed row(s) to put back ({} newer row(s) left alone)",
+            t.table, r.at, t.deleted_rows, t.changed_rows, t.newer_rows
+        ));
+    }
+    ctx.say(format!("scratch restore {:.1}s, total {:.1}s", r.scratch_restore_ms as f64 / 1000.0, r.total_ms as f64 / 1000.0));
     ctx.say(if r.applied {
         format!("applied in one transaction; script kept in {}", r.script.display())
     } else {
