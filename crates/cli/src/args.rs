@@ -84,6 +84,8 @@ pub enum Command {
     /// Fetch one WAL file (PostgreSQL's restore_command: `reprise wal-fetch COMPONENT %f %p`).
     /// Exits 1 when the file is not archived (end of recovery), 126 on any error (stops recovery)
     WalFetch(WalFetchArgs),
+    /// Stream WAL from a PostgreSQL server into the repository (RPO of seconds; 0 with --synchronous)
+    WalStream(WalStreamArgs),
     /// Recover deleted or changed rows of one table as they were at a time
     RecoverRows(RecoverRowsArgs),
     /// Show, per component, the recovery point achieved now and what can be restored
@@ -110,6 +112,24 @@ pub struct WalFetchArgs {
     /// Only take files from the spool, filled by a running `reprise restore --start`
     #[arg(long, requires = "spool")]
     pub spool_only: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WalStreamArgs {
+    pub component: String,
+    /// Flush every record and report it at once; with the server's
+    /// synchronous_standby_names = 'reprise_COMPONENT', commits wait for it
+    #[arg(long)]
+    pub synchronous: bool,
+    /// Local spool for the segments being received [default: CACHE/wal-stream/COMPONENT]
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Seconds between uploads of the segment being written
+    #[arg(long, default_value_t = 5)]
+    pub partial_interval: u64,
+    /// Stop after this many seconds [default: run until interrupted]
+    #[arg(long)]
+    pub duration: Option<u64>,
 }
 
 #[derive(Args, Debug)]

@@ -87,6 +87,7 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Stats(_) => commands::inspect::stats(&ctx),
         Command::WalPush(a) => commands::postgres::wal_push(&ctx, a),
         Command::RecoverRows(a) => commands::postgres::recover_rows(&ctx, a),
+        Command::WalStream(a) => commands::postgres::wal_stream(&ctx, a),
         Command::Status(a) => commands::status::run(&ctx, a),
         Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }

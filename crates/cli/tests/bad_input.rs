@@ -25,8 +25,8 @@ fn repo_with_snapshot(t: &TestDir) -> (Reprise, PathBuf, String) {
 #[test]
 fn wrong_passphrase_exits_4() {
     let t = TestDir::new("wrongpass");
-    let (r, _, id) = repo_with_snapshot(&t);
-    for args in [vec!["snapshots"], vec!["ls", id.as_str()], vec!["check"], vec!["backup", "--path", "/etc/hostname"]] {
+    let (r, src, id) = repo_with_snapshot(&t);
+    for args in [vec!["snapshots"], vec!["ls", id.as_str()], vec!["check"], vec!["backup", "--path", src.to_str().unwrap()]] {
         let out = r.with_password("not the passphrase").run(&args).expect_code(4);
         out.assert_one_line_error();
         assert!(!out.stderr.contains("not the passphrase"), "the passphrase must not be echoed: {}", out.describe());
@@ -51,7 +51,9 @@ fn wrong_passphrase_exits_4() {
 fn missing_repository_exits_3() {
     let t = TestDir::new("norepo");
     let r = Reprise::at(t.path(), t.join("does/not/exist"));
-    for args in [vec!["snapshots"], vec!["check"], vec!["stats"], vec!["backup", "--path", "/etc/hostname"], vec!["restore", "latest", "--to", "out"]] {
+    let src = t.join("src.txt");
+    fs::write(&src, b"x\n").unwrap();
+    for args in [vec!["snapshots"], vec!["check"], vec!["stats"], vec!["backup", "--path", src.to_str().unwrap()], vec!["restore", "latest", "--to", "out"]] {
         r.run(&args).expect_code(3).assert_one_line_error();
     }
     assert!(!t.join("does").exists(), "nothing may be created for a missing repository");
@@ -123,13 +125,11 @@ fn restore_target_without_permission_exits_5() {
     let mut guards = Vec::new();
     if is_root() {
         for d in [locked.join("empty-target"), locked.clone()] {
-            match Immutable::new(&d) {
-                Some(g) => guards.push(g),
-                None => {
-                    eprintln!("SKIPPED restore_target_without_permission_exits_5: running as root and `chattr +i` is not supported here");
-                    return;
-                }
-            }
+            let Some(g) = Immutable::new(&d) else {
+                eprintln!("SKIPPED restore_target_without_permission_exits_5: running as root and `chattr +i` is not supported here");
+                return;
+            };
+            guards.push(g);
         }
     } else {
         chmod(&locked.join("empty-target"), 0o555);

@@ -36,7 +36,7 @@ fn fixture(name: &str) -> Fx {
     r.init();
     let src = t.join("src");
     let (a, b) = (src.join("a"), src.join("b"));
-    let mut rng = Rng::new(0xC0FFEE);
+    let mut rng = Rng::new(0x00C0_FFEE);
     random_files(&a, &mut rng, 6, 20_000, 400_000);
     write_random_file(&a.join("large"), &mut rng, 2_000_000);
     random_files(&b, &mut rng, 8, 20_000, 300_000);
@@ -273,7 +273,8 @@ fn restoring_a_damaged_snapshot_reports_damage() {
 /// Adds a second full key and damages one base64 character of its sealed
 /// secrets (the file stays valid JSON). Returns the object path.
 fn damage_second_key(fx: &Fx) -> String {
-    let added = fx.r.with_env("REPRISE_NEW_PASSWORD", "second passphrase").run(&["--json", "key", "add", "--kdf-memory", "64", "--kdf-iterations", "1"]).ok().json();
+    let added =
+        fx.r.with_env("REPRISE_NEW_PASSWORD", "second passphrase").run(&["--json", "key", "add", "--kdf-memory", "64", "--kdf-iterations", "1"]).ok().json();
     let object = format!("keys/{}", added["added"].as_str().unwrap());
     let text = fs::read_to_string(fx.r.repo.join(&object)).unwrap();
     let sealed = text.find("\"sealed\"").unwrap();

@@ -193,7 +193,7 @@ fn concurrent_backups_into_one_repository() {
     let snaps = r.snapshots();
     assert_eq!(snaps.len(), 6);
     for (i, d) in dirs.iter().enumerate() {
-        let latest = snaps.iter().filter(|s| s["component"] == format!("host-{i}")).last().unwrap();
+        let latest = snaps.iter().rfind(|s| s["component"] == format!("host-{i}")).unwrap();
         restore_and_compare(&r, latest["id"].as_str().unwrap(), d, &t.join("restored"));
     }
     // Unique content counts the shared file once, however many writers
@@ -243,7 +243,7 @@ fn interrupted_backup_keeps_and_indexes_what_was_stored() {
     assert!(left_bytes > 0);
     let next = r.backup_paths(&[&dir]);
     assert_eq!(next["adopted_packs"], 0, "{next}");
-    let total: u64 = fs::read_dir(&dir).unwrap().filter_map(|e| e.unwrap().metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum::<u64>();
+    let total: u64 = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap()).filter(fs::Metadata::is_file).map(|m| m.len()).sum::<u64>();
     assert!(summary(&next, "stored_bytes") + left_bytes < total + 2_000_000, "stored {} + left {left_bytes}: {next}", summary(&next, "stored_bytes"));
     restore_and_compare(&r, &id_of(&next), &dir, &t.join("out"));
 }

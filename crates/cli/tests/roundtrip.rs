@@ -22,7 +22,10 @@ fn small_tree(root: &Path, seed: u64) {
     write_file(&root.join("empty"), b"");
     fs::create_dir_all(root.join("empty-dir")).unwrap();
     for i in 0..12 {
-        write_file(&root.join(format!("many/small-{i:02}.dat")), &{ let n = rng.range(1, 60_000) as usize; rng.mixed(n) });
+        write_file(&root.join(format!("many/small-{i:02}.dat")), &{
+            let n = rng.range(1, 60_000) as usize;
+            rng.mixed(n)
+        });
     }
     write_file(&root.join("modes/script-0755"), b"#!/bin/sh\n");
     chmod(&root.join("modes/script-0755"), 0o755);
@@ -125,8 +128,7 @@ fn special_files_round_trip() {
     let target = t.join("out");
     r.with_timeout(std::time::Duration::from_secs(20)).restore(&snap_path(&id, &src), &target, &[] as &[&str]).ok();
     assert_trees_equal(&src, &target);
-    use std::os::unix::fs::MetadataExt;
-    let ino = |p: &str| fs::symlink_metadata(target.join(p)).unwrap().ino();
+    let ino = |p: &str| std::os::unix::fs::MetadataExt::ino(&fs::symlink_metadata(target.join(p)).unwrap());
     assert_eq!(ino("fifo"), ino("fifo-second-name"), "hard-linked FIFO");
     assert_eq!(ino("symlink"), ino("symlink-second-name"), "hard-linked symlink");
 }
@@ -400,6 +402,7 @@ fn excludes_leave_matching_entries_out() {
 /// round-trip assertion above would be vacuous.
 #[test]
 fn harness_detects_differences() {
+    type Change<'a> = Box<dyn Fn(&Path) + 'a>;
     let t = TestDir::new("harness");
     let a = t.join("a");
     small_tree(&a, 11);
@@ -412,37 +415,49 @@ fn harness_detects_differences() {
         assert!(compare_trees(&a, &b, &Compare { root_meta: true, owners: true, ..Compare::default() }).is_empty(), "cp -a copy differs");
         b
     };
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
-        ("content", Box::new(|b: &Path| {
-            let p = b.join("big.bin");
-            let m = mtime_ns(&p);
-            let mut d = fs::read(&p).unwrap();
-            d[1_000_000] ^= 1;
-            fs::write(&p, d).unwrap();
-            set_mtime_ns(&p, m);
-        })),
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "content",
+            Box::new(|b: &Path| {
+                let p = b.join("big.bin");
+                let m = mtime_ns(&p);
+                let mut d = fs::read(&p).unwrap();
+                d[1_000_000] ^= 1;
+                fs::write(&p, d).unwrap();
+                set_mtime_ns(&p, m);
+            }),
+        ),
         ("mode", Box::new(|b: &Path| chmod(&b.join("modes/script-0755"), 0o775))),
         ("mtime", Box::new(|b: &Path| set_mtime_ns(&b.join("docs/a"), mtime_ns(&b.join("docs/a")) + 1))),
-        ("symlink target", Box::new(|b: &Path| {
-            let m = mtime_ns(b);
-            fs::remove_file(b.join("link")).unwrap();
-            std::os::unix::fs::symlink("docs/other", b.join("link")).unwrap();
-            set_mtime_ns(&b.join("link"), mtime_ns(&t.join("a/link")));
-            set_mtime_ns(b, m);
-        })),
-        ("hard link", Box::new(|b: &Path| {
-            let m = mtime_ns(b);
-            let mt = mtime_ns(&b.join("h2"));
-            fs::remove_file(b.join("h2")).unwrap();
-            fs::copy(b.join("h1"), b.join("h2")).unwrap();
-            set_mtime_ns(&b.join("h2"), mt);
-            set_mtime_ns(b, m);
-        })),
-        ("extra file", Box::new(|b: &Path| {
-            let m = mtime_ns(&b.join("docs"));
-            write_file(&b.join("docs/extra"), b"");
-            set_mtime_ns(&b.join("docs"), m);
-        })),
+        (
+            "symlink target",
+            Box::new(|b: &Path| {
+                let m = mtime_ns(b);
+                fs::remove_file(b.join("link")).unwrap();
+                std::os::unix::fs::symlink("docs/other", b.join("link")).unwrap();
+                set_mtime_ns(&b.join("link"), mtime_ns(&t.join("a/link")));
+                set_mtime_ns(b, m);
+            }),
+        ),
+        (
+            "hard link",
+            Box::new(|b: &Path| {
+                let m = mtime_ns(b);
+                let mt = mtime_ns(&b.join("h2"));
+                fs::remove_file(b.join("h2")).unwrap();
+                fs::copy(b.join("h1"), b.join("h2")).unwrap();
+                set_mtime_ns(&b.join("h2"), mt);
+                set_mtime_ns(b, m);
+            }),
+        ),
+        (
+            "extra file",
+            Box::new(|b: &Path| {
+                let m = mtime_ns(&b.join("docs"));
+                write_file(&b.join("docs/extra"), b"");
+                set_mtime_ns(&b.join("docs"), m);
+            }),
+        ),
     ];
     for (i, (what, change)) in cases.iter().enumerate() {
         let b = copy(&format!("b{i}"));

@@ -30,7 +30,11 @@ fn fixture(name: &str) -> Fx {
     let t = TestDir::new(name);
     let full = Reprise::new(t.path());
     full.init();
-    let added = full.with_env("REPRISE_NEW_PASSWORD", WO_PASSWORD).run(&["--json", "key", "add", "--write-only", "--label", "db host", "--kdf-memory", "64", "--kdf-iterations", "1"]).ok().json();
+    let added = full
+        .with_env("REPRISE_NEW_PASSWORD", WO_PASSWORD)
+        .run(&["--json", "key", "add", "--write-only", "--label", "db host", "--kdf-memory", "64", "--kdf-iterations", "1"])
+        .ok()
+        .json();
     assert_eq!(added["role"], "write-only", "{added}");
     let wo_key = added["added"].as_str().unwrap().to_owned();
     let keys = full.run(&["--json", "key", "list"]).ok().json();
@@ -165,7 +169,12 @@ fn a_write_only_key_never_changes_existing_objects() {
 fn passphrase_change() {
     let fx = fixture("passwd");
     let keys_before: BTreeSet<String> = objects(&fx.full.repo, "keys").into_iter().collect();
-    let out = fx.full.with_env("REPRISE_NEW_PASSWORD", "brand new passphrase").run(&["--json", "key", "passwd", "--kdf-memory", "64", "--kdf-iterations", "1"]).ok().json();
+    let out = fx
+        .full
+        .with_env("REPRISE_NEW_PASSWORD", "brand new passphrase")
+        .run(&["--json", "key", "passwd", "--kdf-memory", "64", "--kdf-iterations", "1"])
+        .ok()
+        .json();
     let new_key = out["key"].as_str().unwrap().to_owned();
     let keys_after: BTreeSet<String> = objects(&fx.full.repo, "keys").into_iter().collect();
     assert!(keys_after.contains(&format!("keys/{new_key}")));
@@ -204,7 +213,8 @@ fn the_last_full_key_and_the_key_in_use_cannot_be_removed() {
     assert!(out.stderr.contains("last full-access key"), "{}", out.describe());
     assert!(fx.full.repo.join("keys").join(&fx.full_key).exists());
     // With a second full key, the first can go.
-    let added = fx.full.with_env("REPRISE_NEW_PASSWORD", "second full").run(&["--json", "key", "add", "--kdf-memory", "64", "--kdf-iterations", "1"]).ok().json();
+    let added =
+        fx.full.with_env("REPRISE_NEW_PASSWORD", "second full").run(&["--json", "key", "add", "--kdf-memory", "64", "--kdf-iterations", "1"]).ok().json();
     let second = fx.full.with_password("second full");
     second.run(&["key", "remove", &fx.full_key]).ok();
     fx.full.run(&["snapshots"]).expect_code(4);

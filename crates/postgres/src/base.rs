@@ -91,7 +91,12 @@ pub fn start(opts: &BaseBackupOptions) -> Result<(postgres::Client, StartInfo, V
     }
     let archive_mode = conn::query_text(&mut client, "SHOW archive_mode")?;
     if archive_mode == "off" {
-        return Err(PgError::NotArchiving(archive_mode));
+        // Streaming (`reprise wal-stream`) replaces archiving: its slot must exist.
+        let slot = crate::stream::slot_name(&opts.component);
+        let streaming = client.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot]).map_err(|e| PgError::sql(&e))?.is_some();
+        if !streaming {
+            return Err(PgError::NotArchiving(archive_mode));
+        }
     }
     let data_dir = PathBuf::from(conn::query_text(&mut client, "SHOW data_directory").map_err(|e| match e {
         PgError::Sql(m) if m.contains("42501") || m.contains("permission") => PgError::Privileges { what: "reading data_directory".into() },

@@ -226,7 +226,7 @@ impl Cluster {
             }
             // Give the postmaster a moment to write its pid file first.
             if started.elapsed() > Duration::from_secs(2) && !self.alive() {
-                return Err(PgError::Recovery(self.log_tail(8)));
+                return Err(PgError::Recovery(self.log_tail(3)));
             }
             if Instant::now() > deadline {
                 return Err(PgError::Recovery(format!("the server did not become ready in {}s: {}", timeout.as_secs(), self.log_tail(5))));

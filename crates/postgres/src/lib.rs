@@ -17,6 +17,7 @@ pub mod logical;
 pub mod restore;
 pub mod rows;
 pub mod status;
+pub mod stream;
 pub mod wal;
 pub mod walname;
 

@@ -401,7 +401,7 @@ impl SpoolServer {
                 if dest.exists() {
                     return true;
                 }
-                match wal::read(&repo, &component, name) {
+                match wal::read_or_partial(&repo, &component, name) {
                     Ok(Some((_, data))) => {
                         let tmp = spool.join(format!(".{name}.tmp"));
                         if std::fs::write(&tmp, &data).is_ok() {
@@ -516,6 +516,22 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     Err(last_err.unwrap_or_else(|| PgError::NoBaseBackup { component: opts.component.clone(), target: opts.target.to_string(), reason: "no base backup reached it".into() }))
 }
 
+/// Explains why recovery stopped, from the server log.
+fn recovery_failure(c: &Cluster, target: &Target) -> String {
+    let tail = c.log_tail(3);
+    if tail.contains("recovery ended before configured recovery target was reached") {
+        let hint = match target {
+            Target::Time(_) => "the archive holds no transaction after that time yet (archiving may be behind: wait for the next WAL switch), or the time is before this base backup",
+            Target::Name(_) => "no archived WAL after this base backup holds that restore point",
+            Target::Lsn(_) => "the archived WAL does not reach that LSN yet",
+            _ => "the archived WAL ends before it",
+        };
+        format!("recovery ended before reaching {target}: {hint}")
+    } else {
+        tail
+    }
+}
+
 fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut PitrOutcome, started: Instant) -> Result<Cluster> {
     let bin = PgBin::find(opts.bin.as_deref())?;
     let mut work = opts.to.clone().into_os_string();
@@ -552,19 +568,25 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     // Ready, then out of recovery (promoted at the target, or at the end of the archive).
     let deadline = Duration::from_secs(6 * 3600);
     c.wait_ready(deadline)?;
-    let mut client = c.connect("postgres")?;
+    let mut client = None;
     loop {
         if opts.cancel.is_cancelled() {
             return Err(PgError::Interrupted);
         }
-        match client.query_one("SELECT pg_is_in_recovery()", &[]) {
-            Ok(row) if !row.get::<_, bool>(0) => break,
-            Ok(_) => {}
-            Err(_) => {
+        // A server that fails to reach the target shuts itself down: any
+        // connection error is followed by a liveness check, not returned.
+        if client.is_none() {
+            client = c.connect("postgres").ok();
+        }
+        match client.as_mut().map(|cl| cl.query_one("SELECT pg_is_in_recovery()", &[])) {
+            Some(Ok(row)) if !row.get::<_, bool>(0) => break,
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => {
+                client = None;
+                std::thread::sleep(Duration::from_millis(100));
                 if !c.alive() {
-                    return Err(PgError::Recovery(c.log_tail(4)));
+                    return Err(PgError::Recovery(recovery_failure(&c, &opts.target)));
                 }
-                client = c.connect("postgres")?;
             }
         }
         if t0.elapsed() > deadline {
@@ -572,6 +594,7 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let mut client = client.expect("connected when recovery ended");
     drop(server);
     outcome.recovery_ms = t0.elapsed().as_millis() as u64;
     outcome.total_ms = started.elapsed().as_millis() as u64;

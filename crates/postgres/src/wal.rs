@@ -77,6 +77,30 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
     }
 }
 
+/// Reads one archived file, or — for a segment that was still being
+/// streamed — its newest streamed copy (recovery reads it up to the last
+/// record written and ends there).
+pub fn read_or_partial(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
+    if let Some(found) = read(repo, component, file)? {
+        return Ok(Some(found));
+    }
+    if !matches!(walname::classify(file), Some(WalFile::Segment(_))) {
+        return Ok(None);
+    }
+    let prefix = format!("{component}/{file}.partial.");
+    let newest = repo
+        .backend()
+        .list(ObjectKind::Wal)
+        .map_err(reprise_engine::Error::from)?
+        .into_iter()
+        .filter_map(|o| o.name.strip_prefix(&prefix).and_then(|m| m.parse::<u64>().ok()))
+        .max();
+    match newest {
+        Some(m) => read(repo, component, &format!("{file}.partial.{m}")),
+        None => Ok(None),
+    }
+}
+
 /// Reads and decrypts one archived file; `None` if it is not archived.
 pub fn read(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
     let object = object_name(component, file);
@@ -153,7 +177,7 @@ pub fn fetch(repo: &Repository, component: &str, file: &str, dest: &Path, spool:
     let results: Vec<(String, Result<Option<Vec<u8>>>)> = std::thread::scope(|sc| {
         let handles: Vec<_> = std::iter::once(file.to_owned())
             .chain(ahead)
-            .map(|name| sc.spawn(move || { let r = read(repo, component, &name).map(|o| o.map(|(_, d)| d)); (name, r) }))
+            .map(|name| sc.spawn(move || { let r = read_or_partial(repo, component, &name).map(|o| o.map(|(_, d)| d)); (name, r) }))
             .collect();
         handles.into_iter().map(|h| h.join().expect("fetch thread panicked")).collect()
     });
@@ -184,6 +208,8 @@ pub struct ArchiveView {
     pub histories: BTreeSet<u32>,
     /// Partial segments (streaming, promotions).
     pub partials: BTreeSet<String>,
+    /// Newest streamed copy of a segment still being written, by segment name.
+    pub stream_partials: BTreeMap<String, u64>,
     pub total_bytes: u64,
     pub files: usize,
 }
@@ -206,6 +232,10 @@ impl ArchiveView {
                 }
                 Some(WalFile::Partial) => {
                     view.partials.insert(file.to_owned());
+                }
+                Some(WalFile::StreamPartial { segment, millis }) => {
+                    let e = view.stream_partials.entry(segment).or_insert(0);
+                    *e = (*e).max(millis);
                 }
                 _ => {}
             }
@@ -259,12 +289,15 @@ pub fn required_segments(repo: &Repository, component: &str, start: Segment, end
     let mut out = Vec::new();
     for (i, (tli, begins)) in path.iter().enumerate() {
         let first = if i == 0 { start.number } else { begins / seg };
+        // Recovery reads the segment holding a switch point from the child
+        // timeline (its copy has the parent's records up to the switch), so
+        // a parent is needed up to the segment before.
         let last = match path.get(i + 1) {
-            Some((_, switch)) => switch / seg,
-            None => end_number,
+            Some((_, switch)) => (switch / seg).checked_sub(1),
+            None => Some(end_number),
         };
-        for n in first..=last.max(first) {
-            if n <= end_number {
+        if let Some(last) = last {
+            for n in first..=last.min(end_number) {
                 out.push(Segment { timeline: *tli, number: n });
             }
         }

@@ -95,6 +95,10 @@ pub enum WalFile {
     BackupHistory,
     /// `<segment>.partial` (from a promotion or streaming)
     Partial,
+    /// `<segment>.partial.<millis>`: a copy of the segment being streamed,
+    /// uploaded every few seconds by `wal-stream` (write-once, so each
+    /// upload has its own name; the newest wins).
+    StreamPartial { segment: String, millis: u64 },
 }
 
 /// Classifies a WAL-archive file name; `None` if it is not one PostgreSQL
@@ -120,6 +124,11 @@ pub fn classify(name: &str) -> Option<WalFile> {
     if let Some(seg) = name.strip_suffix(".partial") {
         if seg.len() == 24 && hex(seg) {
             return Some(WalFile::Partial);
+        }
+    }
+    if let Some((seg, millis)) = name.split_once(".partial.") {
+        if seg.len() == 24 && hex(seg) && !millis.is_empty() && millis.bytes().all(|b| b.is_ascii_digit()) {
+            return millis.parse().ok().map(|millis| WalFile::StreamPartial { segment: seg.to_owned(), millis });
         }
     }
     None

@@ -13,7 +13,7 @@ use reprise_postgres::base::{BaseBackup, BaseBackupOptions, DEFAULT_BLOCK};
 use reprise_postgres::restore::{PitrOptions, Target};
 use reprise_postgres::{logical, restore as pitr, rows, status as pgstatus, wal};
 
-use crate::args::{RecoverRowsArgs, RestoreArgs, WalFetchArgs, WalPushArgs};
+use crate::args::{RecoverRowsArgs, RestoreArgs, WalFetchArgs, WalPushArgs, WalStreamArgs};
 use crate::commands::bytes;
 use crate::context::Context;
 use crate::exit;
@@ -318,4 +318,36 @@ pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
 pub fn status_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan) -> Result<pgstatus::PgStatus> {
     let repo = ctx.open(Some(c))?;
     pgstatus::status(&repo, &c.name, Some((&pg.connection, pg.password_env.as_deref()))).map_err(pg_error)
+}
+
+pub fn wal_stream(ctx: &Context, args: &WalStreamArgs) -> Result<()> {
+    let c = ctx.component(&args.component)?;
+    let pg = pg_plan(c).filter(|p| p.mode == PostgresMode::Physical).ok_or_else(|| exit::usage(format!("wal-stream needs a physical postgres component; '{}' is not one", c.name)))?;
+    let repo = ctx.open(Some(c))?;
+    let opts = reprise_postgres::stream::StreamOptions {
+        component: c.name.clone(),
+        connection: pg.connection.clone(),
+        password_env: pg.password_env.clone(),
+        spool: args.spool.clone().unwrap_or_else(|| ctx.cache_dir().join("wal-stream").join(&c.name)),
+        synchronous: args.synchronous,
+        partial_interval: Duration::from_secs(args.partial_interval.max(1)),
+        bin: pg.bin_dir.clone(),
+        duration: args.duration.map(Duration::from_secs),
+    };
+    if !ctx.json() {
+        ctx.say(format!(
+            "streaming {} through slot {} into the repository (segment in progress uploaded every {}s){}; Ctrl-C to stop",
+            c.name,
+            reprise_postgres::stream::slot_name(&c.name),
+            args.partial_interval,
+            if args.synchronous { format!("; synchronous: set synchronous_standby_names = '{}' on the server for RPO 0", reprise_postgres::stream::application_name(&c.name)) } else { String::new() }
+        ));
+    }
+    let report = reprise_postgres::stream::stream(&repo, &opts, &ctx.cancel).map_err(pg_error)?;
+    if ctx.json() {
+        ctx.print_json(&report)?;
+    } else {
+        ctx.say(format!("stopped: {} segment(s) archived, {} partial upload(s)", report.segments_archived, report.partial_uploads));
+    }
+    Ok(())
 }

@@ -149,11 +149,7 @@ impl Out {
     #[track_caller]
     pub fn assert_one_line_error(&self) {
         let lines: Vec<&str> = self.stderr.lines().collect();
-        assert!(
-            lines.len() == 1 && lines[0].starts_with("reprise: "),
-            "stderr must be exactly one line starting with 'reprise: ': {}",
-            self.describe()
-        );
+        assert!(lines.len() == 1 && lines[0].starts_with("reprise: "), "stderr must be exactly one line starting with 'reprise: ': {}", self.describe());
     }
 }
 
@@ -405,9 +401,8 @@ impl Rng {
 
     /// Compressible, text-like bytes (words from a small vocabulary).
     pub fn text(&mut self, n: usize) -> Vec<u8> {
-        const WORDS: [&str; 16] = [
-            "patient", "record", "signed", "consent", "dose", "mg", "ward", "night", "scan", "report", "the", "of", "and", "2026", "\n", "id",
-        ];
+        const WORDS: [&str; 16] =
+            ["patient", "record", "signed", "consent", "dose", "mg", "ward", "night", "scan", "report", "the", "of", "and", "2026", "\n", "id"];
         let mut v = Vec::with_capacity(n + 16);
         while v.len() < n {
             v.extend_from_slice(WORDS[self.below(16) as usize].as_bytes());
@@ -543,7 +538,10 @@ pub fn build_rich_tree(root: &Path, outside: &Path, seed: u64) {
     fs::create_dir_all(root.join("empty-dir")).unwrap();
     fs::create_dir_all(root.join("docs/a/empty-nested/also-empty")).unwrap();
     for i in 0..40 {
-        write_file(&root.join(format!("many/small-{i:02}.dat")), &{ let n = rng.range(1, 40_000) as usize; rng.mixed(n) });
+        write_file(&root.join(format!("many/small-{i:02}.dat")), &{
+            let n = rng.range(1, 40_000) as usize;
+            rng.mixed(n)
+        });
     }
     // Two files with the same content (dedup) and one sharing a prefix.
     let shared = rng.bytes(200_000);
@@ -805,11 +803,11 @@ pub fn compare_trees(a: &Path, b: &Path, opts: &Compare) -> Vec<String> {
     }
     let (la, lb) = (link_groups(&ta), link_groups(&tb));
     for (p, ga) in &la {
-        if let Some(gb) = lb.get(p) {
-            if ga != gb {
-                let f = |g: &BTreeSet<Vec<u8>>| g.iter().map(|x| show(x)).collect::<Vec<_>>().join(", ");
-                diffs.push(format!("{}: hard links [{}] != [{}]", show(p), f(ga), f(gb)));
-            }
+        if let Some(gb) = lb.get(p)
+            && ga != gb
+        {
+            let f = |g: &BTreeSet<Vec<u8>>| g.iter().map(|x| show(x)).collect::<Vec<_>>().join(", ");
+            diffs.push(format!("{}: hard links [{}] != [{}]", show(p), f(ga), f(gb)));
         }
     }
     diffs
@@ -956,11 +954,7 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 /// Parses `reprise: damaged, not restored: PATH: reason` lines.
 pub fn damaged_paths(stderr: &str) -> BTreeSet<String> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("reprise: damaged, not restored: "))
-        .map(|rest| rest.split(": ").next().unwrap_or(rest).to_owned())
-        .collect()
+    stderr.lines().filter_map(|l| l.strip_prefix("reprise: damaged, not restored: ")).map(|rest| rest.split(": ").next().unwrap_or(rest).to_owned()).collect()
 }
 
 /// The `object` of every problem in a `check --json` report.

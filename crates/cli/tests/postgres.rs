@@ -1,0 +1,644 @@
+//! PostgreSQL, end to end, against real PostgreSQL servers started by the
+//! tests (initdb, pg_ctl, pgbench, pg_amcheck, pg_dump from the installed
+//! PostgreSQL; the test command installs it). Each test builds its own
+//! cluster and repository in a private temporary folder and stops the
+//! cluster when done.
+//!
+//! When PostgreSQL is not installed the tests fail if
+//! REPRISE_TEST_REQUIRE_ALL is set (CI), and are skipped with a message
+//! otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use reprise_postgres::cluster::{self, Cluster, OnDrop, PgBin};
+
+const COMPONENT: &str = "db";
+
+fn pg_bin() -> Option<PgBin> {
+    match PgBin::find(None) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "PostgreSQL is required: {e}");
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+/// Fields drop in order: the cluster stops before its folder is removed.
+struct Env {
+    cluster: Option<Cluster>,
+    bin: PgBin,
+    repo: PathBuf,
+    plan: PathBuf,
+    credential: PathBuf,
+    recovery: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cluster(&self) -> &Cluster {
+        self.cluster.as_ref().expect("cluster")
+    }
+
+    /// Runs reprise with the test's plan and passphrase.
+    fn reprise(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_reprise"))
+            .arg("--plan")
+            .arg(&self.plan)
+            .args(args)
+            .env("REPRISE_PASSWORD", "test-passphrase")
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env_remove("REPRISE_REPO")
+            .output()
+            .expect("run reprise")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.reprise(args);
+        assert!(out.status.success(), "reprise {args:?} failed ({:?}):\n{}\n{}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).expect("json output")
+    }
+
+    fn client(&self, db: &str) -> postgres::Client {
+        self.cluster().connect(db).expect("connect")
+    }
+
+    fn sql(&self, q: &str) {
+        self.client("postgres").batch_execute(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+
+    fn one(&self, q: &str) -> String {
+        let mut c = self.client("postgres");
+        let row = c.query_one(q, &[]).unwrap_or_else(|e| panic!("{q}: {e}"));
+        row.get::<_, String>(0)
+    }
+
+    /// Forces a WAL switch and waits until the segment is archived.
+    fn archive_now(&self) {
+        let wanted = self.one("SELECT pg_walfile_name(pg_switch_wal())");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = self.one("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+            if last >= wanted {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{wanted} not archived in 60 s (last {last}): {}", self.cluster().log_tail(5));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pgbench(&self, args: &[&str]) -> Command {
+        let c = self.cluster();
+        let mut cmd = self.bin.command("pgbench").expect("pgbench");
+        cmd.arg("-h").arg(&c.socket_dir).args(["-p", &c.port.to_string(), "-U", "postgres"]).args(args);
+        cmd
+    }
+}
+
+/// A cluster archiving into a fresh repository through a write credential.
+fn setup(archive: bool) -> Option<Env> {
+    let bin = pg_bin()?;
+    let dir = tempfile::Builder::new().prefix("reprise-pg-").tempdir().expect("tempdir");
+    cluster::hand_over(dir.path(), 0o755).expect("hand over");
+    let repo = dir.path().join("repo");
+    let plan = dir.path().join("reprise.toml");
+    let credential = dir.path().join("archive.credential");
+    let recovery = dir.path().join("recovery.key");
+    let mut c = Cluster::initdb(bin.clone(), &dir.path().join("pg"), OnDrop::StopAndRemove).expect("initdb");
+    let mut env = Env { cluster: None, bin, repo, plan, credential, recovery, dir };
+    std::fs::write(
+        &env.plan,
+        format!(
+            "[repositories.main]\nurl = \"{}\"\n\n[components.{COMPONENT}]\ntype = \"postgres\"\nconnection = \"{}\"\ndata_directory = \"{}\"\narchive_timeout = \"60s\"\n",
+            env.repo.display(),
+            c.conn_string("postgres"),
+            c.data_dir.display()
+        ),
+    )
+    .expect("plan");
+    env.ok(&["--repo", env.repo.to_str().expect("utf8"), "init", "--kdf-memory", "64", "--kdf-iterations", "1"]);
+    env.ok(&["key", "add", "--write-only", "--credential", env.credential.to_str().expect("utf8")]);
+    env.ok(&["key", "export-recovery", "-o", env.recovery.to_str().expect("utf8")]);
+    // The server account archives: it must reach the repository and the credential.
+    for p in walk(&env.repo) {
+        cluster::hand_over(&p, if p.is_dir() { 0o755 } else { 0o644 }).expect("hand over");
+    }
+    cluster::hand_over(&env.credential, 0o600).expect("hand over");
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let mut settings: Vec<(String, String)> = vec![("wal_level".into(), "replica".into()), ("max_wal_senders".into(), "4".into())];
+    if archive {
+        settings.push(("archive_mode".into(), "on".into()));
+        settings.push((
+            "archive_command".into(),
+            format!("{exe} --repo {} --key-file {} wal-push {COMPONENT} %p", env.repo.display(), env.credential.display()),
+        ));
+    }
+    c.start(&settings).expect("start");
+    c.wait_ready(Duration::from_secs(60)).expect("ready");
+    std::fs::write(c.data_dir.join("pg_hba.conf"), "local all all trust\nlocal replication all trust\n").ok();
+    env.cluster = Some(c);
+    env.sql("SELECT pg_reload_conf()");
+    Some(env)
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&out[i]) {
+                let children: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+                out.extend(children);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A started restore of `target` (reprise restore --start --keep-running):
+/// returns the restored cluster for inspection (stopped when dropped).
+fn restore_started(env: &Env, target: &str, to: &Path) -> (Cluster, serde_json::Value) {
+    let out = env.json(&["restore", COMPONENT, "--at", target, "--to", to.to_str().expect("utf8"), "--start", "--keep-running"]);
+    let mut run = to.to_path_buf().into_os_string();
+    run.push(".run");
+    let mut c = Cluster::existing(env.bin.clone(), to, Path::new(&run), OnDrop::Stop).expect("cluster");
+    c.port = out["port"].as_u64().expect("port") as u16;
+    c.socket_dir = PathBuf::from(out["socket_dir"].as_str().expect("socket"));
+    (c, out)
+}
+
+fn amcheck(env: &Env, c: &Cluster) {
+    let out = env
+        .bin
+        .command("pg_amcheck")
+        .expect("pg_amcheck")
+        .args(["--install-missing", "--heapallindexed", "--all", "-h"])
+        .arg(&c.socket_dir)
+        .args(["-p", &c.port.to_string(), "-U", "postgres"])
+        .output()
+        .expect("run pg_amcheck");
+    assert!(out.status.success(), "pg_amcheck found corruption: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+fn dump(env: &Env, c: &Cluster, db: &str) -> String {
+    let out = env
+        .bin
+        .command("pg_dump")
+        .expect("pg_dump")
+        .args(["--no-owner", "-h"])
+        .arg(&c.socket_dir)
+        .args(["-p", &c.port.to_string(), "-U", "postgres", "-d", db])
+        .output()
+        .expect("run pg_dump");
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    // pg_dump (since 15.14) writes a random \restrict key into every dump.
+    String::from_utf8(out.stdout).expect("utf8 dump").lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).map(|l| format!("{l}\n")).collect()
+}
+
+fn markers(c: &Cluster) -> i64 {
+    c.connect("postgres").expect("connect").query_one("SELECT count(*) FROM markers", &[]).expect("markers").get(0)
+}
+
+#[test]
+fn pitr_to_times_lsns_and_restore_points_under_pgbench_load() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())");
+    let init = env.pgbench(&["-i", "-s", "5", "-q", "postgres"]).output().expect("pgbench -i");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    env.archive_now();
+    env.ok(&["backup", COMPONENT]);
+
+    // Each phase: pgbench runs; during it a marker is committed and a time,
+    // an LSN and a restore point are recorded; after it, with the database
+    // quiet, a dump and its LSN are recorded for an exact comparison.
+    let mut times = Vec::new();
+    let mut lsns = Vec::new();
+    let mut names = Vec::new();
+    let mut quiet = Vec::new();
+    let phases = 3;
+    for i in 0..phases {
+        let mut load = env.pgbench(&["-c", "2", "-T", "3", "-n", "postgres"]).stdout(std::process::Stdio::null()).spawn().expect("pgbench");
+        std::thread::sleep(Duration::from_millis(1200));
+        env.sql(&format!("INSERT INTO markers (n) VALUES ({i})"));
+        let lsn = env.one("SELECT pg_current_wal_insert_lsn()::text");
+        let rp = format!("rp_{i}");
+        env.sql(&format!("SELECT pg_create_restore_point('{rp}')"));
+        std::thread::sleep(Duration::from_millis(20));
+        times.push((i, jiff::Timestamp::now().to_string()));
+        lsns.push((i, lsn));
+        names.push((i, rp));
+        assert!(load.wait().expect("pgbench").success());
+        let d = dump(&env, env.cluster(), "postgres");
+        let q = env.one("SELECT pg_current_wal_insert_lsn()::text");
+        quiet.push((i, q, d));
+        if i == 1 {
+            // A second base backup: targets before it must use the first.
+            env.ok(&["backup", COMPONENT]);
+        }
+    }
+    env.sql(&format!("INSERT INTO markers (n) VALUES ({phases})"));
+    env.archive_now();
+
+    // Every restore: the marker count is the state at the target, the dump
+    // (when one was taken at the target) is identical, pg_amcheck is clean.
+    let check = |label: &str, target: &str, expect_markers: i64, expect_dump: Option<&String>| {
+        let to = env.path(&format!("restore-{label}"));
+        let (c, out) = restore_started(&env, target, &to);
+        assert_eq!(markers(&c), expect_markers, "{label}: restore at {target} shows the wrong state ({out})");
+        if let Some(d) = expect_dump {
+            let restored = dump(&env, &c, "postgres");
+            if restored != *d {
+                let diff: Vec<String> = restored.lines().zip(d.lines()).filter(|(a, b)| a != b).take(5).map(|(a, b)| format!("restored: {a}\n   taken: {b}")).collect();
+                panic!("the dump of the restore at {target} differs from the dump taken at that point:\n{}", diff.join("\n"));
+            }
+        }
+        amcheck(&env, &c);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&to);
+    };
+    for (i, t) in &times {
+        check(&format!("time{i}"), t, i64::from(*i) + 1, None);
+    }
+    for (i, l) in &lsns {
+        check(&format!("lsn{i}"), l, i64::from(*i) + 1, None);
+    }
+    for (i, n) in &names {
+        check(&format!("name{i}"), &format!("name:{n}"), i64::from(*i) + 1, None);
+    }
+    for (i, q, d) in &quiet {
+        check(&format!("quiet{i}"), q, i64::from(*i) + 1, Some(d));
+    }
+    check("latest", "latest", i64::from(phases) + 1, None);
+    let status = env.json(&["status", COMPONENT]);
+    assert!(status[0]["pitr_window_seconds"].as_f64().expect("window") > 0.0, "{status}");
+    assert!(status[0]["rpo_seconds"].as_f64().is_some(), "{status}");
+}
+
+#[test]
+fn wal_push_survives_kill_9_and_never_loses_an_acknowledged_segment() {
+    let Some(env) = setup(false) else { return };
+    // Real segments to push, copied out of pg_wal.
+    env.sql("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 200000) g");
+    for _ in 0..3 {
+        env.sql("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 50000) g; SELECT pg_switch_wal()");
+    }
+    let src = env.path("segments");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let wal_dir = env.cluster().data_dir.join("pg_wal");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal_dir).expect("pg_wal").flatten().map(|e| e.path()).filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.len() == 24)).collect();
+    segments.sort();
+    segments.truncate(3);
+    let mut copies = Vec::new();
+    for s in &segments {
+        let d = src.join(s.file_name().expect("name"));
+        std::fs::copy(s, &d).expect("copy");
+        copies.push(d);
+    }
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let push = |seg: &Path| {
+        Command::new(exe)
+            .args(["--repo", env.repo.to_str().expect("utf8"), "--key-file", env.credential.to_str().expect("utf8"), "wal-push", COMPONENT])
+            .arg(seg)
+            .spawn()
+            .expect("spawn wal-push")
+    };
+    let mut acknowledged = Vec::new();
+    let mut kills = 0;
+    for (k, seg) in copies.iter().enumerate() {
+        for trial in 0..8u64 {
+            let mut child = push(seg);
+            std::thread::sleep(Duration::from_micros((trial * 7919 + k as u64 * 104_729) % 40_000));
+            match child.try_wait().expect("wait") {
+                Some(status) => {
+                    assert!(status.success(), "wal-push of {} failed", seg.display());
+                    acknowledged.push(seg.clone());
+                }
+                None => {
+                    child.kill().expect("kill -9");
+                    let _ = child.wait();
+                    kills += 1;
+                }
+            }
+        }
+        // After any number of kills, pushing again succeeds.
+        assert!(push(seg).wait().expect("wait").success(), "wal-push after kill -9 failed");
+        acknowledged.push(seg.clone());
+    }
+    assert!(kills > 0, "no push was ever interrupted: the delays are too long for this machine");
+    // Every acknowledged segment comes back identical; the repository checks clean.
+    for seg in &acknowledged {
+        let name = seg.file_name().and_then(|n| n.to_str()).expect("name");
+        let dest = env.path(&format!("fetched-{name}"));
+        let out = Command::new(exe)
+            .args(["--repo", env.repo.to_str().expect("utf8"), "--key-file", env.recovery.to_str().expect("utf8"), "wal-fetch", COMPONENT, name])
+            .arg(&dest)
+            .output()
+            .expect("wal-fetch");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::read(&dest).expect("fetched") == std::fs::read(seg).expect("source"), "{name} differs after fetch");
+    }
+    env.ok(&["--repo", env.repo.to_str().expect("utf8"), "check"]);
+    // A different file under an archived name is refused, loudly.
+    let forged = env.path("forged");
+    std::fs::create_dir_all(&forged).expect("mkdir");
+    let name = copies[0].file_name().expect("name");
+    std::fs::write(forged.join(name), vec![7u8; 16 << 20]).expect("write");
+    let out = Command::new(exe)
+        .args(["--repo", env.repo.to_str().expect("utf8"), "--key-file", env.credential.to_str().expect("utf8"), "wal-push", COMPONENT])
+        .arg(forged.join(name))
+        .output()
+        .expect("wal-push");
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different file"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Not archived: exit 1, PostgreSQL's end of recovery.
+    let out = Command::new(exe)
+        .args(["--repo", env.repo.to_str().expect("utf8"), "--key-file", env.recovery.to_str().expect("utf8"), "wal-fetch", COMPONENT, "0000000100000000000000FF"])
+        .arg(env.path("nothing"))
+        .output()
+        .expect("wal-fetch");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn killed_base_backups_leave_the_repository_consistent() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY); INSERT INTO markers VALUES (1)");
+    env.sql("CREATE TABLE big AS SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 8) AS pad FROM generate_series(1, 300000) g");
+    env.archive_now();
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let t = Instant::now();
+    env.ok(&["backup", COMPONENT]);
+    let full = t.elapsed();
+    let mut kills = 0;
+    for trial in 0..6u32 {
+        env.sql(&format!("UPDATE big SET pad = md5(pad) WHERE g % 97 = {trial}"));
+        let mut child = Command::new(exe)
+            .args(["--plan", env.plan.to_str().expect("utf8"), "backup", COMPONENT])
+            .env("REPRISE_PASSWORD", "test-passphrase")
+            .env("XDG_CACHE_HOME", env.path("cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn backup");
+        std::thread::sleep(full.mul_f64(f64::from(trial % 5 + 1) / 6.0));
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().expect("kill -9");
+            kills += 1;
+        }
+        let _ = child.wait();
+        env.ok(&["--repo", env.repo.to_str().expect("utf8"), "check"]);
+    }
+    assert!(kills > 0, "no backup was interrupted");
+    // The server left backup mode (the session died), a new backup works,
+    // and the latest state restores.
+    env.sql("INSERT INTO markers VALUES (2)");
+    env.ok(&["backup", COMPONENT]);
+    env.sql("INSERT INTO markers VALUES (3)");
+    env.archive_now();
+    env.ok(&["--repo", env.repo.to_str().expect("utf8"), "check", "--read-data"]);
+    let (c, _) = restore_started(&env, "latest", &env.path("after-kills"));
+    assert_eq!(markers(&c), 3);
+    amcheck(&env, &c);
+}
+
+#[test]
+fn a_promotion_creates_a_timeline_and_restores_follow_it() {
+    let Some(mut env) = setup(true) else { return };
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY); INSERT INTO markers VALUES (1)");
+    env.archive_now();
+    env.ok(&["backup", COMPONENT]);
+    env.sql("INSERT INTO markers VALUES (2)");
+    env.archive_now();
+    // Failover: the primary is lost; a copy restored from the archive is
+    // promoted (timeline 2) and takes over archiving into the same component.
+    env.cluster.take();
+    let failover = env.path("failover");
+    // The server account runs restore_command, which reads this key.
+    cluster::hand_over(&env.recovery, 0o600).expect("hand over");
+    let out = env.json(&["--key-file", env.recovery.to_str().expect("utf8"), "restore", COMPONENT, "--at", "latest", "--to", failover.to_str().expect("utf8")]);
+    assert!(out["wal_segments"].as_u64().expect("segments") > 0, "{out}");
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let run = env.path("failover.run");
+    std::fs::create_dir_all(&run).expect("mkdir");
+    cluster::hand_over(&run, 0o755).expect("hand over");
+    let mut c = Cluster::existing(env.bin.clone(), &failover, &run, OnDrop::Stop).expect("cluster");
+    c.start(&[
+        ("archive_mode".into(), "on".into()),
+        ("archive_command".into(), format!("{exe} --repo {} --key-file {} wal-push {COMPONENT} %p", env.repo.display(), env.credential.display())),
+    ])
+    .expect("start the failover copy");
+    c.wait_ready(Duration::from_secs(120)).expect("ready");
+    let mut client = c.connect("postgres").expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client.query_one("SELECT pg_is_in_recovery()", &[]).expect("q").get::<_, bool>(0) {
+        assert!(Instant::now() < deadline, "failover copy never left recovery: {}", c.log_tail(5));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tli: i32 = client.query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[]).expect("q").get(0);
+    client.batch_execute("CHECKPOINT").expect("checkpoint");
+    let tli2: i32 = client.query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[]).expect("q").get(0);
+    assert!(tli.max(tli2) >= 2, "promotion did not create a new timeline");
+    client.batch_execute("INSERT INTO markers VALUES (3)").expect("insert");
+    let wanted: String = client.query_one("SELECT pg_walfile_name(pg_switch_wal())", &[]).expect("q").get(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last: Option<String> = client.query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[]).expect("q").get(0);
+        if last.as_deref().is_some_and(|l| l >= wanted.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "timeline 2 not archived: {}", c.log_tail(5));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(client);
+    drop(c);
+    // From the base backup on timeline 1, "latest" follows the history file to timeline 2.
+    let (r, _) = restore_started(&env, "latest", &env.path("follows"));
+    assert_eq!(markers(&r), 3, "the restore did not follow the new timeline");
+    let tli: i32 = r.connect("postgres").expect("c").query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[]).expect("q").get(0);
+    assert!(tli >= 2);
+}
+
+#[test]
+fn a_gap_in_the_archive_is_reported_before_restoring() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE t (n int)");
+    env.ok(&["backup", COMPONENT]);
+    for i in 0..3 {
+        env.sql(&format!("INSERT INTO t VALUES ({i})"));
+        env.archive_now();
+    }
+    // Remove a segment from the middle of the chain.
+    let mut segs: Vec<PathBuf> = walk(&env.repo.join("wal")).into_iter().filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.len() == 24)).collect();
+    segs.sort();
+    let victim = segs[segs.len() - 2].clone();
+    std::fs::remove_file(&victim).expect("remove segment");
+    let to = env.path("gap");
+    let out = env.reprise(&["restore", COMPONENT, "--at", "latest", "--to", to.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(victim.file_name().and_then(|n| n.to_str()).expect("name")), "the missing segment is not named: {err}");
+    assert!(!to.exists() || std::fs::read_dir(&to).expect("dir").next().is_none(), "restore wrote files despite the gap");
+    let status = env.json(&["status", COMPONENT]);
+    assert!(status[0]["postgres"]["gap"].as_str().is_some(), "{status}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let Some(env) = setup(false) else { return };
+    let listing = |env: &Env| walk(&env.repo).into_iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+    let before = listing(&env);
+    let base = std::fs::read_to_string(&env.plan).expect("plan");
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let run_with_plan = |plan: &str| {
+        let p = env.path("bad.toml");
+        std::fs::write(&p, plan).expect("plan");
+        Command::new(exe).args(["--plan", p.to_str().expect("utf8"), "backup", COMPONENT]).env("REPRISE_PASSWORD", "test-passphrase").env("XDG_CACHE_HOME", env.path("cache")).output().expect("run")
+    };
+    // Wrong connection string.
+    let out = run_with_plan(&base.replace(&format!("port={}", env.cluster().port), "port=1"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot connect") && err.lines().count() == 1, "{err}");
+    // Server neither archiving nor streaming.
+    let out = env.reprise(&["backup", COMPONENT]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("archive_mode") && err.lines().count() == 1, "{err}");
+    assert_eq!(before, listing(&env), "a failed backup changed the repository");
+}
+
+#[test]
+fn wrong_data_directory_and_privileges_on_an_archiving_server() {
+    let Some(env) = setup(true) else { return };
+    let listing = |env: &Env| walk(&env.repo).into_iter().filter(|p| !p.starts_with(env.repo.join("wal"))).map(|p| p.display().to_string()).collect::<Vec<_>>();
+    let before = listing(&env);
+    let base = std::fs::read_to_string(&env.plan).expect("plan");
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let run_with_plan = |plan: &str| {
+        let p = env.path("bad.toml");
+        std::fs::write(&p, plan).expect("plan");
+        Command::new(exe).args(["--plan", p.to_str().expect("utf8"), "backup", COMPONENT]).env("REPRISE_PASSWORD", "test-passphrase").env("XDG_CACHE_HOME", env.path("cache")).output().expect("run")
+    };
+    let out = run_with_plan(&base.replace(&env.cluster().data_dir.display().to_string(), "/var/lib/postgresql/elsewhere"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("data directory") && err.lines().count() == 1, "{err}");
+    env.sql("CREATE ROLE clerk LOGIN; GRANT pg_read_all_settings TO clerk");
+    let out = run_with_plan(&base.replace("user=postgres", "user=clerk"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("privileges") && err.lines().count() == 1, "{err}");
+    assert_eq!(before, listing(&env), "a failed backup changed the repository");
+    // No session of reprise was left behind.
+    assert_eq!(env.one("SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'reprise' AND pid <> pg_backend_pid()"), "0");
+}
+
+#[test]
+fn streaming_keeps_the_repository_seconds_behind() {
+    // No archive_command: WAL reaches the repository only through the stream.
+    let Some(env) = setup(false) else { return };
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY)");
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let mut stream = Command::new(exe)
+        .args(["--plan", env.plan.to_str().expect("utf8"), "wal-stream", COMPONENT, "--partial-interval", "1", "--spool"])
+        .arg(env.path("spool"))
+        .args(["--duration", "25"])
+        .env("REPRISE_PASSWORD", "test-passphrase")
+        .env("XDG_CACHE_HOME", env.path("cache"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("wal-stream");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.one("SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = 'reprise_db' AND active") != "1" {
+        assert!(Instant::now() < deadline, "the stream never connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A base backup is allowed without archive_mode: the stream carries its WAL.
+    env.ok(&["backup", COMPONENT]);
+    env.sql("INSERT INTO markers VALUES (1)");
+    // No segment switch: the marker is only in the segment being written,
+    // which reaches the repository as a partial copy within seconds.
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = nix_kill_term(&stream);
+    assert!(stream.wait().expect("wait").success());
+    let wal: Vec<String> = walk(&env.repo.join("wal")).into_iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned)).collect();
+    assert!(wal.iter().any(|n| n.contains(".partial.")), "no partial segment was uploaded: {wal:?}");
+    let (c, _) = restore_started(&env, "latest", &env.path("streamed"));
+    assert_eq!(markers(&c), 1, "the row committed 4 s before the stream stopped is not in the repository");
+}
+
+fn nix_kill_term(child: &std::process::Child) -> std::io::Result<()> {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().map(|_| ())
+}
+
+#[test]
+fn delta_restore_rewrites_only_what_differs() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 200000) g");
+    env.archive_now();
+    env.ok(&["backup", COMPONENT]);
+    env.archive_now();
+    let to = env.path("delta");
+    let first = env.json(&["restore", COMPONENT, "--at", "immediate", "--to", to.to_str().expect("utf8")]);
+    // Damage the copy: change a relation file, delete another, add a stray file.
+    let base_dir = walk(&to.join("base")).into_iter().filter(|p| p.is_file() && std::fs::metadata(p).map(|m| m.len() > 100_000).unwrap_or(false)).collect::<Vec<_>>();
+    let victim = &base_dir[0];
+    let mut data = std::fs::read(victim).expect("read");
+    data[8192 * 3 + 100] ^= 0xFF;
+    std::fs::write(victim, &data).expect("write");
+    std::fs::write(to.join("stray-file"), b"not in the snapshot").expect("write");
+    std::fs::remove_file(to.join("recovery.signal")).expect("rm");
+    let again = env.json(&["restore", COMPONENT, "--at", "immediate", "--to", to.to_str().expect("utf8"), "--delta"]);
+    let unchanged = again["bytes_unchanged"].as_u64().expect("unchanged");
+    let written = again["bytes"].as_u64().expect("bytes");
+    assert!(unchanged > 20 * written, "delta rewrote too much: {written} written, {unchanged} unchanged (first restore: {first})");
+    assert!(!to.join("stray-file").exists(), "delta kept a file the snapshot does not have");
+    assert_eq!(std::fs::read(victim).expect("read")[8192 * 3 + 100], data[8192 * 3 + 100] ^ 0xFF, "the damaged block was not rewritten");
+}
+
+#[test]
+fn logical_dump_restores_a_database_and_a_single_table() {
+    let Some(env) = setup(false) else { return };
+    env.sql("CREATE DATABASE app");
+    let load = "CREATE TABLE patients (id int PRIMARY KEY, name text); INSERT INTO patients SELECT g, 'p' || g FROM generate_series(1, 5000) g; \
+                CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, repeat('x', g % 50) FROM generate_series(1, 100) g";
+    env.client("app").batch_execute(load).expect("load");
+    let plan = std::fs::read_to_string(&env.plan).expect("plan");
+    let logical: String = plan
+        .replace("type = \"postgres\"", "type = \"postgres\"\nmode = \"logical\"\ndatabases = [\"app\"]")
+        .lines()
+        .filter(|l| !l.starts_with("data_directory"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env.plan, logical).expect("plan");
+    let b = env.json(&["backup", COMPONENT]);
+    assert_eq!(b["header"]["kind"], "postgres-logical", "{b}");
+    let into = env.cluster().conn_string("postgres");
+    // The whole database, into a fresh empty one of the same name.
+    env.sql("DROP DATABASE app");
+    env.sql("CREATE DATABASE app");
+    let out = env.json(&["restore", COMPONENT, "--to", env.path("dump1").to_str().expect("utf8"), "--into", &into, "--database", "app"]);
+    assert_eq!(out["loaded"], serde_json::json!(["app"]), "{out}");
+    let n: i64 = env.client("app").query_one("SELECT count(*) FROM patients", &[]).expect("q").get(0);
+    assert_eq!(n, 5000);
+    // One table only.
+    env.client("app").batch_execute("DROP TABLE notes").expect("drop");
+    env.json(&["restore", COMPONENT, "--to", env.path("dump2").to_str().expect("utf8"), "--into", &into, "--database", "app", "--table", "notes"]);
+    let n: i64 = env.client("app").query_one("SELECT count(*) FROM notes", &[]).expect("q").get(0);
+    assert_eq!(n, 100);
+}
