@@ -11,6 +11,7 @@ import argparse
 import base64
 import json
 import os
+import stat
 import struct
 import sys
 
@@ -160,7 +161,7 @@ def parse_entries(buf, pos, count, pack, index):
 
 def load_index(repo, cat_key):
     """§7 index files, then §6.2 pack directories for packs no readable index lists (§10 step 2)."""
-    index, covered, sizes = {}, set(), {}
+    index, sizes = {}, {}  # (kind, blob id) -> [(pack, offset, length, plaintext length)]; pack -> length
     idir = os.path.join(repo, "index")
     for name in sorted(os.listdir(idir)) if os.path.isdir(idir) else []:
         path = os.path.join(idir, name)
@@ -187,11 +188,11 @@ def load_index(repo, cat_key):
             warn(f"index file {name} unreadable, falling back to pack directories: {e}")
             continue
         for key, locs in found.items():
-            index.setdefault(key, []).extend(locs)
+            known = index.setdefault(key, [])
+            known.extend(loc for loc in locs if loc not in known)
         sizes.update(packs)
-        covered.update(packs)
     for pack in list_packs(repo):
-        if pack not in covered:
+        if pack not in sizes:
             try:
                 read_pack_directory(repo, pack, cat_key, index)
             except (RestoreError, struct.error, OSError) as e:
@@ -280,7 +281,10 @@ class BlobReader:
         errors = []
         for loc in locs:  # §7: the same blob may be in several packs; any copy will do
             try:
-                return self.read_copy(kind, bid, *loc)
+                data = self.read_copy(kind, bid, *loc)
+                if errors:
+                    warn(f"{what}: damaged copy skipped ({'; '.join(errors)}); a good copy was used")
+                return data
             except (RestoreError, OSError) as e:
                 size = self.sizes.get(loc[0])
                 note = ""
@@ -342,7 +346,7 @@ def check_name(name):
 
 class Restorer:
     def __init__(self, blobs):
-        self.blobs, self.links = blobs, {}
+        self.blobs, self.links, self.dir_meta = blobs, {}, []
         self.root = os.geteuid() == 0
         self.files = self.bytes = self.dirs = self.symlinks = self.hardlinks = self.skipped = self.failed = 0
 
@@ -379,21 +383,27 @@ class Restorer:
             os.mkdir(path, 0o700)
             self.restore_dir(node["subtree"], path)
             self.dirs += 1
+            self.dir_meta.append((node, path))  # children first; applied by finish()
+            return
         elif typ == "symlink":
             os.symlink(node["target"], path)
             self.symlinks += 1
         elif typ == "fifo":
             os.mkfifo(path, 0o600)
         elif typ in ("char", "block") and self.root:
-            import stat
             os.mknod(path, 0o600 | (stat.S_IFCHR if typ == "char" else stat.S_IFBLK), node.get("rdev", 0))
         else:  # sockets cannot be restored; devices need root
             warn(f"skipped {typ} {os.fsdecode(path)}")
             self.skipped += 1
             return
-        if typ != "dir" and node.get("links", 1) > 1 and None not in ident:
+        if node.get("links", 1) > 1 and None not in ident:
             self.links[ident] = path
-        self.apply_metadata(node, path, typ == "symlink")  # directories: after their children
+        self.apply_metadata(node, path, typ == "symlink")
+
+    def finish(self):
+        """Directory mode and mtime last, so that neither restrictive modes nor new entries interfere."""
+        for node, path in self.dir_meta:
+            self.apply_metadata(node, path, False)
 
     def restore_file(self, node, path):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -459,6 +469,7 @@ def main():
     os.makedirs(target, exist_ok=True)
     r = Restorer(BlobReader(a.repo, keys, index, sizes))
     r.restore_dir(body["tree"], os.fsencode(target))  # §9: the root tree is '/'
+    r.finish()
     if r.failed:
         raise RestoreError(f"{r.failed} entries of snapshot {name[:8]} could not be restored "
                            f"(damaged data, see above); {r.files} files, {r.bytes} bytes restored")
