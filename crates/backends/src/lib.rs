@@ -113,6 +113,8 @@ pub enum ErrorKind {
     /// The storage did not answer in time or answered with a server error;
     /// retrying later may succeed.
     Unavailable,
+    /// The object is shorter than the range asked for: truncated.
+    Truncated,
     Other,
 }
 

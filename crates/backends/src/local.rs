@@ -165,7 +165,7 @@ impl Backend for LocalBackend {
         let mut buf = vec![0u8; usize::try_from(length).expect("range fits in memory")];
         f.read_exact_at(&mut buf, offset).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                BackendError::new(ErrorKind::Other, &self.location, &object, format!("object is shorter than {} bytes", offset + length))
+                BackendError::new(ErrorKind::Truncated, &self.location, &object, format!("object is shorter than {} bytes: truncated", offset + length))
             } else {
                 self.err(&object, &e)
             }

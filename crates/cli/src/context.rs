@@ -19,6 +19,13 @@ use zeroize::Zeroizing;
 use crate::args::{Global, KdfArgs};
 use crate::exit;
 
+static PRINTED_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a command already printed its JSON document.
+pub fn printed_json() -> bool {
+    PRINTED_JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct Context {
     pub global: Global,
     pub plan: Option<Plan>,
@@ -148,6 +155,7 @@ impl Context {
     #[allow(clippy::unused_self, reason = "output goes through the context, like `say`")]
     pub fn print_json(&self, value: &impl serde::Serialize) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(value)?);
+        PRINTED_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

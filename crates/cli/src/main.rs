@@ -17,9 +17,18 @@ use crate::context::Context;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(exit::OK);
+        }
+        Err(e) => {
+            // One line, like every other error; --help has the details.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("reprise: {first} (see `reprise --help`)");
+            return ExitCode::from(exit::USAGE);
         }
     };
     init_logging(cli.global.verbose, cli.global.quiet);
@@ -47,7 +56,9 @@ fn main() -> ExitCode {
             // the fix; anyhow's chain is for -v.
             eprintln!("reprise: {e}");
             tracing::debug!("{e:?}");
-            if json {
+            // One JSON document on stdout: the error object, unless the
+            // command already printed its report (the exit code says it failed).
+            if json && !context::printed_json() {
                 println!("{}", serde_json::json!({ "error": { "message": e.to_string(), "exit_code": code } }));
             }
             ExitCode::from(code)

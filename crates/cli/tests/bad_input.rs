@@ -342,7 +342,6 @@ fn invalid_check_subsets_exit_2() {
 }
 
 #[test]
-#[ignore = "bug: a plan with several errors makes every command (not `plan check`) print them as several stderr lines, only the first prefixed `reprise: `"]
 fn plan_with_several_errors_is_one_line_for_other_commands() {
     let t = TestDir::new("plan-multi");
     let plan = t.join("reprise.toml");
@@ -354,7 +353,6 @@ fn plan_with_several_errors_is_one_line_for_other_commands() {
 }
 
 #[test]
-#[ignore = "bug: argument errors (clap) print a multi-line 'error: ...' + usage block instead of one `reprise: ` line"]
 fn argument_errors_are_one_line() {
     let t = TestDir::new("args");
     let r = Reprise::new(t.path());

@@ -173,7 +173,6 @@ fn truncated_pack_is_named_by_check() {
 }
 
 #[test]
-#[ignore = "bug: restore aborts (exit 1, 'storage: ... object is shorter than N bytes') on a truncated pack instead of restoring the other files and exiting 6"]
 fn truncated_pack_restores_everything_else() {
     let fx = fixture("truncate-pack");
     let size = size_of(&fx.r.repo, &fx.data_pack);
@@ -222,7 +221,6 @@ fn deleted_index_file_is_not_damage() {
 }
 
 #[test]
-#[ignore = "bug: with an index file deleted, ls/restore do not fall back to pack directories (Adopt::IfIndexDamaged only triggers on unreadable index files): exit 6 'tree blob ... not in any index'"]
 fn deleted_index_file_restore_falls_back_to_pack_directories() {
     let fx = fixture("delete-index-restore");
     delete_object(&fx.r.repo, &fx.index2);
@@ -258,7 +256,6 @@ fn flipped_byte_in_a_snapshot() {
 }
 
 #[test]
-#[ignore = "bug: restoring a damaged snapshot by its full ID says 'no snapshot matches' (exit 3) instead of naming the damaged object (exit 6)"]
 fn restoring_a_damaged_snapshot_reports_damage() {
     let fx = fixture("flip-snapshot-restore");
     let object = format!("snapshots/{}", fx.snap1);
@@ -299,7 +296,6 @@ fn flipped_byte_in_a_key_file_spares_the_other_keys() {
 }
 
 #[test]
-#[ignore = "bug: check does not verify key files: a key whose bytes no longer match its name passes `check --read-data` (exit 0)"]
 fn flipped_byte_in_a_key_file_is_named_by_check() {
     let fx = fixture("flip-key-check");
     let object = damage_second_key(&fx);
@@ -307,7 +303,6 @@ fn flipped_byte_in_a_key_file_is_named_by_check() {
 }
 
 #[test]
-#[ignore = "bug: when the only key file is damaged, opening says 'no key opens with this passphrase' (exit 4) instead of reporting the damaged keys/<name> (exit 6)"]
 fn damaged_only_key_is_reported_as_damage_not_as_a_wrong_passphrase() {
     let fx = fixture("flip-only-key");
     let rk = fx.t.join("recovery.json");

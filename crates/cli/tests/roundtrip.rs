@@ -523,7 +523,6 @@ fn overwrite_never_writes_through_symlinks_in_the_target() {
 }
 
 #[test]
-#[ignore = "bug: `restore --include PATH` with a PATH that is not in the snapshot restores nothing and exits 0 (SNAP:PATH exits 3)"]
 fn include_of_a_path_not_in_the_snapshot_is_an_error() {
     let t = TestDir::new("include-typo");
     let src = t.join("src");

@@ -32,7 +32,7 @@ use reprise_format::{BlobKind, Id};
 
 use crate::cache::{CachedFile, FilesCache};
 use crate::error::{Error, Result};
-use crate::index::{Adopt, MasterIndex};
+use crate::index::MasterIndex;
 use crate::packer::{BlobPacker, PackSink, Uploads};
 use crate::progress::{CancelToken, Progress};
 use crate::repository::Repository;
@@ -252,7 +252,7 @@ struct OpenDir {
 pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &BackupOptions, progress: &Arc<dyn Progress>) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
-    let (index, report) = MasterIndex::load(repo, Adopt::Always)?;
+    let (index, report) = MasterIndex::load(repo)?;
     if !report.adopted.is_empty() {
         tracing::info!("indexing {} packs left by an interrupted backup", report.adopted.len());
     }

@@ -18,7 +18,7 @@ use reprise_format::tree::NodeKind;
 use reprise_format::{BlobKind, Id, pack};
 
 use crate::error::{Error, Result};
-use crate::index::{Adopt, MasterIndex};
+use crate::index::MasterIndex;
 use crate::progress::{CancelToken, Progress};
 use crate::repository::Repository;
 use crate::walk::{self, Visit};
@@ -88,7 +88,7 @@ fn pack_selected(id: &Id, mode: ReadData) -> bool {
 
 pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport { content_verified: repo.recovery("").is_ok(), ..CheckReport::default() };
-    let (index, load) = MasterIndex::load(repo, Adopt::Always)?;
+    let (index, load) = MasterIndex::load(repo)?;
     report.index_files = load.index_files.len();
     for (object, message) in load.damaged_index_files {
         report.problem(object, message);
@@ -101,6 +101,19 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
             "{} pack(s) are in no index file (left by an interrupted or running backup); their blobs are usable and the next backup indexes them",
             load.adopted.len()
         ));
+    }
+    // Key files: named by the hash of their bytes, and well-formed.
+    for k in repo.backend().list(ObjectKind::Key)? {
+        let object = ObjectKind::Key.path(&k.name);
+        match repo.backend().read(ObjectKind::Key, &k.name) {
+            Ok(bytes) if Id::of_object(&bytes).to_hex() != k.name => report.problem(object, "content does not match its name (bytes were altered)"),
+            Ok(bytes) => {
+                if let Err(e) = reprise_format::keys::KeyFile::from_bytes(&bytes) {
+                    report.problem(object, e.to_string());
+                }
+            }
+            Err(e) => report.problem(object, e.to_string()),
+        }
     }
     let stored: HashMap<Id, u64> =
         load.stored_packs.unwrap_or_default().into_iter().filter_map(|o| o.name.parse::<Id>().ok().map(|id| (id, o.size))).collect();

@@ -93,6 +93,7 @@ impl Error {
                 ErrorKind::PermissionDenied => Category::Permission,
                 ErrorKind::StorageFull => Category::StorageFull,
                 ErrorKind::Unavailable => Category::Unavailable,
+                ErrorKind::Truncated => Category::Damaged,
                 ErrorKind::Other => Category::Other,
             },
             Error::Interrupted => Category::Interrupted,

@@ -32,14 +32,6 @@ struct Slot {
     kind: BlobKind,
 }
 
-/// When to read the directories of packs missing from the index files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Adopt {
-    /// Always list packs and adopt unindexed ones (backup, check).
-    Always,
-    /// Only if an index file could not be read (restore, ls).
-    IfIndexDamaged,
-}
 
 /// What loading found besides the index itself.
 #[derive(Debug, Default)]
@@ -118,8 +110,11 @@ impl MasterIndex {
         }
     }
 
-    /// Loads every index file; see [`Adopt`] for unindexed packs.
-    pub fn load(repo: &Repository, adopt: Adopt) -> Result<(MasterIndex, LoadReport)> {
+    /// Loads every index file, then lists the packs and adopts those no
+    /// index file mentions (an interrupted backup, a deleted or damaged
+    /// index file): their own directories say what they hold. Listing is
+    /// cheap next to what any command that needs the index then reads.
+    pub fn load(repo: &Repository) -> Result<(MasterIndex, LoadReport)> {
         let backend = repo.backend();
         let names = backend.list(ObjectKind::Index)?;
         let mut report = LoadReport::default();
@@ -159,7 +154,7 @@ impl MasterIndex {
                 Err(e) => report.damaged_index_files.push((ObjectKind::Index.path(&name), e.to_string())),
             }
         }
-        if adopt == Adopt::Always || !report.damaged_index_files.is_empty() {
+        {
             let stored = backend.list(ObjectKind::Pack)?;
             for obj in &stored {
                 let Ok(id) = obj.name.parse::<Id>() else { continue };

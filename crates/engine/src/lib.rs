@@ -21,7 +21,7 @@ pub mod stats;
 pub mod walk;
 
 pub use error::{Category, Error, Result};
-pub use index::{Adopt, MasterIndex};
+pub use index::MasterIndex;
 pub use progress::{CancelToken, NoProgress, Progress};
 pub use repository::{Repository, SnapshotInfo};
 pub use reprise_backends as backends;

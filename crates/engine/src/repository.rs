@@ -113,29 +113,50 @@ impl Repository {
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Repository> {
         let config = Self::read_config(backend.as_ref())?;
         let keys = backend.list(ObjectKind::Key)?;
+        let mut damaged: Vec<String> = Vec::new();
         for k in &keys {
             let bytes = match backend.read(ObjectKind::Key, &k.name) {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!("skipping unreadable key {}: {e}", k.name);
+                    tracing::debug!("skipping unreadable key {}: {e}", k.name);
+                    damaged.push(ObjectKind::Key.path(&k.name));
                     continue;
                 }
             };
+            // Key files are named by the hash of their bytes.
+            if Id::of_object(&bytes).to_hex() != k.name {
+                tracing::debug!("key file {} is damaged (its bytes do not match its name)", k.name);
+                damaged.push(ObjectKind::Key.path(&k.name));
+                continue;
+            }
             let Ok(file) = KeyFile::from_bytes(&bytes) else {
-                tracing::warn!("skipping malformed key file {}", k.name);
+                tracing::debug!("skipping malformed key file {}", k.name);
+                damaged.push(ObjectKind::Key.path(&k.name));
                 continue;
             };
             match file.open(passphrase) {
                 Ok(secrets) => {
                     if secrets.write.repository_id != config.id {
-                        tracing::warn!("key {} belongs to another repository", k.name);
+                        tracing::debug!("key {} belongs to another repository", k.name);
                         continue;
                     }
                     return Ok(Repository { backend, config, secrets, key_name: Mutex::new(Some(k.name.clone())), pack_keys: Mutex::default() });
                 }
                 Err(FormatError::WrongPassphrase) => {}
-                Err(e) => tracing::warn!("key {}: {e}", k.name),
+                Err(e) => {
+                    tracing::debug!("key {}: {e}", k.name);
+                    damaged.push(ObjectKind::Key.path(&k.name));
+                }
             }
+        }
+        if !damaged.is_empty() {
+            // The passphrase may belong to a damaged key: say so, not "wrong passphrase".
+            return Err(Error::Damaged {
+                object: damaged.join(", "),
+                source: FormatError::Malformed(
+                    "no intact key file opens with this passphrase; restore the damaged key file from a copy, or open with the recovery key (--key-file)".into(),
+                ),
+            });
         }
         Err(Error::WrongPassphrase { location: backend.location().to_owned() })
     }
@@ -260,6 +281,8 @@ impl Repository {
     /// Replaces the current key's passphrase: a new key file with the same
     /// role and label, then removal of the old one (objects are write-once).
     pub fn change_passphrase(&self, new_passphrase: &[u8], kdf: KdfParams) -> Result<String> {
+        // It removes the old key file, and write-only keys never delete.
+        self.require_full("changing a passphrase (it removes the old key file)")?;
         let old = self
             .key_name
             .lock()
@@ -342,7 +365,17 @@ impl Repository {
     /// Resolves `latest`, a full ID or a unique prefix, among snapshots that
     /// pass `filter`.
     pub fn find_snapshot(&self, spec: &str, filter: &dyn Fn(&SnapshotHeader) -> bool) -> Result<SnapshotInfo> {
-        let (all, _) = self.snapshots()?;
+        let (all, unreadable) = self.snapshots()?;
+        // A damaged snapshot asked for by ID is damage, not "not found".
+        let spec_lower = spec.to_ascii_lowercase();
+        if spec != "latest" && !spec.is_empty() && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower)) {
+            if let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower))) {
+                return Err(match e {
+                    Error::Damaged { source, .. } => Error::Damaged { object, source },
+                    other => other,
+                });
+            }
+        }
         let candidates: Vec<SnapshotInfo> = all.into_iter().filter(|s| filter(&s.header)).collect();
         if spec == "latest" {
             return candidates.into_iter().next_back().ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
@@ -350,7 +383,6 @@ impl Repository {
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::SnapshotNotFound(spec.to_owned()));
         }
-        let spec_lower = spec.to_ascii_lowercase();
         let mut matches = candidates.into_iter().filter(|s| s.id.to_hex().starts_with(&spec_lower));
         match (matches.next(), matches.next()) {
             (Some(s), None) => Ok(s),

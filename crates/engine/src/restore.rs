@@ -26,7 +26,7 @@ use reprise_format::tree::{Node, NodeKind};
 use reprise_backends::ObjectKind;
 
 use crate::error::{Error, Result};
-use crate::index::{Adopt, MasterIndex};
+use crate::index::MasterIndex;
 use crate::progress::{CancelToken, Progress};
 use crate::repository::Repository;
 use crate::walk::{self, Visit};
@@ -121,7 +121,7 @@ struct Plan {
 pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreOutcome> {
     let started = Instant::now();
     let body = repo.snapshot_body(id)?;
-    let (index, _) = MasterIndex::load(repo, Adopt::IfIndexDamaged)?;
+    let (index, _) = MasterIndex::load(repo)?;
     let target = &opts.target;
     prepare_target(target, opts.overwrite || opts.delta)?;
     let opts = &RestoreOptions { overwrite: opts.overwrite || opts.delta, ..opts.clone() };
@@ -134,6 +134,20 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
         Error::PathNotInSnapshot { path, .. } => Error::PathNotInSnapshot { snapshot: id.short(), path },
         other => other,
     })?;
+    // Every --include must name something, checked before anything is written.
+    if let Some(root) = match &start {
+        None => Some(body.tree),
+        Some(n) => n.subtree,
+    } {
+        for inc in &opts.include {
+            let inc = inc.strip_prefix(b"/").unwrap_or(inc);
+            match walk::find(repo, &index, &root, inc) {
+                Ok(_) => {}
+                Err(Error::PathNotInSnapshot { path, .. }) => return Err(Error::PathNotInSnapshot { snapshot: id.short(), path }),
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new(), others: Vec::new() };
     let mut first_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
     // Names each restored directory should hold (delta restores remove the rest).
@@ -342,7 +356,9 @@ impl From<Error> for FileError {
     fn from(e: Error) -> Self {
         match e {
             Error::Damaged { .. } => FileError::Damaged(e.to_string()),
-            Error::Backend(ref b) if b.kind == reprise_backends::ErrorKind::NotFound => FileError::Damaged(e.to_string()),
+            Error::Backend(ref b) if matches!(b.kind, reprise_backends::ErrorKind::NotFound | reprise_backends::ErrorKind::Truncated) => {
+                FileError::Damaged(e.to_string())
+            }
             other => FileError::Fatal(other),
         }
     }

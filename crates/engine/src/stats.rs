@@ -1,7 +1,7 @@
 //! Repository and snapshot statistics.
 
 use crate::error::Result;
-use crate::index::{Adopt, MasterIndex};
+use crate::index::MasterIndex;
 use crate::repository::Repository;
 use reprise_format::BlobKind;
 
@@ -22,7 +22,7 @@ pub struct RepositoryStats {
 }
 
 pub fn repository_stats(repo: &Repository) -> Result<RepositoryStats> {
-    let (index, _) = MasterIndex::load(repo, Adopt::Always)?;
+    let (index, _) = MasterIndex::load(repo)?;
     let (snapshots, _) = repo.snapshots()?;
     let mut s = RepositoryStats { snapshots: snapshots.len(), packs: index.pack_count(), ..RepositoryStats::default() };
     s.stored_bytes = index.packs().map(|(_, len)| len).sum();

@@ -39,7 +39,9 @@ impl fmt::Display for Diagnostic {
 pub enum PlanError {
     #[error("cannot read plan {}: {source}; fix: check the path (--plan, REPRISE_PLAN) or create it with `reprise plan init`", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    /// Displays the first diagnostic and how many follow (one line, as
+    /// every error); `reprise plan check` prints them all.
+    #[error("{}{}", .0.first().map(ToString::to_string).unwrap_or_default(), if .0.len() > 1 { format!(" (and {} more error(s): run `reprise plan check`)", .0.len() - 1) } else { String::new() })]
     Invalid(Vec<Diagnostic>),
 }
 

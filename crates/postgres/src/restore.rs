@@ -346,7 +346,7 @@ fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, pr
     // Configuration kept outside the data directory comes along if the
     // data directory has none (Debian layout), made safe to start here.
     if !opts.to.join("postgresql.conf").exists() {
-        let (index, _) = reprise_engine::MasterIndex::load(repo, reprise_engine::Adopt::IfIndexDamaged)?;
+        let (index, _) = reprise_engine::MasterIndex::load(repo)?;
         let body = repo.snapshot_body(&base.id)?;
         if let Ok(Some(_)) = reprise_engine::walk::find(repo, &index, &body.tree, b"config") {
             let mut co = RestoreOptions::new(&opts.to);

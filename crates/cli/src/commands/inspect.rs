@@ -4,7 +4,7 @@ use anyhow::Result;
 use reprise_engine::diff::Change;
 use reprise_engine::format::tree::NodeKind;
 use reprise_engine::walk::{self, Visit};
-use reprise_engine::{Adopt, MasterIndex};
+use reprise_engine::MasterIndex;
 
 use crate::args::{DiffArgs, LsArgs, SnapshotsArgs};
 use crate::commands::{bytes, find_snapshot};
@@ -58,7 +58,7 @@ pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
     let repo = ctx.open(None)?;
     let snap = find_snapshot(&repo, &args.snapshot, None)?;
     let body = repo.snapshot_body(&snap.id)?;
-    let (index, _) = MasterIndex::load(&repo, Adopt::IfIndexDamaged)?;
+    let (index, _) = MasterIndex::load(&repo)?;
     let prefix = args.path.as_deref().unwrap_or("").trim_matches('/').to_owned();
     let mut entries = Vec::new();
     walk::walk(&repo, &index, &body.tree, &mut |path, node| {
@@ -105,7 +105,7 @@ pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
     let repo = ctx.open(None)?;
     let a = find_snapshot(&repo, &args.from, None)?;
     let b = find_snapshot(&repo, &args.to, None)?;
-    let (index, _) = MasterIndex::load(&repo, Adopt::IfIndexDamaged)?;
+    let (index, _) = MasterIndex::load(&repo)?;
     let ta = repo.snapshot_body(&a.id)?.tree;
     let tb = repo.snapshot_body(&b.id)?.tree;
     let changes = reprise_engine::diff::diff(&repo, &index, &ta, &tb)?;
