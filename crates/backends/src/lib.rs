@@ -15,11 +15,13 @@
 //!   empty data.
 
 mod local;
+mod object;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use local::LocalBackend;
+pub use object::{Credentials, ObjectBackend, ObjectUrl, Service};
 
 /// The kinds of object a repository holds, each in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,15 +170,22 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
 /// Opens the backend a repository URL names.
 ///
-/// Accepted forms: a path (`/srv/backup/repo`, `./repo`) or `local:PATH`.
+/// Accepted forms: a path (`/srv/backup/repo`, `./repo`), `local:PATH`,
+/// `s3://BUCKET[/PREFIX][?endpoint=URL&region=R]` and
+/// `azure://ACCOUNT/CONTAINER[/PREFIX][?endpoint=URL]` (credentials from
+/// the environment; see [`ObjectUrl`]).
 pub fn open(url: &str) -> Result<Arc<dyn Backend>, BackendError> {
+    if let Some(parsed) = ObjectUrl::parse(url) {
+        let parsed = parsed.map_err(|m| BackendError::new(ErrorKind::Other, url.split('?').next().unwrap_or(url), "", m))?;
+        return Ok(Arc::new(ObjectBackend::open(&parsed, &Credentials::from_env())?));
+    }
     let path = url.strip_prefix("local:").or_else(|| url.strip_prefix("file://")).unwrap_or(url);
     if path.is_empty() || path.contains("://") {
         return Err(BackendError::new(
             ErrorKind::Other,
             url,
             "",
-            "unsupported repository URL: give a directory path (e.g. /srv/backup/repo) or local:PATH",
+            "unsupported repository URL: give a directory path (e.g. /srv/backup/repo), s3://BUCKET/PREFIX or azure://ACCOUNT/CONTAINER/PREFIX",
         ));
     }
     Ok(Arc::new(LocalBackend::new(path)))

@@ -81,7 +81,14 @@ impl Context {
     }
 
     pub fn backend(target: &Target) -> Result<Arc<dyn Backend>> {
-        backends::open(&target.url).map_err(|e| exit::usage(e.message))
+        backends::open(&target.url).map_err(|e| {
+            let code = match e.kind {
+                backends::ErrorKind::PermissionDenied => exit::PERMISSION,
+                backends::ErrorKind::Unavailable => exit::UNAVAILABLE,
+                _ => exit::USAGE,
+            };
+            exit::with_code(code, e.message)
+        })
     }
 
     /// The passphrase, from the first source that has one.

@@ -126,6 +126,11 @@ pub enum PostgresMode {
     Logical,
 }
 
+/// Default `block_size_kib`: one PostgreSQL page, so that an incremental
+/// backup stores the pages an update touched and nothing around them
+/// (docs/BENCHMARKS.md, section 6, measures 8 against 32).
+pub const DEFAULT_BLOCK_SIZE_KIB: u32 = 8;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresPlan {
     pub mode: PostgresMode,
@@ -139,6 +144,9 @@ pub struct PostgresPlan {
     pub databases: Vec<String>,
     /// How long a base backup waits for its last WAL file to be archived.
     pub archive_timeout: Duration,
+    /// Fixed block size for the data directory's files, in KiB (a multiple
+    /// of the 8 KiB page).
+    pub block_size_kib: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +244,8 @@ struct RawComponent {
     databases: Vec<Spanned<String>>,
     #[serde(default)]
     archive_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    block_size_kib: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +406,7 @@ impl Plan {
                         ("password_env", comp.password_env.as_ref().map(|s| s.span().start)),
                         ("bin_dir", comp.bin_dir.as_ref().map(|s| s.span().start)),
                         ("archive_timeout", comp.archive_timeout.as_ref().map(|s| s.span().start)),
+                        ("block_size_kib", comp.block_size_kib.as_ref().map(|s| s.span().start)),
                     ] {
                         if let Some(at) = span {
                             cx.at(at, format!("'{field}' is a setting of postgres components, and '{name}' is of type files"), format!("remove {field}, or set type = \"postgres\""));
@@ -425,6 +436,14 @@ impl Plan {
                         }
                     };
                     let archive_timeout = comp.archive_timeout.as_ref().and_then(|d| cx.duration(d, "archive_timeout")).unwrap_or(Duration::from_secs(120));
+                    let block_size_kib = match &comp.block_size_kib {
+                        Some(b) if *b.get_ref() == 0 || b.get_ref() % 8 != 0 || *b.get_ref() > 1024 => {
+                            cx.at(b.span().start, format!("block_size_kib = {} is not a whole number of 8 KiB pages up to 1024", b.get_ref()), "use 8 (one page, the default), 16, 32 ... 1024");
+                            DEFAULT_BLOCK_SIZE_KIB
+                        }
+                        Some(b) => *b.get_ref(),
+                        None => DEFAULT_BLOCK_SIZE_KIB,
+                    };
                     if mode == PostgresMode::Logical && comp.data_directory.is_some() {
                         cx.at(comp.data_directory.as_ref().map_or(span, |d| d.span().start), "data_directory is not used in logical mode", "remove it, or use mode = \"physical\"");
                     }
@@ -436,6 +455,7 @@ impl Plan {
                         bin_dir: comp.bin_dir.as_ref().map(|d| resolve(d.get_ref())),
                         databases: comp.databases.iter().map(|d| d.get_ref().clone()).collect(),
                         archive_timeout,
+                        block_size_kib,
                     })
                 }
                 other => {

@@ -35,10 +35,11 @@ use crate::conn;
 use crate::error::{PgError, Result};
 use crate::walname::{Lsn, Segment};
 
-/// Fixed block size for files of a data directory: four 8 KiB pages.
-/// Smaller blocks store less after scattered updates but make every
-/// snapshot's file lists longer; see docs/BENCHMARKS.md for the measurement.
-pub const DEFAULT_BLOCK: u32 = 32 * 1024;
+/// Fixed block size for files of a data directory: one 8 KiB page, so that
+/// scattered updates store only the pages they touched. Larger blocks make
+/// file lists and the index shorter but store up to 4x more after an
+/// update-heavy day; docs/BENCHMARKS.md section 6 has the measurement.
+pub const DEFAULT_BLOCK: u32 = 8 * 1024;
 
 /// Top-level data-directory folders whose contents are not backed up
 /// (PostgreSQL documentation, "Backing Up the Data Directory").

@@ -9,7 +9,7 @@ use anyhow::Result;
 use reprise_engine::backup::{BackupOptions, backup};
 use reprise_engine::cache::FilesCache;
 use reprise_plan::{ComponentPlan, PostgresMode, PostgresPlan};
-use reprise_postgres::base::{BaseBackup, BaseBackupOptions, DEFAULT_BLOCK};
+use reprise_postgres::base::{BaseBackup, BaseBackupOptions};
 use reprise_postgres::restore::{PitrOptions, Target};
 use reprise_postgres::{logical, restore as pitr, rows, status as pgstatus, wal};
 
@@ -116,7 +116,7 @@ fn base_options(name: &str, pg: &PostgresPlan) -> BaseBackupOptions {
         password_env: pg.password_env.clone(),
         data_directory: pg.data_directory.clone(),
         archive_timeout: pg.archive_timeout,
-        block_size: DEFAULT_BLOCK,
+        block_size: pg.block_size_kib * 1024,
     }
 }
 

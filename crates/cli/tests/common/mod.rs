@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod emulators;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_reprise");
 pub const PASSWORD: &str = "correct horse battery staple";
 /// No command of the suite should come near this; a hang fails the test.

@@ -1,0 +1,580 @@
+//! Repositories in object storage: S3 (and S3-compatible servers) and Azure
+//! Blob Storage, through the `object_store` crate.
+//!
+//! `object_store` gives the HTTP clients, request signing, retries with
+//! exponential backoff and decorrelated jitter, timeouts and the
+//! conditional PUT (`If-None-Match: *`) that makes `create` a create-only
+//! operation on both services. What is written here is the mapping to the
+//! [`Backend`] contract: object names, error kinds, secrets kept out of
+//! messages, and a synchronous face over the async client.
+//!
+//! **Write-once.** Every `create` is a single PUT with `If-None-Match: *`.
+//! The storage refuses it (412) if the name exists, so a retried request
+//! whose first attempt landed reports [`ErrorKind::AlreadyExists`]; every
+//! caller already accepts that for content-addressed objects (packs,
+//! indexes, WAL files compared byte for byte). A multipart upload cannot
+//! carry that condition through `object_store` (its `put_multipart` has no
+//! mode), so packs, whose size the repository config bounds (8 MiB by
+//! default, 1 GiB at most, under both services' single-PUT limits of
+//! 5 GiB / 5000 MiB), always go in one request.
+//!
+//! **Bounded concurrency.** At most [`MAX_REQUESTS`] requests are in flight
+//! per backend (`LimitStore`), whatever the number of calling threads.
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::limit::LimitStore;
+use object_store::path::Path as StorePath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
+
+use crate::{Backend, BackendError, ErrorKind, ObjectInfo, ObjectKind};
+
+/// Requests in flight per backend.
+pub const MAX_REQUESTS: usize = 16;
+
+/// How long one request may take before it is abandoned and retried. A pack
+/// of 1 GiB at 10 MB/s fits; a stalled connection does not hang a backup.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which service a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    S3,
+    Azure,
+}
+
+/// A parsed object-storage URL (no secrets in it: those come from the
+/// environment).
+///
+/// * `s3://BUCKET[/PREFIX][?endpoint=URL&region=R]`: credentials from
+///   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; region
+///   also from `AWS_REGION` / `AWS_DEFAULT_REGION`, endpoint also from
+///   `AWS_ENDPOINT_URL`.
+/// * `azure://ACCOUNT/CONTAINER[/PREFIX][?endpoint=URL]`: credentials from
+///   `AZURE_STORAGE_ACCOUNT_KEY` or `AZURE_STORAGE_SAS_TOKEN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectUrl {
+    pub service: Service,
+    /// S3: unused; Azure: the storage account.
+    pub account: String,
+    /// Bucket or container.
+    pub bucket: String,
+    /// Key prefix of the repository inside the bucket, without slashes at
+    /// either end; may be empty.
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+impl ObjectUrl {
+    /// Parses `s3://…` or `azure://…`; `None` if the URL has neither scheme.
+    #[must_use]
+    pub fn parse(url: &str) -> Option<Result<ObjectUrl, String>> {
+        let (service, rest) = if let Some(r) = url.strip_prefix("s3://") {
+            (Service::S3, r)
+        } else if let Some(r) = url.strip_prefix("azure://").or_else(|| url.strip_prefix("az://")) {
+            (Service::Azure, r)
+        } else {
+            return None;
+        };
+        Some(Self::parse_rest(service, rest))
+    }
+
+    fn parse_rest(service: Service, rest: &str) -> Result<ObjectUrl, String> {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut endpoint = None;
+        let mut region = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "endpoint" => endpoint = Some(v.to_owned()),
+                "region" if service == Service::S3 => region = Some(v.to_owned()),
+                other => return Err(format!("unknown URL parameter '{other}': the parameters are endpoint= and (S3) region=; credentials go in the environment, never in the URL")),
+            }
+        }
+        let mut parts = path.trim_matches('/').splitn(if service == Service::Azure { 3 } else { 2 }, '/');
+        let (account, bucket) = match service {
+            Service::S3 => (String::new(), parts.next().unwrap_or_default().to_owned()),
+            Service::Azure => {
+                let account = parts.next().unwrap_or_default().to_owned();
+                (account, parts.next().unwrap_or_default().to_owned())
+            }
+        };
+        let prefix = parts.next().unwrap_or_default().trim_matches('/').to_owned();
+        if account.is_empty() && service == Service::Azure {
+            return Err("no storage account: write azure://ACCOUNT/CONTAINER[/PREFIX]".into());
+        }
+        if bucket.is_empty() {
+            return Err(match service {
+                Service::S3 => "no bucket: write s3://BUCKET[/PREFIX]".into(),
+                Service::Azure => "no container: write azure://ACCOUNT/CONTAINER[/PREFIX]".into(),
+            });
+        }
+        Ok(ObjectUrl { service, account, bucket, prefix, endpoint, region })
+    }
+
+    /// The URL as shown in messages: scheme, account, bucket, prefix and
+    /// endpoint (none of which is secret).
+    #[must_use]
+    pub fn display(&self) -> String {
+        let mut s = match self.service {
+            Service::S3 => format!("s3://{}", self.bucket),
+            Service::Azure => format!("azure://{}/{}", self.account, self.bucket),
+        };
+        if !self.prefix.is_empty() {
+            s.push('/');
+            s.push_str(&self.prefix);
+        }
+        if let Some(e) = &self.endpoint {
+            s.push_str("?endpoint=");
+            s.push_str(e);
+        }
+        s
+    }
+}
+
+/// Secrets for the storage service, kept apart from the URL.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
+    pub azure_account_key: Option<String>,
+    /// A SAS token (`sv=…&sig=…`, with or without the leading `?`).
+    pub azure_sas_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(***)")
+    }
+}
+
+impl Credentials {
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+    /// `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`.
+    #[must_use]
+    pub fn from_env() -> Credentials {
+        Credentials {
+            aws_access_key_id: env("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key: env("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token: env("AWS_SESSION_TOKEN"),
+            azure_account_key: env("AZURE_STORAGE_ACCOUNT_KEY"),
+            azure_sas_token: env("AZURE_STORAGE_SAS_TOKEN"),
+        }
+    }
+}
+
+/// A repository under a prefix of an S3 bucket or an Azure container.
+pub struct ObjectBackend {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    location: String,
+    /// Secret values that must never appear in an error message (keys,
+    /// SAS tokens); replaced by `***`.
+    secrets: Vec<String>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for ObjectBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBackend").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+/// How long a request is retried before its failure is reported:
+/// `REPRISE_STORAGE_RETRY_TIMEOUT` (seconds, e.g. `30` or `30s`), else 3
+/// minutes (object_store's default, below the validity of a signature).
+fn retry_timeout() -> Duration {
+    env("REPRISE_STORAGE_RETRY_TIMEOUT")
+        .and_then(|v| v.trim_end_matches('s').parse::<u64>().ok())
+        .map_or(Duration::from_secs(180), Duration::from_secs)
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl ObjectBackend {
+    /// Connects to the storage a URL names with the given credentials.
+    pub fn open(url: &ObjectUrl, creds: &Credentials) -> Result<ObjectBackend, BackendError> {
+        let location = url.display();
+        let retry = RetryConfig { max_retries: 10, retry_timeout: retry_timeout(), ..RetryConfig::default() };
+        let mut client = ClientOptions::new().with_timeout(REQUEST_TIMEOUT).with_connect_timeout(CONNECT_TIMEOUT);
+        let endpoint = url.endpoint.clone().or_else(|| if url.service == Service::S3 { env("AWS_ENDPOINT_URL") } else { None });
+        if endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
+            client = client.with_allow_http(true);
+        }
+        let mut secrets = Vec::new();
+        let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match url.service {
+            Service::S3 => {
+                let mut b = AmazonS3Builder::new().with_bucket_name(&url.bucket).with_retry(retry).with_client_options(client);
+                let region = url.region.clone().or_else(|| env("AWS_REGION")).or_else(|| env("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
+                b = b.with_region(region);
+                if let Some(e) = &endpoint {
+                    // Path-style requests: S3-compatible servers on an
+                    // address rarely resolve BUCKET.host names.
+                    b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+                }
+                match (creds.aws_access_key_id.clone(), creds.aws_secret_access_key.clone()) {
+                    (Some(id), Some(secret)) => {
+                        secrets.push(secret.clone());
+                        b = b.with_access_key_id(id).with_secret_access_key(secret);
+                        if let Some(token) = creds.aws_session_token.clone() {
+                            secrets.push(token.clone());
+                            b = b.with_token(token);
+                        }
+                    }
+                    _ => {
+                        return Err(BackendError::new(
+                            ErrorKind::PermissionDenied,
+                            &location,
+                            "",
+                            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+                        ));
+                    }
+                }
+                b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            }
+            Service::Azure => {
+                let mut b = MicrosoftAzureBuilder::new().with_account(&url.account).with_container_name(&url.bucket).with_retry(retry).with_client_options(client);
+                if let Some(e) = &endpoint {
+                    b = b.with_endpoint(e.clone());
+                    if e.starts_with("http://") {
+                        b = b.with_allow_http(true);
+                    }
+                }
+                if let Some(key) = creds.azure_account_key.clone() {
+                    secrets.push(key.clone());
+                    b = b.with_access_key(key);
+                } else if let Some(sas) = creds.azure_sas_token.clone() {
+                    let sas = sas.trim_start_matches('?').to_owned();
+                    let pairs: Vec<(String, String)> = sas
+                        .split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+                        .collect();
+                    for (k, v) in &pairs {
+                        if k == "sig" {
+                            secrets.push(v.clone());
+                        }
+                    }
+                    secrets.push(sas);
+                    b = b.with_sas_authorization(pairs);
+                } else {
+                    return Err(BackendError::new(
+                        ErrorKind::PermissionDenied,
+                        &location,
+                        "",
+                        "no Azure credentials: set AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN in the environment",
+                    ));
+                }
+                b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            }
+        };
+        let backend_err = |e: object_store::Error, secrets: &[String]| BackendError::new(ErrorKind::Other, &location, "", redact(&format!("cannot configure the storage client: {e}"), secrets));
+        let store = built.map_err(|e| backend_err(e, &secrets))?;
+        let store: Arc<dyn ObjectStore> = Arc::new(LimitStore::new(store, MAX_REQUESTS));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("reprise-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::new(ErrorKind::Other, &location, "", format!("cannot start the storage client's runtime: {e}")))?;
+        Ok(ObjectBackend { store, prefix: url.prefix.clone(), location, secrets, runtime })
+    }
+
+    /// Runs a request on the backend's runtime and waits for it. Works from
+    /// any thread, including one that belongs to another async runtime
+    /// (the request runs on this backend's own worker threads).
+    fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().expect("the storage runtime dropped a request")
+    }
+
+    fn key(&self, kind: ObjectKind, name: &str) -> StorePath {
+        let rel = kind.path(name);
+        if self.prefix.is_empty() { StorePath::from(rel) } else { StorePath::from(format!("{}/{rel}", self.prefix)) }
+    }
+
+    fn kind_prefix(&self, kind: ObjectKind) -> String {
+        match (self.prefix.is_empty(), kind.dir()) {
+            (true, d) => format!("{d}/"),
+            (false, "") => format!("{}/", self.prefix),
+            (false, d) => format!("{}/{d}/", self.prefix),
+        }
+    }
+
+    fn err(&self, object: &str, e: &object_store::Error) -> BackendError {
+        use object_store::Error as E;
+        let chain = summarize(&error_chain(e));
+        let kind = match e {
+            E::NotFound { .. } => ErrorKind::NotFound,
+            E::AlreadyExists { .. } | E::Precondition { .. } => ErrorKind::AlreadyExists,
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => ErrorKind::PermissionDenied,
+            // Listings and other requests report the HTTP status only in
+            // the message.
+            E::Generic { .. } => match http_status(&chain) {
+                Some(404) => ErrorKind::NotFound,
+                Some(401 | 403) => ErrorKind::PermissionDenied,
+                Some(409 | 412) => ErrorKind::AlreadyExists,
+                Some(400..=499) if !matches!(http_status(&chain), Some(408 | 429)) => ErrorKind::Other,
+                // Server errors, throttling and transport failures that
+                // outlasted the retries.
+                _ => ErrorKind::Unavailable,
+            },
+            _ => ErrorKind::Other,
+        };
+        BackendError::new(kind, &self.location, object, redact(&chain, &self.secrets))
+    }
+}
+
+/// The HTTP status a message reports, as `object_store` words it.
+fn http_status(msg: &str) -> Option<u16> {
+    let i = msg.find("status code: ")? + "status code: ".len();
+    msg[i..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// Replaces an XML error body by its code and message, on one line.
+fn summarize(msg: &str) -> String {
+    let Some(i) = msg.find("<?xml") else { return msg.to_owned() };
+    let tag = |t: &str| -> Option<String> {
+        let open = format!("<{t}>");
+        let a = msg[i..].find(&open)? + i + open.len();
+        let b = msg[a..].find(&format!("</{t}>"))? + a;
+        Some(msg[a..b].split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    let detail = match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        _ => String::new(),
+    };
+    format!("{}{detail}", &msg[..i])
+}
+
+/// The error and its sources on one line: the top-level message of
+/// `object_store` alone often hides the HTTP status.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s.replace('\n', " ")
+}
+
+/// Removes secrets from a message: the known secret values, and any
+/// `sig=` (SAS signature) or `X-Amz-Signature=` query value.
+fn redact(msg: &str, secrets: &[String]) -> String {
+    let mut out = msg.to_owned();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(s.as_str(), "***");
+    }
+    for marker in ["sig=", "Signature=", "X-Amz-Security-Token="] {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(marker) {
+            let start = from + i + marker.len();
+            let end = out[start..].find(|c: char| c == '&' || c == ' ' || c == '"' || c == '\'' || c == ')').map_or(out.len(), |j| start + j);
+            out.replace_range(start..end, "***");
+            from = start + 3;
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Backend for ObjectBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn prepare(&self) -> Result<(), BackendError> {
+        // Object stores have no folders to make; the bucket or container
+        // is created by its administrator (with its versioning, lock and
+        // access policies), never by a backup host.
+        match self.size(ObjectKind::Config, "") {
+            Ok(_) => return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "config", "a repository already exists here")),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // A missing config also answers 404 when the bucket itself is
+        // missing; a listing tells the two apart.
+        match self.list(ObjectKind::Key) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::NotFound => Err(BackendError::new(
+                ErrorKind::NotFound,
+                &self.location,
+                "",
+                "the bucket or container does not exist (or these credentials cannot see it): have the storage administrator create it",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), BackendError> {
+        let key = self.key(kind, name);
+        let store = Arc::clone(&self.store);
+        let payload = PutPayload::from(bytes.to_vec());
+        let k = key.clone();
+        let r = self.run(async move { store.put_opts(&k, payload, PutOptions { mode: PutMode::Create, ..PutOptions::default() }).await });
+        r.map(|_| ()).map_err(|e| self.err(key.as_ref(), &e))
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        let key = self.key(kind, name);
+        let store = Arc::clone(&self.store);
+        let k = key.clone();
+        let r = self.run(async move {
+            match store.get(&k).await {
+                Ok(g) => g.bytes().await,
+                Err(e) => Err(e),
+            }
+        });
+        r.map(|b| b.to_vec()).map_err(|e| self.err(key.as_ref(), &e))
+    }
+
+    fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let key = self.key(kind, name);
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let store = Arc::clone(&self.store);
+        let k = key.clone();
+        let range: Range<u64> = offset..offset + length;
+        let r = self.run(async move { store.get_range(&k, range).await });
+        match r {
+            Ok(b) if b.len() as u64 == length => Ok(b.to_vec()),
+            Ok(b) => Err(BackendError::new(
+                ErrorKind::Truncated,
+                &self.location,
+                key.as_ref(),
+                format!("object is shorter than {} bytes ({} returned from offset {offset}): truncated", offset + length, b.len()),
+            )),
+            // A range past the end of the object: the object is shorter
+            // than the index says.
+            Err(e) if error_chain(&e).contains("416") || error_chain(&e).to_ascii_lowercase().contains("range") => {
+                let size = self.size(kind, name).ok();
+                Err(BackendError::new(
+                    ErrorKind::Truncated,
+                    &self.location,
+                    key.as_ref(),
+                    format!("object is shorter than {} bytes{}: truncated", offset + length, size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()),
+                ))
+            }
+            Err(e) => Err(self.err(key.as_ref(), &e)),
+        }
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
+        if kind == ObjectKind::Config {
+            return match self.size(kind, "") {
+                Ok(size) => Ok(vec![ObjectInfo { name: "config".into(), size }]),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+        }
+        let prefix = self.kind_prefix(kind);
+        let store = Arc::clone(&self.store);
+        let p = StorePath::from(prefix.trim_end_matches('/'));
+        let r: Result<Vec<(String, u64)>, object_store::Error> = self.run(async move {
+            let mut out = Vec::new();
+            let mut s = store.list(Some(&p));
+            while let Some(m) = s.next().await {
+                let m = m?;
+                out.push((m.location.to_string(), m.size));
+            }
+            Ok(out)
+        });
+        let listed = r.map_err(|e| self.err(&prefix, &e))?;
+        let mut out: Vec<ObjectInfo> = listed
+            .into_iter()
+            .filter_map(|(key, size)| key.strip_prefix(&prefix).map(|rel| ObjectInfo { name: kind.name_from_relative(rel), size }))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn size(&self, kind: ObjectKind, name: &str) -> Result<u64, BackendError> {
+        let key = self.key(kind, name);
+        let store = Arc::clone(&self.store);
+        let k = key.clone();
+        let r = self.run(async move { store.head(&k).await });
+        r.map(|m| m.size).map_err(|e| self.err(key.as_ref(), &e))
+    }
+
+    fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {
+        let key = self.key(kind, name);
+        let store = Arc::clone(&self.store);
+        let k = key.clone();
+        let r = self.run(async move { store.delete(&k).await });
+        r.map_err(|e| self.err(key.as_ref(), &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_display_without_secrets() {
+        let u = ObjectUrl::parse("s3://backups/prod/repo?endpoint=http://127.0.0.1:9000&region=eu-west-3").unwrap().unwrap();
+        assert_eq!((u.service, u.bucket.as_str(), u.prefix.as_str()), (Service::S3, "backups", "prod/repo"));
+        assert_eq!(u.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(u.region.as_deref(), Some("eu-west-3"));
+        let a = ObjectUrl::parse("azure://acct/ctr").unwrap().unwrap();
+        assert_eq!((a.service, a.account.as_str(), a.bucket.as_str(), a.prefix.as_str()), (Service::Azure, "acct", "ctr", ""));
+        assert_eq!(a.display(), "azure://acct/ctr");
+        assert!(ObjectUrl::parse("/srv/repo").is_none());
+        assert!(ObjectUrl::parse("s3://").unwrap().is_err());
+        assert!(ObjectUrl::parse("azure://acct").unwrap().is_err());
+        let e = ObjectUrl::parse("s3://b?secret_access_key=x").unwrap().unwrap_err();
+        assert!(e.contains("environment"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let m = redact("GET http://h/c/b?sv=2021&sig=abc%2Bdef&se=1 failed, key SECRETKEY", &["SECRETKEY".into()]);
+        assert!(!m.contains("abc%2Bdef") && !m.contains("SECRETKEY"), "{m}");
+        assert!(m.contains("sig=***"), "{m}");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Bb%3D%3D"), "a+b==");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%2"), "bad%2");
+    }
+}
