@@ -9,7 +9,7 @@ apart from a few small files), prints one Markdown table row set:
 
 * files that differ: what a file-level incremental (pgBackRest without block
   incremental) copies, and their size compressed whole with zstd -3;
-* changed 8 KiB pages, and changed blocks of 32 KiB (reprise), 128 KiB and
+* changed 8 KiB pages, and changed blocks of 32 KiB, 128 KiB and
   1 MiB: the share of the data a block-level incremental must store at each
   granularity;
 * the changed 32 KiB blocks compressed one by one with zstd -3 (how reprise

@@ -83,7 +83,7 @@ for d in ("pgbench", "medic"):
                             rb is not None and pb is not None and rb <= pb / 2))
     w("")
     w("reprise stored = growth of the repository without its WAL folder; pgBackRest stored = growth of `backup/` (encrypted, zstd).\n")
-    w("| reprise detail (`summary`) | files re-read (files cache) | new 32 KiB blocks | their raw size | stored |")
+    w("| reprise detail (`summary`) | files re-read (files cache) | new blocks | their raw size | stored |")
     w("|---|---:|---:|---:|---:|")
     for step in ("full", "incr1", "incr2"):
         r = v[(d, "reprise")]

@@ -7,7 +7,10 @@
 //! * **`create` never overwrites.** It fails with [`ErrorKind::AlreadyExists`]
 //!   if the name exists, so that the same layout works unchanged on WORM and
 //!   object-lock storage, and so that no writer can replace what another
-//!   wrote.
+//!   wrote. (Object stores: when a retried create finds the name taken, the
+//!   object is read back; if it holds exactly the bytes being written, an
+//!   earlier attempt whose answer was lost created it, and `create`
+//!   succeeds.)
 //! * **`create` returns only once the object is durable** (fsync'd, or
 //!   acknowledged by the object store); a crash before that leaves either no
 //!   object or a temporary file that is never read.

@@ -198,6 +198,17 @@ fn retry_timeout() -> Duration {
         .map_or(Duration::from_secs(180), Duration::from_secs)
 }
 
+/// How long one request may take: `REPRISE_STORAGE_REQUEST_TIMEOUT`
+/// (seconds), else [`REQUEST_TIMEOUT`].
+fn request_timeout() -> Duration {
+    env("REPRISE_STORAGE_REQUEST_TIMEOUT")
+        .and_then(|v| v.trim_end_matches('s').parse::<u64>().ok())
+        .map_or(REQUEST_TIMEOUT, Duration::from_secs)
+}
+
+/// Attempts of one operation when the failure is a transport one.
+const ATTEMPTS: u32 = 6;
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -207,7 +218,7 @@ impl ObjectBackend {
     pub fn open(url: &ObjectUrl, creds: &Credentials) -> Result<ObjectBackend, BackendError> {
         let location = url.display();
         let retry = RetryConfig { max_retries: 10, retry_timeout: retry_timeout(), ..RetryConfig::default() };
-        let mut client = ClientOptions::new().with_timeout(REQUEST_TIMEOUT).with_connect_timeout(CONNECT_TIMEOUT);
+        let mut client = ClientOptions::new().with_timeout(request_timeout()).with_connect_timeout(CONNECT_TIMEOUT);
         let endpoint = url.endpoint.clone().or_else(|| if url.service == Service::S3 { env("AWS_ENDPOINT_URL") } else { None });
         if endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
             client = client.with_allow_http(true);
@@ -300,6 +311,28 @@ impl ObjectBackend {
             let _ = tx.send(fut.await);
         });
         rx.recv().expect("the storage runtime dropped a request")
+    }
+
+    /// Runs an operation again when it failed in a way `object_store`
+    /// does not retry by itself: a connection closed or timed out after a
+    /// non-idempotent request was sent (a conditional PUT), a response body
+    /// cut short. Backoff with full jitter, six attempts at most; other
+    /// failures are returned at once.
+    fn retrying<T>(&self, mut op: impl FnMut(u32) -> Result<T, BackendError>) -> Result<T, BackendError> {
+        let mut attempt = 1;
+        loop {
+            match op(attempt) {
+                Err(e) if e.kind == ErrorKind::Unavailable && attempt < ATTEMPTS => {
+                    let cap = 100u64 << attempt.min(6);
+                    let mut r = [0u8; 8];
+                    let jitter = if getrandom::fill(&mut r).is_ok() { u64::from_le_bytes(r) % cap } else { cap / 2 };
+                    tracing::debug!(error = %e, attempt, "storage request failed, trying again");
+                    std::thread::sleep(Duration::from_millis(50 + jitter));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn key(&self, kind: ObjectKind, name: &str) -> StorePath {
@@ -446,24 +479,37 @@ impl Backend for ObjectBackend {
 
     fn create(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), BackendError> {
         let key = self.key(kind, name);
-        let store = Arc::clone(&self.store);
         let payload = PutPayload::from(bytes.to_vec());
-        let k = key.clone();
-        let r = self.run(async move { store.put_opts(&k, payload, PutOptions { mode: PutMode::Create, ..PutOptions::default() }).await });
-        r.map(|_| ()).map_err(|e| self.err(key.as_ref(), &e))
+        self.retrying(|attempt| {
+            let store = Arc::clone(&self.store);
+            let (k, p) = (key.clone(), payload.clone());
+            let r = self.run(async move { store.put_opts(&k, p, PutOptions { mode: PutMode::Create, ..PutOptions::default() }).await });
+            match r.map(|_| ()).map_err(|e| self.err(key.as_ref(), &e)) {
+                // An earlier attempt whose answer was lost may have created
+                // the object: if it holds exactly these bytes, the create
+                // succeeded.
+                Err(e) if e.kind == ErrorKind::AlreadyExists && attempt > 1 => match self.read(kind, name) {
+                    Ok(existing) if existing == bytes => Ok(()),
+                    _ => Err(e),
+                },
+                other => other,
+            }
+        })
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
         let key = self.key(kind, name);
-        let store = Arc::clone(&self.store);
-        let k = key.clone();
-        let r = self.run(async move {
-            match store.get(&k).await {
-                Ok(g) => g.bytes().await,
-                Err(e) => Err(e),
-            }
-        });
-        r.map(|b| b.to_vec()).map_err(|e| self.err(key.as_ref(), &e))
+        self.retrying(|_| {
+            let store = Arc::clone(&self.store);
+            let k = key.clone();
+            let r = self.run(async move {
+                match store.get(&k).await {
+                    Ok(g) => g.bytes().await,
+                    Err(e) => Err(e),
+                }
+            });
+            r.map(|b| b.to_vec()).map_err(|e| self.err(key.as_ref(), &e))
+        })
     }
 
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
@@ -471,10 +517,23 @@ impl Backend for ObjectBackend {
         if length == 0 {
             return Ok(Vec::new());
         }
-        let store = Arc::clone(&self.store);
-        let k = key.clone();
-        let range: Range<u64> = offset..offset + length;
-        let r = self.run(async move { store.get_range(&k, range).await });
+        let fetch = || {
+            let store = Arc::clone(&self.store);
+            let k = key.clone();
+            let range: Range<u64> = offset..offset + length;
+            self.run(async move { store.get_range(&k, range).await })
+        };
+        // Transport failures are tried again; the answer is then judged.
+        let mut r = fetch();
+        for attempt in 1..ATTEMPTS {
+            match &r {
+                Err(e) if self.err("", e).kind == ErrorKind::Unavailable => {
+                    std::thread::sleep(Duration::from_millis(50 + 100 * u64::from(attempt)));
+                    r = fetch();
+                }
+                _ => break,
+            }
+        }
         match r {
             Ok(b) if b.len() as u64 == length => Ok(b.to_vec()),
             Ok(b) => Err(BackendError::new(
@@ -507,18 +566,20 @@ impl Backend for ObjectBackend {
             };
         }
         let prefix = self.kind_prefix(kind);
-        let store = Arc::clone(&self.store);
-        let p = StorePath::from(prefix.trim_end_matches('/'));
-        let r: Result<Vec<(String, u64)>, object_store::Error> = self.run(async move {
-            let mut out = Vec::new();
-            let mut s = store.list(Some(&p));
-            while let Some(m) = s.next().await {
-                let m = m?;
-                out.push((m.location.to_string(), m.size));
-            }
-            Ok(out)
-        });
-        let listed = r.map_err(|e| self.err(&prefix, &e))?;
+        let listed = self.retrying(|_| {
+            let store = Arc::clone(&self.store);
+            let p = StorePath::from(prefix.trim_end_matches('/'));
+            let r: Result<Vec<(String, u64)>, object_store::Error> = self.run(async move {
+                let mut out = Vec::new();
+                let mut s = store.list(Some(&p));
+                while let Some(m) = s.next().await {
+                    let m = m?;
+                    out.push((m.location.to_string(), m.size));
+                }
+                Ok(out)
+            });
+            r.map_err(|e| self.err(&prefix, &e))
+        })?;
         let mut out: Vec<ObjectInfo> = listed
             .into_iter()
             .filter_map(|(key, size)| key.strip_prefix(&prefix).map(|rel| ObjectInfo { name: kind.name_from_relative(rel), size }))
@@ -529,18 +590,22 @@ impl Backend for ObjectBackend {
 
     fn size(&self, kind: ObjectKind, name: &str) -> Result<u64, BackendError> {
         let key = self.key(kind, name);
-        let store = Arc::clone(&self.store);
-        let k = key.clone();
-        let r = self.run(async move { store.head(&k).await });
-        r.map(|m| m.size).map_err(|e| self.err(key.as_ref(), &e))
+        self.retrying(|_| {
+            let store = Arc::clone(&self.store);
+            let k = key.clone();
+            let r = self.run(async move { store.head(&k).await });
+            r.map(|m| m.size).map_err(|e| self.err(key.as_ref(), &e))
+        })
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {
         let key = self.key(kind, name);
-        let store = Arc::clone(&self.store);
-        let k = key.clone();
-        let r = self.run(async move { store.delete(&k).await });
-        r.map_err(|e| self.err(key.as_ref(), &e))
+        self.retrying(|_| {
+            let store = Arc::clone(&self.store);
+            let k = key.clone();
+            let r = self.run(async move { store.delete(&k).await });
+            r.map_err(|e| self.err(key.as_ref(), &e))
+        })
     }
 }
 

@@ -11,7 +11,10 @@ mod common;
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use common::emulators;
+use common::fault_proxy::{Fault, FaultProxy};
 use common::*;
 use reprise_engine::backends::{Backend, Credentials, ErrorKind, ObjectBackend, ObjectInfo, ObjectKind, ObjectUrl};
 
@@ -167,5 +170,80 @@ fn backend_contract_on_s3_and_azure() {
         let url = ObjectUrl::parse(&emulators::azure_url(&az, "contract", "r1")).unwrap().unwrap();
         let creds = Credentials { azure_account_key: Some(emulators::AZURITE_KEY.into()), ..Credentials::default() };
         backend_contract(&ObjectBackend::open(&url, &creds).unwrap());
+    }
+}
+
+/// Backups and restores through the fault proxy: every backup either
+/// completes or fails with one clear line and leaves a repository that
+/// `check` passes; the next backup reuses what was uploaded; the restore is
+/// bit-identical. Returns the proxy, whose counts say what was survived.
+fn through_faults(work: &TestDir, tag: &str, upstream: u16, url: impl Fn(&str) -> String, creds: &[(&str, &str)], seed: u64) -> FaultProxy {
+    let proxy = FaultProxy::start(upstream, 25, seed, Duration::from_secs(4));
+    let r = runner(work.path(), url(&proxy.endpoint()), creds)
+        .with_env("REPRISE_STORAGE_REQUEST_TIMEOUT", "2")
+        .with_env("REPRISE_STORAGE_RETRY_TIMEOUT", "30")
+        .with_timeout(Duration::from_secs(600));
+    r.run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1", "--pack-size", "1"]).ok();
+    let src = work.join(format!("src-{tag}"));
+    let mut rng = Rng::new(seed);
+    random_files(&src, &mut rng, 24, 100_000, 900_000);
+
+    let set = |on: bool| proxy.enabled.store(on, std::sync::atomic::Ordering::Relaxed);
+    let until_ok = |what: &str, args: &[&std::ffi::OsStr]| -> Out {
+        for attempt in 1..=6 {
+            set(true);
+            let out = r.run(args);
+            set(false);
+            if out.code == 0 {
+                return out;
+            }
+            out.assert_one_line_error();
+            eprintln!("{tag}: {what} attempt {attempt} failed under faults: {}", out.stderr.trim());
+            let check = r.check(&[] as &[&str]);
+            assert_eq!(check.code, 0, "after a failed {what}, the repository must stay consistent: {}", check.describe());
+        }
+        panic!("{tag}: {what} never succeeded through the faults ({})", proxy.report());
+    };
+    let os = |s: &str| std::ffi::OsStr::new(s).to_owned();
+    let backup_args = [os("--json"), os("backup"), os("--path"), src.as_os_str().to_owned()];
+    let backup_refs: Vec<&std::ffi::OsStr> = backup_args.iter().map(|a| a.as_os_str()).collect();
+    let first = until_ok("backup", &backup_refs).json();
+    let second = until_ok("second backup", &backup_refs).json();
+    assert_eq!(summary(&second, "new_bytes"), 0, "{tag}: the second backup reuses what the first uploaded");
+
+    let target = work.join(format!("restored-{tag}"));
+    let what = snap_path(&id_of(&first), &src);
+    let restore_args = [os("restore"), os(&what), os("--to"), target.as_os_str().to_owned(), os("--overwrite")];
+    let restore_refs: Vec<&std::ffi::OsStr> = restore_args.iter().map(|a| a.as_os_str()).collect();
+    until_ok("restore", &restore_refs);
+    assert_trees_equal(&src, &target);
+
+    let check = r.check(&["--read-data"]);
+    assert_eq!(check.code, 0, "{tag}: {}", check.describe());
+    eprintln!("{tag}: survived {}", proxy.report());
+    proxy
+}
+
+#[test]
+fn backups_and_restores_survive_storage_faults() {
+    let work = TestDir::new("faults");
+    let mut proxies = Vec::new();
+    if let Some(s3) = emulators::moto(work.path()) {
+        emulators::create_bucket(&s3, "faults");
+        let creds = [("AWS_ACCESS_KEY_ID", emulators::S3_KEY_ID), ("AWS_SECRET_ACCESS_KEY", emulators::S3_SECRET)];
+        proxies.push(through_faults(&work, "s3", s3.port, |ep| format!("s3://faults/repo?endpoint={ep}"), &creds, 0x5eed_0001));
+    }
+    if let Some(az) = emulators::azurite(work.path()) {
+        emulators::create_container(&az, "faults");
+        let creds = [("AZURE_STORAGE_ACCOUNT_KEY", emulators::AZURITE_KEY)];
+        let url = |ep: &str| format!("azure://{}/faults/repo?endpoint={ep}/{}", emulators::AZURITE_ACCOUNT, emulators::AZURITE_ACCOUNT);
+        proxies.push(through_faults(&work, "azure", az.port, url, &creds, 0x5eed_0002));
+    }
+    if proxies.is_empty() {
+        return;
+    }
+    for f in Fault::ALL {
+        let n: u64 = proxies.iter().map(|p| p.count(f)).sum();
+        assert!(n > 0, "no {f:?} fault was injected: the test proves nothing about it");
     }
 }

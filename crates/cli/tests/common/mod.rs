@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod emulators;
+pub mod fault_proxy;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_reprise");
 pub const PASSWORD: &str = "correct horse battery staple";
