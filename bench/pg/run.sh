@@ -631,7 +631,7 @@ archive_push_test() {
             push_pgbr sync "$r"
             push_reprise "$r"
         fi
-        [[ $ASYNC == 1 ]] && push_pgbr async "$r"
+        if [[ $ASYNC == 1 ]]; then push_pgbr async "$r"; fi
     done
 }
 

@@ -51,10 +51,8 @@ pub struct WalHeader {
 /// Seals a WAL file.
 #[must_use]
 pub fn seal(header: &WalHeader, plaintext: &[u8], level: i32, catalog_key: &SymmetricKey, recovery_public: &RecoveryPublicKey) -> Vec<u8> {
-    let (compression, payload) = match zstd::bulk::compress(plaintext, level) {
-        Ok(p) if p.len() < plaintext.len() => (ZSTD, p),
-        _ => (STORED, plaintext.to_vec()),
-    };
+    let packed = crate::pack::zstd_compress(plaintext, level);
+    let (compression, payload) = if packed.len() < plaintext.len() { (ZSTD, packed) } else { (STORED, plaintext.to_vec()) };
     let mut h = Vec::new();
     ciborium::into_writer(header, &mut h).expect("CBOR encodes in memory");
     let sealed_header = catalog_key.seal_with_random_nonce(HEADER_AAD, &h);
@@ -118,7 +116,7 @@ pub fn open(bytes: &[u8], catalog_key: &SymmetricKey, id_key: &IdKey, recovery: 
     }
     let plain = match body.first() {
         Some(&STORED) => body[1..].to_vec(),
-        Some(&ZSTD) => zstd::bulk::decompress(&body[1..], header.size as usize).map_err(|e| FormatError::Malformed(format!("WAL: zstd: {e}")))?,
+        Some(&ZSTD) => crate::pack::zstd_decompress(&body[1..], header.size as usize).map_err(|e| FormatError::Malformed(format!("WAL: zstd: {e}")))?,
         _ => return Err(FormatError::Malformed("WAL: unknown compression".into())),
     };
     if plain.len() as u64 != header.size || id_key.blob_id(&plain) != header.hash {
