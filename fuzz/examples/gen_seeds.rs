@@ -126,6 +126,11 @@ fn main() {
         write(&root, "snapshot_body", name, &b_plain);
     }
 
+    // Legal holds: the CBOR plaintext.
+    let h = reprise_format::hold::Hold { snapshot: Id([3; 32]), reason: "litigation 2026-117".into(), time: "2026-11-21T10:00:00Z".parse().expect("time"), host: "db1".into(), user: "root".into() };
+    let sealed = reprise_format::hold::seal(&h, catalog);
+    write(&root, "hold_sealed", "minimal", &catalog.open_with_nonce_prefix(reprise_format::hold::HOLD_AAD, &sealed, "hold").expect("hold"));
+
     // Trees.
     write(&root, "tree_decode", "four-nodes", &sample_tree().encode());
     write(&root, "tree_decode", "empty", &Tree::default().encode());

@@ -36,10 +36,12 @@ pub enum ObjectKind {
     Pack,
     /// Archived WAL files, named `<component>/<file name>`.
     Wal,
+    /// Legal holds on snapshots.
+    Hold,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 6] = [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal];
+    pub const ALL: [ObjectKind; 7] = [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal, ObjectKind::Hold];
 
     /// The folder (or key prefix) objects of this kind live under.
     #[must_use]
@@ -51,6 +53,7 @@ impl ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Pack => "data",
             ObjectKind::Wal => "wal",
+            ObjectKind::Hold => "holds",
         }
     }
 
@@ -103,6 +106,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Pack => "pack",
             ObjectKind::Wal => "WAL file",
+            ObjectKind::Hold => "hold",
         })
     }
 }

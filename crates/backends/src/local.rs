@@ -115,7 +115,7 @@ impl Backend for LocalBackend {
             return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "config", "a repository already exists here"));
         }
         let mut dirs = vec![self.root.join("tmp")];
-        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack] {
+        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold] {
             dirs.push(self.root.join(kind.dir()));
         }
         for i in 0..=255u8 {
@@ -141,7 +141,8 @@ impl Backend for LocalBackend {
             let _ = fs::remove_file(&tmp);
             return Err(self.err(&object, &e));
         }
-        if kind == ObjectKind::Wal {
+        // Folders that repositories made by older versions may lack.
+        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold) {
             if let Some(parent) = dest.parent() {
                 self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;
             }

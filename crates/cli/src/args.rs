@@ -90,6 +90,40 @@ pub enum Command {
     RecoverRows(RecoverRowsArgs),
     /// Show, per component, the recovery point achieved now and what can be restored
     Status(StatusArgs),
+    /// Remove the snapshots the plan's retention policies no longer keep
+    /// (legal holds and retain-until dates always win)
+    Forget(ForgetArgs),
+    /// Legal holds: snapshots that nothing may remove until the hold is lifted
+    #[command(subcommand)]
+    Hold(HoldCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Components to apply their policy to [default: every component with a retention policy]
+    pub components: Vec<String>,
+    /// Show each snapshot with the rule that keeps it or why it would go; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HoldCommand {
+    /// Place a hold on a snapshot
+    Add {
+        /// Snapshot ID (or unique prefix)
+        snapshot: String,
+        /// Why (a case number, a request): recorded in the hold
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the holds
+    List,
+    /// Lift a hold (needs a key allowed to delete)
+    Remove {
+        /// Hold ID (or unique prefix), as `hold list` shows it
+        hold: String,
+    },
 }
 
 #[derive(Args, Debug)]

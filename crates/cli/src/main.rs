@@ -100,6 +100,8 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::RecoverRows(a) => commands::postgres::recover_rows(&ctx, a),
         Command::WalStream(a) => commands::postgres::wal_stream(&ctx, a),
         Command::Status(a) => commands::status::run(&ctx, a),
+        Command::Forget(a) => commands::retention::forget(&ctx, a),
+        Command::Hold(c) => commands::retention::hold(&ctx, c),
         Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }
 }

@@ -57,7 +57,7 @@ pub struct SnapshotInfo {
     pub header: SnapshotHeader,
 }
 
-fn whoami() -> (String, String) {
+pub(crate) fn whoami() -> (String, String) {
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
     let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default();
     (host, user)

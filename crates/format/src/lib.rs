@@ -21,6 +21,7 @@ pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod hold;
 pub mod id;
 pub mod index;
 pub mod keys;

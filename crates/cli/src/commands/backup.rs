@@ -15,6 +15,16 @@ use crate::commands::bytes;
 use crate::context::Context;
 use crate::exit;
 
+/// Writes the component's legal retention into the snapshot header
+/// (`retain_until`): the header is write-once, so no later plan, `forget`
+/// or `--force` can shorten it.
+fn retain_label(c: &reprise_plan::ComponentPlan, opts: &mut BackupOptions) {
+    if let Some(d) = c.objectives.retain_for {
+        let until = jiff::Timestamp::now().checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX)).unwrap_or(jiff::Timestamp::MAX);
+        opts.header_labels.insert(reprise_engine::retention::RETAIN_UNTIL.to_owned(), until.to_string());
+    }
+}
+
 pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let component = args.component.as_deref().map(|c| ctx.component(c)).transpose()?;
     if component.is_some() && (!args.paths.is_empty() || args.stdin) {
@@ -29,6 +39,7 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
         if let Some(t) = args.threads {
             opts.threads = t.max(1);
         }
+        retain_label(c, &mut opts);
         let outcome = crate::commands::postgres::backup_postgres(ctx, c, pg, opts)?;
         return report(ctx, &outcome);
     }
@@ -58,6 +69,9 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
     opts.tags = tags;
     opts.excludes = excludes;
     opts.cancel = ctx.cancel.clone();
+    if let Some(c) = component {
+        retain_label(c, &mut opts);
+    }
     if let Some(t) = args.threads {
         opts.threads = t.max(1);
     }

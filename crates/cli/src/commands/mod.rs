@@ -8,6 +8,7 @@ pub mod keys;
 pub mod plan;
 pub mod postgres;
 pub mod restore;
+pub mod retention;
 pub mod status;
 
 use reprise_engine::Repository;
