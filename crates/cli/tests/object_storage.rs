@@ -247,3 +247,49 @@ fn backups_and_restores_survive_storage_faults() {
         assert!(n > 0, "no {f:?} fault was injected: the test proves nothing about it");
     }
 }
+
+/// Azure: the production host holds only a write-only repository key and a
+/// container SAS with read, create and list permissions (no write, no
+/// delete). It backs up normally; going straight to the storage API with
+/// its SAS, it can neither delete nor overwrite any object of the
+/// repository; the full-access side still restores everything.
+#[test]
+fn azure_write_only_sas_cannot_delete_or_overwrite() {
+    let work = TestDir::new("azure-sas");
+    let Some(az) = emulators::azurite(work.path()) else { return };
+    emulators::create_container(&az, "prod");
+    let url = emulators::azure_url(&az, "prod", "repo");
+    let admin = runner(work.path(), url.clone(), &[("AZURE_STORAGE_ACCOUNT_KEY", emulators::AZURITE_KEY)]);
+    admin.init();
+    let cred = work.join("host.credential");
+    admin.run(&["key", "add", "--write-only", "--credential", cred.to_str().unwrap(), "--kdf-memory", "64", "--kdf-iterations", "1"]).ok();
+
+    let sas = emulators::container_sas("prod", "rcl");
+    let host = runner(work.path(), url, &[("AZURE_STORAGE_SAS_TOKEN", sas.as_str())]).without_password();
+    let src = work.join("src");
+    build_rich_tree(&src, &work.join("outside"), 7);
+    let out = host.run(&["--key-file", cred.to_str().unwrap(), "--json", "backup", "--path", src.to_str().unwrap()]).ok();
+    let id = id_of(&out.json());
+    assert!(!out.stderr.contains(sas.split("sig=").nth(1).unwrap()), "the SAS signature leaked: {}", out.describe());
+
+    // Every object the repository holds, as the host can list them.
+    let (status, listing) = emulators::azure_sas_request(&az, "GET", "prod", "", &format!("restype=container&comp=list&prefix=repo/&{sas}"), &[], b"");
+    assert_eq!(status, 200, "{listing}");
+    let names: Vec<String> = listing.split("<Name>").skip(1).filter_map(|s| s.split("</Name>").next()).map(str::to_owned).collect();
+    assert!(names.iter().any(|n| n.starts_with("repo/snapshots/")) && names.iter().any(|n| n.starts_with("repo/data/")), "{names:?}");
+    for name in &names {
+        let (del, text) = emulators::azure_sas_request(&az, "DELETE", "prod", name, &sas, &[], b"");
+        assert_eq!(del, 403, "delete of {name} with the host's SAS: {text}");
+        let (put, text) = emulators::azure_sas_request(&az, "PUT", "prod", name, &sas, &[], b"encrypted by ransomware");
+        assert_eq!(put, 403, "overwrite of {name} with the host's SAS: {text}");
+    }
+    // A new object is allowed (that is what a backup does), never a replacement.
+    let (put, text) = emulators::azure_sas_request(&az, "PUT", "prod", "repo/ransom-note.txt", &sas, &[], b"pay");
+    assert_eq!(put, 201, "{text}");
+
+    let check = admin.check(&["--read-data"]);
+    assert_eq!(check.code, 0, "{}", check.describe());
+    let target = work.join("restored");
+    admin.restore(&snap_path(&id, &src), &target, &[] as &[&str]).ok();
+    assert_trees_equal(&src, &target);
+}

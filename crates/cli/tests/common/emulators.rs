@@ -199,3 +199,31 @@ pub fn create_container(az: &Server, container: &str) {
     let (status, text) = azure_shared_key_request(az, "PUT", &format!("/{container}?restype=container"), &[], b"");
     assert_eq!(status, 201, "create container {container}: {text}");
 }
+
+/// A service SAS for a whole container with the given permissions
+/// (`r` read, `c` create new blobs only, `l` list, `w` write, `d` delete),
+/// valid for a day, signed with the account key. Returned as a query
+/// string without `?`.
+pub fn container_sas(container: &str, permissions: &str) -> String {
+    use base64::Engine as _;
+    let version = "2021-08-06";
+    let expiry = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let resource = format!("/blob/{AZURITE_ACCOUNT}/{container}");
+    // Service SAS string-to-sign, version 2020-12-06 and later: permissions,
+    // start, expiry, resource, identifier, IP, protocol, version, resource
+    // type, snapshot time, encryption scope, then five response headers.
+    let to_sign = format!("{permissions}\n\n{expiry}\n{resource}\n\n\n\n{version}\nc\n\n\n\n\n\n\n");
+    let key = base64::engine::general_purpose::STANDARD.decode(AZURITE_KEY).expect("key");
+    let sig = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key), to_sign.as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(sig.as_ref());
+    let enc = |s: &str| s.replace('%', "%25").replace('+', "%2B").replace('/', "%2F").replace('=', "%3D").replace(':', "%3A");
+    format!("sv={version}&sr=c&sp={permissions}&se={}&sig={}", enc(&expiry), enc(&sig))
+}
+
+/// A request with a SAS (no other authentication), as a compromised host
+/// holding that SAS would make it.
+pub fn azure_sas_request(az: &Server, method: &str, container: &str, blob: &str, sas: &str, extra: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let mut headers: Vec<(&str, String)> = vec![("x-ms-version", "2021-08-06".into()), ("x-ms-blob-type", "BlockBlob".into())];
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+    http(az.port, method, &format!("/{AZURITE_ACCOUNT}/{container}/{blob}?{sas}"), &headers, body)
+}
