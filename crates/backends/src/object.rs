@@ -108,6 +108,11 @@ impl ObjectUrl {
             }
         };
         let prefix = parts.next().unwrap_or_default().trim_matches('/').to_owned();
+        // Object keys are compared with the prefix as written: it must be
+        // a plain path that the storage client does not re-encode.
+        if prefix.split('/').any(|seg| seg.is_empty() || seg == "." || seg == ".." || !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))) && !prefix.is_empty() {
+            return Err(format!("repository prefix '{prefix}' is not a plain path: use letters, digits, '-', '_', '.' and single '/' between names"));
+        }
         if account.is_empty() && service == Service::Azure {
             return Err("no storage account: write azure://ACCOUNT/CONTAINER[/PREFIX]".into());
         }
@@ -372,6 +377,15 @@ impl ObjectBackend {
     }
 }
 
+/// A range request that starts or ends past the end of the object: HTTP
+/// 416, or `object_store`'s own check of the `Content-Range` it got back.
+/// (Only these: a message merely containing "416" or "range" can be an
+/// elapsed time, a pack name or a bucket name.)
+fn is_past_end(e: &object_store::Error) -> bool {
+    let chain = error_chain(e);
+    http_status(&chain) == Some(416) || (chain.contains("Wanted range starting at") && chain.contains("bytes long"))
+}
+
 /// The HTTP status a message reports, as `object_store` words it.
 fn http_status(msg: &str) -> Option<u16> {
     let i = msg.find("status code: ")? + "status code: ".len();
@@ -480,17 +494,22 @@ impl Backend for ObjectBackend {
     fn create(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), BackendError> {
         let key = self.key(kind, name);
         let payload = PutPayload::from(bytes.to_vec());
-        self.retrying(|attempt| {
+        self.retrying(|_| {
             let store = Arc::clone(&self.store);
             let (k, p) = (key.clone(), payload.clone());
             let r = self.run(async move { store.put_opts(&k, p, PutOptions { mode: PutMode::Create, ..PutOptions::default() }).await });
             match r.map(|_| ()).map_err(|e| self.err(key.as_ref(), &e)) {
-                // An earlier attempt whose answer was lost may have created
-                // the object: if it holds exactly these bytes, the create
-                // succeeded.
-                Err(e) if e.kind == ErrorKind::AlreadyExists && attempt > 1 => match self.read(kind, name) {
+                // An earlier attempt whose answer was lost (ours, or one
+                // object_store retried by itself) may have created the
+                // object: if it holds exactly these bytes, the create
+                // succeeded. If nothing is there, the refusal was a
+                // transient conflict (S3 answers 409 to overlapping
+                // conditional PUTs): try again.
+                Err(e) if e.kind == ErrorKind::AlreadyExists => match self.read(kind, name) {
                     Ok(existing) if existing == bytes => Ok(()),
-                    _ => Err(e),
+                    Ok(_) => Err(e),
+                    Err(r) if r.kind == ErrorKind::NotFound => Err(BackendError::new(ErrorKind::Unavailable, &self.location, key.as_ref(), format!("create refused but no object found ({}); trying again", e.message))),
+                    Err(r) => Err(r),
                 },
                 other => other,
             }
@@ -544,7 +563,7 @@ impl Backend for ObjectBackend {
             )),
             // A range past the end of the object: the object is shorter
             // than the index says.
-            Err(e) if error_chain(&e).contains("416") || error_chain(&e).to_ascii_lowercase().contains("range") => {
+            Err(e) if is_past_end(&e) => {
                 let size = self.size(kind, name).ok();
                 Err(BackendError::new(
                     ErrorKind::Truncated,
@@ -600,11 +619,15 @@ impl Backend for ObjectBackend {
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {
         let key = self.key(kind, name);
-        self.retrying(|_| {
+        self.retrying(|attempt| {
             let store = Arc::clone(&self.store);
             let k = key.clone();
             let r = self.run(async move { store.delete(&k).await });
-            r.map_err(|e| self.err(key.as_ref(), &e))
+            match r.map_err(|e| self.err(key.as_ref(), &e)) {
+                // A retried delete whose first answer was lost.
+                Err(e) if e.kind == ErrorKind::NotFound && attempt > 1 => Ok(()),
+                other => other,
+            }
         })
     }
 }
@@ -625,6 +648,9 @@ mod tests {
         assert!(ObjectUrl::parse("/srv/repo").is_none());
         assert!(ObjectUrl::parse("s3://").unwrap().is_err());
         assert!(ObjectUrl::parse("azure://acct").unwrap().is_err());
+        assert!(ObjectUrl::parse("s3://b/a//r").unwrap().is_err());
+        assert!(ObjectUrl::parse("s3://b/x~y").unwrap().is_err());
+        assert!(ObjectUrl::parse("s3://b/a/../r").unwrap().is_err());
         let e = ObjectUrl::parse("s3://b?secret_access_key=x").unwrap().unwrap_err();
         assert!(e.contains("environment"), "{e}");
     }

@@ -534,3 +534,21 @@ fn include_of_a_path_not_in_the_snapshot_is_an_error() {
     out.assert_one_line_error();
     assert!(out.stderr.contains("docs/a/typo"), "{}", out.describe());
 }
+
+/// A file over the split threshold (64 MiB) is restored by several threads
+/// writing pieces at their offsets: the result is the same bytes.
+#[test]
+fn a_large_file_restores_through_parallel_pieces() {
+    let t = TestDir::new("large-file");
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut rng = Rng::new(99);
+    write_random_file(&src.join("segment.1"), &mut rng, 70 * 1024 * 1024 + 12_345);
+    write_random_file(&src.join("small"), &mut rng, 5_000);
+    let r = Reprise::new(t.path());
+    r.init();
+    let id = id_of(&r.backup_paths(&[&src]));
+    let target = t.join("restored");
+    r.restore(&snap_path(&id, &src), &target, &["--threads", "3"]).ok();
+    assert_trees_equal(&src, &target);
+}

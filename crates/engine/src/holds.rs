@@ -34,7 +34,14 @@ pub fn add(repo: &Repository, snapshot: Id, reason: &str) -> Result<Id> {
     let (host, user) = crate::repository::whoami();
     let hold = Hold { snapshot, reason: reason.to_owned(), time: Timestamp::now(), host, user };
     let sealed = reprise_format::hold::seal(&hold, &repo.secrets().write.catalog_key);
-    repo.save_object(ObjectKind::Hold, &sealed)
+    let id = repo.save_object(ObjectKind::Hold, &sealed)?;
+    // A `forget` running meanwhile may have removed the snapshot between
+    // our lookup and the hold's write: say so rather than report a hold
+    // on nothing.
+    if let Err(e) = repo.snapshot_header(&snapshot) {
+        return Err(Error::InvalidArgument(format!("snapshot {} was removed while the hold was being placed ({e}); the hold {} protects nothing", snapshot.short(), id.short())));
+    }
+    Ok(id)
 }
 
 /// Every hold of the repository.

@@ -201,7 +201,9 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
     let total: u64 = plan.files.iter().map(|(_, n)| n.size).sum();
     progress.set_total(total, plan.files.len() as u64);
 
-    // Files, in parallel.
+    // Files, in parallel. Large files are cut into pieces written by extra
+    // threads, at most `threads` of them at once across all workers.
+    let spare_threads = AtomicUsize::new(opts.threads.max(1));
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let unchanged = AtomicU64::new(0);
@@ -216,7 +218,11 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((path, node)) = plan.files.get(i) else { return };
-                    let r = if opts.delta { restore_file_delta(repo, &index, path, node, opts, progress) } else { restore_file(repo, &index, path, node, opts, progress).map(|n| (n, 0)) };
+                    let r = if opts.delta {
+                        restore_file_delta(repo, &index, path, node, opts, &spare_threads, progress)
+                    } else {
+                        restore_file(repo, &index, path, node, opts, &spare_threads, progress).map(|n| (n, 0))
+                    };
                     match r {
                         Ok((n, same)) => {
                             bytes.fetch_add(n, Ordering::Relaxed);
@@ -363,7 +369,7 @@ impl From<Error> for FileError {
     }
 }
 
-fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node, opts: &RestoreOptions, progress: &dyn Progress) -> Result<u64, FileError> {
+fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node, opts: &RestoreOptions, spare_threads: &AtomicUsize, progress: &dyn Progress) -> Result<u64, FileError> {
     replace_existing(path, opts.overwrite)?;
     let target_err = |e: std::io::Error| FileError::Fatal(Error::Target { path: path.to_owned(), source: e });
     let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(target_err)?;
@@ -371,8 +377,12 @@ fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node
     // A large file (a 1 GB relation segment) would otherwise be written by
     // one thread while the others idle: its blob list is cut into pieces
     // written in parallel at their offsets.
-    let pieces = if node.size >= SPLIT_FILE_SIZE && opts.threads > 1 { opts.threads } else { 1 };
-    let written = if pieces == 1 {
+    let want = if node.size >= SPLIT_FILE_SIZE { opts.threads } else { 0 };
+    let reserved = spare_threads.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n - n.min(want))).map_or(0, |n| n.min(want));
+    // Given back however this function returns.
+    let _reservation = Reservation(spare_threads, reserved);
+    let pieces = reserved.max(1);
+    let written = if reserved < 2 {
         write_blobs(repo, index, content, &file, 0, path, progress)?
     } else {
         let mut bounds = vec![(0usize, 0u64)];
@@ -410,6 +420,15 @@ fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node
     progress.advance(0, 1);
     apply_metadata(path, node, opts)?;
     Ok(written)
+}
+
+/// Threads taken from the restore's budget of extra writer threads.
+struct Reservation<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(self.1, Ordering::AcqRel);
+    }
 }
 
 /// Files at least this large are written by several threads at once.
@@ -505,11 +524,11 @@ fn remove_unexpected(expected: &HashMap<PathBuf, std::collections::HashSet<std::
 /// whose bytes differ (each existing chunk is hashed with the repository's
 /// ID key and compared with the snapshot's chunk ID). Returns (bytes
 /// written, bytes already right).
-fn restore_file_delta(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node, opts: &RestoreOptions, progress: &dyn Progress) -> Result<(u64, u64), FileError> {
+fn restore_file_delta(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node, opts: &RestoreOptions, spare_threads: &AtomicUsize, progress: &dyn Progress) -> Result<(u64, u64), FileError> {
     use std::os::unix::fs::FileExt;
     let is_file = fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
     if !is_file {
-        return restore_file(repo, index, path, node, opts, progress).map(|n| (n, 0));
+        return restore_file(repo, index, path, node, opts, spare_threads, progress).map(|n| (n, 0));
     }
     let target_err = |e: std::io::Error| FileError::Fatal(Error::Target { path: path.to_owned(), source: e });
     let file = OpenOptions::new().read(true).write(true).open(path).map_err(target_err)?;

@@ -41,7 +41,8 @@ impl Policy {
     /// callers refuse it.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        *self == Policy::default()
+        let counts = [self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly];
+        counts.iter().all(|c| c.unwrap_or(0) == 0) && self.within.is_none_or(|d| d.is_zero())
     }
 }
 
@@ -70,7 +71,9 @@ pub struct Verdict {
 pub fn decide(candidates: &[Candidate], policy: &Policy, now: Timestamp) -> Vec<Verdict> {
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
     sorted.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
-    let newest = sorted.first().map(|c| c.time);
+    // A snapshot dated in the future (a host with a wrong clock) must not
+    // push every real snapshot out of `within`.
+    let newest = sorted.first().map(|c| c.time.min(now));
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
 
     if let Some(n) = policy.last {
@@ -174,6 +177,12 @@ pub fn forget(repo: &crate::Repository, component: &str, policy: &Policy, dry_ru
     let mut removed = 0;
     if !dry_run {
         for v in verdicts.iter().filter(|v| !v.keep) {
+            // A hold placed since the decision wins (there is no lock:
+            // `hold add` also checks, after writing, that its snapshot is
+            // still there).
+            if crate::holds::list(repo)?.iter().any(|h| h.hold.snapshot == v.id) {
+                continue;
+            }
             repo.backend().remove(reprise_backends::ObjectKind::Snapshot, &v.id.to_hex())?;
             removed += 1;
         }
@@ -283,5 +292,7 @@ mod tests {
         labels.insert(RETAIN_UNTIL.to_owned(), "garbage".to_owned());
         assert_eq!(retain_until(&labels), Some(Timestamp::MAX));
         assert_eq!(humantime(Duration::from_secs(7 * 86_400)), "7d");
+        assert!(Policy { daily: Some(0), last: Some(0), ..Policy::default() }.is_empty(), "zero counts keep nothing: refused like no policy");
+        assert!(!Policy { daily: Some(1), ..Policy::default() }.is_empty());
     }
 }

@@ -100,7 +100,7 @@ pub fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>>
 
 /// Compresses `raw` with zstd when that pays, else stores it.
 ///
-/// The first 64 KiB are tried first: incompressible content (signature
+/// For chunks over 32 KiB, the first 16 KiB are tried first: incompressible content (signature
 /// images, already-compressed PDF streams) is recognised after compressing a
 /// sample instead of the whole chunk.
 #[must_use]
