@@ -104,6 +104,7 @@ def main():
     ap.add_argument("workdir", nargs="?", default="/tmp/reprise-storage-bench")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=None, help="restore --threads (default: reprise's)")
     a = ap.parse_args()
     for p in (REPRISE, GEN, AZURITE, MOTO):
         if not os.access(p, os.X_OK):
@@ -132,8 +133,8 @@ def main():
                 if target == "local":
                     url = os.path.join(w, f"local-{name}")
                 elif target == "azurite":
-                    create_container(az_port, name)
-                    url = f"azure://{ACCOUNT}/{name}/repo?endpoint=http://127.0.0.1:{az_port}/{ACCOUNT}"
+                    create_container(az_port, f"bench-{name}")
+                    url = f"azure://{ACCOUNT}/bench-{name}/repo?endpoint=http://127.0.0.1:{az_port}/{ACCOUNT}"
                 else:
                     create_bucket(s3_port, f"bench-{name}")
                     url = f"s3://bench-{name}/repo?endpoint=http://127.0.0.1:{s3_port}"
@@ -144,7 +145,7 @@ def main():
                 out = os.path.join(w, "restore")
                 shutil.rmtree(out, ignore_errors=True)
                 drop_caches()
-                r = timed(base + ["restore", "latest", "--to", out], env)
+                r = timed(base + ["restore", "latest", "--to", out] + (["--threads", str(a.threads)] if a.threads else []), env)
                 got = manifest(os.path.join(out, src.lstrip("/")))
                 if got != want:
                     sys.exit(f"{target}: the restore differs from the source")
@@ -158,7 +159,7 @@ def main():
             s.wait()
     mib = size / 2**20
     med = {t: {k: statistics.median(v) for k, v in d.items()} for t, d in results.items()}
-    print(f"Dataset: `gen-dataset docs OUT {a.files} 1`, {mib:.1f} MiB; median of {a.reps} [min–max]; cold page cache before each step.\n")
+    print(f"Dataset: `gen-dataset docs OUT {a.files} 1`, {mib:.1f} MiB; median of {a.reps} [min–max]; cold page cache before each step; restore threads: {a.threads or 'default'}.\n")
     print("| Target | backup s | backup MiB/s | restore s | restore MiB/s | backup ÷ local | restore ÷ local |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for t, d in results.items():
