@@ -156,6 +156,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// A human-readable location, without credentials.
     fn location(&self) -> &str;
 
+    /// Whether each request costs far more than the bytes it moves (object
+    /// stores): readers then fetch whole packs once instead of many small
+    /// ranges.
+    fn prefers_whole_objects(&self) -> bool {
+        false
+    }
+
     /// Prepares an empty repository location (folders, containers). Fails
     /// with [`ErrorKind::AlreadyExists`] if a repository config is there.
     fn prepare(&self) -> Result<(), BackendError>;

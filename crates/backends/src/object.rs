@@ -468,6 +468,10 @@ impl Backend for ObjectBackend {
         &self.location
     }
 
+    fn prefers_whole_objects(&self) -> bool {
+        true
+    }
+
     fn prepare(&self) -> Result<(), BackendError> {
         // Object stores have no folders to make; the bucket or container
         // is created by its administrator (with its versioning, lock and

@@ -204,6 +204,7 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
     // Files, in parallel. Large files are cut into pieces written by extra
     // threads, at most `threads` of them at once across all workers.
     let spare_threads = AtomicUsize::new(opts.threads.max(1));
+    let packs = PackReader::new(repo.backend().prefers_whole_objects(), opts.threads);
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let unchanged = AtomicU64::new(0);
@@ -219,9 +220,9 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((path, node)) = plan.files.get(i) else { return };
                     let r = if opts.delta {
-                        restore_file_delta(repo, &index, path, node, opts, &spare_threads, progress)
+                        restore_file_delta(repo, &index, &packs, path, node, opts, &spare_threads, progress)
                     } else {
-                        restore_file(repo, &index, path, node, opts, &spare_threads, progress).map(|n| (n, 0))
+                        restore_file(repo, &index, &packs, path, node, opts, &spare_threads, progress).map(|n| (n, 0))
                     };
                     match r {
                         Ok((n, same)) => {
@@ -369,7 +370,7 @@ impl From<Error> for FileError {
     }
 }
 
-fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node, opts: &RestoreOptions, spare_threads: &AtomicUsize, progress: &dyn Progress) -> Result<u64, FileError> {
+fn restore_file(repo: &Repository, index: &MasterIndex, packs: &PackReader, path: &Path, node: &Node, opts: &RestoreOptions, spare_threads: &AtomicUsize, progress: &dyn Progress) -> Result<u64, FileError> {
     replace_existing(path, opts.overwrite)?;
     let target_err = |e: std::io::Error| FileError::Fatal(Error::Target { path: path.to_owned(), source: e });
     let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(target_err)?;
@@ -383,7 +384,7 @@ fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node
     let _reservation = Reservation(spare_threads, reserved);
     let pieces = reserved.max(1);
     let written = if reserved < 2 {
-        write_blobs(repo, index, content, &file, 0, path, progress)?
+        write_blobs(repo, index, packs, content, &file, 0, path, progress)?
     } else {
         let mut bounds = vec![(0usize, 0u64)];
         let mut offset = 0u64;
@@ -402,7 +403,7 @@ fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node
                 .map(|w| {
                     let ((from, at), (to, _)) = (w[0], w[1]);
                     let file = &file;
-                    s.spawn(move || write_blobs(repo, index, &content[from..to], file, at, path, progress))
+                    s.spawn(move || write_blobs(repo, index, packs, &content[from..to], file, at, path, progress))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("restore piece panicked")).collect()
@@ -422,6 +423,70 @@ fn restore_file(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node
     Ok(written)
 }
 
+/// Where restored blobs are read from. On local disks, each run of
+/// adjacent blobs is one positioned read. On object stores, where a request
+/// costs far more than the bytes it moves, each pack is fetched whole once
+/// and kept while files still need it: files are restored in the order
+/// they were backed up, which is the order their blobs went into packs, so
+/// a few recent packs serve nearly every read. Bytes are verified by the
+/// blob's authentication and hash either way.
+struct PackReader {
+    whole: bool,
+    /// Recently fetched packs, newest last; at most `capacity`.
+    cache: Mutex<Vec<(Id, std::sync::Arc<std::sync::OnceLock<Result<std::sync::Arc<Vec<u8>>, reprise_backends::BackendError>>>)>>,
+    capacity: usize,
+}
+
+impl PackReader {
+    fn new(whole: bool, threads: usize) -> PackReader {
+        // Two packs per thread: one being read, one being fetched.
+        PackReader { whole, cache: Mutex::new(Vec::new()), capacity: 2 * threads.max(1) }
+    }
+
+    fn read(&self, repo: &Repository, pack: &Id, offset: u64, length: u64) -> Result<Vec<u8>, reprise_backends::BackendError> {
+        let name = pack.to_hex();
+        if !self.whole {
+            return repo.backend().read_range(ObjectKind::Pack, &name, offset, length);
+        }
+        let cell = {
+            let mut cache = self.cache.lock();
+            if let Some(i) = cache.iter().position(|(id, _)| id == pack) {
+                let entry = cache.remove(i);
+                let cell = std::sync::Arc::clone(&entry.1);
+                cache.push(entry);
+                cell
+            } else {
+                let cell = std::sync::Arc::new(std::sync::OnceLock::new());
+                cache.push((*pack, std::sync::Arc::clone(&cell)));
+                if cache.len() > self.capacity {
+                    cache.remove(0);
+                }
+                cell
+            }
+        };
+        // One thread fetches; others wanting the same pack wait for it.
+        let bytes = match cell.get_or_init(|| repo.backend().read(ObjectKind::Pack, &name).map(std::sync::Arc::new)) {
+            Ok(b) => std::sync::Arc::clone(b),
+            Err(e) => {
+                let e = reprise_backends::BackendError::new(e.kind, &e.location, &e.object, e.message.clone());
+                // A failed fetch is not kept: the next read tries again.
+                self.cache.lock().retain(|(id, c)| !(id == pack && std::sync::Arc::ptr_eq(c, &cell)));
+                return Err(e);
+            }
+        };
+        let (start, end) = (offset as usize, (offset + length) as usize);
+        if end > bytes.len() {
+            return Err(reprise_backends::BackendError::new(
+                reprise_backends::ErrorKind::Truncated,
+                repo.backend().location(),
+                &ObjectKind::Pack.path(&name),
+                format!("object is {} bytes, shorter than {end}: truncated", bytes.len()),
+            ));
+        }
+        Ok(bytes[start..end].to_vec())
+    }
+}
+
 /// Threads taken from the restore's budget of extra writer threads.
 struct Reservation<'a>(&'a AtomicUsize, usize);
 
@@ -439,7 +504,7 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 
 /// Writes the plaintext of `content`, in order, into `file` from byte
 /// `start`; returns the number of bytes written.
-fn write_blobs(repo: &Repository, index: &MasterIndex, content: &[Id], file: &fs::File, start: u64, path: &Path, progress: &dyn Progress) -> Result<u64, FileError> {
+fn write_blobs(repo: &Repository, index: &MasterIndex, packs: &PackReader, content: &[Id], file: &fs::File, start: u64, path: &Path, progress: &dyn Progress) -> Result<u64, FileError> {
     use std::os::unix::fs::FileExt;
     let target_err = |e: std::io::Error| FileError::Fatal(Error::Target { path: path.to_owned(), source: e });
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_BUFFER + 64 * 1024);
@@ -478,10 +543,7 @@ fn write_blobs(repo: &Repository, index: &MasterIndex, content: &[Id], file: &fs
             run.push(next);
         }
         let begin = u64::from(first.entry.offset);
-        let buf = repo
-            .backend()
-            .read_range(ObjectKind::Pack, &first.pack.to_hex(), begin, end - begin)
-            .map_err(|e| FileError::from(Error::Backend(e)))?;
+        let buf = packs.read(repo, &first.pack, begin, end - begin).map_err(|e| FileError::from(Error::Backend(e)))?;
         for loc in &run {
             let off = (u64::from(loc.entry.offset) - begin) as usize;
             let plain = repo.open_blob(&loc.pack, &loc.entry, &buf[off..off + loc.entry.length as usize])?;
@@ -524,11 +586,11 @@ fn remove_unexpected(expected: &HashMap<PathBuf, std::collections::HashSet<std::
 /// whose bytes differ (each existing chunk is hashed with the repository's
 /// ID key and compared with the snapshot's chunk ID). Returns (bytes
 /// written, bytes already right).
-fn restore_file_delta(repo: &Repository, index: &MasterIndex, path: &Path, node: &Node, opts: &RestoreOptions, spare_threads: &AtomicUsize, progress: &dyn Progress) -> Result<(u64, u64), FileError> {
+fn restore_file_delta(repo: &Repository, index: &MasterIndex, packs: &PackReader, path: &Path, node: &Node, opts: &RestoreOptions, spare_threads: &AtomicUsize, progress: &dyn Progress) -> Result<(u64, u64), FileError> {
     use std::os::unix::fs::FileExt;
     let is_file = fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
     if !is_file {
-        return restore_file(repo, index, path, node, opts, spare_threads, progress).map(|n| (n, 0));
+        return restore_file(repo, index, packs, path, node, opts, spare_threads, progress).map(|n| (n, 0));
     }
     let target_err = |e: std::io::Error| FileError::Fatal(Error::Target { path: path.to_owned(), source: e });
     let file = OpenOptions::new().read(true).write(true).open(path).map_err(target_err)?;

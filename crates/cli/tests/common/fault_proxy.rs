@@ -13,8 +13,9 @@
 //! | `SlowBody` | the real answer, its body trickled in small pieces | yes |
 //! | `Truncated` | the real status and `Content-Length`, then half the body and a closed connection | yes |
 //!
-//! Every fault is counted; the test reports the counts and checks that each
-//! kind happened. One request per connection (`Connection: close` both
+//! Which requests fail is drawn from a seeded generator; the kinds take
+//! turns. Every fault is counted; the test reports the counts and checks
+//! that each kind happened. One request per connection (`Connection: close` both
 //! ways) keeps the proxy small; clients reconnect for every request.
 #![allow(dead_code)]
 
@@ -56,6 +57,7 @@ struct Shared {
     enabled: Arc<AtomicBool>,
     counts: Arc<[AtomicU64; 8]>,
     requests: Arc<AtomicU64>,
+    injected: AtomicU64,
     rng: Mutex<u64>,
     /// Probability of a fault per request, in percent.
     rate: u64,
@@ -77,6 +79,7 @@ impl FaultProxy {
             enabled: Arc::clone(&enabled),
             counts: Arc::clone(&counts),
             requests: Arc::clone(&requests),
+            injected: AtomicU64::new(0),
             rng: Mutex::new(seed | 1),
             rate: rate_percent,
             hold,
@@ -200,7 +203,14 @@ fn serve(shared: &Shared, mut client: TcpStream) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(120)))?;
     let Some((head, body)) = read_message(&mut client)? else { return Ok(()) };
     shared.requests.fetch_add(1, Ordering::Relaxed);
-    let fault = if shared.enabled.load(Ordering::Relaxed) && next(shared) % 100 < shared.rate { Some(Fault::ALL[(next(shared) % 8) as usize]) } else { None };
+    // Which requests fail is random (seeded); the kinds take turns, so that
+    // every kind occurs once enough faults have been injected.
+    let fault = if shared.enabled.load(Ordering::Relaxed) && next(shared) % 100 < shared.rate {
+        let n = shared.injected.fetch_add(1, Ordering::Relaxed);
+        Some(Fault::ALL[(n % 8) as usize])
+    } else {
+        None
+    };
     if let Some(f) = fault {
         shared.counts[f as usize].fetch_add(1, Ordering::Relaxed);
     }
