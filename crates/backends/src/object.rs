@@ -540,44 +540,32 @@ impl Backend for ObjectBackend {
         if length == 0 {
             return Ok(Vec::new());
         }
-        let fetch = || {
+        self.retrying(|_| {
             let store = Arc::clone(&self.store);
             let k = key.clone();
             let range: Range<u64> = offset..offset + length;
-            self.run(async move { store.get_range(&k, range).await })
-        };
-        // Transport failures are tried again; the answer is then judged.
-        let mut r = fetch();
-        for attempt in 1..ATTEMPTS {
-            match &r {
-                Err(e) if self.err("", e).kind == ErrorKind::Unavailable => {
-                    std::thread::sleep(Duration::from_millis(50 + 100 * u64::from(attempt)));
-                    r = fetch();
-                }
-                _ => break,
-            }
-        }
-        match r {
-            Ok(b) if b.len() as u64 == length => Ok(b.to_vec()),
-            Ok(b) => Err(BackendError::new(
-                ErrorKind::Truncated,
-                &self.location,
-                key.as_ref(),
-                format!("object is shorter than {} bytes ({} returned from offset {offset}): truncated", offset + length, b.len()),
-            )),
-            // A range past the end of the object: the object is shorter
-            // than the index says.
-            Err(e) if is_past_end(&e) => {
-                let size = self.size(kind, name).ok();
-                Err(BackendError::new(
+            match self.run(async move { store.get_range(&k, range).await }) {
+                Ok(b) if b.len() as u64 == length => Ok(b.to_vec()),
+                Ok(b) => Err(BackendError::new(
                     ErrorKind::Truncated,
                     &self.location,
                     key.as_ref(),
-                    format!("object is shorter than {} bytes{}: truncated", offset + length, size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()),
-                ))
+                    format!("object is shorter than {} bytes ({} returned from offset {offset}): truncated", offset + length, b.len()),
+                )),
+                // A range past the end of the object: the object is shorter
+                // than the index says. Damage, not a failure to retry.
+                Err(e) if is_past_end(&e) => {
+                    let size = self.size(kind, name).ok();
+                    Err(BackendError::new(
+                        ErrorKind::Truncated,
+                        &self.location,
+                        key.as_ref(),
+                        format!("object is shorter than {} bytes{}: truncated", offset + length, size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()),
+                    ))
+                }
+                Err(e) => Err(self.err(key.as_ref(), &e)),
             }
-            Err(e) => Err(self.err(key.as_ref(), &e)),
-        }
+        })
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {

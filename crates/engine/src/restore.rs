@@ -16,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use hashbrown::HashMap;
@@ -433,7 +434,7 @@ fn restore_file(repo: &Repository, index: &MasterIndex, packs: &PackReader, path
 struct PackReader {
     whole: bool,
     /// Recently fetched packs, newest last; at most `capacity`.
-    cache: Mutex<Vec<(Id, std::sync::Arc<std::sync::OnceLock<Result<std::sync::Arc<Vec<u8>>, reprise_backends::BackendError>>>)>>,
+    cache: Mutex<Vec<(Id, Arc<OnceLock<Result<Arc<Vec<u8>>, reprise_backends::BackendError>>>)>>,
     capacity: usize,
 }
 
@@ -452,12 +453,12 @@ impl PackReader {
             let mut cache = self.cache.lock();
             if let Some(i) = cache.iter().position(|(id, _)| id == pack) {
                 let entry = cache.remove(i);
-                let cell = std::sync::Arc::clone(&entry.1);
+                let cell = Arc::clone(&entry.1);
                 cache.push(entry);
                 cell
             } else {
-                let cell = std::sync::Arc::new(std::sync::OnceLock::new());
-                cache.push((*pack, std::sync::Arc::clone(&cell)));
+                let cell = Arc::new(OnceLock::new());
+                cache.push((*pack, Arc::clone(&cell)));
                 if cache.len() > self.capacity {
                     cache.remove(0);
                 }
@@ -465,12 +466,12 @@ impl PackReader {
             }
         };
         // One thread fetches; others wanting the same pack wait for it.
-        let bytes = match cell.get_or_init(|| repo.backend().read(ObjectKind::Pack, &name).map(std::sync::Arc::new)) {
-            Ok(b) => std::sync::Arc::clone(b),
+        let bytes = match cell.get_or_init(|| repo.backend().read(ObjectKind::Pack, &name).map(Arc::new)) {
+            Ok(b) => Arc::clone(b),
             Err(e) => {
                 let e = reprise_backends::BackendError::new(e.kind, &e.location, &e.object, e.message.clone());
                 // A failed fetch is not kept: the next read tries again.
-                self.cache.lock().retain(|(id, c)| !(id == pack && std::sync::Arc::ptr_eq(c, &cell)));
+                self.cache.lock().retain(|(id, c)| !(id == pack && Arc::ptr_eq(c, &cell)));
                 return Err(e);
             }
         };
