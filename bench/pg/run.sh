@@ -66,7 +66,8 @@ PGBIN=/usr/lib/postgresql/15/bin
 REPRISE=$root/target/release/reprise
 PGBR=$(command -v pgbackrest || true)
 [[ -n $PGBR ]] || { apt-get install -y pgbackrest >/dev/null; PGBR=$(command -v pgbackrest); }
-if command -v cargo >/dev/null; then (cd "$root" && cargo build --release -q); fi
+GEN=$root/target/release/gen-dataset
+if command -v cargo >/dev/null; then (cd "$root" && cargo build --release -q && cargo build --release -q -p reprise-bench --bin gen-dataset); fi
 [[ -x $REPRISE ]] || { echo "no $REPRISE: cargo build --release" >&2; exit 2; }
 export REPRISE_PASSWORD=bench-passphrase-not-secret
 PGBR_PASS=bench-cipher-passphrase-not-secret
@@ -521,7 +522,11 @@ dataset_medic() {
     log "== medicapp data($MED_SCALE)"
     setup_dataset medic
     psql_at "$RUN" "$PORT" postgres -c 'CREATE DATABASE medicapp'
-    src -f "$here/medicapp-schema.sql"
+    # The demo's schema, from its one definition (crates/demo/src/medicapp.rs).
+    "$GEN" medicapp-schema >"$D/medicapp-schema.sql" || die "gen-dataset medicapp-schema"
+    chown postgres "$D/medicapp-schema.sql"
+    src -f "$D/medicapp-schema.sql"
+    src -f "$here/medicapp-functions.sql"
     local t; t=$(now)
     medic_load patients "$P"
     medic_load procedure_cases $((3 * P))

@@ -3,6 +3,7 @@
 //! ```text
 //! gen-dataset docs   OUT N     SEED   # signed documents (shape of shared/bench/gen_docs.py)
 //! gen-dataset source OUT FILES SEED   # source-code-like tree
+//! gen-dataset medicapp-schema         # the demo's MedicApp schema (SQL, on stdout)
 //! ```
 //!
 //! The generators themselves live in `reprise_demo::datasets`, so that the
@@ -13,10 +14,14 @@ use std::process::ExitCode;
 
 use reprise_demo::datasets;
 
-const USAGE: &str = "usage: gen-dataset docs OUT N SEED | gen-dataset source OUT FILES SEED";
+const USAGE: &str = "usage: gen-dataset docs OUT N SEED | gen-dataset source OUT FILES SEED | gen-dataset medicapp-schema";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args == ["medicapp-schema"] {
+        print!("{}", reprise_demo::medicapp::SCHEMA);
+        return ExitCode::SUCCESS;
+    }
     let [kind, out, count, seed] = args.as_slice() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
