@@ -7,12 +7,14 @@
 //! * [`cluster`]: servers reprise runs itself (scratch restores, demo);
 //! * [`rows`]: recovering deleted or changed rows of one table;
 //! * [`logical`]: `pg_dump` / `pg_restore` for managed servers;
-//! * [`status`]: achieved RPO and the point-in-time window.
+//! * [`status`]: achieved RPO and the point-in-time window;
+//! * [`expire`]: WAL retention (what kept base backups and the window need).
 
 pub mod base;
 pub mod cluster;
 pub mod conn;
 pub mod error;
+pub mod expire;
 pub mod logical;
 pub mod restore;
 pub mod rows;

@@ -3,9 +3,11 @@
 use anyhow::Result;
 use reprise_engine::retention::{self, Policy};
 use reprise_engine::{Repository, holds};
-use reprise_plan::ComponentPlan;
+use reprise_plan::{ComponentPlan, PostgresMode};
+use reprise_postgres::expire::{self, WalExpiry};
 
 use crate::args::{ForgetArgs, HoldCommand};
+use crate::commands::postgres::pg_error;
 use crate::context::Context;
 use crate::exit;
 
@@ -29,6 +31,10 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
     for c in components {
         let repo = ctx.open(Some(c))?;
         let outcome = retention::forget(&repo, &c.name, &policy_of(c), args.dry_run)?;
+        let wal = match crate::commands::postgres::pg_plan(c) {
+            Some(pg) if pg.mode == PostgresMode::Physical => Some(expire_wal(&repo, c, &outcome, args.dry_run)?),
+            _ => None,
+        };
         if !ctx.json() {
             let verb = if args.dry_run { "would forget" } else { "forgotten" };
             println!("{}: {} snapshots, {} kept, {} {verb}", c.name, outcome.snapshots.len(), outcome.snapshots.iter().filter(|v| v.keep).count(), outcome.snapshots.iter().filter(|v| !v.keep).count());
@@ -36,13 +42,54 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
                 let what = if v.keep { "keep  " } else if args.dry_run { "forget" } else { "gone  " };
                 println!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
             }
+            if let Some(w) = &wal {
+                print_wal(w);
+            }
         }
-        outcomes.push(outcome);
+        outcomes.push(ComponentForget { outcome, wal });
     }
     if ctx.json() {
         ctx.print_json(&outcomes)?;
     }
     Ok(())
+}
+
+/// One component's `forget`: its snapshots, and for PostgreSQL its WAL.
+#[derive(serde::Serialize)]
+struct ComponentForget {
+    #[serde(flatten)]
+    outcome: retention::ForgetOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wal: Option<WalExpiry>,
+}
+
+/// WAL retention after the snapshot decision: the window is the plan's
+/// `pitr` objective, or else the retention's `keep_within` (the seed writes
+/// "7 days of point-in-time recovery" as the latter).
+fn expire_wal(repo: &Repository, c: &ComponentPlan, outcome: &retention::ForgetOutcome, dry_run: bool) -> Result<WalExpiry> {
+    let going: std::collections::HashSet<_> = outcome.snapshots.iter().filter(|v| !v.keep).map(|v| v.id).collect();
+    let kept: Vec<_> = reprise_postgres::restore::base_backups(repo, &c.name).map_err(pg_error)?.into_iter().filter(|b| !going.contains(&b.id)).collect();
+    let window = c.objectives.pitr.or(c.objectives.retention.keep_within);
+    expire::expire(repo, &c.name, &kept, window, dry_run).map_err(pg_error)
+}
+
+fn print_wal(w: &WalExpiry) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let verb = if w.dry_run { "would remove" } else { "removed" };
+    match (&w.continuous_from, &w.anchor_backup) {
+        (Some(from), Some(anchor)) => println!(
+            "  WAL: {} files kept ({:.1} MiB; continuous from {from}, the start of base backup {}), {} {verb} ({:.1} MiB)",
+            w.kept_files,
+            mib(w.kept_bytes),
+            &anchor.to_hex()[..8],
+            w.removed_files.len(),
+            mib(w.removed_bytes)
+        ),
+        _ => println!("  WAL: {} files kept ({:.1} MiB), none {verb}", w.kept_files, mib(w.kept_bytes)),
+    }
+    if let Some(note) = &w.note {
+        println!("  WAL: note: {note}");
+    }
 }
 
 fn open_any(ctx: &Context) -> Result<std::sync::Arc<Repository>> {
