@@ -38,10 +38,13 @@ pub enum ObjectKind {
     Wal,
     /// Legal holds on snapshots.
     Hold,
+    /// Prune marks: packs condemned, deleted after a grace period.
+    PruneMark,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 7] = [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal, ObjectKind::Hold];
+    pub const ALL: [ObjectKind; 8] =
+        [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal, ObjectKind::Hold, ObjectKind::PruneMark];
 
     /// The folder (or key prefix) objects of this kind live under.
     #[must_use]
@@ -54,6 +57,7 @@ impl ObjectKind {
             ObjectKind::Pack => "data",
             ObjectKind::Wal => "wal",
             ObjectKind::Hold => "holds",
+            ObjectKind::PruneMark => "prune",
         }
     }
 
@@ -107,6 +111,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Wal => "WAL file",
             ObjectKind::Hold => "hold",
+            ObjectKind::PruneMark => "prune mark",
         })
     }
 }

@@ -96,6 +96,27 @@ pub enum Command {
     /// Legal holds: snapshots that nothing may remove until the hold is lifted
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Delete data no snapshot needs, safely while backups run: packs are
+    /// marked now and deleted by a later prune, after a grace period
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Show what would be deleted, marked and repacked; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Time between marking a pack and deleting it: longer than your longest
+    /// backup (e.g. 24h, 90m; 0 deletes at once: only when no backup can run)
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub grace: String,
+    /// Repack partly used packs until unused space is at most this
+    /// percentage of used space
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    pub max_unused: f64,
+    /// Repack at most this much per run (e.g. 10G, 500M)
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
 }
 
 #[derive(Args, Debug)]

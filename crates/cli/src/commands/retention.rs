@@ -1,4 +1,5 @@
-//! `forget` (apply the plan's retention policies) and `hold` (legal holds).
+//! `forget` (apply the plan's retention policies), `prune` (delete what no
+//! snapshot needs) and `hold` (legal holds).
 
 use anyhow::Result;
 use reprise_engine::retention::{self, Policy};
@@ -6,7 +7,7 @@ use reprise_engine::{Repository, holds};
 use reprise_plan::{ComponentPlan, PostgresMode};
 use reprise_postgres::expire::{self, WalExpiry};
 
-use crate::args::{ForgetArgs, HoldCommand};
+use crate::args::{ForgetArgs, HoldCommand, PruneArgs};
 use crate::commands::postgres::pg_error;
 use crate::context::Context;
 use crate::exit;
@@ -130,4 +131,83 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `500M`, `10G`, `1.5T`, `4096` (bytes; binary units).
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_uppercase();
+            let m: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => return None,
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| (v * mult as f64) as u64)
+}
+
+pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
+    let grace = if args.grace.trim() == "0" { Ok(std::time::Duration::ZERO) } else { reprise_plan::duration::parse(&args.grace) }
+        .map_err(|e| exit::usage(format!("--grace {}: {e}; write it like 24h, 90m or 0", args.grace)))?;
+    if !(0.0..=100.0).contains(&args.max_unused) {
+        return Err(exit::usage(format!("--max-unused {} is not a percentage: give 0 to 100", args.max_unused)));
+    }
+    let max_repack = match &args.max_repack {
+        None => None,
+        Some(s) => Some(parse_size(s).ok_or_else(|| exit::usage(format!("--max-repack {s} is not a size: write it like 500M or 10G")))?),
+    };
+    let repo = open_any(ctx)?;
+    let opts = reprise_engine::prune::PruneOptions { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run, ..Default::default() };
+    let r = reprise_engine::prune::prune(&repo, &opts)?;
+    if ctx.json() {
+        return ctx.print_json(&r);
+    }
+    let b = crate::commands::bytes;
+    let would = if r.dry_run { "would be " } else { "" };
+    println!("{} snapshots use {} blobs; {} packs, {}", r.snapshots, r.used_blobs, r.packs, b(r.pack_bytes));
+    if r.swept_marks > 0 || r.deleted_packs > 0 {
+        println!(
+            "sweep: {} mark(s) past their grace period; {} packs {would}deleted ({}), {} rescued (a newer snapshot needs them), {} index files {would}rewritten",
+            r.swept_marks,
+            r.deleted_packs,
+            b(r.deleted_bytes),
+            r.rescued_packs,
+            r.index_files_rewritten
+        );
+    }
+    println!(
+        "mark: {} unused packs ({}) and {} repacked packs ({}) {would}condemned{}",
+        r.condemned_packs,
+        b(r.condemned_bytes),
+        r.repacked_packs,
+        b(r.repacked_bytes),
+        if r.repack_limited { "; repacking stopped at --max-repack" } else { "" }
+    );
+    println!("unused space left in partly used packs: {}", b(r.unused_bytes_left));
+    if let Some(t) = r.next_sweep {
+        println!("{} pack(s) in {} mark(s) wait for their grace period; the first can be deleted by a prune after {}", r.pending_packs, r.pending_marks, t.strftime("%Y-%m-%d %H:%M:%S UTC"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("500M"), Some(500 << 20));
+        assert_eq!(super::parse_size("10GiB"), Some(10 << 30));
+        assert_eq!(super::parse_size("4096"), Some(4096));
+        assert_eq!(super::parse_size("1.5k"), Some(1536));
+        assert_eq!(super::parse_size("12 parsecs"), None);
+        assert_eq!(super::parse_size("-1G"), None);
+    }
 }
