@@ -250,12 +250,13 @@ fn concurrent_backups_forgets_and_prunes_then_every_snapshot_restores() {
             .collect();
         // Prunes with a one-second grace period run while the backups do:
         // the first marks, later ones sweep what an earlier round marked.
-        std::thread::sleep(Duration::from_millis(rng.range(0, 400)));
-        let p = r.run(&["--json", "prune", "--grace", "1s"]);
-        let p = p.ok().json();
-        prunes += 1;
-        deleted += n(&p, "deleted_packs");
-        rescued += n(&p, "rescued_packs");
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(rng.range(0, 500)));
+            let p = r.run(&["--json", "prune", "--grace", "1s"]).ok().json();
+            prunes += 1;
+            deleted += n(&p, "deleted_packs");
+            rescued += n(&p, "rescued_packs");
+        }
         for ((child, line), (h, m)) in backups.into_iter().zip(hosts.iter().zip(manifests)) {
             let out = wait_output(child, line, Instant::now(), Duration::from_secs(120));
             if out.code == 0 {

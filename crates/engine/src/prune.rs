@@ -231,8 +231,9 @@ pub struct PruneReport {
 /// Every index file and every pack, as prune needs them: entries per pack,
 /// which index file names which pack, what storage holds.
 struct Catalog {
-    /// Index files by name, with their packs.
-    files: Vec<(Id, IndexFile)>,
+    /// Index files by name, with the packs each names (their entries live
+    /// once, in `packs`: prune holds a million-blob index twice otherwise).
+    files: Vec<(Id, Vec<Id>)>,
     /// Pack → its blobs and length (from index files, else its directory).
     packs: HashMap<Id, IndexedPack>,
     /// Packs in storage, with their sizes.
@@ -245,19 +246,20 @@ impl Catalog {
     fn load(repo: &Repository) -> Result<Catalog> {
         let backend = repo.backend();
         let mut files = Vec::new();
+        let mut packs: HashMap<Id, IndexedPack> = HashMap::new();
         for (name, r) in crate::index::read_index_files(repo)? {
             match r {
-                Ok(file) => files.push((name.parse::<Id>().map_err(|e| Error::damaged(ObjectKind::Index.path(&name), e))?, file)),
+                Ok(file) => {
+                    let id = name.parse::<Id>().map_err(|e| Error::damaged(ObjectKind::Index.path(&name), e))?;
+                    files.push((id, file.packs.iter().map(|p| p.id).collect()));
+                    for p in file.packs {
+                        packs.entry(p.id).or_insert(p);
+                    }
+                }
                 Err(Error::Backend(e)) if e.kind == ErrorKind::NotFound => {}
                 // A damaged index file: its packs are adopted from their
                 // own directories below, so nothing is lost by going on.
                 Err(e) => tracing::warn!("{e}"),
-            }
-        }
-        let mut packs: HashMap<Id, IndexedPack> = HashMap::new();
-        for (_, f) in &files {
-            for p in &f.packs {
-                packs.entry(p.id).or_insert_with(|| p.clone());
             }
         }
         let mut stored = HashMap::new();
@@ -281,12 +283,18 @@ impl Catalog {
         Ok(Catalog { files, packs, stored, unreadable })
     }
 
-    /// An index of the stored packs not in `exclude`.
-    fn index_without(&self, exclude: &HashSet<Id>) -> MasterIndex {
+    /// An index of the stored packs not in `exclude` (and, with
+    /// `trees_only`, of tree packs only: all that walking snapshots needs).
+    fn index_without(&self, exclude: &HashSet<Id>, trees_only: bool) -> MasterIndex {
         let mut index = MasterIndex::default();
         // Sorted, so that the copy chosen for a blob stored twice does not
         // depend on hash-map order.
-        let mut ids: Vec<&Id> = self.packs.keys().filter(|id| self.stored.contains_key(id) && !exclude.contains(id)).collect();
+        let mut ids: Vec<&Id> = self
+            .packs
+            .iter()
+            .filter(|(id, p)| self.stored.contains_key(id) && !exclude.contains(id) && (!trees_only || p.blobs.first().is_some_and(|b| b.kind == BlobKind::Tree)))
+            .map(|(id, _)| id)
+            .collect();
         ids.sort();
         for id in ids {
             index.add_pack(&self.packs[id]);
@@ -340,7 +348,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     let marks = read_marks(repo)?;
     let mut catalog = Catalog::load(repo)?;
     // Trees are read from any stored pack, condemned or not.
-    let all = catalog.index_without(&HashSet::new());
+    let all = catalog.index_without(&HashSet::new(), true);
     let (snapshots, used) = used_blobs(repo, &all)?;
     drop(all);
     report.snapshots = snapshots;
@@ -374,7 +382,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
 fn sweep(repo: &Repository, catalog: &mut Catalog, used: &HashSet<Id>, due: &[Mark], pending: &[Mark], dry_run: bool, report: &mut PruneReport) -> Result<()> {
     let condemned_due: HashSet<Id> = due.iter().flat_map(|m| m.mark.packs.iter().copied()).collect();
     let condemned_all: HashSet<Id> = condemned_due.iter().copied().chain(pending.iter().flat_map(|m| m.mark.packs.iter().copied())).collect();
-    let mut live = catalog.index_without(&condemned_all);
+    let mut live = catalog.index_without(&condemned_all, false);
     let mut doomed: HashSet<Id> = HashSet::new();
     let mut ordered: Vec<&Id> = condemned_due.iter().collect();
     ordered.sort();
@@ -400,10 +408,13 @@ fn sweep(repo: &Repository, catalog: &mut Catalog, used: &HashSet<Id>, due: &[Ma
     // condemned before its index file was written) are dropped when no
     // snapshot needs them; if one does, that is damage and stays visible.
     let mut stale: HashSet<Id> = HashSet::new();
-    for (_, f) in &catalog.files {
-        for p in &f.packs {
-            if !catalog.stored.contains_key(&p.id) && !p.blobs.iter().any(|b| used.contains(&b.id) && !live.contains(&b.id)) {
-                stale.insert(p.id);
+    for (_, names) in &catalog.files {
+        for id in names {
+            if catalog.stored.contains_key(id) || stale.contains(id) {
+                continue;
+            }
+            if !catalog.packs.get(id).is_some_and(|p| p.blobs.iter().any(|b| used.contains(&b.id) && !live.contains(&b.id))) {
+                stale.insert(*id);
             }
         }
     }
@@ -412,7 +423,7 @@ fn sweep(repo: &Repository, catalog: &mut Catalog, used: &HashSet<Id>, due: &[Ma
     report.deleted_packs += doomed.len();
     report.deleted_bytes += doomed.iter().map(|p| catalog.stored[p]).sum::<u64>();
     let gone: HashSet<Id> = doomed.union(&stale).copied().collect();
-    let rewrite: Vec<usize> = (0..catalog.files.len()).filter(|&i| catalog.files[i].1.packs.iter().any(|p| gone.contains(&p.id))).collect();
+    let rewrite: Vec<usize> = (0..catalog.files.len()).filter(|&i| catalog.files[i].1.iter().any(|p| gone.contains(p))).collect();
     report.index_files_rewritten += rewrite.len();
     if dry_run {
         return Ok(());
@@ -422,12 +433,13 @@ fn sweep(repo: &Repository, catalog: &mut Catalog, used: &HashSet<Id>, due: &[Ma
     let mut replaced = Vec::new();
     for &i in &rewrite {
         let (old_id, old) = &catalog.files[i];
-        let packs: Vec<IndexedPack> = old.packs.iter().filter(|p| !gone.contains(&p.id)).cloned().collect();
-        let new = if packs.is_empty() {
+        let kept: Vec<Id> = old.iter().filter(|p| !gone.contains(p)).copied().collect();
+        let new = if kept.is_empty() {
             None
         } else {
+            let packs = kept.iter().filter_map(|p| catalog.packs.get(p).cloned()).collect();
             let file = IndexFile { supersedes: vec![*old_id], packs };
-            Some((repo.save_object(ObjectKind::Index, &file.seal(repo.catalog_key()))?, file))
+            Some((repo.save_object(ObjectKind::Index, &file.seal(repo.catalog_key()))?, kept))
         };
         replaced.push((*old_id, new));
     }
@@ -461,7 +473,7 @@ fn remove(repo: &Repository, kind: ObjectKind, name: &str) -> Result<()> {
 /// one mark for both.
 fn mark(repo: &Arc<Repository>, catalog: &mut Catalog, used: &HashSet<Id>, pending: &[Mark], opts: &PruneOptions, report: &mut PruneReport) -> Result<Option<Mark>> {
     let condemned: HashSet<Id> = pending.iter().flat_map(|m| m.mark.packs.iter().copied()).collect();
-    let live = catalog.index_without(&condemned);
+    let live = catalog.index_without(&condemned, false);
     // A blob counts as used in one pack only (the copy the index chose);
     // other copies of it are unused.
     let mut unused_packs = Vec::new();
@@ -569,11 +581,11 @@ fn repack(repo: &Arc<Repository>, catalog: &mut Catalog, live: &MasterIndex, use
     }
     let uploaded = uploads.finish()?;
     for (id, f) in crate::index::read_files(repo, &uploaded.index_files)? {
-        for p in &f.packs {
+        catalog.files.push((id, f.packs.iter().map(|p| p.id).collect()));
+        for p in f.packs {
             catalog.stored.insert(p.id, p.length);
-            catalog.packs.insert(p.id, p.clone());
+            catalog.packs.insert(p.id, p);
         }
-        catalog.files.push((id, f));
     }
     Ok(uploaded.stored_bytes)
 }
