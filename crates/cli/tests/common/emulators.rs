@@ -227,3 +227,25 @@ pub fn azure_sas_request(az: &Server, method: &str, container: &str, blob: &str,
     headers.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
     http(az.port, method, &format!("/{AZURITE_ACCOUNT}/{container}/{blob}?{sas}"), &headers, body)
 }
+
+/// The Python interpreter that runs moto (and has boto3, which
+/// `moto[server]` installs): `REPRISE_TEST_PYTHON`, else the `python` next
+/// to `REPRISE_TEST_MOTO`, else `python3`.
+pub fn moto_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("REPRISE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("REPRISE_TEST_MOTO").map(PathBuf::from).and_then(|m| m.parent().map(|d| d.join("python"))).filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// moto's server through `tests/moto_iam_server.py`, which corrects moto's
+/// signature check for encoded query strings, so that its IAM enforcement
+/// can be turned on (see that file). `None` (test skipped) if moto is not
+/// installed.
+pub fn moto_iam(work: &Path) -> Option<Server> {
+    program("REPRISE_TEST_MOTO", "moto_server", "pip install 'moto[server]'")?;
+    let port = free_port();
+    let mut cmd = Command::new(moto_python());
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto_iam_server.py")).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    Some(start(cmd, port, work.join("moto.log")))
+}
