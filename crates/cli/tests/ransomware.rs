@@ -332,15 +332,7 @@ fn ransomware_on_azure_with_a_write_only_sas() {
 
 /// Runs `s3_roles.py CMD ENDPOINT BUCKET ARG` with keys in its environment.
 fn s3_roles(cmd: &str, s3: &emulators::Server, bucket: &str, arg: &str, keys: Option<&Keys>) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_roles.py");
-    let mut c = std::process::Command::new(emulators::moto_python());
-    c.arg(script).args([cmd, &s3.endpoint(), bucket, arg]);
-    if let Some(k) = keys {
-        c.env("AWS_ACCESS_KEY_ID", &k.id).env("AWS_SECRET_ACCESS_KEY", &k.secret);
-    }
-    let out = c.output().expect("run s3_roles.py");
-    assert!(out.status.success(), "s3_roles.py {cmd}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    emulators::s3_roles(cmd, s3, bucket, arg, keys.map(|k| (k.id.as_str(), k.secret.as_str())))
 }
 
 #[derive(Clone)]

@@ -13,6 +13,10 @@ boto3 (installed with moto[server]) as an independent S3 client.
                                  can think of, on every object it can list.
                                  Prints one JSON line per attempt.
     versions ENDPOINT BUCKET PREFIX  key -> versions (oldest first), as JSON.
+    locks ENDPOINT BUCKET PREFIX  key -> {mode, until, version} of every
+                                 object (HEAD), as JSON.
+    delete-version ENDPOINT BUCKET KEY  deletes the key's current version
+                                 (by its version ID); prints the outcome.
     undo-overwrites ENDPOINT BUCKET PREFIX   the operator: for each key whose
                                  newest version is not its first one, copies
                                  the first version back on top (reprise
@@ -159,6 +163,19 @@ def main():
     elif cmd == "versions":
         vs = versions(client(endpoint), bucket, arg)
         print(json.dumps({k: [{"version": v[0], "latest": v[1]} for v in x] for k, x in vs.items()}))
+    elif cmd == "locks":
+        s3 = client(endpoint)
+        out = {}
+        for key in listing(s3, bucket, arg):
+            h = s3.head_object(Bucket=bucket, Key=key)
+            until = h.get("ObjectLockRetainUntilDate")
+            out[key] = {"mode": h.get("ObjectLockMode"), "until": until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None, "version": h.get("VersionId")}
+        print(json.dumps(out))
+    elif cmd == "delete-version":
+        s3 = client(endpoint)
+        version = s3.head_object(Bucket=bucket, Key=arg)["VersionId"]
+        attempt("delete the version", arg, lambda: s3.delete_object(Bucket=bucket, Key=arg, VersionId=version))
+        s3.head_object(Bucket=bucket, Key=arg, VersionId=version)
     elif cmd == "undo-overwrites":
         undo_overwrites(endpoint, bucket, arg)
     else:

@@ -249,3 +249,16 @@ pub fn moto_iam(work: &Path) -> Option<Server> {
     cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto_iam_server.py")).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
     Some(start(cmd, port, work.join("moto.log")))
 }
+
+/// Runs `tests/s3_roles.py CMD ENDPOINT BUCKET ARG` (boto3: an S3 client
+/// independent of reprise's) with `(key id, secret)` in its environment
+/// (moto without IAM accepts any); returns its stdout.
+pub fn s3_roles(cmd: &str, s3: &Server, bucket: &str, arg: &str, keys: Option<(&str, &str)>) -> String {
+    let mut c = Command::new(moto_python());
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_roles.py")).args([cmd, &s3.endpoint(), bucket, arg]);
+    let (id, secret) = keys.unwrap_or((S3_KEY_ID, S3_SECRET));
+    c.env("AWS_ACCESS_KEY_ID", id).env("AWS_SECRET_ACCESS_KEY", secret);
+    let out = c.output().expect("run s3_roles.py");
+    assert!(out.status.success(), "s3_roles.py {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
