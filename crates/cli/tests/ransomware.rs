@@ -150,13 +150,14 @@ fn newest_before(r: &Reprise, t: jiff::Timestamp) -> String {
 }
 
 /// A plan on the compromised host: its one component has a retention
-/// policy, so that `forget` gets as far as the repository.
-fn host_plan(work: &Path, url: &str, src: &Path) -> PathBuf {
+/// policy, so that `forget` gets as far as the repository, and the given
+/// extra objectives.
+fn host_plan(work: &Path, url: &str, src: &Path, objectives: &str) -> PathBuf {
     let p = work.join("host-reprise.toml");
     fs::write(
         &p,
         format!(
-            "[repositories.main]\nurl = \"{url}\"\n\n[components.documents]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.documents.objectives]\nretention = {{ keep_last = 1 }}\n",
+            "[repositories.main]\nurl = \"{url}\"\n\n[components.documents]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.documents.objectives]\nretention = {{ keep_last = 1 }}\n{objectives}\n",
             src.display()
         ),
     )
@@ -293,7 +294,7 @@ fn ransomware_on_azure_with_a_write_only_sas() {
 
     // 3. The attack.
     let mut tally = Tally::default();
-    let plan = host_plan(work.path(), &url, &src);
+    let plan = host_plan(work.path(), &url, &src, "");
     reprise_attacks(&host, &plan, &cred, &hold, &full_key, &mut tally);
     let names = azure_storage_attacks(&az, "prod", &sas, &mut tally);
     let files = encrypt_in_place(&src);
@@ -391,25 +392,31 @@ fn ransomware_on_s3_with_a_producer_iam_user() {
 
     let src = work.join("srv/documents");
     documents(&src);
+    // The documents are immutable: COMPLIANCE locks for a day on every
+    // pack, index file and snapshot the host writes.
+    let plan = host_plan(work.path(), &url, &src, "retain_for = \"1d\"\nimmutable = true");
+    let ps = plan.to_str().unwrap();
     let host = s3_runner(work.path(), &url, &producer).without_password().with_cache(work.join("host/cache"));
     let k = cred.to_str().unwrap();
-    host.run(&["--key-file", k, "--json", "backup", "--path", src.to_str().unwrap(), "--as", "documents"]).ok();
+    host.run(&["--plan", ps, "--key-file", k, "--json", "backup", "documents"]).ok();
     write_file(&src.join("notes/05/late-note.txt"), b"added after the first backup\n");
-    let out = host.run(&["--key-file", k, "--json", "backup", "--path", src.to_str().unwrap(), "--as", "documents"]).ok();
+    let out = host.run(&["--plan", ps, "--key-file", k, "--json", "backup", "documents"]).ok();
     assert!(!out.stdout.contains(&producer.secret) && !out.stderr.contains(&producer.secret), "the secret leaked");
     let original = manifest(&src);
     let first = admin.snapshots()[0]["id"].as_str().unwrap().to_owned();
     let hold = admin.run(&["--json", "hold", "add", &first, "--reason", "litigation 2026-117"]).ok().json()["hold"].as_str().unwrap().to_owned();
     let before = s3_versions(&s3, "prod", "repo/", &operator);
+    let status = |who: &Reprise| who.run(&["--json", "--plan", ps, "status", "documents"]).ok().json()[0]["immutability"].clone();
+    let st = status(&admin);
+    assert_eq!(st["in_force"], true, "{st}");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let attack = jiff::Timestamp::now();
 
     // The attack: reprise, the source, then the storage API.
     let mut tally = Tally::default();
-    let plan = host_plan(work.path(), &url, &src);
     reprise_attacks(&host, &plan, &cred, &hold, &full_key, &mut tally);
     let files = encrypt_in_place(&src);
-    host.run(&["--key-file", k, "--json", "backup", "--path", src.to_str().unwrap(), "--as", "documents"]).ok();
+    host.run(&["--plan", ps, "--key-file", k, "--json", "backup", "documents"]).ok();
     for line in s3_roles("attack", &s3, "prod", "repo/", Some(&producer)).lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let status = v["status"].as_i64().unwrap() as i32;
@@ -448,6 +455,16 @@ fn ransomware_on_s3_with_a_producer_iam_user() {
     let check = admin.check(&["--read-data"]);
     assert_eq!(check.code, 0, "{}", check.describe());
     assert_eq!(admin.run(&["--json", "hold", "list"]).ok().json().as_array().unwrap().len(), 1, "the hold survived");
+    // moto let the producer shorten the locks (it authorizes
+    // PutObjectRetention as PutObject and does not protect COMPLIANCE
+    // dates); AWS refuses both. status notices either way, once the
+    // original versions are current again.
+    let st = status(&admin);
+    let shortened = tally.rows.get("storage: shorten retention (PutObjectRetention)").is_some_and(|r| r.tried > r.refused);
+    eprintln!("status after the attack and the repair: {}", st["reason"]);
+    assert_eq!(st["in_force"], !shortened, "{st}");
+
+
     let id = newest_before(&admin, attack);
     let target = work.join("recovered");
     admin.restore(&snap_path(&id, &src), &target, &[] as &[&str]).ok();

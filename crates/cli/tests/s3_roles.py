@@ -18,10 +18,13 @@ boto3 (installed with moto[server]) as an independent S3 client.
     delete-version ENDPOINT BUCKET KEY  deletes the key's current version
                                  (by its version ID); prints the outcome.
     undo-overwrites ENDPOINT BUCKET PREFIX   the operator: for each key whose
-                                 newest version is not its first one, copies
-                                 the first version back on top (reprise
-                                 writes each name once, so the first version
-                                 is the real one). Prints the keys repaired.
+                                 newest version is not its first one, deletes
+                                 the newer versions (reprise writes each name
+                                 once, so the first version is the real one,
+                                 and becomes current again with its lock);
+                                 if a newer version is locked, copies the
+                                 first one back on top instead. Prints the
+                                 keys repaired.
 
 Keys go through the environment, never the command line.
 """
@@ -148,9 +151,14 @@ def undo_overwrites(endpoint, bucket, prefix):
     repaired = []
     for key, vs in versions(s3, bucket, prefix).items():
         first = vs[0]
-        if not first[1]:
+        if first[1]:
+            continue
+        try:
+            for version, _ in vs[1:]:
+                s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        except ClientError:
             s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key, "VersionId": first[0]})
-            repaired.append(key)
+        repaired.append(key)
     print(json.dumps(repaired))
 
 
