@@ -74,7 +74,7 @@ impl Lock {
     pub fn until(&self, now: jiff::Timestamp) -> jiff::Timestamp {
         let exact = jiff::SignedDuration::try_from(self.retain_for).ok().and_then(|d| now.checked_add(d).ok()).unwrap_or(jiff::Timestamp::MAX);
         let day = exact.to_zoned(jiff::tz::TimeZone::UTC).date();
-        let midnight = day.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or(exact);
+        let midnight = day.to_zoned(jiff::tz::TimeZone::UTC).map_or(exact, |z| z.timestamp());
         if midnight >= exact {
             midnight
         } else {
