@@ -81,7 +81,13 @@ impl Context {
     }
 
     pub fn backend(target: &Target) -> Result<Arc<dyn Backend>> {
-        backends::open(&target.url).map_err(|e| {
+        Self::backend_with_lock(target, None)
+    }
+
+    /// The backend, setting `lock` on the objects it creates (see
+    /// `commands::immutability`).
+    pub fn backend_with_lock(target: &Target, lock: Option<backends::Lock>) -> Result<Arc<dyn Backend>> {
+        backends::open_with_lock(&target.url, lock).map_err(|e| {
             let code = match e.kind {
                 backends::ErrorKind::PermissionDenied => exit::PERMISSION,
                 backends::ErrorKind::Unavailable => exit::UNAVAILABLE,
@@ -112,7 +118,7 @@ impl Context {
     /// Opens the target repository with the resolved key.
     pub fn open(&self, component: Option<&ComponentPlan>) -> Result<Arc<Repository>> {
         let target = self.target(component)?;
-        let backend = Self::backend(&target)?;
+        let backend = Self::backend_with_lock(&target, component.and_then(crate::commands::immutability::lock_for))?;
         let key_file = self.global.key_file.clone().or(match &target.password {
             PasswordSource::KeyFile(f) if self.global.password_file.is_none() && std::env::var_os("REPRISE_PASSWORD").is_none() => Some(f.clone()),
             _ => None,
