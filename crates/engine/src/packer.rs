@@ -222,6 +222,18 @@ impl BlobPacker {
         Ok(())
     }
 
+    /// Appends a blob already compressed (as read by
+    /// `Repository::open_blob_stored`): repacking moves blobs without
+    /// compressing them again.
+    pub fn add_stored(&mut self, id: Id, raw_length: u32, compression: u8, payload: &[u8]) -> Result<()> {
+        let writer = self.writer.get_or_insert_with(|| PackWriter::new(&self.repo.secrets().write.recovery_public, self.target));
+        writer.add(self.kind, id, raw_length, compression, payload);
+        if writer.len() >= self.target {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Seals and hands over the current pack, if any.
     pub fn flush(&mut self) -> Result<()> {
         let Some(writer) = self.writer.take() else { return Ok(()) };

@@ -39,6 +39,10 @@
 //! quarter of the grace period (24 hours by default).
 
 use std::collections::{HashMap, HashSet};
+
+/// The blobs in use: a million IDs and more, already random, so hashed with
+/// hashbrown's fast default hasher rather than SipHash.
+type UsedSet = hashbrown::HashSet<Id>;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -235,7 +239,7 @@ struct Catalog {
     /// once, in `packs`: prune holds a million-blob index twice otherwise).
     files: Vec<(Id, Vec<Id>)>,
     /// Pack → its blobs and length (from index files, else its directory).
-    packs: HashMap<Id, IndexedPack>,
+    packs: hashbrown::HashMap<Id, IndexedPack>,
     /// Packs in storage, with their sizes.
     stored: HashMap<Id, u64>,
     /// Stored packs whose directory could not be read (never deleted).
@@ -246,7 +250,7 @@ impl Catalog {
     fn load(repo: &Repository) -> Result<Catalog> {
         let backend = repo.backend();
         let mut files = Vec::new();
-        let mut packs: HashMap<Id, IndexedPack> = HashMap::new();
+        let mut packs: hashbrown::HashMap<Id, IndexedPack> = hashbrown::HashMap::new();
         for (name, r) in crate::index::read_index_files(repo)? {
             match r {
                 Ok(file) => {
@@ -306,22 +310,21 @@ impl Catalog {
 /// Every blob the snapshots use (trees and content). Fails if a snapshot
 /// or one of its trees cannot be read: prune never deletes on partial
 /// knowledge.
-fn used_blobs(repo: &Repository, index: &MasterIndex) -> Result<(usize, HashSet<Id>)> {
+fn used_blobs(repo: &Repository, index: &MasterIndex) -> Result<(usize, UsedSet)> {
     let (snapshots, unreadable) = repo.snapshots()?;
     if let Some((object, e)) = unreadable.into_iter().next() {
         return Err(Error::InvalidArgument(format!(
             "prune stops: snapshot {object} cannot be read ({e}), so what it needs is unknown; run `reprise check`, then restore the object from a copy or remove it"
         )));
     }
-    let mut used: HashSet<Id> = HashSet::new();
+    let mut used = UsedSet::new();
     for s in &snapshots {
         let body = repo.snapshot_body(&s.id)?;
         if !used.insert(body.tree) {
             continue;
         }
-        let mut found = Vec::new();
         walk::walk(repo, index, &body.tree, &mut |_, node| {
-            found.extend_from_slice(&node.content);
+            used.extend(node.content.iter().copied());
             if node.kind == NodeKind::Dir
                 && let Some(sub) = node.subtree
                 && !used.insert(sub)
@@ -331,7 +334,6 @@ fn used_blobs(repo: &Repository, index: &MasterIndex) -> Result<(usize, HashSet<
             }
             Ok(Visit::Descend)
         })?;
-        used.extend(found);
     }
     Ok((snapshots.len(), used))
 }
@@ -379,7 +381,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
 
 /// Phase 2: deletes what due marks condemn, except what a snapshot written
 /// since needs.
-fn sweep(repo: &Repository, catalog: &mut Catalog, used: &HashSet<Id>, due: &[Mark], pending: &[Mark], dry_run: bool, report: &mut PruneReport) -> Result<()> {
+fn sweep(repo: &Repository, catalog: &mut Catalog, used: &UsedSet, due: &[Mark], pending: &[Mark], dry_run: bool, report: &mut PruneReport) -> Result<()> {
     let condemned_due: HashSet<Id> = due.iter().flat_map(|m| m.mark.packs.iter().copied()).collect();
     let condemned_all: HashSet<Id> = condemned_due.iter().copied().chain(pending.iter().flat_map(|m| m.mark.packs.iter().copied())).collect();
     let mut live = catalog.index_without(&condemned_all, false);
@@ -471,7 +473,7 @@ fn remove(repo: &Repository, kind: ObjectKind, name: &str) -> Result<()> {
 
 /// Phase 1: condemns unused packs and repacks mostly unused ones; writes
 /// one mark for both.
-fn mark(repo: &Arc<Repository>, catalog: &mut Catalog, used: &HashSet<Id>, pending: &[Mark], opts: &PruneOptions, report: &mut PruneReport) -> Result<Option<Mark>> {
+fn mark(repo: &Arc<Repository>, catalog: &mut Catalog, used: &UsedSet, pending: &[Mark], opts: &PruneOptions, report: &mut PruneReport) -> Result<Option<Mark>> {
     let condemned: HashSet<Id> = pending.iter().flat_map(|m| m.mark.packs.iter().copied()).collect();
     let live = catalog.index_without(&condemned, false);
     // A blob counts as used in one pack only (the copy the index chose);
@@ -546,7 +548,7 @@ fn mark(repo: &Arc<Repository>, catalog: &mut Catalog, used: &HashSet<Id>, pendi
 
 /// Copies the used blobs of `packs` into new packs (durable and indexed
 /// before the old ones are condemned). Returns the bytes written.
-fn repack(repo: &Arc<Repository>, catalog: &mut Catalog, live: &MasterIndex, used: &HashSet<Id>, packs: &[Id], opts: &PruneOptions) -> Result<u64> {
+fn repack(repo: &Arc<Repository>, catalog: &mut Catalog, live: &MasterIndex, used: &UsedSet, packs: &[Id], opts: &PruneOptions) -> Result<u64> {
     let uploads = Uploads::start(Arc::clone(repo), opts.threads, 0);
     let mut data = BlobPacker::new(Arc::clone(repo), BlobKind::Data, uploads.sink(), opts.compression_level);
     let mut trees = BlobPacker::new(Arc::clone(repo), BlobKind::Tree, uploads.sink(), opts.compression_level);
@@ -562,11 +564,12 @@ fn repack(repo: &Arc<Repository>, catalog: &mut Catalog, live: &MasterIndex, use
                 let ct = bytes.get(start..end).ok_or_else(|| {
                     Error::damaged(ObjectKind::Pack.path(&id.to_hex()), reprise_format::FormatError::Truncated("blob beyond the end of the pack".into()))
                 })?;
-                // Verified on the way: a damaged blob is never copied forward.
-                let raw = repo.open_blob(id, b, ct)?;
+                // Verified on the way (a damaged blob is never copied
+                // forward), and moved as stored: no second compression.
+                let (compression, payload) = repo.open_blob_stored(id, b, ct)?;
                 match b.kind {
-                    BlobKind::Data => data.add(b.id, &raw)?,
-                    BlobKind::Tree => trees.add(b.id, &raw)?,
+                    BlobKind::Data => data.add_stored(b.id, b.raw_length, compression, &payload)?,
+                    BlobKind::Tree => trees.add_stored(b.id, b.raw_length, compression, &payload)?,
                 }
             }
         }

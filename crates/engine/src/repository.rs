@@ -422,6 +422,14 @@ impl Repository {
             .map_err(|e| Error::damaged(format!("{} blob {} in {}", entry.kind, entry.id, ObjectKind::Pack.path(&pack.to_hex())), e))
     }
 
+    /// Like [`Repository::open_blob`], but returns the blob as stored
+    /// (compression byte, payload) once verified.
+    pub fn open_blob_stored(&self, pack: &Id, entry: &pack::PackEntry, ciphertext: &[u8]) -> Result<(u8, Vec<u8>)> {
+        let key = self.pack_key(pack)?;
+        pack::open_blob_stored(&key, &self.secrets.write.id_key, entry, ciphertext)
+            .map_err(|e| Error::damaged(format!("{} blob {} in {}", entry.kind, entry.id, ObjectKind::Pack.path(&pack.to_hex())), e))
+    }
+
     pub fn read_tree(&self, index: &MasterIndex, id: &Id) -> Result<Tree> {
         let bytes = self.read_blob(index, BlobKind::Tree, id)?;
         Tree::decode(&bytes).map_err(|e| Error::damaged(format!("tree blob {id}"), e))

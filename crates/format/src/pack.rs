@@ -291,25 +291,54 @@ pub fn open_pack_key(header: &[u8], recovery: &RecoverySecretKey) -> Result<Symm
 
 /// Decrypts one blob, decompresses it and checks it hashes to its ID.
 pub fn open_blob(pack_key: &SymmetricKey, id_key: &IdKey, entry: &PackEntry, ciphertext: &[u8]) -> Result<Vec<u8>, FormatError> {
-    if ciphertext.len() != entry.length as usize {
-        return Err(FormatError::truncated(format!("blob {}", entry.id.short())));
-    }
-    let mut buf = ciphertext.to_vec();
-    pack_key.open_in_place(blob_nonce(entry.offset), &blob_aad(entry.kind, &entry.id), &mut buf, "blob")?;
+    let mut buf = decrypt_blob(pack_key, entry, ciphertext)?;
     let plain = match buf.first() {
         Some(&STORED) => {
             buf.remove(0);
             buf
         }
-        Some(&ZSTD) => zstd_decompress(&buf[1..], entry.raw_length as usize)
-            .map_err(|e| FormatError::Malformed(format!("blob {}: zstd: {e}", entry.id.short())))?,
-        Some(other) => return Err(FormatError::Malformed(format!("unknown compression byte {other}"))),
-        None => return Err(FormatError::truncated("blob")),
+        _ => decompress(entry, &buf)?,
     };
-    if plain.len() != entry.raw_length as usize || id_key.blob_id(&plain) != entry.id {
+    verify(id_key, entry, &plain)?;
+    Ok(plain)
+}
+
+/// Like [`open_blob`] (decrypted, decompressed and verified against its
+/// ID), but returns the blob as stored: its compression byte and payload.
+/// Repacking carries them over instead of compressing again.
+pub fn open_blob_stored(pack_key: &SymmetricKey, id_key: &IdKey, entry: &PackEntry, ciphertext: &[u8]) -> Result<(u8, Vec<u8>), FormatError> {
+    let mut buf = decrypt_blob(pack_key, entry, ciphertext)?;
+    match buf.first() {
+        Some(&STORED) => verify(id_key, entry, &buf[1..])?,
+        _ => verify(id_key, entry, &decompress(entry, &buf)?)?,
+    }
+    let compression = buf.remove(0);
+    Ok((compression, buf))
+}
+
+fn decrypt_blob(pack_key: &SymmetricKey, entry: &PackEntry, ciphertext: &[u8]) -> Result<Vec<u8>, FormatError> {
+    if ciphertext.len() != entry.length as usize {
+        return Err(FormatError::truncated(format!("blob {}", entry.id.short())));
+    }
+    let mut buf = ciphertext.to_vec();
+    pack_key.open_in_place(blob_nonce(entry.offset), &blob_aad(entry.kind, &entry.id), &mut buf, "blob")?;
+    Ok(buf)
+}
+
+/// Decodes a decrypted blob that is not stored raw.
+fn decompress(entry: &PackEntry, buf: &[u8]) -> Result<Vec<u8>, FormatError> {
+    match buf.first() {
+        Some(&ZSTD) => zstd_decompress(&buf[1..], entry.raw_length as usize).map_err(|e| FormatError::Malformed(format!("blob {}: zstd: {e}", entry.id.short()))),
+        Some(other) => Err(FormatError::Malformed(format!("unknown compression byte {other}"))),
+        None => Err(FormatError::truncated("blob")),
+    }
+}
+
+fn verify(id_key: &IdKey, entry: &PackEntry, plain: &[u8]) -> Result<(), FormatError> {
+    if plain.len() != entry.raw_length as usize || id_key.blob_id(plain) != entry.id {
         return Err(FormatError::IdMismatch);
     }
-    Ok(plain)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -324,12 +353,14 @@ mod tests {
             let s = Secrets::generate(Id([3; 32]));
             let mut w = PackWriter::new(&s.write.recovery_public, 1024);
             let mut expected = Vec::new();
+            let mut stored = Vec::new();
             for (data, tree, squash) in &blobs {
                 let raw = if *squash { vec![b'a'; data.len() + 100] } else { data.clone() };
                 let kind = if *tree { BlobKind::Tree } else { BlobKind::Data };
                 let id = s.write.id_key.blob_id(&raw);
                 let (c, payload) = compress(&raw, 3);
                 w.add(kind, id, raw.len() as u32, c, &payload);
+                stored.push((c, payload));
                 expected.push(raw);
             }
             let (name, bytes, entries) = w.finish(&s.write.catalog_key);
@@ -337,9 +368,14 @@ mod tests {
             let dir = directory_of(&bytes, &s.write.catalog_key).unwrap();
             prop_assert_eq!(&dir, &entries);
             let key = open_pack_key(&bytes[..HEADER_LEN], s.recovery.as_ref().unwrap()).unwrap();
-            for (e, raw) in dir.iter().zip(&expected) {
+            for ((e, raw), as_stored) in dir.iter().zip(&expected).zip(&stored) {
                 let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
                 prop_assert_eq!(&open_blob(&key, &s.write.id_key, e, ct).unwrap(), raw);
+                // Repacking reads the blob as stored, verified the same way.
+                prop_assert_eq!(&open_blob_stored(&key, &s.write.id_key, e, ct).unwrap(), as_stored);
+                let mut wrong = *e;
+                wrong.id = Id([9; 32]);
+                prop_assert!(open_blob_stored(&key, &s.write.id_key, &wrong, ct).is_err());
             }
         }
     }
