@@ -200,9 +200,6 @@ pub struct ObjectBackend {
     /// The bucket refused a locked PUT for want of Object Lock: plain
     /// creates from then on (warned once).
     lock_unsupported: AtomicBool,
-    /// Azure: a policy request failed after its retries (warned once; later
-    /// blobs still get theirs).
-    policy_failed: AtomicBool,
     /// Raw signed requests (bucket lock configuration, object lock headers).
     raw: HttpClient,
     signer: Signer,
@@ -389,7 +386,6 @@ impl ObjectBackend {
             lock: None,
             lock_store: Mutex::new(None),
             lock_unsupported: AtomicBool::new(false),
-            policy_failed: AtomicBool::new(false),
             raw,
             signer,
             container_url,
@@ -479,10 +475,12 @@ impl ObjectBackend {
     /// Azure: sets the immutability policy of a blob just created (Set Blob
     /// Immutability Policy, see `lock.rs`). Never fails the create: a
     /// refusal (no permission, not implemented, container without
-    /// version-level immutability) is warned about once and the following
-    /// blobs are written without a policy; a failure that outlasted the
-    /// retries is warned about once, and the following blobs still get
-    /// theirs.
+    /// version-level immutability) or a failure that outlasted the retries
+    /// is warned about once, and the following blobs of this run are
+    /// written without a policy. (Not trying again on every blob: Azurite
+    /// answers 500 to any SAS-signed policy request, and six retried
+    /// attempts per blob would slow a backup to a crawl; `status` then
+    /// reports the newest snapshot unprotected.)
     fn set_azure_policy(&self, lock: Lock, kind: ObjectKind, name: &str) {
         let path = self.object_path(kind, name);
         let until = lock.until(jiff::Timestamp::now());
@@ -498,15 +496,13 @@ impl ObjectBackend {
             Ok(a) if a.status == 200 => {
                 tracing::debug!(object = name, mode = lock.mode.azure_name(), until = %lock::azure_date(until), "immutability policy set");
             }
-            Ok(a) => {
-                let why = lock::azure_policy_refusal(a.status, a.tag("Code").unwrap_or_default());
+            other => {
+                let why = match other {
+                    Ok(a) => lock::azure_policy_refusal(a.status, a.tag("Code").unwrap_or_default()),
+                    Err(e) => format!("cannot set a blob's immutability policy ({})", e.message),
+                };
                 if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(location = %self.location, "{why}: blobs are written without an immutability policy (docs/STORAGE.md)");
-                }
-            }
-            Err(e) => {
-                if !self.policy_failed.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(location = %self.location, object = %path, "cannot set the blob's immutability policy: {}; that blob has none (the next ones are still tried)", e.message);
+                    tracing::warn!(location = %self.location, object = %path, "{why}: this and the following blobs of this run have no immutability policy (docs/STORAGE.md)");
                 }
             }
         }
