@@ -712,20 +712,19 @@ impl Backend for ObjectBackend {
                 self.create_with(&self.store, kind, name, bytes)?;
                 self.set_azure_policy(lock, kind, name);
                 return Ok(());
-            } else {
-                let (until, store) = self.lock_store(lock)?;
-                match self.create_with(&store, kind, name, bytes) {
-                    Err(e) if e.kind == ErrorKind::Other && lock::is_missing_object_lock(&e.message) => {
-                        if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(location = %self.location, "the bucket has no Object Lock: objects are written without a retain-until date (have the bucket's administrator enable Object Lock; see docs/STORAGE.md)");
-                        }
+            }
+            let (until, store) = self.lock_store(lock)?;
+            match self.create_with(&store, kind, name, bytes) {
+                Err(e) if e.kind == ErrorKind::Other && lock::is_missing_object_lock(&e.message) => {
+                    if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(location = %self.location, "the bucket has no Object Lock: objects are written without a retain-until date (have the bucket's administrator enable Object Lock; see docs/STORAGE.md)");
                     }
-                    other => {
-                        if other.is_ok() {
-                            tracing::debug!(object = name, mode = lock.mode.s3_name(), until, "created with a storage lock");
-                        }
-                        return other;
+                }
+                other => {
+                    if other.is_ok() {
+                        tracing::debug!(object = name, mode = lock.mode.s3_name(), until, "created with a storage lock");
                     }
+                    return other;
                 }
             }
         }
