@@ -214,8 +214,8 @@ pub fn open(url: &str) -> Result<Arc<dyn Backend>, BackendError> {
 }
 
 /// [`open`], with a storage-level lock on the packs, index files,
-/// snapshots and WAL files created (S3 Object Lock; ignored by local
-/// directories, and on Azure for now: see [`lock`]).
+/// snapshots and WAL files created (S3 Object Lock; Azure version-level
+/// immutability policies; ignored by local directories: see [`lock`]).
 pub fn open_with_lock(url: &str, lock: Option<Lock>) -> Result<Arc<dyn Backend>, BackendError> {
     if let Some(parsed) = ObjectUrl::parse(url) {
         let parsed = parsed.map_err(|m| BackendError::new(ErrorKind::Other, url.split('?').next().unwrap_or(url), "", m))?;

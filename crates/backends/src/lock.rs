@@ -23,13 +23,25 @@
 //! (`AwsAuthorizer`, `AzureAuthorizer`), sent with its HTTP client: no
 //! second signing implementation.
 //!
-//! **Azure.** Azure sets version-level immutability with a separate request
-//! after the upload (Set Blob Immutability Policy) on containers that have
-//! version-level immutability enabled. reprise does not send it yet (the
-//! emulator used in tests, Azurite, implements no immutability at all, so
-//! it could not be tested); a container-level time-based retention policy,
-//! set by the administrator, protects every blob meanwhile, and the status
-//! reports it.
+//! **Azure.** Azure takes a version-level immutability policy (a
+//! retain-until date and a mode, `Unlocked` or `Locked`) either on Put
+//! Blob (`x-ms-immutability-policy-until-date`, `-mode`) or afterwards with
+//! Set Blob Immutability Policy (`PUT BLOB?comp=immutabilityPolicies`, the
+//! same two headers, API version 2020-06-12 or later); both need a
+//! container with version-level immutability enabled. reprise sends the
+//! second request, right after the create, built here and signed with
+//! `object_store`'s `AzureAuthorizer` (the status requests' path), because
+//! the first cannot be made through `object_store` 0.14: `PutOptions` has no
+//! header hook, and unlike its S3 client, its Azure client signs only the
+//! request's own headers, while reqwest adds the client's default headers
+//! after signing (a Shared Key signature covers every `x-ms-*` header, so
+//! the request would be refused). Azurite also ignores those headers on Put
+//! Blob, so a lock sent there could not even be seen failing in tests; it
+//! answers Set Blob Immutability Policy with 501 APINotImplemented, which
+//! reprise reports. Modes: COMPLIANCE ↔ `Locked` (can only be lengthened,
+//! by anyone), GOVERNANCE ↔ `Unlocked` (can be shortened or deleted by a
+//! holder of the `i` SAS permission or of the
+//! `immutableStorage/runAsSuperUser` data action).
 
 use std::time::Duration;
 
@@ -55,6 +67,18 @@ impl LockMode {
         match self {
             LockMode::Governance => "GOVERNANCE",
             LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    /// The Azure blob immutability policy mode that holds like this S3
+    /// mode: a `Locked` policy, like COMPLIANCE, can only be lengthened; an
+    /// `Unlocked` one, like GOVERNANCE, can be lifted by a privileged
+    /// credential (here: the `i` SAS permission).
+    #[must_use]
+    pub fn azure_name(self) -> &'static str {
+        match self {
+            LockMode::Governance => "Unlocked",
+            LockMode::Compliance => "Locked",
         }
     }
 }
@@ -87,6 +111,46 @@ impl Lock {
 #[must_use]
 pub fn s3_date(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Formats a date as Azure wants it in `x-ms-immutability-policy-until-date`
+/// (RFC 1123, always GMT).
+#[must_use]
+pub fn azure_date(t: jiff::Timestamp) -> String {
+    t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// A raw request before signing: method, URL (without credentials), and
+/// the headers it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Set Blob Immutability Policy on the blob at `blob_url` (container URL
+/// and blob name, no query): `PUT …?comp=immutabilityPolicies` with the
+/// retain-until date and the mode.
+pub(crate) fn azure_policy_request(blob_url: &str, mode: LockMode, until: jiff::Timestamp) -> RawRequest {
+    RawRequest {
+        method: "PUT",
+        url: format!("{blob_url}?comp=immutabilityPolicies"),
+        headers: vec![("x-ms-immutability-policy-until-date", azure_date(until)), ("x-ms-immutability-policy-mode", mode.azure_name().to_owned())],
+    }
+}
+
+/// What an Azure refusal of Set Blob Immutability Policy means, in words
+/// that name the fix (status and error code only: the body may echo the
+/// request's URL, SAS included).
+pub(crate) fn azure_policy_refusal(status: u16, code: &str) -> String {
+    match (status, code) {
+        (501, _) | (_, "APINotImplemented") => format!("the storage does not implement Set Blob Immutability Policy (HTTP {status} {code}; Azurite does not)"),
+        (401 | 403, _) => format!(
+            "this credential may not set immutability policies (HTTP {status} {code}): give the production host's SAS the 'i' permission (RBAC: immutableStorage/runAsSuperUser/action)"
+        ),
+        _ => format!("the container refused an immutability policy (HTTP {status} {code}): have its administrator enable version-level immutability on it"),
+    }
 }
 
 /// What the service says about immutability where the repository lives.
@@ -138,13 +202,17 @@ pub(crate) enum Signer {
     AzureSas(String),
 }
 
-/// Sends one signed request with `object_store`'s HTTP client.
-pub(crate) async fn send(client: HttpClient, signer: &Signer, method: &str, url: &str) -> Result<Answer, String> {
+/// Signs a raw request with `object_store`'s own signers (no network).
+pub(crate) fn build(signer: &Signer, raw: &RawRequest) -> Result<HttpRequest, String> {
     let url = match signer {
-        Signer::AzureSas(sas) => format!("{url}{}{sas}", if url.contains('?') { '&' } else { '?' }),
-        _ => url.to_owned(),
+        Signer::AzureSas(sas) => format!("{}{}{sas}", raw.url, if raw.url.contains('?') { '&' } else { '?' }),
+        _ => raw.url.clone(),
     };
-    let mut request: HttpRequest = http::Request::builder().method(method).uri(&url).body(HttpRequestBody::empty()).map_err(|e| e.to_string())?;
+    let mut builder = http::Request::builder().method(raw.method).uri(&url);
+    for (name, value) in &raw.headers {
+        builder = builder.header(*name, value);
+    }
+    let mut request: HttpRequest = builder.body(HttpRequestBody::empty()).map_err(|e| e.to_string())?;
     match signer {
         Signer::S3 { key_id, secret, token, region } => {
             let credential = AwsCredential { key_id: key_id.clone(), secret_key: secret.clone(), token: token.clone() };
@@ -158,6 +226,12 @@ pub(crate) async fn send(client: HttpClient, signer: &Signer, method: &str, url:
             request.headers_mut().insert("x-ms-version", http::HeaderValue::from_static("2021-08-06"));
         }
     }
+    Ok(request)
+}
+
+/// Sends one signed request with `object_store`'s HTTP client.
+pub(crate) async fn send(client: HttpClient, signer: &Signer, raw: &RawRequest) -> Result<Answer, String> {
+    let request = build(signer, raw)?;
     let response = client.execute(request).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let headers = response.headers().iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_owned())).collect();
@@ -196,5 +270,43 @@ mod tests {
         assert!(is_missing_object_lock("InvalidRequest: Bucket is missing Object Lock Configuration"));
         assert!(is_missing_object_lock("InvalidRequest: Bucket is missing ObjectLockConfiguration"));
         assert!(!is_missing_object_lock("AccessDenied"));
+    }
+
+    /// The request reprise sends after each Azure create, signed both ways
+    /// it can be: method, path, query, headers and the RFC 1123 date.
+    #[test]
+    fn azure_policy_request_is_set_blob_immutability_policy() {
+        // Azurite's public development key: a well-formed key, no secret.
+        const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+        let lock = Lock { mode: LockMode::Compliance, retain_for: Duration::from_secs(2 * 86_400) };
+        let until = lock.until("2026-11-21T21:37:00Z".parse().unwrap());
+        let raw = azure_policy_request("https://acct.blob.core.windows.net/ctr/repo/data/ab/abcdef", lock.mode, until);
+        let header = |r: &HttpRequest, name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+
+        let signed = build(&Signer::AzureKey { account: "acct".into(), key: KEY.into() }, &raw).unwrap();
+        assert_eq!(signed.method(), "PUT");
+        assert_eq!(signed.uri().host(), Some("acct.blob.core.windows.net"));
+        assert_eq!(signed.uri().path(), "/ctr/repo/data/ab/abcdef");
+        assert_eq!(signed.uri().query(), Some("comp=immutabilityPolicies"));
+        assert_eq!(header(&signed, "x-ms-immutability-policy-until-date").as_deref(), Some("Tue, 24 Nov 2026 00:00:00 GMT"));
+        assert_eq!(header(&signed, "x-ms-immutability-policy-mode").as_deref(), Some("Locked"));
+        let version = header(&signed, "x-ms-version").unwrap();
+        assert!(version.as_str() >= "2020-06-12", "Set Blob Immutability Policy needs 2020-06-12 or later, not {version}");
+        assert!(header(&signed, "date").is_some_and(|d| d.ends_with(" GMT")));
+        let auth = header(&signed, "authorization").unwrap();
+        assert!(auth.starts_with("SharedKey acct:") && !auth.contains(KEY), "{auth}");
+
+        // A SAS goes in the query, after comp=; nothing else authorizes.
+        let raw = azure_policy_request("http://127.0.0.1:10000/devstoreaccount1/ctr/repo/index/01", LockMode::Governance, until);
+        let sas = build(&Signer::AzureSas("sv=2021-08-06&sr=c&sp=rcli&sig=c2ln".into()), &raw).unwrap();
+        assert_eq!(sas.uri().path(), "/devstoreaccount1/ctr/repo/index/01");
+        assert_eq!(sas.uri().query(), Some("comp=immutabilityPolicies&sv=2021-08-06&sr=c&sp=rcli&sig=c2ln"));
+        assert_eq!(header(&sas, "x-ms-immutability-policy-mode").as_deref(), Some("Unlocked"));
+        assert!(header(&sas, "x-ms-version").unwrap().as_str() >= "2020-06-12");
+        assert!(header(&sas, "authorization").is_none());
+
+        assert!(azure_policy_refusal(501, "APINotImplemented").contains("does not implement"));
+        assert!(azure_policy_refusal(403, "AuthorizationPermissionMismatch").contains("'i' permission"));
+        assert!(azure_policy_refusal(409, "ImmutableStorageWithVersioningNotEnabled").contains("version-level immutability"));
     }
 }

@@ -393,8 +393,8 @@ impl ObjectBackend {
     }
 
     /// Sets a storage-level lock on the packs, index files, snapshots and
-    /// WAL files this backend creates from now on (S3 Object Lock; see
-    /// `lock.rs`). Config, key and hold objects are never locked: keys are
+    /// WAL files this backend creates from now on (S3 Object Lock; Azure
+    /// version-level immutability policies; see `lock.rs`). Config, key and hold objects are never locked: keys are
     /// replaced when a passphrase changes, and a hold must be liftable.
     #[must_use]
     pub fn with_lock(mut self, lock: Option<Lock>) -> Self {
@@ -459,11 +459,53 @@ impl ObjectBackend {
     /// One raw signed request on the bucket or container (`path` starts
     /// with `/` or `?`).
     fn raw_request(&self, method: &'static str, path: &str) -> Result<lock::Answer, BackendError> {
-        let url = format!("{}{path}", self.container_url);
+        self.raw_send(&lock::RawRequest { method, url: format!("{}{path}", self.container_url), headers: Vec::new() }, path)
+    }
+
+    /// Sends a raw request; `what` names it in errors (never the URL, which
+    /// may carry a SAS).
+    fn raw_send(&self, raw: &lock::RawRequest, what: &str) -> Result<lock::Answer, BackendError> {
         let client = self.raw.clone();
         let signer = self.signer.clone();
-        self.run(async move { lock::send(client, &signer, method, &url).await })
-            .map_err(|e| BackendError::new(ErrorKind::Unavailable, &self.location, path, redact(&e, &self.secrets)))
+        let raw = raw.clone();
+        self.run(async move { lock::send(client, &signer, &raw).await })
+            .map_err(|e| BackendError::new(ErrorKind::Unavailable, &self.location, what, redact(&e, &self.secrets)))
+    }
+
+    /// Azure: sets the immutability policy of a blob just created (Set Blob
+    /// Immutability Policy, see `lock.rs`). Never fails the create: a
+    /// refusal (no permission, not implemented, container without
+    /// version-level immutability) or a failure that outlasted the retries
+    /// is warned about once, and the following blobs of this run are
+    /// written without a policy. (Not trying again on every blob: Azurite
+    /// answers 500 to any SAS-signed policy request, and six retried
+    /// attempts per blob would slow a backup to a crawl; `status` then
+    /// reports the newest snapshot unprotected.)
+    fn set_azure_policy(&self, lock: Lock, kind: ObjectKind, name: &str) {
+        let path = self.object_path(kind, name);
+        let until = lock.until(jiff::Timestamp::now());
+        let raw = lock::azure_policy_request(&format!("{}{path}", self.container_url), lock.mode, until);
+        let answer = self.retrying(|_| match self.raw_send(&raw, &path) {
+            // Server errors and throttling: try again, as object_store does.
+            Ok(a) if matches!(a.status, 408 | 429 | 500 | 502 | 503 | 504) => {
+                Err(BackendError::new(ErrorKind::Unavailable, &self.location, &path, format!("HTTP {} {}", a.status, a.tag("Code").unwrap_or_default())))
+            }
+            other => other,
+        });
+        match answer {
+            Ok(a) if a.status == 200 => {
+                tracing::debug!(object = name, mode = lock.mode.azure_name(), until = %lock::azure_date(until), "immutability policy set");
+            }
+            other => {
+                let why = match other {
+                    Ok(a) => lock::azure_policy_refusal(a.status, a.tag("Code").unwrap_or_default()),
+                    Err(e) => format!("cannot set a blob's immutability policy ({})", e.message),
+                };
+                if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(location = %self.location, object = %path, "{why}: this and the following blobs of this run have no immutability policy (docs/STORAGE.md)");
+                }
+            }
+        }
     }
 
     fn object_path(&self, kind: ObjectKind, name: &str) -> String {
@@ -666,24 +708,23 @@ impl Backend for ObjectBackend {
         let lockable = matches!(kind, ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Wal);
         if let Some(lock) = self.lock.filter(|_| lockable && !self.lock_unsupported.load(Ordering::Relaxed)) {
             if self.service == Service::Azure {
-                // See lock.rs: no per-blob policies on Azure yet.
-                if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(location = %self.location, "reprise sets no immutability policy on Azure blobs yet; protect the container with a time-based retention policy (docs/STORAGE.md)");
+                // Azure takes the policy in a second request (see lock.rs).
+                self.create_with(&self.store, kind, name, bytes)?;
+                self.set_azure_policy(lock, kind, name);
+                return Ok(());
+            }
+            let (until, store) = self.lock_store(lock)?;
+            match self.create_with(&store, kind, name, bytes) {
+                Err(e) if e.kind == ErrorKind::Other && lock::is_missing_object_lock(&e.message) => {
+                    if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(location = %self.location, "the bucket has no Object Lock: objects are written without a retain-until date (have the bucket's administrator enable Object Lock; see docs/STORAGE.md)");
+                    }
                 }
-            } else {
-                let (until, store) = self.lock_store(lock)?;
-                match self.create_with(&store, kind, name, bytes) {
-                    Err(e) if e.kind == ErrorKind::Other && lock::is_missing_object_lock(&e.message) => {
-                        if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(location = %self.location, "the bucket has no Object Lock: objects are written without a retain-until date (have the bucket's administrator enable Object Lock; see docs/STORAGE.md)");
-                        }
+                other => {
+                    if other.is_ok() {
+                        tracing::debug!(object = name, mode = lock.mode.s3_name(), until, "created with a storage lock");
                     }
-                    other => {
-                        if other.is_ok() {
-                            tracing::debug!(object = name, mode = lock.mode.s3_name(), until, "created with a storage lock");
-                        }
-                        return other;
-                    }
+                    return other;
                 }
             }
         }
@@ -818,7 +859,7 @@ impl Backend for ObjectBackend {
                 let detail = if versioned || policy || hold {
                     format!("version-level immutability {}; container immutability policy {}; container legal hold {}", on(versioned), on(policy), on(hold))
                 } else {
-                    "the container reports no immutability (no version-level immutability, no time-based retention policy, no legal hold); Azurite implements none of them".into()
+                    "the container reports no immutability (no version-level immutability, which the policies reprise sets on blobs need; no time-based retention policy; no legal hold); Azurite implements none of them".into()
                 };
                 Ok(ServiceImmutability { supported: policy || hold || versioned, detail })
             }

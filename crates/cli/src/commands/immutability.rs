@@ -8,7 +8,10 @@
 //! operator's, but liftable by an account administrator granted
 //! `s3:BypassGovernanceRetention`, e.g. for a court-ordered erasure). The
 //! period is `retain_for`, else, for `immutable = true`, the longest the
-//! retention policy can keep a snapshot.
+//! retention policy can keep a snapshot. On Azure the same dates go in a
+//! version-level immutability policy: COMPLIANCE → `Locked` (can only be
+//! lengthened), GOVERNANCE → `Unlocked` (liftable with the `i` SAS
+//! permission).
 
 use std::time::Duration;
 
@@ -113,7 +116,7 @@ pub fn status(repo: &Repository, c: &ComponentPlan, snapshots: &[SnapshotInfo]) 
     st.reason = match (found.retain_until, label) {
         _ if found.legal_hold => "in force: legal hold on the newest snapshot's object".into(),
         (None, _) if st.lock.is_none() => "not in force: the newest snapshot's object has no retain-until date, and the plan asks for none (set retain_for or immutable = true)".into(),
-        (None, _) => "not in force: the newest snapshot's object has no retain-until date (written before the lock was configured, or the bucket refused it)".into(),
+        (None, _) => "not in force: the newest snapshot's object has no retain-until date (written before the lock was configured, or the storage refused it: see the backup's warning)".into(),
         (Some(u), _) if u <= now => format!("not in force: the newest snapshot's lock expired on {u}"),
         (Some(u), Some(l)) if u < l => format!("not in force: the newest snapshot's object is locked until {u}, before its retain_until label {l}"),
         (Some(u), _) => format!("in force: {} until {}", found.mode.as_deref().unwrap_or("locked"), u.strftime("%Y-%m-%d")),
