@@ -223,7 +223,12 @@ pub fn container_sas(container: &str, permissions: &str) -> String {
 /// A request with a SAS (no other authentication), as a compromised host
 /// holding that SAS would make it.
 pub fn azure_sas_request(az: &Server, method: &str, container: &str, blob: &str, sas: &str, extra: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    let mut headers: Vec<(&str, String)> = vec![("x-ms-version", "2021-08-06".into()), ("x-ms-blob-type", "BlockBlob".into())];
+    let mut headers: Vec<(&str, String)> = vec![("x-ms-version", "2021-08-06".into())];
+    // Only Put Blob (a PUT without `comp=`) takes a blob type: sent on
+    // other operations, Azurite may take them for a Put Blob.
+    if method == "PUT" && !sas.contains("comp=") {
+        headers.push(("x-ms-blob-type", "BlockBlob".into()));
+    }
     headers.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
     http(az.port, method, &format!("/{AZURITE_ACCOUNT}/{container}/{blob}?{sas}"), &headers, body)
 }
