@@ -346,6 +346,10 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         return Err(Error::InvalidArgument("--max-unused must be between 0% and 100%".into()));
     }
     let started = Instant::now();
+    // Marks are due by this time, taken before the snapshots are listed:
+    // a writer may commit until three quarters of a grace period, so every
+    // snapshot that can rely on a due mark's packs is in the listing.
+    let now = Timestamp::now();
     let mut report = PruneReport { dry_run: opts.dry_run, ..PruneReport::default() };
     let marks = read_marks(repo)?;
     let mut catalog = Catalog::load(repo)?;
@@ -356,7 +360,6 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     report.snapshots = snapshots;
     report.used_blobs = used.len();
 
-    let now = Timestamp::now();
     let (due, pending): (Vec<Mark>, Vec<Mark>) = marks.into_iter().partition(|m| m.due() <= now);
     sweep(repo, &mut catalog, &used, &due, &pending, opts.dry_run, &mut report)?;
     let mut pending = pending;
@@ -366,8 +369,16 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     // Without a grace period the new mark is due at once (single-host use,
     // nothing running): sweep it now rather than at the next prune.
     if opts.grace.is_zero() && !opts.dry_run {
-        let (due, rest): (Vec<Mark>, Vec<Mark>) = pending.into_iter().partition(|m| m.due() <= Timestamp::now());
-        sweep(repo, &mut catalog, &used, &due, &rest, false, &mut report)?;
+        let now = Timestamp::now();
+        let (due, rest): (Vec<Mark>, Vec<Mark>) = pending.into_iter().partition(|m| m.due() <= now);
+        if !due.is_empty() {
+            // Listed again: a snapshot committed while this prune ran keeps
+            // its packs (writers that see the mark refuse to commit).
+            let trees = catalog.index_without(&HashSet::new(), true);
+            let (_, used_now) = used_blobs(repo, &trees)?;
+            drop(trees);
+            sweep(repo, &mut catalog, &used_now, &due, &rest, false, &mut report)?;
+        }
         pending = rest;
     }
     report.pending_marks = pending.len();
