@@ -112,7 +112,32 @@ impl Context {
     /// Opens the target repository with the resolved key.
     pub fn open(&self, component: Option<&ComponentPlan>) -> Result<Arc<Repository>> {
         let target = self.target(component)?;
-        let backend = Self::backend(&target)?;
+        self.open_target(&target)
+    }
+
+    /// A repository the plan declares, by name, whatever `--repo` says
+    /// (`copy` and `status` work on several repositories at once).
+    pub fn named_target(&self, name: &str) -> Result<Target> {
+        let plan = self.plan()?;
+        let r = plan.repositories.get(name).ok_or_else(|| {
+            let known: Vec<_> = plan.repositories.keys().map(String::as_str).collect();
+            exit::usage(format!(
+                "the plan declares no repository '{name}': declare it under [repositories.{name}] (url, passphrase source, copy_of), or use one of: {}",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ))
+        })?;
+        Ok(Target { url: r.url.clone(), password: r.password.clone() })
+    }
+
+    /// Opens a plan repository by name (see [`Context::named_target`]).
+    pub fn open_named(&self, name: &str) -> Result<Arc<Repository>> {
+        let target = self.named_target(name)?;
+        self.open_target(&target)
+    }
+
+    /// Opens a repository with the key resolved for it.
+    pub fn open_target(&self, target: &Target) -> Result<Arc<Repository>> {
+        let backend = Self::backend(target)?;
         let key_file = self.global.key_file.clone().or(match &target.password {
             PasswordSource::KeyFile(f) if self.global.password_file.is_none() && std::env::var_os("REPRISE_PASSWORD").is_none() => Some(f.clone()),
             _ => None,

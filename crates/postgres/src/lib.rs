@@ -7,11 +7,13 @@
 //! * [`cluster`]: servers reprise runs itself (scratch restores, demo);
 //! * [`rows`]: recovering deleted or changed rows of one table;
 //! * [`logical`]: `pg_dump` / `pg_restore` for managed servers;
-//! * [`status`]: achieved RPO and the point-in-time window.
+//! * [`status`]: achieved RPO and the point-in-time window;
+//! * [`copy`]: the WAL a copy to a second repository sends.
 
 pub mod base;
 pub mod cluster;
 pub mod conn;
+pub mod copy;
 pub mod error;
 pub mod logical;
 pub mod restore;
