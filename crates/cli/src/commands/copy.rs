@@ -82,7 +82,8 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     let threads = args.threads.unwrap_or(copy::DEFAULT_THREADS);
     let mut sources: HashMap<String, Arc<Repository>> = HashMap::new();
     let mut outputs = Vec::new();
-    let mut failure: Option<anyhow::Error> = None;
+    let mut failures: Vec<(String, String, anyhow::Error)> = Vec::new();
+    let group_count = groups.len();
     for ((from, to), comps) in groups {
         let names: Vec<String> = comps.iter().map(|c| c.name.clone()).collect();
         let result = (|| -> Result<CopyReport> {
@@ -124,18 +125,26 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
                 }
                 outputs.push(CopyOutput { from, to, components: names, report });
             }
-            Err(e) => {
-                // One unreachable destination does not stop the others.
-                eprintln!("reprise: copy {from} -> {to}: {e}");
-                failure.get_or_insert(e);
-            }
+            // One unreachable destination does not stop the others.
+            Err(e) => failures.push((from, to, e)),
         }
     }
     if ctx.json() && !outputs.is_empty() {
         ctx.print_json(&outputs)?;
     }
-    if let Some(e) = failure {
+    if group_count == 1
+        && let Some((_, _, e)) = failures.pop()
+    {
         return Err(e);
+    }
+    if let Some((_, _, first)) = failures.first() {
+        for (from, to, e) in &failures {
+            eprintln!("reprise: copy {from} -> {to}: {e}");
+        }
+        return Err(exit::with_code(
+            exit::code_of(first),
+            format!("copy failed for {} of {group_count} destination(s), each listed above; the others were copied", failures.len()),
+        ));
     }
     let damaged: usize = outputs.iter().map(|o| o.report.damage.len() + o.report.conflicts.len()).sum();
     if damaged > 0 {
