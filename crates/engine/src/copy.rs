@@ -68,7 +68,7 @@ pub enum Destination {
     Empty(Arc<dyn Backend>),
     /// A mirror of the source (same repository ID), opened with the
     /// source's secrets.
-    Mirror(Repository),
+    Mirror(Box<Repository>),
 }
 
 impl std::fmt::Debug for Destination {
@@ -121,7 +121,7 @@ pub fn open_destination(src: &Repository, backend: Arc<dyn Backend>) -> Result<D
             src.id().short()
         )));
     }
-    Ok(Destination::Mirror(Repository::open_with_secrets(backend, src.secrets().clone())?))
+    Ok(Destination::Mirror(Box::new(Repository::open_with_secrets(backend, src.secrets().clone())?)))
 }
 
 /// One component to copy, with the retention policy the destination keeps
@@ -482,6 +482,20 @@ fn read_verified(repo: &Repository, kind: ObjectKind, name: &str) -> Result<std:
     Ok(Ok(bytes))
 }
 
+/// What happened to one pack.
+enum PackResult {
+    Written(IndexedPack),
+    Present(IndexedPack),
+    Damaged(Id, Problem),
+}
+
+/// What happened to one WAL file (`Failed(problem, is_conflict)`).
+enum WalResult {
+    Written(u64),
+    Present,
+    Failed(Problem, bool),
+}
+
 /// Writes what `plan` decided. `wal` lists the WAL files to copy (see
 /// [`WalBatch`]); they are written after packs and index files and before
 /// any snapshot, so that a base backup on the destination always has its WAL.
@@ -504,7 +518,7 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
 
     // 0. An empty destination becomes a mirror: keys first, config last.
     let dst = match dst {
-        Destination::Mirror(r) => r,
+        Destination::Mirror(r) => *r,
         Destination::Empty(backend) => {
             backend.prepare().map_err(|e| match e.kind {
                 ErrorKind::AlreadyExists => Error::RepositoryExists { location: backend.location().to_owned() },
@@ -539,11 +553,6 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     let backend = dst.backend().as_ref();
 
     // 1. Packs, verified, in parallel.
-    enum PackResult {
-        Written(IndexedPack),
-        Present(IndexedPack),
-        Damaged(Id, Problem),
-    }
     let catalog = src.catalog_key();
     let results = parallel(&plan.packs, opts.threads, &opts.cancel, |(id, _)| {
         let name = id.to_hex();
@@ -643,11 +652,6 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
         if !batch.conflicts.is_empty() {
             report.conflicts.extend(batch.conflicts.iter().cloned());
             wal_failed.insert(batch.component.clone());
-        }
-        enum WalResult {
-            Written(u64),
-            Present,
-            Failed(Problem, bool),
         }
         let results = parallel(&batch.names, opts.threads, &opts.cancel, |(name, _)| {
             let object = ObjectKind::Wal.path(name);

@@ -87,13 +87,12 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     for ((from, to), comps) in groups {
         let names: Vec<String> = comps.iter().map(|c| c.name.clone()).collect();
         let result = (|| -> Result<CopyReport> {
-            let src = match sources.get(&from) {
-                Some(r) => Arc::clone(r),
-                None => {
-                    let r = ctx.open_named(&from)?;
-                    sources.insert(from.clone(), Arc::clone(&r));
-                    r
-                }
+            let src = if let Some(r) = sources.get(&from) {
+                Arc::clone(r)
+            } else {
+                let r = ctx.open_named(&from)?;
+                sources.insert(from.clone(), Arc::clone(&r));
+                r
             };
             let backend = Context::backend(&ctx.named_target(&to)?)?;
             let dest = copy::open_destination(&src, backend)?;
