@@ -525,7 +525,11 @@ impl Plan {
                     }
                     r.get_ref().clone()
                 }
-                None if plan.repositories.len() == 1 => plan.repositories.keys().next().cloned().unwrap_or_default(),
+                // Copies are not where backups go: a plan with one original
+                // repository and its copies needs no `repository =`.
+                None if plan.repositories.values().filter(|r| r.copy_of.is_none()).count() == 1 => {
+                    plan.repositories.values().find(|r| r.copy_of.is_none()).map(|r| r.name.clone()).unwrap_or_default()
+                }
                 None => {
                     cx.at(span, format!("component '{name}' does not say which repository it goes to"), "add repository = \"NAME\"");
                     String::new()
@@ -705,6 +709,9 @@ paths = ["/srv/docs"]
         assert_eq!(plan.repositories["primary"].copy_of, None);
         assert_eq!(plan.repositories["secondary"].copy_of.as_deref(), Some("primary"));
         let copies: Vec<&str> = plan.copies_of("primary").iter().map(|r| r.name.as_str()).collect();
+        // One original repository: components go there without saying so.
+        let implicit = Plan::parse(Path::new("p.toml"), &COPIES.replace("repository = \"primary\"\n", "")).unwrap();
+        assert_eq!(implicit.component("docs").unwrap().repository, "primary");
         assert_eq!(copies, vec!["secondary"]);
         assert!(plan.copies_of("secondary").is_empty());
     }
