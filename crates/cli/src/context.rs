@@ -58,7 +58,7 @@ impl Context {
     }
 
     /// The repository to use: `--repo` (a plan name or a URL), else the
-    /// component's, else the plan's only repository.
+    /// component's, else the plan's only repository that is not a copy.
     pub fn target(&self, component: Option<&ComponentPlan>) -> Result<Target> {
         let from_plan = |name: &str| {
             self.plan.as_ref().and_then(|p| p.repositories.get(name)).map(|r| Target {
@@ -72,11 +72,14 @@ impl Context {
         if let Some(c) = component {
             return from_plan(&c.repository).ok_or_else(|| exit::usage(format!("component '{}' names unknown repository '{}'", c.name, c.repository)));
         }
-        if let Some(plan) = &self.plan
-            && plan.repositories.len() == 1 {
-                let name = plan.repositories.keys().next().expect("one");
+        // The plan's only repository, or its only original (copies are
+        // chosen explicitly, with --repo NAME).
+        if let Some(plan) = &self.plan {
+            let originals: Vec<&String> = plan.repositories.values().filter(|r| r.copy_of.is_none()).map(|r| &r.name).collect();
+            if let [name] = originals.as_slice() {
                 return Ok(from_plan(name).expect("exists"));
             }
+        }
         Err(exit::usage("which repository? pass --repo NAME|URL (or set REPRISE_REPO), or declare exactly one repository in the plan"))
     }
 

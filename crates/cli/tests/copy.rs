@@ -16,6 +16,7 @@ use serde_json::Value;
 
 const DAMAGED: i32 = 6;
 const USAGE: i32 = 2;
+const PERMISSION: i32 = 5;
 
 struct Setup {
     t: TestDir,
@@ -227,6 +228,16 @@ fn copy_refuses_another_repository_and_unknown_names() {
     assert!(out.stderr.contains("no repository 'tertiary'") && out.stderr.contains("primary, secondary"), "{}", out.describe());
     let out = p.run(&["copy", "--to", "primary"]).expect_code(USAGE);
     out.assert_one_line_error();
+
+    // A write-only key cannot copy: copying reads snapshot trees.
+    fs::remove_dir_all(s.secondary_dir()).unwrap();
+    let cred = s.t.join("write.credential");
+    p.run(&["key", "add", "--write-only", "--credential", cred.to_str().unwrap(), "--kdf-memory", "64", "--kdf-iterations", "1"]).ok();
+    let out = p.without_password().run(&["--key-file", cred.to_str().unwrap(), "copy"]).expect_code(PERMISSION);
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("full-access key"), "{}", out.describe());
+    assert!(!s.secondary_dir().exists(), "nothing written with a write-only key");
+
 }
 
 #[test]
