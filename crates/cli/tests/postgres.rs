@@ -651,8 +651,11 @@ fn logical_dump_restores_a_database_and_a_single_table() {
 fn a_copy_restores_to_latest_from_its_own_wal() {
     let Some(env) = setup(true) else { return };
     let copy_repo = env.path("copy");
-    let mut plan = std::fs::read_to_string(&env.plan).expect("plan");
-    plan.push_str(&format!("\n[repositories.offsite]\nurl = \"{}\"\nsite = \"elsewhere\"\ncopy_of = \"main\"\n", copy_repo.display()));
+    let plan = format!(
+        "{}\n[repositories.offsite]\nurl = \"{}\"\nsite = \"elsewhere\"\ncopy_of = \"main\"\n",
+        std::fs::read_to_string(&env.plan).expect("plan"),
+        copy_repo.display()
+    );
     std::fs::write(&env.plan, plan).expect("plan");
     env.sql("CREATE TABLE markers (n int PRIMARY KEY)");
     env.archive_now();
