@@ -206,6 +206,23 @@ fn copy_local_to_local_then_only_what_is_new() {
     // The human report says what happened.
     let human = p.run(&["copy"]).ok();
     assert!(human.stdout.contains("primary -> secondary") && human.stdout.contains("copied 0 snapshot(s)"), "{}", human.stdout);
+
+    // A pack lost from the copy's storage (still named by its index) is
+    // sent again when a new snapshot needs its blobs.
+    let lost = pack_names(&s.secondary_dir())
+        .into_iter()
+        .max_by_key(|n| size_of(&s.secondary_dir(), &format!("data/{}/{n}", &n[..2])))
+        .unwrap();
+    delete_object(&s.secondary_dir(), &format!("data/{}/{lost}", &lost[..2]));
+    assert_ne!(sec.check(&[] as &[&str]).code, 0, "check sees the lost pack");
+    fs::write(s.documents.join("touch.txt"), b"a small change\n").unwrap();
+    fs::write(s.records.join("touch.txt"), b"a small change\n").unwrap();
+    p.backup(&["documents"]);
+    p.backup(&["records"]);
+    let healed = copy(&s, &[]);
+    assert!(ids(&healed, "packs_written").contains(&lost), "{healed}");
+    let check = sec.check(&["--read-data"]);
+    assert_eq!(check.code, 0, "{}", check.describe());
 }
 
 #[test]

@@ -365,8 +365,9 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
         }
     }
     let sizes: HashMap<Id, u64> = src_index.packs().collect();
-    let packs: Vec<(Id, u64)> =
-        needed.into_iter().filter(|p| !dst_index.has_pack(p) && !dst_stored.contains(p)).map(|p| (p, sizes.get(&p).copied().unwrap_or(0))).collect();
+    // A pack the destination's index names but its storage lost is sent
+    // again (its blobs did not count as present above).
+    let packs: Vec<(Id, u64)> = needed.into_iter().filter(|p| !dst_stored.contains(p)).map(|p| (p, sizes.get(&p).copied().unwrap_or(0))).collect();
     let packs_present = src_index.packs().filter(|(p, _)| dst_stored.contains(p)).count();
     damage.sort();
     damage.dedup();
