@@ -130,6 +130,10 @@ fn main() {
     let h = reprise_format::hold::Hold { snapshot: Id([3; 32]), reason: "litigation 2026-117".into(), time: "2026-11-21T10:00:00Z".parse().expect("time"), host: "db1".into(), user: "root".into() };
     let sealed = reprise_format::hold::seal(&h, catalog);
     write(&root, "hold_sealed", "minimal", &catalog.open_with_nonce_prefix(reprise_format::hold::HOLD_AAD, &sealed, "hold").expect("hold"));
+    // Prune marks: the CBOR plaintext.
+    let m = reprise_format::mark::PruneMark { time: "2026-11-21T10:00:00Z".parse().expect("time"), grace_secs: 86_400, packs: vec![Id([4; 32]), Id([5; 32])], host: "ops".into(), user: "root".into() };
+    let sealed = reprise_format::mark::seal(&m, catalog);
+    write(&root, "prune_mark_sealed", "minimal", &catalog.open_with_nonce_prefix(reprise_format::mark::MARK_AAD, &sealed, "prune mark").expect("mark"));
 
     // Trees.
     write(&root, "tree_decode", "four-nodes", &sample_tree().encode());

@@ -18,12 +18,14 @@
 //!   empty data.
 
 mod local;
+pub mod lock;
 mod object;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use local::LocalBackend;
+pub use lock::{Lock, LockMode, ObjectLock, ServiceImmutability};
 pub use object::{Credentials, ObjectBackend, ObjectUrl, Service};
 
 /// The kinds of object a repository holds, each in its own namespace.
@@ -38,10 +40,13 @@ pub enum ObjectKind {
     Wal,
     /// Legal holds on snapshots.
     Hold,
+    /// Prune marks: packs condemned, deleted after a grace period.
+    PruneMark,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 7] = [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal, ObjectKind::Hold];
+    pub const ALL: [ObjectKind; 8] =
+        [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal, ObjectKind::Hold, ObjectKind::PruneMark];
 
     /// The folder (or key prefix) objects of this kind live under.
     #[must_use]
@@ -54,6 +59,7 @@ impl ObjectKind {
             ObjectKind::Pack => "data",
             ObjectKind::Wal => "wal",
             ObjectKind::Hold => "holds",
+            ObjectKind::PruneMark => "prune",
         }
     }
 
@@ -107,6 +113,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Wal => "WAL file",
             ObjectKind::Hold => "hold",
+            ObjectKind::PruneMark => "prune mark",
         })
     }
 }
@@ -180,6 +187,20 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn size(&self, kind: ObjectKind, name: &str) -> Result<u64, BackendError>;
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError>;
+
+    /// What the storage service says about locks where the repository
+    /// lives (S3: the bucket's Object Lock configuration and versioning;
+    /// Azure: the container's immutability properties).
+    fn immutability(&self) -> Result<ServiceImmutability, BackendError> {
+        Ok(ServiceImmutability { supported: false, detail: "a local directory has no storage-level immutability (objects are read-only files, which root can change)".into() })
+    }
+
+    /// The lock the service reports on one object; `None` when it reports
+    /// none (or has no such notion).
+    fn object_lock(&self, kind: ObjectKind, name: &str) -> Result<Option<ObjectLock>, BackendError> {
+        let _ = (kind, name);
+        Ok(None)
+    }
 }
 
 /// Opens the backend a repository URL names.
@@ -189,9 +210,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
 /// `azure://ACCOUNT/CONTAINER[/PREFIX][?endpoint=URL]` (credentials from
 /// the environment; see [`ObjectUrl`]).
 pub fn open(url: &str) -> Result<Arc<dyn Backend>, BackendError> {
+    open_with_lock(url, None)
+}
+
+/// [`open`], with a storage-level lock on the packs, index files,
+/// snapshots and WAL files created (S3 Object Lock; ignored by local
+/// directories, and on Azure for now: see [`lock`]).
+pub fn open_with_lock(url: &str, lock: Option<Lock>) -> Result<Arc<dyn Backend>, BackendError> {
     if let Some(parsed) = ObjectUrl::parse(url) {
         let parsed = parsed.map_err(|m| BackendError::new(ErrorKind::Other, url.split('?').next().unwrap_or(url), "", m))?;
-        return Ok(Arc::new(ObjectBackend::open(&parsed, &Credentials::from_env())?));
+        return Ok(Arc::new(ObjectBackend::open(&parsed, &Credentials::from_env())?.with_lock(lock)));
     }
     let path = url.strip_prefix("local:").or_else(|| url.strip_prefix("file://")).unwrap_or(url);
     if path.is_empty() || path.contains("://") {

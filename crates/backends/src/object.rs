@@ -23,16 +23,19 @@
 
 use std::future::Future;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, Checksum};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::limit::LimitStore;
 use object_store::path::Path as StorePath;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::client::{HttpClient, HttpConnector, ReqwestConnector};
+use object_store::{ClientOptions, HeaderMap, HeaderValue, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
 
+use crate::lock::{self, Lock, ObjectLock, ServiceImmutability, Signer};
 use crate::{Backend, BackendError, ErrorKind, ObjectInfo, ObjectKind};
 
 /// Requests in flight per backend.
@@ -186,6 +189,48 @@ pub struct ObjectBackend {
     /// SAS tokens); replaced by `***`.
     secrets: Vec<String>,
     runtime: tokio::runtime::Runtime,
+    service: Service,
+    /// What the lock client and the status requests are built from.
+    s3: Option<S3Parts>,
+    /// The lock set on new packs, index files, snapshots and WAL files.
+    lock: Option<Lock>,
+    /// S3: the client whose default headers carry the lock, with the date
+    /// it sets (see `lock.rs`).
+    lock_store: Mutex<Option<(String, Arc<dyn ObjectStore>)>>,
+    /// The bucket refused a locked PUT for want of Object Lock: plain
+    /// creates from then on (warned once).
+    lock_unsupported: AtomicBool,
+    /// Raw signed requests (bucket lock configuration, object lock headers).
+    raw: HttpClient,
+    signer: Signer,
+    /// Where the bucket or container answers raw requests (no trailing `/`).
+    container_url: String,
+}
+
+/// What an S3 client is built from, kept to build the lock client.
+struct S3Parts {
+    url: ObjectUrl,
+    key_id: String,
+    secret: String,
+    token: Option<String>,
+    region: String,
+    endpoint: Option<String>,
+    retry: RetryConfig,
+    client: ClientOptions,
+}
+
+fn s3_builder(p: &S3Parts) -> AmazonS3Builder {
+    let mut b = AmazonS3Builder::new().with_bucket_name(&p.url.bucket).with_retry(p.retry.clone()).with_client_options(p.client.clone()).with_region(&p.region);
+    if let Some(e) = &p.endpoint {
+        // Path-style requests: S3-compatible servers on an address rarely
+        // resolve BUCKET.host names.
+        b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+    }
+    b = b.with_access_key_id(&p.key_id).with_secret_access_key(&p.secret);
+    if let Some(t) = &p.token {
+        b = b.with_token(t);
+    }
+    b
 }
 
 impl std::fmt::Debug for ObjectBackend {
@@ -228,25 +273,31 @@ impl ObjectBackend {
         if endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
             client = client.with_allow_http(true);
         }
+        let raw_client = client.clone();
         let mut secrets = Vec::new();
+        let mut s3 = None;
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match url.service {
             Service::S3 => {
-                let mut b = AmazonS3Builder::new().with_bucket_name(&url.bucket).with_retry(retry).with_client_options(client);
                 let region = url.region.clone().or_else(|| env("AWS_REGION")).or_else(|| env("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
-                b = b.with_region(region);
-                if let Some(e) = &endpoint {
-                    // Path-style requests: S3-compatible servers on an
-                    // address rarely resolve BUCKET.host names.
-                    b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
-                }
                 match (creds.aws_access_key_id.clone(), creds.aws_secret_access_key.clone()) {
                     (Some(id), Some(secret)) => {
                         secrets.push(secret.clone());
-                        b = b.with_access_key_id(id).with_secret_access_key(secret);
-                        if let Some(token) = creds.aws_session_token.clone() {
+                        if let Some(token) = &creds.aws_session_token {
                             secrets.push(token.clone());
-                            b = b.with_token(token);
                         }
+                        let parts = S3Parts {
+                            url: url.clone(),
+                            key_id: id,
+                            secret,
+                            token: creds.aws_session_token.clone(),
+                            region,
+                            endpoint: endpoint.clone(),
+                            retry: retry.clone(),
+                            client: client.clone(),
+                        };
+                        let built = s3_builder(&parts).build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>);
+                        s3 = Some(parts);
+                        built
                     }
                     _ => {
                         return Err(BackendError::new(
@@ -257,7 +308,6 @@ impl ObjectBackend {
                         ));
                     }
                 }
-                b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
             }
             Service::Azure => {
                 let mut b = MicrosoftAzureBuilder::new().with_account(&url.account).with_container_name(&url.bucket).with_retry(retry).with_client_options(client);
@@ -304,7 +354,120 @@ impl ObjectBackend {
             .enable_all()
             .build()
             .map_err(|e| BackendError::new(ErrorKind::Other, &location, "", format!("cannot start the storage client's runtime: {e}")))?;
-        Ok(ObjectBackend { store, prefix: url.prefix.clone(), location, secrets, runtime })
+        let raw = ReqwestConnector {}.connect(&raw_client).map_err(|e| backend_err(e, &secrets))?;
+        let (signer, container_url) = match (&s3, url.service) {
+            (Some(p), _) => (
+                Signer::S3 { key_id: p.key_id.clone(), secret: p.secret.clone(), token: p.token.clone(), region: p.region.clone() },
+                match &p.endpoint {
+                    Some(e) => format!("{}/{}", e.trim_end_matches('/'), url.bucket),
+                    None => format!("https://{}.s3.{}.amazonaws.com", url.bucket, p.region),
+                },
+            ),
+            (None, _) => (
+                match (&creds.azure_account_key, &creds.azure_sas_token) {
+                    (Some(key), _) => Signer::AzureKey { account: url.account.clone(), key: key.clone() },
+                    (None, Some(sas)) => Signer::AzureSas(sas.trim_start_matches('?').to_owned()),
+                    (None, None) => unreachable!("checked above"),
+                },
+                match &endpoint {
+                    Some(e) => format!("{}/{}", e.trim_end_matches('/'), url.bucket),
+                    None => format!("https://{}.blob.core.windows.net/{}", url.account, url.bucket),
+                },
+            ),
+        };
+        Ok(ObjectBackend {
+            store,
+            prefix: url.prefix.clone(),
+            location,
+            secrets,
+            runtime,
+            service: url.service,
+            s3,
+            lock: None,
+            lock_store: Mutex::new(None),
+            lock_unsupported: AtomicBool::new(false),
+            raw,
+            signer,
+            container_url,
+        })
+    }
+
+    /// Sets a storage-level lock on the packs, index files, snapshots and
+    /// WAL files this backend creates from now on (S3 Object Lock; see
+    /// `lock.rs`). Config, key and hold objects are never locked: keys are
+    /// replaced when a passphrase changes, and a hold must be liftable.
+    #[must_use]
+    pub fn with_lock(mut self, lock: Option<Lock>) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// The S3 client that creates objects under `lock`, for today's date.
+    fn lock_store(&self, lock: Lock) -> Result<(String, Arc<dyn ObjectStore>), BackendError> {
+        let until = lock::s3_date(lock.until(jiff::Timestamp::now()));
+        let mut cached = self.lock_store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((date, store)) = cached.as_ref()
+            && *date == until
+        {
+            return Ok((until, Arc::clone(store)));
+        }
+        let parts = self.s3.as_ref().ok_or_else(|| BackendError::new(ErrorKind::Other, &self.location, "", "storage locks are set on S3 only"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-object-lock-mode", HeaderValue::from_static(lock.mode.s3_name()));
+        headers.insert("x-amz-object-lock-retain-until-date", HeaderValue::from_str(&until).expect("a date is a valid header"));
+        // A PUT that sets a lock must carry an integrity checksum: S3 (and
+        // moto) look for Content-MD5 or this header, next to the
+        // x-amz-checksum-sha256 that `with_checksum_algorithm` adds.
+        headers.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("SHA256"));
+        let store = s3_builder(parts)
+            .with_client_options(parts.client.clone().with_default_headers(headers))
+            .with_checksum_algorithm(Checksum::SHA256)
+            .build()
+            .map_err(|e| BackendError::new(ErrorKind::Other, &self.location, "", redact(&format!("cannot configure the storage client: {e}"), &self.secrets)))?;
+        let store: Arc<dyn ObjectStore> = Arc::new(LimitStore::new(store, MAX_REQUESTS));
+        *cached = Some((until.clone(), Arc::clone(&store)));
+        Ok((until, store))
+    }
+
+    /// Creates an object through `store` (the plain client or the lock
+    /// client): one PUT with `If-None-Match: *`.
+    fn create_with(&self, store: &Arc<dyn ObjectStore>, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), BackendError> {
+        let key = self.key(kind, name);
+        let payload = PutPayload::from(bytes.to_vec());
+        self.retrying(|_| {
+            let store = Arc::clone(store);
+            let (k, p) = (key.clone(), payload.clone());
+            let r = self.run(async move { store.put_opts(&k, p, PutOptions { mode: PutMode::Create, ..PutOptions::default() }).await });
+            match r.map(|_| ()).map_err(|e| self.err(key.as_ref(), &e)) {
+                // An earlier attempt whose answer was lost (ours, or one
+                // object_store retried by itself) may have created the
+                // object: if it holds exactly these bytes, the create
+                // succeeded. If nothing is there, the refusal was a
+                // transient conflict (S3 answers 409 to overlapping
+                // conditional PUTs): try again.
+                Err(e) if e.kind == ErrorKind::AlreadyExists => match self.read(kind, name) {
+                    Ok(existing) if existing == bytes => Ok(()),
+                    Ok(_) => Err(e),
+                    Err(r) if r.kind == ErrorKind::NotFound => Err(BackendError::new(ErrorKind::Unavailable, &self.location, key.as_ref(), format!("create refused but no object found ({}); trying again", e.message))),
+                    Err(r) => Err(r),
+                },
+                other => other,
+            }
+        })
+    }
+
+    /// One raw signed request on the bucket or container (`path` starts
+    /// with `/` or `?`).
+    fn raw_request(&self, method: &'static str, path: &str) -> Result<lock::Answer, BackendError> {
+        let url = format!("{}{path}", self.container_url);
+        let client = self.raw.clone();
+        let signer = self.signer.clone();
+        self.run(async move { lock::send(client, &signer, method, &url).await })
+            .map_err(|e| BackendError::new(ErrorKind::Unavailable, &self.location, path, redact(&e, &self.secrets)))
+    }
+
+    fn object_path(&self, kind: ObjectKind, name: &str) -> String {
+        format!("/{}", self.key(kind, name).as_ref())
     }
 
     /// Runs a request on the backend's runtime and waits for it. Works from
@@ -444,6 +607,10 @@ fn redact(msg: &str, secrets: &[String]) -> String {
     out
 }
 
+fn on(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -496,28 +663,31 @@ impl Backend for ObjectBackend {
     }
 
     fn create(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), BackendError> {
-        let key = self.key(kind, name);
-        let payload = PutPayload::from(bytes.to_vec());
-        self.retrying(|_| {
-            let store = Arc::clone(&self.store);
-            let (k, p) = (key.clone(), payload.clone());
-            let r = self.run(async move { store.put_opts(&k, p, PutOptions { mode: PutMode::Create, ..PutOptions::default() }).await });
-            match r.map(|_| ()).map_err(|e| self.err(key.as_ref(), &e)) {
-                // An earlier attempt whose answer was lost (ours, or one
-                // object_store retried by itself) may have created the
-                // object: if it holds exactly these bytes, the create
-                // succeeded. If nothing is there, the refusal was a
-                // transient conflict (S3 answers 409 to overlapping
-                // conditional PUTs): try again.
-                Err(e) if e.kind == ErrorKind::AlreadyExists => match self.read(kind, name) {
-                    Ok(existing) if existing == bytes => Ok(()),
-                    Ok(_) => Err(e),
-                    Err(r) if r.kind == ErrorKind::NotFound => Err(BackendError::new(ErrorKind::Unavailable, &self.location, key.as_ref(), format!("create refused but no object found ({}); trying again", e.message))),
-                    Err(r) => Err(r),
-                },
-                other => other,
+        let lockable = matches!(kind, ObjectKind::Pack | ObjectKind::Index | ObjectKind::Snapshot | ObjectKind::Wal);
+        if let Some(lock) = self.lock.filter(|_| lockable && !self.lock_unsupported.load(Ordering::Relaxed)) {
+            if self.service == Service::Azure {
+                // See lock.rs: no per-blob policies on Azure yet.
+                if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(location = %self.location, "reprise sets no immutability policy on Azure blobs yet; protect the container with a time-based retention policy (docs/STORAGE.md)");
+                }
+            } else {
+                let (until, store) = self.lock_store(lock)?;
+                match self.create_with(&store, kind, name, bytes) {
+                    Err(e) if e.kind == ErrorKind::Other && lock::is_missing_object_lock(&e.message) => {
+                        if !self.lock_unsupported.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(location = %self.location, "the bucket has no Object Lock: objects are written without a retain-until date (have the bucket's administrator enable Object Lock; see docs/STORAGE.md)");
+                        }
+                    }
+                    other => {
+                        if other.is_ok() {
+                            tracing::debug!(object = name, mode = lock.mode.s3_name(), until, "created with a storage lock");
+                        }
+                        return other;
+                    }
+                }
             }
-        })
+        }
+        self.create_with(&self.store, kind, name, bytes)
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
@@ -607,6 +777,72 @@ impl Backend for ObjectBackend {
             let r = self.run(async move { store.head(&k).await });
             r.map(|m| m.size).map_err(|e| self.err(key.as_ref(), &e))
         })
+    }
+
+    fn immutability(&self) -> Result<ServiceImmutability, BackendError> {
+        let denied = |what: &str, a: &lock::Answer, fix: &str| {
+            let code = a.tag("Code").unwrap_or_default().to_owned();
+            let kind = if matches!(a.status, 401 | 403) { ErrorKind::PermissionDenied } else { ErrorKind::Other };
+            Err(BackendError::new(kind, &self.location, "", format!("cannot read the {what}: HTTP {} {code}{fix}", a.status)))
+        };
+        match self.service {
+            Service::S3 => {
+                let config = self.raw_request("GET", "?object-lock")?;
+                let versioning = self.raw_request("GET", "?versioning")?;
+                let versioning = match versioning.status {
+                    200 => versioning.tag("Status").unwrap_or("never enabled").to_owned(),
+                    _ => return denied("bucket's versioning", &versioning, " (grant s3:GetBucketVersioning)"),
+                };
+                match config.status {
+                    200 if config.tag("ObjectLockEnabled") == Some("Enabled") => {
+                        let default = match (config.tag("Mode"), config.tag("Days").map(|d| format!("{d} days")).or_else(|| config.tag("Years").map(|y| format!("{y} years")))) {
+                            (Some(m), Some(p)) => format!("{m} {p}"),
+                            _ => "none".into(),
+                        };
+                        Ok(ServiceImmutability { supported: true, detail: format!("Object Lock enabled; versioning {versioning}; default retention {default}") })
+                    }
+                    200 | 404 => Ok(ServiceImmutability {
+                        supported: false,
+                        detail: format!("the bucket has no Object Lock (versioning {versioning}); only its administrator can enable it (see docs/STORAGE.md)"),
+                    }),
+                    _ => denied("bucket's Object Lock configuration", &config, " (grant s3:GetBucketObjectLockConfiguration)"),
+                }
+            }
+            Service::Azure => {
+                let props = self.raw_request("HEAD", "?restype=container")?;
+                if props.status != 200 {
+                    return denied("container's properties", &props, " (this credential may not read them: ask with the administrator's)");
+                }
+                let yes = |h: &str| props.header(h).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+                let (versioned, policy, hold) = (yes("x-ms-immutable-storage-with-versioning-enabled"), yes("x-ms-has-immutability-policy"), yes("x-ms-has-legal-hold"));
+                let detail = if versioned || policy || hold {
+                    format!("version-level immutability {}; container immutability policy {}; container legal hold {}", on(versioned), on(policy), on(hold))
+                } else {
+                    "the container reports no immutability (no version-level immutability, no time-based retention policy, no legal hold); Azurite implements none of them".into()
+                };
+                Ok(ServiceImmutability { supported: policy || hold || versioned, detail })
+            }
+        }
+    }
+
+    fn object_lock(&self, kind: ObjectKind, name: &str) -> Result<Option<ObjectLock>, BackendError> {
+        let path = self.object_path(kind, name);
+        let a = self.raw_request("HEAD", &path)?;
+        match a.status {
+            200 => {}
+            404 => return Err(BackendError::new(ErrorKind::NotFound, &self.location, &path, "no such object")),
+            s => return Err(BackendError::new(if matches!(s, 401 | 403) { ErrorKind::PermissionDenied } else { ErrorKind::Other }, &self.location, &path, format!("cannot read the object's lock: HTTP {s}"))),
+        }
+        let (mode, until, hold) = match self.service {
+            Service::S3 => ("x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"),
+            Service::Azure => ("x-ms-immutability-policy-mode", "x-ms-immutability-policy-until-date", "x-ms-legal-hold"),
+        };
+        let found = ObjectLock {
+            mode: a.header(mode).map(str::to_owned),
+            retain_until: a.header(until).and_then(lock::parse_date),
+            legal_hold: a.header(hold).is_some_and(|v| v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("true")),
+        };
+        Ok((found != ObjectLock::default()).then_some(found))
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {

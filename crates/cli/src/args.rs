@@ -100,6 +100,9 @@ pub enum Command {
     /// repository that mirrors the first (3-2-1): only what it lacks and
     /// its retention keeps, every object verified
     Copy(CopyArgs),
+    /// Delete data no snapshot needs, safely while backups run: packs are
+    /// marked now and deleted by a later prune, after a grace period
+    Prune(PruneArgs),
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +119,24 @@ pub struct CopyArgs {
     /// Transfers in flight [default: 8]
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Show what would be deleted, marked and repacked; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Time between marking a pack and deleting it: longer than your longest
+    /// backup (e.g. 24h, 90m; 0 deletes at once: only when no backup can run)
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub grace: String,
+    /// Repack partly used packs until unused space is at most this
+    /// percentage of used space
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    pub max_unused: f64,
+    /// Repack at most this much per run (e.g. 10G, 500M)
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -84,7 +84,13 @@ impl Context {
     }
 
     pub fn backend(target: &Target) -> Result<Arc<dyn Backend>> {
-        backends::open(&target.url).map_err(|e| {
+        Self::backend_with_lock(target, None)
+    }
+
+    /// The backend, setting `lock` on the objects it creates (see
+    /// `commands::immutability`).
+    pub fn backend_with_lock(target: &Target, lock: Option<backends::Lock>) -> Result<Arc<dyn Backend>> {
+        backends::open_with_lock(&target.url, lock).map_err(|e| {
             let code = match e.kind {
                 backends::ErrorKind::PermissionDenied => exit::PERMISSION,
                 backends::ErrorKind::Unavailable => exit::UNAVAILABLE,
@@ -115,7 +121,7 @@ impl Context {
     /// Opens the target repository with the resolved key.
     pub fn open(&self, component: Option<&ComponentPlan>) -> Result<Arc<Repository>> {
         let target = self.target(component)?;
-        self.open_target(&target)
+        self.open_target(&target, component.and_then(crate::commands::immutability::lock_for))
     }
 
     /// A repository the plan declares, by name, whatever `--repo` says
@@ -135,12 +141,13 @@ impl Context {
     /// Opens a plan repository by name (see [`Context::named_target`]).
     pub fn open_named(&self, name: &str) -> Result<Arc<Repository>> {
         let target = self.named_target(name)?;
-        self.open_target(&target)
+        self.open_target(&target, None)
     }
 
-    /// Opens a repository with the key resolved for it.
-    pub fn open_target(&self, target: &Target) -> Result<Arc<Repository>> {
-        let backend = Self::backend(target)?;
+    /// Opens a repository with the key resolved for it; `lock` is the
+    /// storage-level lock set on what it creates (`commands::immutability`).
+    pub fn open_target(&self, target: &Target, lock: Option<backends::Lock>) -> Result<Arc<Repository>> {
+        let backend = Self::backend_with_lock(target, lock)?;
         let key_file = self.global.key_file.clone().or(match &target.password {
             PasswordSource::KeyFile(f) if self.global.password_file.is_none() && std::env::var_os("REPRISE_PASSWORD").is_none() => Some(f.clone()),
             _ => None,

@@ -696,3 +696,69 @@ fn a_copy_restores_to_latest_from_its_own_wal() {
     assert_eq!(markers(&c), 3, "restore from the copy: {out}");
     amcheck(&env, &c);
 }
+
+/// Archived WAL segment names of the component, from the repository folder.
+fn archived_segments(env: &Env) -> Vec<String> {
+    let mut out: Vec<String> = walk(&env.repo.join("wal").join(COMPONENT))
+        .into_iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn wal_retention_keeps_what_kept_base_backups_need_and_nothing_more() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY); INSERT INTO markers VALUES (1)");
+    env.archive_now();
+    let mut bases = Vec::new();
+    for round in 0..3 {
+        env.ok(&["backup", COMPONENT]);
+        bases.push(env.json(&["snapshots"]).as_array().expect("list").last().expect("snapshot").clone());
+        // WAL between base backups: what only a point-in-time restore needs.
+        for n in 0..3 {
+            env.sql(&format!("INSERT INTO markers VALUES ({})", 10 * (round + 1) + n));
+            env.archive_now();
+        }
+    }
+    let label = |b: &serde_json::Value, k: &str| b["labels"][format!("pg.{k}")].as_str().unwrap_or_else(|| panic!("{k} in {b}")).to_owned();
+    let before = archived_segments(&env);
+    // Keep the two newest base backups, no point-in-time window.
+    let plan = std::fs::read_to_string(&env.plan).expect("plan") + "\n[components.db.objectives]\nretention = { keep_last = 2 }\n";
+    std::fs::write(&env.plan, plan).expect("plan");
+
+    let dry = env.json(&["forget", "--dry-run"]);
+    let wal = &dry[0]["wal"];
+    assert_eq!(archived_segments(&env), before, "a dry run removes nothing");
+    let would: Vec<String> = wal["removed_files"].as_array().expect("removed").iter().map(|v| v.as_str().expect("name").to_owned()).collect();
+    assert!(!would.is_empty(), "{dry}");
+
+    let out = env.json(&["forget"]);
+    assert_eq!(out[0]["removed"], 1, "{out}");
+    assert_eq!(out[0]["wal"]["removed_files"], wal["removed_files"], "the dry run said what the run did");
+    let after = archived_segments(&env);
+    let (b2_start, b2_stop, b3_start) = (label(&bases[1], "start_wal"), label(&bases[1], "stop_wal"), label(&bases[2], "start_wal"));
+    for s in &before {
+        let needed = (s >= &b2_start && s <= &b2_stop) || s >= &b3_start;
+        assert_eq!(after.contains(s), needed, "{s}: kept {} but needed {needed} (base 2 {b2_start}..{b2_stop}, base 3 from {b3_start})", after.contains(s));
+    }
+    assert!(before.iter().any(|s| s > &b2_stop && s < &b3_start), "the test made WAL between base backups 2 and 3");
+    assert!(before.iter().any(|s| s < &b2_start), "the test made WAL before base backup 2");
+
+    // Both kept base backups still restore: the oldest to its own end (its
+    // range is all it has), the newest to the latest archived state.
+    let (r, _) = restore_started(&env, &label(&bases[1], "stop_lsn"), &env.path("at-base-2"));
+    assert_eq!(markers(&r), 1 + 3, "base backup 2 restored to its own end");
+    drop(r);
+    let (r, _) = restore_started(&env, "latest", &env.path("latest"));
+    assert_eq!(markers(&r), 1 + 9);
+    // With a point-in-time window wider than every backup, WAL is kept from
+    // the oldest kept base backup and forget says the window is not covered.
+    let plan = std::fs::read_to_string(&env.plan).expect("plan").replace("keep_last = 2", "keep_last = 2, keep_within = \"30d\"");
+    std::fs::write(&env.plan, plan).expect("plan");
+    let out = env.json(&["forget"]);
+    assert_eq!(out[0]["wal"]["removed_files"].as_array().expect("removed").len(), 0, "{out}");
+    assert!(out[0]["wal"]["note"].as_str().is_some_and(|n| n.contains("keep older base backups")), "{out}");
+}

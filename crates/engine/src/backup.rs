@@ -252,7 +252,11 @@ struct OpenDir {
 pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &BackupOptions, progress: &Arc<dyn Progress>) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
-    let (index, report) = MasterIndex::load(repo)?;
+    // Prune marks first, then the index without the packs they condemn
+    // (crate::prune explains the protocol).
+    let marks = crate::prune::Marks::load(repo)?;
+    let (mut index, report) = MasterIndex::load_excluding(repo, marks.condemned())?;
+    index.track_reuse();
     if !report.adopted.is_empty() {
         tracing::info!("indexing {} packs left by an interrupted backup", report.adopted.len());
     }
@@ -280,6 +284,7 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
     };
 
     let adopted_packs = report.adopted.len();
+    let adopted_ids: Vec<Id> = report.adopted.iter().map(|p| p.id).collect();
     let uploads = Uploads::start(Arc::clone(repo), opts.upload_threads, 0);
     uploads.record_adopted(report.adopted);
     let known = Arc::new(Known { index: Arc::clone(&index), claimed: Mutex::default() });
@@ -381,7 +386,10 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
         errors: errors.clone(),
         labels: opts.body_labels.clone().into_iter().chain(labels.body).collect(),
     };
+    let depends: HashSet<Id> = index.touched_packs().into_iter().chain(uploaded.pack_ids.iter().copied()).chain(adopted_ids).collect();
+    let at_risk = crate::prune::commit_guard(repo, &marks, &depends)?;
     let id = repo.save_snapshot(&header, &body)?;
+    crate::prune::verify_after_commit(repo, &id, &at_risk)?;
     if let Some(path) = &opts.files_cache {
         // "Racily clean" entries (git's term): a file changed within the
         // clock granularity of the moment it was read could keep the same

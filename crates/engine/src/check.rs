@@ -120,9 +120,27 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     report.packs = stored.len();
     report.blobs = index.blob_count();
 
+    // Prune marks must be readable (writers rely on them); a pack they
+    // condemn may be gone before the sweep rewrote the index files naming it.
+    let condemned: HashSet<Id> = match crate::prune::read_marks(repo) {
+        Ok(marks) => {
+            if !marks.is_empty() {
+                let packs: HashSet<&Id> = marks.iter().flat_map(|m| &m.mark.packs).collect();
+                report.notes.push(format!("{} pack(s) in {} prune mark(s) wait for their grace period before deletion", packs.len(), marks.len()));
+            }
+            marks.iter().flat_map(|m| m.mark.packs.iter().copied()).collect()
+        }
+        Err(e) => {
+            report.problem(ObjectKind::PruneMark.dir(), e.to_string());
+            HashSet::new()
+        }
+    };
     // Packs the index names must exist with the indexed length.
     for (id, length) in index.packs() {
         match stored.get(&id) {
+            None if condemned.contains(&id) => {
+                report.notes.push(format!("{}: condemned by a prune and already deleted; the sweep rewrites the index files naming it", ObjectKind::Pack.path(&id.to_hex())));
+            }
             None => report.problem(ObjectKind::Pack.path(&id.to_hex()), "missing: the index lists it but storage does not have it"),
             Some(&size) if size != length => {
                 report.problem(ObjectKind::Pack.path(&id.to_hex()), format!("size {size} bytes, the index says {length}"));

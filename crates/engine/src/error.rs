@@ -73,6 +73,10 @@ pub enum Error {
     #[error("storage: {0}")]
     Backend(#[from] BackendError),
 
+    /// A concurrent prune made committing unsafe (see `prune`).
+    #[error("{0}")]
+    ConcurrentPrune(String),
+
     #[error("interrupted: nothing was acknowledged that is not safely stored; run the command again")]
     Interrupted,
 }
@@ -97,7 +101,7 @@ impl Error {
                 ErrorKind::Other => Category::Other,
             },
             Error::Interrupted => Category::Interrupted,
-            Error::SourceFailed(_) => Category::Other,
+            Error::SourceFailed(_) | Error::ConcurrentPrune(_) => Category::Other,
         }
     }
 

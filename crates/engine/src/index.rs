@@ -6,6 +6,7 @@
 //! alone, so even a write-only host can adopt them and reuse their blobs.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hashbrown::HashMap;
 use reprise_backends::{ObjectInfo, ObjectKind};
@@ -51,6 +52,10 @@ pub struct MasterIndex {
     blobs: HashMap<Id, Slot>,
     packs: Vec<(Id, u64)>,
     pack_pos: HashMap<Id, u32>,
+    /// Per pack, whether `contains` found a blob in it (only once
+    /// [`MasterIndex::track_reuse`] was called): the packs a backup relies
+    /// on, which a concurrent prune must not delete under it.
+    touched: Box<[AtomicBool]>,
 }
 
 impl std::fmt::Debug for MasterIndex {
@@ -70,9 +75,34 @@ impl MasterIndex {
         self.packs.len()
     }
 
+    /// Whether the blob is stored; with reuse tracking on, also records
+    /// that its pack is relied on.
     #[must_use]
     pub fn contains(&self, id: &Id) -> bool {
-        self.blobs.contains_key(id)
+        match self.blobs.get(id) {
+            Some(slot) => {
+                if let Some(t) = self.touched.get(slot.pack as usize) {
+                    // Load first: most hits are in packs already recorded,
+                    // and a load does not bounce the cache line between workers.
+                    if !t.load(Ordering::Relaxed) {
+                        t.store(true, Ordering::Relaxed);
+                    }
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Starts recording which packs `contains` finds blobs in.
+    pub fn track_reuse(&mut self) {
+        self.touched = (0..self.packs.len()).map(|_| AtomicBool::new(false)).collect();
+    }
+
+    /// The packs `contains` found blobs in since [`MasterIndex::track_reuse`].
+    #[must_use]
+    pub fn touched_packs(&self) -> Vec<Id> {
+        self.touched.iter().zip(&self.packs).filter(|(t, _)| t.load(Ordering::Relaxed)).map(|(_, (id, _))| *id).collect()
     }
 
     #[must_use]
@@ -115,42 +145,29 @@ impl MasterIndex {
     /// index file): their own directories say what they hold. Listing is
     /// cheap next to what any command that needs the index then reads.
     pub fn load(repo: &Repository) -> Result<(MasterIndex, LoadReport)> {
+        Self::load_excluding(repo, &HashSet::new())
+    }
+
+    /// [`MasterIndex::load`] without the packs in `exclude` (those a prune
+    /// has condemned): a blob only they hold counts as absent.
+    pub fn load_excluding(repo: &Repository, exclude: &HashSet<Id>) -> Result<(MasterIndex, LoadReport)> {
         let backend = repo.backend();
-        let names = backend.list(ObjectKind::Index)?;
         let mut report = LoadReport::default();
-        // Decoding is CPU-bound: spread it over the cores.
-        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).min(8);
-        let results: Vec<(String, Result<IndexFile>)> = std::thread::scope(|s| {
-            let chunks: Vec<_> = names.chunks(names.len().div_ceil(threads).max(1)).collect();
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| {
-                    s.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|o| {
-                                let r = o.name.parse::<Id>().map_err(|e| Error::damaged(ObjectKind::Index.path(&o.name), e)).and_then(|id| {
-                                    let bytes = repo.read_object(ObjectKind::Index, &id)?;
-                                    IndexFile::open(&bytes, repo.catalog_key()).map_err(|e| Error::damaged(ObjectKind::Index.path(&o.name), e))
-                                });
-                                (o.name.clone(), r)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("index loader panicked")).collect()
-        });
+        let results = read_index_files(repo)?;
         let mut index = MasterIndex::default();
         for (name, r) in results {
             match r {
                 Ok(file) => {
-                    for p in &file.packs {
+                    for p in file.packs.iter().filter(|p| !exclude.contains(&p.id)) {
                         index.add_pack(p);
                     }
                     report.index_files.push(name.parse().expect("parsed above"));
                 }
-                Err(Error::Backend(e)) if e.kind != reprise_backends::ErrorKind::NotFound => return Err(Error::Backend(e)),
+                // Superseded by a prune since it was listed: the replacement
+                // (or, if it was listed too late, the packs' own
+                // directories) describes the same packs.
+                Err(Error::Backend(e)) if e.kind == reprise_backends::ErrorKind::NotFound => {}
+                Err(Error::Backend(e)) => return Err(Error::Backend(e)),
                 Err(e) => report.damaged_index_files.push((ObjectKind::Index.path(&name), e.to_string())),
             }
         }
@@ -158,7 +175,7 @@ impl MasterIndex {
             let stored = backend.list(ObjectKind::Pack)?;
             for obj in &stored {
                 let Ok(id) = obj.name.parse::<Id>() else { continue };
-                if index.has_pack(&id) {
+                if index.has_pack(&id) || exclude.contains(&id) {
                     continue;
                 }
                 match read_directory(repo, &id, obj.size) {
@@ -174,6 +191,32 @@ impl MasterIndex {
         }
         Ok((index, report))
     }
+}
+
+/// Reads and opens every index file, in parallel (decoding is CPU-bound).
+/// Returns each file's name with its content or why it could not be read.
+pub(crate) fn read_index_files(repo: &Repository) -> Result<Vec<(String, Result<IndexFile>)>> {
+    let names = repo.backend().list(ObjectKind::Index)?;
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).min(8);
+    Ok(std::thread::scope(|s| {
+        let chunks: Vec<_> = names.chunks(names.len().div_ceil(threads).max(1)).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| s.spawn(move || chunk.iter().map(|o| (o.name.clone(), open_index_file(repo, &o.name))).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("index loader panicked")).collect()
+    }))
+}
+
+fn open_index_file(repo: &Repository, name: &str) -> Result<IndexFile> {
+    let id = name.parse::<Id>().map_err(|e| Error::damaged(ObjectKind::Index.path(name), e))?;
+    let bytes = repo.read_object(ObjectKind::Index, &id)?;
+    IndexFile::open(&bytes, repo.catalog_key()).map_err(|e| Error::damaged(ObjectKind::Index.path(name), e))
+}
+
+/// Reads the named index files.
+pub(crate) fn read_files(repo: &Repository, ids: &[Id]) -> Result<Vec<(Id, IndexFile)>> {
+    ids.iter().map(|id| open_index_file(repo, &id.to_hex()).map(|f| (*id, f))).collect()
 }
 
 /// Reads a pack's own directory (two range reads from its tail).

@@ -16,6 +16,7 @@ pub mod holds;
 pub mod index;
 pub mod packer;
 pub mod progress;
+pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod retention;

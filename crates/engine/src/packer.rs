@@ -50,6 +50,7 @@ struct UploadState {
     failed: AtomicBool,
     stored_bytes: AtomicU64,
     packs: AtomicU64,
+    written: Mutex<Vec<Id>>,
 }
 
 impl UploadState {
@@ -69,6 +70,8 @@ pub struct Uploaded {
     /// Pack bytes written (not counting index files).
     pub stored_bytes: u64,
     pub packs: u64,
+    /// The packs uploaded.
+    pub pack_ids: Vec<Id>,
 }
 
 /// A handle workers use to hand over finished packs.
@@ -117,6 +120,7 @@ impl Uploads {
                         drop(fp.bytes);
                         state.stored_bytes.fetch_add(len, Ordering::Relaxed);
                         state.packs.fetch_add(1, Ordering::Relaxed);
+                        state.written.lock().push(fp.id);
                         let batch = {
                             let mut pending = state.pending.lock();
                             pending.push(fp.pack);
@@ -166,6 +170,7 @@ impl Uploads {
             index_files: std::mem::take(&mut *self.state.index_files.lock()),
             stored_bytes: self.state.stored_bytes.load(Ordering::Relaxed),
             packs: self.state.packs.load(Ordering::Relaxed),
+            pack_ids: std::mem::take(&mut *self.state.written.lock()),
         })
     }
 

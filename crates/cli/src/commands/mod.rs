@@ -4,6 +4,7 @@ pub mod backup;
 pub mod check;
 pub mod copy;
 pub mod demo;
+pub mod immutability;
 pub mod inspect;
 pub mod keys;
 pub mod plan;

@@ -31,7 +31,7 @@ pub fn pg_plan(c: &ComponentPlan) -> Option<&PostgresPlan> {
     }
 }
 
-fn pg_error(e: reprise_postgres::PgError) -> anyhow::Error {
+pub(crate) fn pg_error(e: reprise_postgres::PgError) -> anyhow::Error {
     use reprise_postgres::PgError as E;
     let code = match &e {
         E::Engine(inner) => exit::for_category(inner.category()),

@@ -1,11 +1,14 @@
-//! `forget` (apply the plan's retention policies) and `hold` (legal holds).
+//! `forget` (apply the plan's retention policies), `prune` (delete what no
+//! snapshot needs) and `hold` (legal holds).
 
 use anyhow::Result;
 use reprise_engine::retention::{self, Policy};
 use reprise_engine::{Repository, holds};
-use reprise_plan::ComponentPlan;
+use reprise_plan::{ComponentPlan, PostgresMode};
+use reprise_postgres::expire::{self, WalExpiry};
 
-use crate::args::{ForgetArgs, HoldCommand};
+use crate::args::{ForgetArgs, HoldCommand, PruneArgs};
+use crate::commands::postgres::pg_error;
 use crate::context::Context;
 use crate::exit;
 
@@ -31,6 +34,10 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
     for c in components {
         let repo = ctx.open(Some(c))?;
         let outcome = retention::forget(&repo, &c.name, &policy_of(c), args.dry_run)?;
+        let wal = match crate::commands::postgres::pg_plan(c) {
+            Some(pg) if pg.mode == PostgresMode::Physical => Some(expire_wal(&repo, c, &outcome, args.dry_run)?),
+            _ => None,
+        };
         if !ctx.json() {
             let verb = if args.dry_run { "would forget" } else { "forgotten" };
             println!("{}: {} snapshots, {} kept, {} {verb}", c.name, outcome.snapshots.len(), outcome.snapshots.iter().filter(|v| v.keep).count(), outcome.snapshots.iter().filter(|v| !v.keep).count());
@@ -38,13 +45,54 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
                 let what = if v.keep { "keep  " } else if args.dry_run { "forget" } else { "gone  " };
                 println!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
             }
+            if let Some(w) = &wal {
+                print_wal(w);
+            }
         }
-        outcomes.push(outcome);
+        outcomes.push(ComponentForget { outcome, wal });
     }
     if ctx.json() {
         ctx.print_json(&outcomes)?;
     }
     Ok(())
+}
+
+/// One component's `forget`: its snapshots, and for PostgreSQL its WAL.
+#[derive(serde::Serialize)]
+struct ComponentForget {
+    #[serde(flatten)]
+    outcome: retention::ForgetOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wal: Option<WalExpiry>,
+}
+
+/// WAL retention after the snapshot decision: the window is the plan's
+/// `pitr` objective, or else the retention's `keep_within` (the seed writes
+/// "7 days of point-in-time recovery" as the latter).
+fn expire_wal(repo: &Repository, c: &ComponentPlan, outcome: &retention::ForgetOutcome, dry_run: bool) -> Result<WalExpiry> {
+    let going: std::collections::HashSet<_> = outcome.snapshots.iter().filter(|v| !v.keep).map(|v| v.id).collect();
+    let kept: Vec<_> = reprise_postgres::restore::base_backups(repo, &c.name).map_err(pg_error)?.into_iter().filter(|b| !going.contains(&b.id)).collect();
+    let window = c.objectives.pitr.or(c.objectives.retention.keep_within);
+    expire::expire(repo, &c.name, &kept, window, dry_run).map_err(pg_error)
+}
+
+fn print_wal(w: &WalExpiry) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let verb = if w.dry_run { "would remove" } else { "removed" };
+    match (&w.continuous_from, &w.anchor_backup) {
+        (Some(from), Some(anchor)) => println!(
+            "  WAL: {} files kept ({:.1} MiB; continuous from {from}, the start of base backup {}), {} {verb} ({:.1} MiB)",
+            w.kept_files,
+            mib(w.kept_bytes),
+            &anchor.to_hex()[..8],
+            w.removed_files.len(),
+            mib(w.removed_bytes)
+        ),
+        _ => println!("  WAL: {} files kept ({:.1} MiB), none {verb}", w.kept_files, mib(w.kept_bytes)),
+    }
+    if let Some(note) = &w.note {
+        println!("  WAL: note: {note}");
+    }
 }
 
 fn open_any(ctx: &Context) -> Result<std::sync::Arc<Repository>> {
@@ -85,4 +133,83 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `500M`, `10G`, `1.5T`, `4096` (bytes; binary units).
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_uppercase();
+            let m: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => return None,
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| (v * mult as f64) as u64)
+}
+
+pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
+    let grace = if args.grace.trim() == "0" { Ok(std::time::Duration::ZERO) } else { reprise_plan::duration::parse(&args.grace) }
+        .map_err(|e| exit::usage(format!("--grace {}: {e}; write it like 24h, 90m or 0", args.grace)))?;
+    if !(0.0..=100.0).contains(&args.max_unused) {
+        return Err(exit::usage(format!("--max-unused {} is not a percentage: give 0 to 100", args.max_unused)));
+    }
+    let max_repack = match &args.max_repack {
+        None => None,
+        Some(s) => Some(parse_size(s).ok_or_else(|| exit::usage(format!("--max-repack {s} is not a size: write it like 500M or 10G")))?),
+    };
+    let repo = open_any(ctx)?;
+    let opts = reprise_engine::prune::PruneOptions { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run, ..Default::default() };
+    let r = reprise_engine::prune::prune(&repo, &opts)?;
+    if ctx.json() {
+        return ctx.print_json(&r);
+    }
+    let b = crate::commands::bytes;
+    let would = if r.dry_run { "would be " } else { "" };
+    println!("{} snapshots use {} blobs; {} packs, {}", r.snapshots, r.used_blobs, r.packs, b(r.pack_bytes));
+    if r.swept_marks > 0 || r.deleted_packs > 0 {
+        println!(
+            "sweep: {} mark(s) past their grace period; {} packs {would}deleted ({}), {} rescued (a newer snapshot needs them), {} index files {would}rewritten",
+            r.swept_marks,
+            r.deleted_packs,
+            b(r.deleted_bytes),
+            r.rescued_packs,
+            r.index_files_rewritten
+        );
+    }
+    println!(
+        "mark: {} unused packs ({}) and {} repacked packs ({}) {would}condemned{}",
+        r.condemned_packs,
+        b(r.condemned_bytes),
+        r.repacked_packs,
+        b(r.repacked_bytes),
+        if r.repack_limited { "; repacking stopped at --max-repack" } else { "" }
+    );
+    println!("unused space left in partly used packs: {}", b(r.unused_bytes_left));
+    if let Some(t) = r.next_sweep {
+        println!("{} pack(s) in {} mark(s) wait for their grace period; the first can be deleted by a prune after {}", r.pending_packs, r.pending_marks, t.strftime("%Y-%m-%d %H:%M:%S UTC"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("500M"), Some(500 << 20));
+        assert_eq!(super::parse_size("10GiB"), Some(10 << 30));
+        assert_eq!(super::parse_size("4096"), Some(4096));
+        assert_eq!(super::parse_size("1.5k"), Some(1536));
+        assert_eq!(super::parse_size("12 parsecs"), None);
+        assert_eq!(super::parse_size("-1G"), None);
+    }
 }

@@ -5,6 +5,7 @@ use anyhow::Result;
 use reprise_plan::{ComponentKind, ComponentPlan, Plan, PostgresMode, RepositoryPlan};
 
 use crate::args::StatusArgs;
+use crate::commands::immutability::{self, ImmutabilityStatus};
 use crate::commands::postgres::{pg_plan, status_postgres};
 use crate::context::Context;
 use crate::exit;
@@ -27,6 +28,8 @@ struct ComponentStatus {
     postgres: Option<reprise_postgres::status::PgStatus>,
     /// The 3-2-1 posture: where copies of the component are.
     copies: Posture,
+    /// Storage-level immutability (S3 Object Lock, Azure immutability).
+    immutability: Option<ImmutabilityStatus>,
 }
 
 /// One repository that holds (or should hold) a component.
@@ -172,6 +175,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             pitr_objective_seconds: c.objectives.pitr.map(|d| d.as_secs()),
             postgres: None,
             copies: posture(ctx, plan, c, &mut cache, now),
+            immutability: None,
         };
         match (&c.kind, pg_plan(c)) {
             (ComponentKind::Postgres(_), Some(pg)) if pg.mode == PostgresMode::Physical => {
@@ -182,14 +186,18 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
                 st.oldest_restorable = s.oldest_restorable;
                 st.pitr_window_seconds = s.pitr_window_seconds;
                 st.postgres = Some(s);
+                let repo = ctx.open(Some(c))?;
+                st.immutability = Some(immutability::status(&repo, c, &repo.snapshots()?.0));
             }
             _ => {
                 let repo = ctx.open(Some(c))?;
-                let latest = repo.snapshots()?.0.into_iter().rev().find(|s| s.header.component == c.name);
-                st.last_backup = latest.as_ref().map(|s| s.header.time);
+                let snapshots = repo.snapshots()?.0;
+                let latest = snapshots.iter().rev().find(|s| s.header.component == c.name);
+                st.last_backup = latest.map(|s| s.header.time);
                 st.newest_restorable = st.last_backup;
-                st.oldest_restorable = repo.snapshots()?.0.into_iter().find(|s| s.header.component == c.name).map(|s| s.header.time);
+                st.oldest_restorable = snapshots.iter().find(|s| s.header.component == c.name).map(|s| s.header.time);
                 st.rpo_seconds = st.last_backup.map(|t| now.duration_since(t).as_secs_f64().max(0.0));
+                st.immutability = Some(immutability::status(&repo, c, &snapshots));
             }
         }
         st.rpo_met = match (st.rpo_seconds, rpo_obj) {
@@ -244,6 +252,9 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
                     if r.holds_newest == Some(false) { "  BEHIND: lacks the newest snapshot" } else { "" }
                 )),
             }
+        }
+        if let Some(i) = &s.immutability {
+            ctx.say(format!("  immutability: {}", i.reason));
         }
         if let Some(pg) = &s.postgres {
             if let Some(g) = &pg.gap {

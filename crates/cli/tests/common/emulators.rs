@@ -227,3 +227,38 @@ pub fn azure_sas_request(az: &Server, method: &str, container: &str, blob: &str,
     headers.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
     http(az.port, method, &format!("/{AZURITE_ACCOUNT}/{container}/{blob}?{sas}"), &headers, body)
 }
+
+/// The Python interpreter that runs moto (and has boto3, which
+/// `moto[server]` installs): `REPRISE_TEST_PYTHON`, else the `python` next
+/// to `REPRISE_TEST_MOTO`, else `python3`.
+pub fn moto_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("REPRISE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("REPRISE_TEST_MOTO").map(PathBuf::from).and_then(|m| m.parent().map(|d| d.join("python"))).filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// moto's server through `tests/moto_iam_server.py`, which corrects moto's
+/// signature check for encoded query strings, so that its IAM enforcement
+/// can be turned on (see that file). `None` (test skipped) if moto is not
+/// installed.
+pub fn moto_iam(work: &Path) -> Option<Server> {
+    program("REPRISE_TEST_MOTO", "moto_server", "pip install 'moto[server]'")?;
+    let port = free_port();
+    let mut cmd = Command::new(moto_python());
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto_iam_server.py")).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    Some(start(cmd, port, work.join("moto.log")))
+}
+
+/// Runs `tests/s3_roles.py CMD ENDPOINT BUCKET ARG` (boto3: an S3 client
+/// independent of reprise's) with `(key id, secret)` in its environment
+/// (moto without IAM accepts any); returns its stdout.
+pub fn s3_roles(cmd: &str, s3: &Server, bucket: &str, arg: &str, keys: Option<(&str, &str)>) -> String {
+    let mut c = Command::new(moto_python());
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_roles.py")).args([cmd, &s3.endpoint(), bucket, arg]);
+    let (id, secret) = keys.unwrap_or((S3_KEY_ID, S3_SECRET));
+    c.env("AWS_ACCESS_KEY_ID", id).env("AWS_SECRET_ACCESS_KEY", secret);
+    let out = c.output().expect("run s3_roles.py");
+    assert!(out.status.success(), "s3_roles.py {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}

@@ -1,0 +1,220 @@
+//! WAL retention: which archived WAL files the kept base backups and the
+//! point-in-time window still need, and removing the rest.
+//!
+//! After `forget` has decided which base backups stay, WAL is kept:
+//!
+//! * **continuously from the start of the *anchor*** — the newest kept base
+//!   backup that ended at or before the start of the PITR window (now minus
+//!   the window), or the oldest kept base backup if none is that old. Any
+//!   moment from the anchor's end to now stays restorable; without a window,
+//!   the anchor is the newest base backup (restore to the latest state);
+//! * **for every other kept base backup, its own range** (start to stop
+//!   segment on its timeline): what recovery needs to reach consistency, so
+//!   that a monthly or yearly base backup restores years later;
+//! * **every history file** (a few bytes each; timeline paths need them).
+//!
+//! Nothing else is kept. With no base backup at all, nothing is removed: WAL
+//! with nothing to replay it onto may be all there is while the first base
+//! backup runs.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use reprise_engine::backends::{ErrorKind, ObjectKind};
+use reprise_engine::Repository;
+use reprise_engine::format::Id;
+
+use crate::restore::BaseBackupInfo;
+use crate::walname::{self, Segment, WalFile};
+use crate::Result;
+
+/// What a WAL file is kept for.
+#[derive(Debug, Clone)]
+pub struct KeepRule {
+    /// Segments numbered from here on are kept, on every timeline.
+    pub continuous_from: Segment,
+    pub anchor: Id,
+    pub anchor_stop: Timestamp,
+    /// `(timeline, first, last)` segment ranges of the other kept base backups.
+    pub ranges: Vec<(u32, u64, u64)>,
+    /// Set when the kept base backups cannot cover the whole window.
+    pub shortfall: Option<String>,
+}
+
+impl KeepRule {
+    /// Decides from the base backups that stay (any order).
+    #[must_use]
+    pub fn new(kept: &[BaseBackupInfo], window: Option<Duration>, now: Timestamp) -> Option<KeepRule> {
+        let mut bases: Vec<&BaseBackupInfo> = kept.iter().collect();
+        bases.sort_by_key(|b| (b.stop_time, b.stop_lsn));
+        let newest = *bases.last()?;
+        let (anchor, shortfall) = match window {
+            None => (newest, None),
+            Some(w) => {
+                let opens = now - jiff::SignedDuration::try_from(w).unwrap_or(jiff::SignedDuration::MAX);
+                match bases.iter().rev().find(|b| b.stop_time <= opens) {
+                    Some(b) => (*b, None),
+                    None => {
+                        let oldest = bases[0];
+                        let msg = format!(
+                            "the point-in-time window asks to reach back to {}, but the oldest kept base backup ended at {}: keep older base backups (retention) to cover it",
+                            opens.strftime("%Y-%m-%d %H:%M:%S"),
+                            oldest.stop_time.strftime("%Y-%m-%d %H:%M:%S")
+                        );
+                        (oldest, Some(msg))
+                    }
+                }
+            }
+        };
+        let ranges = bases
+            .iter()
+            .filter(|b| b.id != anchor.id)
+            .map(|b| (b.timeline, b.start_segment().number, b.stop_segment().number))
+            .collect();
+        Some(KeepRule { continuous_from: anchor.start_segment(), anchor: anchor.id, anchor_stop: anchor.stop_time, ranges, shortfall })
+    }
+
+    /// Whether an archived file (its name within the component) is kept.
+    #[must_use]
+    pub fn keeps(&self, file: &str) -> bool {
+        let segment_name = match walname::classify(file) {
+            Some(WalFile::Segment(s)) => s,
+            Some(WalFile::Partial | WalFile::BackupHistory | WalFile::StreamPartial { .. }) => file[..24].to_owned(),
+            // History files, and anything unrecognised: never removed here.
+            Some(WalFile::History(_)) | None => return true,
+        };
+        let Some(s) = Segment::parse(&segment_name, walname::DEFAULT_SEGMENT_SIZE) else { return true };
+        s.number >= self.continuous_from.number || self.ranges.iter().any(|&(tli, lo, hi)| s.timeline == tli && (lo..=hi).contains(&s.number))
+    }
+}
+
+/// What WAL retention did (or would do) for one component.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WalExpiry {
+    pub component: String,
+    pub dry_run: bool,
+    /// First segment kept continuously (the start of the anchor base backup).
+    pub continuous_from: Option<String>,
+    pub anchor_backup: Option<Id>,
+    pub anchor_stop: Option<Timestamp>,
+    pub kept_files: usize,
+    pub kept_bytes: u64,
+    pub removed_files: Vec<String>,
+    pub removed_bytes: u64,
+    /// Why nothing was removed, or why the window is not fully covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Applies WAL retention for `component`, given the base backups that stay
+/// (`forget` has already removed, or in a dry run would remove, the others).
+pub fn expire(repo: &Repository, component: &str, kept: &[BaseBackupInfo], window: Option<Duration>, dry_run: bool) -> Result<WalExpiry> {
+    if !dry_run {
+        repo.require_full("removing archived WAL")?;
+    }
+    let mut out = WalExpiry { component: component.to_owned(), dry_run, ..WalExpiry::default() };
+    let prefix = format!("{component}/");
+    let files: Vec<_> = repo
+        .backend()
+        .list(ObjectKind::Wal)
+        .map_err(reprise_engine::Error::from)?
+        .into_iter()
+        .filter_map(|o| o.name.strip_prefix(&prefix).map(|f| (f.to_owned(), o.size)))
+        .collect();
+    let Some(rule) = KeepRule::new(kept, window, Timestamp::now()) else {
+        out.kept_files = files.len();
+        out.kept_bytes = files.iter().map(|f| f.1).sum();
+        out.note = Some("no base backup: every archived WAL file is kept".into());
+        return Ok(out);
+    };
+    out.continuous_from = Some(rule.continuous_from.name(walname::DEFAULT_SEGMENT_SIZE));
+    out.anchor_backup = Some(rule.anchor);
+    out.anchor_stop = Some(rule.anchor_stop);
+    out.note.clone_from(&rule.shortfall);
+    for (file, size) in files {
+        if rule.keeps(&file) {
+            out.kept_files += 1;
+            out.kept_bytes += size;
+            continue;
+        }
+        if !dry_run {
+            match repo.backend().remove(ObjectKind::Wal, &format!("{component}/{file}")) {
+                Ok(()) => {}
+                // Another forget got there first.
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(reprise_engine::Error::from(e).into()),
+            }
+        }
+        out.removed_bytes += size;
+        out.removed_files.push(file);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::walname::Lsn;
+
+    const SEG: u64 = walname::DEFAULT_SEGMENT_SIZE;
+
+    fn base(n: u8, timeline: u32, start_seg: u64, stop_seg: u64, stop_time: &str) -> BaseBackupInfo {
+        let t: Timestamp = stop_time.parse().unwrap();
+        BaseBackupInfo {
+            id: Id([n; 32]),
+            start_lsn: Lsn(start_seg * SEG + 40),
+            stop_lsn: Lsn(stop_seg * SEG + 100),
+            timeline,
+            start_time: t,
+            stop_time: t,
+            system_identifier: 1,
+            segment_size: SEG,
+            bytes: 0,
+        }
+    }
+
+    fn name(timeline: u32, number: u64) -> String {
+        Segment { timeline, number }.name(SEG)
+    }
+
+    #[test]
+    fn without_a_window_only_the_newest_and_each_backups_own_range() {
+        let kept = [base(1, 1, 2, 3, "2026-11-01T00:00:00Z"), base(2, 1, 10, 10, "2026-11-10T00:00:00Z"), base(3, 1, 20, 21, "2026-11-20T00:00:00Z")];
+        let rule = KeepRule::new(&kept, None, "2026-11-21T00:00:00Z".parse().unwrap()).unwrap();
+        assert_eq!(rule.anchor, Id([3; 32]));
+        let kept_numbers: Vec<u64> = (0..30).filter(|n| rule.keeps(&name(1, *n))).collect();
+        assert_eq!(kept_numbers, vec![2, 3, 10, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29]);
+        assert!(rule.keeps("00000002.history"), "history files stay");
+        assert!(!rule.keeps(&format!("{}.partial", name(1, 5))));
+        assert!(rule.keeps(&format!("{}.partial.1700000000000", name(1, 25))));
+        assert!(!rule.keeps(&format!("{}.00000028.backup", name(1, 4))));
+        assert!(rule.keeps("not-a-wal-name"), "unknown names are never removed");
+    }
+
+    #[test]
+    fn the_window_anchors_on_the_newest_backup_that_ended_before_it_opened() {
+        let kept = [base(1, 1, 2, 3, "2026-10-01T00:00:00Z"), base(2, 1, 10, 10, "2026-11-12T00:00:00Z"), base(3, 1, 20, 21, "2026-11-15T00:00:00Z"), base(4, 1, 30, 30, "2026-11-20T00:00:00Z")];
+        let week = Duration::from_secs(7 * 86_400);
+        let rule = KeepRule::new(&kept, Some(week), "2026-11-21T00:00:00Z".parse().unwrap()).unwrap();
+        // The window opens 2026-11-14: base 2 (ended 11-12) is the anchor.
+        assert_eq!(rule.anchor, Id([2; 32]));
+        assert!(rule.shortfall.is_none());
+        assert!(rule.keeps(&name(1, 2)) && rule.keeps(&name(1, 3)), "the monthly base backup keeps its own range");
+        assert!(!rule.keeps(&name(1, 4)) && !rule.keeps(&name(1, 9)));
+        assert!((10..40).all(|n| rule.keeps(&name(1, n))), "continuous from the anchor on");
+        // A later timeline numbers on: kept too.
+        assert!(rule.keeps(&name(2, 35)));
+        // Older segments of another timeline are not in any range.
+        assert!(!rule.keeps(&name(2, 3)));
+    }
+
+    #[test]
+    fn a_window_older_than_every_backup_keeps_from_the_oldest_and_says_so() {
+        let kept = [base(1, 1, 5, 6, "2026-11-19T00:00:00Z"), base(2, 1, 9, 9, "2026-11-20T00:00:00Z")];
+        let rule = KeepRule::new(&kept, Some(Duration::from_secs(7 * 86_400)), "2026-11-21T00:00:00Z".parse().unwrap()).unwrap();
+        assert_eq!(rule.anchor, Id([1; 32]));
+        assert!(rule.shortfall.as_deref().is_some_and(|s| s.contains("keep older base backups")));
+        assert!(!rule.keeps(&name(1, 4)) && rule.keeps(&name(1, 5)));
+        assert!(KeepRule::new(&[], None, Timestamp::now()).is_none(), "no base backup: no rule (nothing removed)");
+    }
+}
