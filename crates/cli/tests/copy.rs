@@ -446,3 +446,59 @@ fn copy_to_s3_and_the_3_2_1_posture() {
     let human = p.run(&["status", "records"]).ok();
     assert!(human.stdout.contains("3-2-1 holds") && human.stdout.contains("BEHIND") && human.stdout.contains("ERROR"), "{}", human.stdout);
 }
+
+/// On the copy, `copy` keeps the prune protocol of every writer: a prune of
+/// the copy has condemned the packs a new snapshot relies on (a mirror
+/// cannot write those blobs elsewhere: the source's packs have the same
+/// names), and its grace period is nearly over. The copy refuses to save
+/// the snapshot rather than leave it to a sweep; once the sweep has run,
+/// copying again sends the deleted packs back and the copy restores.
+#[test]
+fn copy_keeps_the_prune_protocol_of_the_copy() {
+    // keep_last = 1: the copy's retention does not want the first snapshot back.
+    let s = Setup::new("copy-prune", "[components.records.objectives]\nretention = { keep_last = 1 }", None, "");
+    let mut rng = Rng::new(17);
+    random_files(&s.records, &mut rng, 8, 200_000, 400_000);
+    let p = s.on("primary");
+    let sec = s.on("secondary");
+    init_small_packs(&p);
+    let first = snapshot_id(&p.backup(&["records"]));
+    copy(&s, &["records"]);
+    random_files(&s.records.join("more"), &mut rng, 2, 200_000, 300_000);
+    p.backup(&["records"]);
+
+    // The copy forgets the first snapshot (by hand, as `forget` would once
+    // the second is there) and a prune of the copy condemns its packs, with
+    // a 2 s grace period.
+    fs::remove_file(s.secondary_dir().join("snapshots").join(&first)).unwrap();
+    let marked = Instant::now();
+    let pruned = sec.run(&["--json", "prune", "--grace", "2s"]).ok().json();
+    let condemned = pruned["condemned_packs"].as_u64().unwrap();
+    assert!(condemned > 0, "{pruned}");
+    std::thread::sleep(Duration::from_millis(1700));
+
+    let out = p.run(&["copy", "records"]).expect_code(1);
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("prune") && out.stderr.contains("copy again"), "{}", out.describe());
+    assert!(objects(&s.secondary_dir(), "snapshots").is_empty(), "a snapshot was saved on packs about to be swept");
+
+    // The sweep deletes the condemned packs; the next copy sends them again.
+    std::thread::sleep(Duration::from_millis(2300).saturating_sub(marked.elapsed()));
+    let before_sweep = pack_names(&s.secondary_dir());
+    let swept = sec.run(&["--json", "prune", "--grace", "2s"]).ok().json();
+    assert_eq!(swept["deleted_packs"].as_u64().unwrap(), condemned, "{swept}");
+    let deleted: BTreeSet<String> = before_sweep.difference(&pack_names(&s.secondary_dir())).cloned().collect();
+    let again = copy(&s, &["records"]);
+    let resent = ids(&again, "packs_written");
+    assert!(!resent.is_empty() && resent.is_subset(&deleted), "only packs the sweep deleted are sent again: {again}");
+    assert_eq!(ids(&again, "snapshots_copied").len(), 1);
+    let check = sec.check(&["--read-data"]);
+    assert_eq!(check.code, 0, "{}", check.describe());
+    let target = s.t.join("restored");
+    sec.restore(&snap_path("latest", &s.records), &target, &[] as &[&str]).ok();
+    assert_trees_equal(&s.records, &target);
+}
+
+fn snapshot_id(backup: &Value) -> String {
+    id_of(backup)
+}

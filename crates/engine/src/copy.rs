@@ -30,6 +30,11 @@
 //! unindexed are adopted from their own directories and indexed, objects
 //! already there are skipped by name).
 //!
+//! On the destination, a copy keeps the prune protocol of every writer
+//! (`prune.rs`): marks are read before the index, condemned packs are not
+//! deduplicated against, and snapshots are saved only while no mark that
+//! condemns a pack they rely on is near its sweep (`prune::commit_guard`).
+//!
 //! Keys are copied only when the destination is initialised (keys first,
 //! config last, like [`Repository::init`]). Afterwards each repository's
 //! keys are its own: a key removed from one (a departed administrator, a
@@ -176,7 +181,11 @@ pub struct CopyPlan {
     pub damage: Vec<Problem>,
     /// Snapshots held back by that damage.
     pub held_back: Vec<Id>,
-    /// Destination blob index (empty for an empty destination).
+    /// Destination packs the snapshots to copy rely on (packs sent, and
+    /// packs already there): the prune protocol's `commit_guard` needs them.
+    pub depends: HashSet<Id>,
+    /// Destination blob index, without packs a prune has condemned (empty
+    /// for an empty destination).
     dst_index: MasterIndex,
     /// Packs stored on the destination.
     dst_stored: HashSet<Id>,
@@ -308,7 +317,10 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
     let (src_index, _src_load) = MasterIndex::load(src)?;
     let (dst_index, adopted, dst_unreadable, dst_stored) = match dst_repo {
         Some(d) => {
-            let (index, load) = MasterIndex::load(d)?;
+            // The prune protocol, as every writer keeps it: marks before the
+            // index, and no deduplication against condemned packs.
+            let marks = crate::prune::Marks::load(d)?;
+            let (index, load) = MasterIndex::load_excluding(d, marks.condemned())?;
             let stored: HashSet<Id> = load.stored_packs.unwrap_or_default().iter().filter_map(|o| o.name.parse().ok()).collect();
             let unreadable: HashSet<String> = load.unreadable_packs.into_iter().map(|(o, _)| o).collect();
             (index, load.adopted, unreadable, stored)
@@ -319,6 +331,7 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
     // Which source packs the snapshots need, and which snapshots cannot be
     // completed from the source.
     let mut needed: BTreeSet<Id> = BTreeSet::new();
+    let mut depends: HashSet<Id> = HashSet::new();
     let mut memo: HashMap<Id, bool> = HashMap::new();
     let mut held_back = Vec::new();
     let mut snapshots = Vec::new();
@@ -339,7 +352,8 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
             body.tree,
             &mut memo,
             &mut |id| {
-                if dst_index.get(id).is_some_and(|l| dst_stored.contains(&l.pack)) {
+                if let Some(l) = dst_index.get(id).filter(|l| dst_stored.contains(&l.pack)) {
+                    depends.insert(l.pack);
                     return Ok(());
                 }
                 let loc = src_index.get(id).ok_or_else(|| format!("blob {id} is in no index of the source: its pack is missing"))?;
@@ -348,6 +362,9 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
                     return Err(format!("{object} is damaged on the destination and cannot be replaced there (objects are write-once): remove it from the destination, then copy again"));
                 }
                 needed.insert(loc.pack);
+                // Sent, or already there under the same name (a mirror's
+                // condemned pack is the source's pack): relied upon either way.
+                depends.insert(loc.pack);
                 Ok(())
             },
             &mut local,
@@ -371,7 +388,7 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
     let packs_present = src_index.packs().filter(|(p, _)| dst_stored.contains(p)).count();
     damage.sort();
     damage.dedup();
-    Ok(CopyPlan { started, snapshots, snapshots_present: present, not_kept, packs, packs_present, adopted, damage, held_back, dst_index, dst_stored, src_index })
+    Ok(CopyPlan { started, snapshots, snapshots_present: present, not_kept, packs, packs_present, adopted, damage, held_back, depends, dst_index, dst_stored, src_index })
 }
 
 /// Whether every blob under `tree` passes `blob` (memoised per tree: shared
@@ -713,6 +730,23 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
         });
     }
 
+    // The destination's prune protocol: a prune may have condemned packs
+    // these snapshots rely on (a mirror cannot avoid them by writing the
+    // blobs again elsewhere: the source's pack has the same name). Saving is
+    // safe until three quarters of the mark's grace period, after which the
+    // sweep may be deleting them; every mark counts, old or new.
+    let at_risk = if snapshots.is_empty() {
+        Vec::new()
+    } else {
+        crate::prune::commit_guard(&dst, &crate::prune::Marks::default(), &plan.depends).map_err(|e| match e {
+            Error::ConcurrentPrune(_) => Error::ConcurrentPrune(format!(
+                "a prune of {} condemned packs the snapshots being copied rely on, and its grace period is too far gone to save them safely; nothing was lost: let that prune finish (`prune` on the copy, after its grace period), then copy again (what it deletes is sent again)",
+                dst.backend().location()
+            )),
+            e => e,
+        })?
+    };
+
     // 4. Holds of the snapshots the destination has or is about to have,
     // before the snapshots, so that no held snapshot is ever there unheld.
     let on_dst: HashSet<Id> = dst.backend().list(ObjectKind::Snapshot)?.into_iter().filter_map(|o| o.name.parse().ok()).chain(snapshots.iter().map(|s| s.id)).collect();
@@ -756,6 +790,9 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
                 report.snapshots_held_back.push(s.id);
             }
         }
+    }
+    if let Some(last) = report.snapshots_copied.last() {
+        crate::prune::verify_after_commit(&dst, last, &at_risk)?;
     }
     report.objects_skipped += report.snapshots_present + report.packs_present;
     report.damage.sort();
