@@ -1,13 +1,16 @@
 //! Which WAL files `reprise copy` sends with a component's snapshots.
 //!
 //! A base backup on the copy must restore from the copy alone, so the copy
-//! holds every history file (timeline switches may be needed to reach any
-//! target) and every segment, partial and backup-history file from the
-//! start of the oldest base backup the destination will have after the
-//! copy. Older WAL serves no base backup there and is not sent (pgBackRest
-//! and Barman expire archive the same way).
+//! receives what WAL retention (`expire::KeepRule`) keeps for the base
+//! backups the destination will hold after the copy and the component's
+//! PITR window: every history file, everything from the start of the
+//! anchor base backup, and each other base backup's own range. Older WAL
+//! serves no base backup there and is not sent, and WAL that `forget` on
+//! the copy removed is not sent again (pgBackRest and Barman expire archive
+//! the same way).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use reprise_engine::backends::ObjectKind;
 use reprise_engine::check::Problem;
@@ -16,8 +19,9 @@ use reprise_engine::format::wal as walfmt;
 use reprise_engine::{Repository, SnapshotInfo};
 
 use crate::error::Result;
-use crate::restore::{base_backup_info, base_backups};
-use crate::walname::{self, Segment, WalFile};
+use crate::expire::KeepRule;
+use crate::restore::{BaseBackupInfo, base_backup_info, base_backups};
+use crate::walname::{self, WalFile};
 
 /// The WAL of `component` the destination lacks, given the base-backup
 /// snapshots about to be copied (`dst` is `None` for an empty destination).
@@ -26,12 +30,14 @@ use crate::walname::{self, Segment, WalFile};
 /// every archived file twice at each copy would cost more than the copy);
 /// when the sizes differ, the headers' keyed hashes decide, and a real
 /// difference is a conflict, never overwritten.
-pub fn wal_batch(src: &Repository, dst: Option<&Repository>, component: &str, copying: &[SnapshotInfo]) -> Result<WalBatch> {
-    let mut starts: Vec<u64> = copying.iter().filter(|s| s.header.component == component).filter_map(base_backup_info).map(|b| b.start_segment().number).collect();
+///
+/// `window` is the component's PITR objective (`pitr`), as `forget` uses it.
+pub fn wal_batch(src: &Repository, dst: Option<&Repository>, component: &str, copying: &[SnapshotInfo], window: Option<Duration>) -> Result<WalBatch> {
+    let mut bases: Vec<BaseBackupInfo> = copying.iter().filter(|s| s.header.component == component).filter_map(base_backup_info).collect();
     if let Some(d) = dst {
-        starts.extend(base_backups(d, component)?.iter().map(|b| b.start_segment().number));
+        bases.extend(base_backups(d, component)?);
     }
-    let oldest = starts.into_iter().min();
+    let rule = KeepRule::new(&bases, window, jiff::Timestamp::now());
     let prefix = format!("{component}/");
     let list = |r: &Repository| -> Result<HashMap<String, u64>> {
         Ok(r.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)?.into_iter().filter(|o| o.name.starts_with(&prefix)).map(|o| (o.name, o.size)).collect())
@@ -45,13 +51,11 @@ pub fn wal_batch(src: &Repository, dst: Option<&Repository>, component: &str, co
     names.sort();
     for (name, size) in names {
         let file = &name[prefix.len()..];
-        let wanted = match walname::classify(file) {
-            Some(WalFile::History(_)) => true,
-            Some(_) => match (Segment::parse(&file[..24.min(file.len())], walname::DEFAULT_SEGMENT_SIZE), oldest) {
-                (Some(seg), Some(oldest)) => seg.number >= oldest,
-                _ => false,
-            },
-            None => false,
+        let wanted = match (walname::classify(file), &rule) {
+            (Some(WalFile::History(_)), _) => true,
+            // No base backup will be there: nothing to replay WAL onto.
+            (None, _) | (Some(_), None) => false,
+            (Some(_), Some(rule)) => rule.keeps(file),
         };
         if !wanted {
             continue;

@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use reprise_engine::Repository;
+use reprise_engine::backends::Lock;
 use reprise_engine::copy::{self, CopyOptions, CopyReport, Selection};
 use reprise_plan::{ComponentKind, ComponentPlan, PostgresMode};
 
 use crate::args::CopyArgs;
 use crate::commands::bytes;
+use crate::commands::immutability::lock_for;
 use crate::commands::retention::policy_of;
 use crate::context::Context;
 use crate::exit;
@@ -52,8 +54,11 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     let explicit = !args.components.is_empty();
     let components: Vec<&ComponentPlan> =
         if explicit { args.components.iter().map(|n| ctx.component(n)).collect::<Result<_>>()? } else { plan.components.values().collect() };
-    // (source, destination) → components.
-    let mut groups: BTreeMap<(String, String), Vec<&ComponentPlan>> = BTreeMap::new();
+    // (source, destination, storage lock) → components. Components whose
+    // objects get different storage locks (`immutable`, `retain_for`) are
+    // copied in separate runs, so that each gets on the copy the lock it
+    // gets on the original (S3 Object Lock; see commands::immutability).
+    let mut groups: BTreeMap<(String, String, String), (Option<Lock>, Vec<&ComponentPlan>)> = BTreeMap::new();
     for c in components {
         let source = forced_source.clone().unwrap_or_else(|| c.repository.clone());
         let destinations: Vec<String> = match &args.to {
@@ -70,7 +75,8 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
             if d == source {
                 return Err(exit::usage(format!("--to {d} is the repository component '{}' backs up to: copy to another repository", c.name)));
             }
-            groups.entry((source.clone(), d)).or_default().push(c);
+            let lock = lock_for(c);
+            groups.entry((source.clone(), d, format!("{lock:?}"))).or_insert_with(|| (lock, Vec::new())).1.push(c);
         }
     }
     if groups.is_empty() {
@@ -84,7 +90,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     let mut outputs = Vec::new();
     let mut failures: Vec<(String, String, anyhow::Error)> = Vec::new();
     let group_count = groups.len();
-    for ((from, to), comps) in groups {
+    for ((from, to, _), (lock, comps)) in groups {
         let names: Vec<String> = comps.iter().map(|c| c.name.clone()).collect();
         let result = (|| -> Result<CopyReport> {
             let src = if let Some(r) = sources.get(&from) {
@@ -94,7 +100,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
                 sources.insert(from.clone(), Arc::clone(&r));
                 r
             };
-            let backend = Context::backend(&ctx.named_target(&to)?)?;
+            let backend = Context::backend_with_lock(&ctx.named_target(&to)?, lock)?;
             let dest = copy::open_destination(&src, backend)?;
             let selections: Vec<Selection> = comps
                 .iter()
@@ -106,7 +112,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
                 if let ComponentKind::Postgres(pg) = &c.kind
                     && pg.mode == PostgresMode::Physical
                 {
-                    wal.push(reprise_postgres::copy::wal_batch(&src, dest.repository(), &c.name, &copy_plan.snapshots)?);
+                    wal.push(reprise_postgres::copy::wal_batch(&src, dest.repository(), &c.name, &copy_plan.snapshots, c.objectives.pitr)?);
                 }
             }
             if args.dry_run {
