@@ -32,6 +32,9 @@ struct CopyOutput {
     report: CopyReport,
 }
 
+/// The components copied in one run, and the storage lock their objects get.
+type Group<'a> = (Option<Lock>, Vec<&'a ComponentPlan>);
+
 pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     let plan = ctx.plan()?;
     if let Some(to) = &args.to {
@@ -58,7 +61,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     // objects get different storage locks (`immutable`, `retain_for`) are
     // copied in separate runs, so that each gets on the copy the lock it
     // gets on the original (S3 Object Lock; see commands::immutability).
-    let mut groups: BTreeMap<(String, String, String), (Option<Lock>, Vec<&ComponentPlan>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String, String), Group> = BTreeMap::new();
     for c in components {
         let source = forced_source.clone().unwrap_or_else(|| c.repository.clone());
         let destinations: Vec<String> = match &args.to {
