@@ -96,9 +96,29 @@ pub enum Command {
     /// Legal holds: snapshots that nothing may remove until the hold is lifted
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Copy snapshots, with the data and WAL they need, to a second
+    /// repository that mirrors the first (3-2-1): only what it lacks and
+    /// its retention keeps, every object verified
+    Copy(CopyArgs),
     /// Delete data no snapshot needs, safely while backups run: packs are
     /// marked now and deleted by a later prune, after a grace period
     Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Components to copy [default: every component whose repository has a copy]
+    pub components: Vec<String>,
+    /// Destination: a repository of the plan [default: every repository
+    /// whose copy_of names the component's repository]
+    #[arg(long = "to", value_name = "REPOSITORY")]
+    pub to: Option<String>,
+    /// Say what would be copied; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Transfers in flight [default: 8]
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]

@@ -58,7 +58,7 @@ impl Context {
     }
 
     /// The repository to use: `--repo` (a plan name or a URL), else the
-    /// component's, else the plan's only repository.
+    /// component's, else the plan's only repository that is not a copy.
     pub fn target(&self, component: Option<&ComponentPlan>) -> Result<Target> {
         let from_plan = |name: &str| {
             self.plan.as_ref().and_then(|p| p.repositories.get(name)).map(|r| Target {
@@ -72,11 +72,14 @@ impl Context {
         if let Some(c) = component {
             return from_plan(&c.repository).ok_or_else(|| exit::usage(format!("component '{}' names unknown repository '{}'", c.name, c.repository)));
         }
-        if let Some(plan) = &self.plan
-            && plan.repositories.len() == 1 {
-                let name = plan.repositories.keys().next().expect("one");
+        // The plan's only repository, or its only original (copies are
+        // chosen explicitly, with --repo NAME).
+        if let Some(plan) = &self.plan {
+            let originals: Vec<&String> = plan.repositories.values().filter(|r| r.copy_of.is_none()).map(|r| &r.name).collect();
+            if let [name] = originals.as_slice() {
                 return Ok(from_plan(name).expect("exists"));
             }
+        }
         Err(exit::usage("which repository? pass --repo NAME|URL (or set REPRISE_REPO), or declare exactly one repository in the plan"))
     }
 
@@ -118,7 +121,33 @@ impl Context {
     /// Opens the target repository with the resolved key.
     pub fn open(&self, component: Option<&ComponentPlan>) -> Result<Arc<Repository>> {
         let target = self.target(component)?;
-        let backend = Self::backend_with_lock(&target, component.and_then(crate::commands::immutability::lock_for))?;
+        self.open_target(&target, component.and_then(crate::commands::immutability::lock_for))
+    }
+
+    /// A repository the plan declares, by name, whatever `--repo` says
+    /// (`copy` and `status` work on several repositories at once).
+    pub fn named_target(&self, name: &str) -> Result<Target> {
+        let plan = self.plan()?;
+        let r = plan.repositories.get(name).ok_or_else(|| {
+            let known: Vec<_> = plan.repositories.keys().map(String::as_str).collect();
+            exit::usage(format!(
+                "the plan declares no repository '{name}': declare it under [repositories.{name}] (url, passphrase source, copy_of), or use one of: {}",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ))
+        })?;
+        Ok(Target { url: r.url.clone(), password: r.password.clone() })
+    }
+
+    /// Opens a plan repository by name (see [`Context::named_target`]).
+    pub fn open_named(&self, name: &str) -> Result<Arc<Repository>> {
+        let target = self.named_target(name)?;
+        self.open_target(&target, None)
+    }
+
+    /// Opens a repository with the key resolved for it; `lock` is the
+    /// storage-level lock set on what it creates (`commands::immutability`).
+    pub fn open_target(&self, target: &Target, lock: Option<backends::Lock>) -> Result<Arc<Repository>> {
+        let backend = Self::backend_with_lock(target, lock)?;
         let key_file = self.global.key_file.clone().or(match &target.password {
             PasswordSource::KeyFile(f) if self.global.password_file.is_none() && std::env::var_os("REPRISE_PASSWORD").is_none() => Some(f.clone()),
             _ => None,

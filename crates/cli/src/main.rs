@@ -102,6 +102,7 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Status(a) => commands::status::run(&ctx, a),
         Command::Forget(a) => commands::retention::forget(&ctx, a),
         Command::Hold(c) => commands::retention::hold(&ctx, c),
+        Command::Copy(a) => commands::copy::run(&ctx, a),
         Command::Prune(a) => commands::retention::prune(&ctx, a),
         Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }

@@ -643,6 +643,60 @@ fn logical_dump_restores_a_database_and_a_single_table() {
     assert_eq!(n, 100);
 }
 
+/// `copy` of a physical component: the base backup and the WAL it needs
+/// reach the second repository before its snapshot does, WAL older than
+/// the base backup stays behind, later WAL follows, and a point-in-time
+/// restore to latest from the copy alone gives the newest committed state.
+#[test]
+fn a_copy_restores_to_latest_from_its_own_wal() {
+    let Some(env) = setup(true) else { return };
+    let copy_repo = env.path("copy");
+    let plan = format!(
+        "{}\n[repositories.offsite]\nurl = \"{}\"\nsite = \"elsewhere\"\ncopy_of = \"main\"\n",
+        std::fs::read_to_string(&env.plan).expect("plan"),
+        copy_repo.display()
+    );
+    std::fs::write(&env.plan, plan).expect("plan");
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY)");
+    env.archive_now();
+    env.sql("INSERT INTO markers VALUES (1)");
+    env.ok(&["backup", COMPONENT]);
+    env.sql("INSERT INTO markers VALUES (2)");
+    env.archive_now();
+
+    let first = env.json(&["copy"]);
+    let report = &first[0];
+    assert_eq!(report["to"], "offsite", "{first}");
+    assert_eq!(report["snapshots_copied"].as_array().expect("ids").len(), 1, "{first}");
+    assert!(report["wal_copied"].as_u64().expect("count") >= 2, "{first}");
+    let wal_names = |repo: &Path| -> std::collections::BTreeSet<String> {
+        walk(&repo.join("wal")).into_iter().filter(|p| p.is_file()).map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect()
+    };
+    let (primary_wal, copied_wal) = (wal_names(&env.repo), wal_names(&copy_repo));
+    assert!(copied_wal.is_subset(&primary_wal));
+    assert!(copied_wal.len() < primary_wal.len(), "WAL from before the base backup is not needed on the copy: {copied_wal:?} of {primary_wal:?}");
+
+    // More commits after the copy: the next copy sends their WAL only.
+    env.sql("INSERT INTO markers VALUES (3)");
+    env.archive_now();
+    let second = env.json(&["copy"]);
+    assert!(second[0]["snapshots_copied"].as_array().expect("ids").is_empty(), "{second}");
+    assert!(second[0]["wal_copied"].as_u64().expect("count") >= 1, "{second}");
+    assert!(second[0]["wal_present"].as_u64().expect("count") >= 2, "{second}");
+    env.ok(&["--repo", "offsite", "check", "--read-data"]);
+
+    // The copy alone restores to the newest committed state.
+    let to = env.path("from-copy");
+    let out = env.json(&["--repo", "offsite", "restore", COMPONENT, "--at", "latest", "--to", to.to_str().expect("utf8"), "--start", "--keep-running"]);
+    let mut run = to.clone().into_os_string();
+    run.push(".run");
+    let mut c = Cluster::existing(env.bin.clone(), &to, Path::new(&run), OnDrop::Stop).expect("cluster");
+    c.port = out["port"].as_u64().expect("port") as u16;
+    c.socket_dir = PathBuf::from(out["socket_dir"].as_str().expect("socket"));
+    assert_eq!(markers(&c), 3, "restore from the copy: {out}");
+    amcheck(&env, &c);
+}
+
 /// Archived WAL segment names of the component, from the repository folder.
 fn archived_segments(env: &Env) -> Vec<String> {
     let mut out: Vec<String> = walk(&env.repo.join("wal").join(COMPONENT))

@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod cache;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod error;
 pub mod holds;

@@ -64,6 +64,14 @@ pub struct RepositoryPlan {
     pub name: String,
     pub url: String,
     pub password: PasswordSource,
+    /// Where the storage is (free text: a region, a data centre). Two
+    /// repositories with different sites are off-site from each other;
+    /// `None` means unknown, and `status` says so rather than guess.
+    pub site: Option<String>,
+    /// The repository this one mirrors (`reprise copy` fills it). Only an
+    /// original may be named: copies of copies are refused, so that every
+    /// copy's freshness is measured against the repository backups write to.
+    pub copy_of: Option<String>,
 }
 
 /// Grandfather-father-son retention, as written in the plan.
@@ -210,6 +218,10 @@ struct RawRepository {
     password_env: Option<Spanned<String>>,
     #[serde(default)]
     key_file: Option<Spanned<String>>,
+    #[serde(default)]
+    site: Option<Spanned<String>>,
+    #[serde(default)]
+    copy_of: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -356,6 +368,8 @@ impl Plan {
             plan.cache_dir = settings.cache_dir.map(|c| resolve(c.get_ref()));
         }
 
+        // `copy_of` names other repositories: checked once all are known.
+        let mut copy_links: Vec<(String, Spanned<String>)> = Vec::new();
         for (name, repo) in raw.repositories {
             let span = repo.span().start;
             let repo = repo.into_inner();
@@ -385,9 +399,45 @@ impl Plan {
                 }
                 (None, None, None) => PasswordSource::Prompt,
             };
+            let site = match repo.site {
+                Some(s) if s.get_ref().trim().is_empty() => {
+                    cx.at(s.span().start, format!("repository '{name}' has an empty site"), "name where the storage is (e.g. \"francecentral\", \"paris-dc2\"), or remove site");
+                    None
+                }
+                Some(s) => Some(s.into_inner()),
+                None => None,
+            };
+            if let Some(c) = &repo.copy_of {
+                copy_links.push((name.clone(), c.clone()));
+            }
             let url = repo.url.into_inner();
             let url = if url.contains("://") || url.starts_with("local:") { url } else { resolve(&url).display().to_string() };
-            plan.repositories.insert(name.clone(), RepositoryPlan { name, url, password });
+            plan.repositories.insert(name.clone(), RepositoryPlan { name, url, password, site, copy_of: repo.copy_of.map(Spanned::into_inner) });
+        }
+        for (name, target) in &copy_links {
+            let at = target.span().start;
+            let t = target.get_ref();
+            if t == name {
+                cx.at(at, format!("repository '{name}' is declared a copy of itself"), "set copy_of to the repository it mirrors (the one components back up to), or remove copy_of");
+            } else if let Some(original) = plan.repositories.get(t) {
+                if let Some(grand) = &original.copy_of {
+                    cx.at(
+                        at,
+                        format!("repository '{name}' is a copy of '{t}', which is itself a copy of '{grand}'"),
+                        format!("set copy_of = \"{grand}\" (copies are made from the original repository, never from another copy)"),
+                    );
+                }
+                if original.url == plan.repositories[name].url {
+                    cx.at(at, format!("repository '{name}' has the same url as '{t}', of which it is a copy"), "give the copy its own location (another disk, bucket, region or provider)");
+                }
+            } else {
+                let known: Vec<_> = plan.repositories.keys().filter(|k| *k != name).map(String::as_str).collect();
+                cx.at(
+                    at,
+                    format!("repository '{name}' is a copy of '{t}', which the plan does not declare"),
+                    if known.is_empty() { "declare the original under [repositories.NAME]".to_owned() } else { format!("use one of: {}", known.join(", ")) },
+                );
+            }
         }
 
         for (name, comp) in raw.components {
@@ -475,7 +525,11 @@ impl Plan {
                     }
                     r.get_ref().clone()
                 }
-                None if plan.repositories.len() == 1 => plan.repositories.keys().next().cloned().unwrap_or_default(),
+                // Copies are not where backups go: a plan with one original
+                // repository and its copies needs no `repository =`.
+                None if plan.repositories.values().filter(|r| r.copy_of.is_none()).count() == 1 => {
+                    plan.repositories.values().find(|r| r.copy_of.is_none()).map(|r| r.name.clone()).unwrap_or_default()
+                }
                 None => {
                     cx.at(span, format!("component '{name}' does not say which repository it goes to"), "add repository = \"NAME\"");
                     String::new()
@@ -545,6 +599,12 @@ impl Plan {
             );
         }
         if cx.diags.is_empty() { Ok(plan) } else { Err(PlanError::Invalid(cx.diags)) }
+    }
+
+    /// The repositories declared copies of `original` (`copy_of`), by name.
+    #[must_use]
+    pub fn copies_of(&self, original: &str) -> Vec<&RepositoryPlan> {
+        self.repositories.values().filter(|r| r.copy_of.as_deref() == Some(original)).collect()
     }
 
     pub fn component(&self, name: &str) -> Result<&ComponentPlan, String> {
@@ -624,6 +684,60 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d.iter().any(|x| x.message.contains("password")));
         assert!(d.iter().any(|x| x.message.contains("setting of postgres components")));
+    }
+
+    const COPIES: &str = r#"
+[repositories.primary]
+url = "/var/backups/reprise"
+site = "paris-dc1"
+
+[repositories.secondary]
+url = "s3://medicapp-backup/reprise"
+site = "francecentral"
+copy_of = "primary"
+
+[components.docs]
+type = "files"
+repository = "primary"
+paths = ["/srv/docs"]
+"#;
+
+    #[test]
+    fn copies_and_sites() {
+        let plan = Plan::parse(Path::new("p.toml"), COPIES).unwrap();
+        assert_eq!(plan.repositories["primary"].site.as_deref(), Some("paris-dc1"));
+        assert_eq!(plan.repositories["primary"].copy_of, None);
+        assert_eq!(plan.repositories["secondary"].copy_of.as_deref(), Some("primary"));
+        let copies: Vec<&str> = plan.copies_of("primary").iter().map(|r| r.name.as_str()).collect();
+        // One original repository: components go there without saying so.
+        let implicit = Plan::parse(Path::new("p.toml"), &COPIES.replace("repository = \"primary\"\n", "")).unwrap();
+        assert_eq!(implicit.component("docs").unwrap().repository, "primary");
+        assert_eq!(copies, vec!["secondary"]);
+        assert!(plan.copies_of("secondary").is_empty());
+    }
+
+    #[test]
+    fn bad_copy_links_are_located_with_a_fix() {
+        // Unknown original.
+        let bad = COPIES.replace("copy_of = \"primary\"", "copy_of = \"primery\"");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("primery") && d[0].fix.contains("primary"), "{}", d[0]);
+        assert_eq!(d[0].line, 9);
+        // A copy of itself.
+        let bad = COPIES.replace("copy_of = \"primary\"", "copy_of = \"secondary\"");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert!(d[0].message.contains("copy of itself"), "{}", d[0]);
+        // A copy of a copy.
+        let bad = format!("{COPIES}\n[repositories.tertiary]\nurl = \"/mnt/tape\"\ncopy_of = \"secondary\"\n");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("itself a copy") && d[0].fix.contains("copy_of = \"primary\""), "{}", d[0]);
+        // The same location twice, and an empty site.
+        let bad = COPIES.replace("s3://medicapp-backup/reprise", "/var/backups/reprise").replace("site = \"francecentral\"", "site = \" \"");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|x| x.message.contains("same url")) && d.iter().any(|x| x.message.contains("empty site")), "{d:?}");
     }
 
     #[test]

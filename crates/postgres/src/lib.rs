@@ -8,11 +8,13 @@
 //! * [`rows`]: recovering deleted or changed rows of one table;
 //! * [`logical`]: `pg_dump` / `pg_restore` for managed servers;
 //! * [`status`]: achieved RPO and the point-in-time window;
+//! * [`copy`]: the WAL a copy to a second repository sends;
 //! * [`expire`]: WAL retention (what kept base backups and the window need).
 
 pub mod base;
 pub mod cluster;
 pub mod conn;
+pub mod copy;
 pub mod error;
 pub mod expire;
 pub mod logical;

@@ -121,28 +121,31 @@ impl BaseBackupInfo {
 /// Every base backup of `component`, oldest first.
 pub fn base_backups(repo: &Repository, component: &str) -> Result<Vec<BaseBackupInfo>> {
     let (snaps, _) = repo.snapshots()?;
-    let mut out = Vec::new();
-    for s in snaps {
-        let h = &s.header;
-        if h.component != component || h.kind != KIND_BASE {
-            continue;
-        }
-        let l = |k: &str| h.labels.get(&format!("pg.{k}")).cloned().unwrap_or_default();
-        let (Ok(start_lsn), Ok(stop_lsn)) = (l("start_lsn").parse::<Lsn>(), l("stop_lsn").parse::<Lsn>()) else { continue };
-        out.push(BaseBackupInfo {
-            id: s.id,
-            start_lsn,
-            stop_lsn,
-            timeline: l("timeline").parse().unwrap_or(1),
-            start_time: l("start_time").parse().unwrap_or(h.time),
-            stop_time: l("stop_time").parse().unwrap_or(h.time),
-            system_identifier: l("system_identifier").parse().unwrap_or(0),
-            segment_size: l("segment_size").parse().unwrap_or(walname::DEFAULT_SEGMENT_SIZE),
-            bytes: h.summary.bytes,
-        });
-    }
+    let mut out: Vec<BaseBackupInfo> = snaps.iter().filter(|s| s.header.component == component).filter_map(base_backup_info).collect();
     out.sort_by_key(|b| b.stop_lsn);
     Ok(out)
+}
+
+/// The base backup a snapshot records, if it is one (its header's labels).
+#[must_use]
+pub fn base_backup_info(s: &reprise_engine::SnapshotInfo) -> Option<BaseBackupInfo> {
+    let h = &s.header;
+    if h.kind != KIND_BASE {
+        return None;
+    }
+    let l = |k: &str| h.labels.get(&format!("pg.{k}")).cloned().unwrap_or_default();
+    let (Ok(start_lsn), Ok(stop_lsn)) = (l("start_lsn").parse::<Lsn>(), l("stop_lsn").parse::<Lsn>()) else { return None };
+    Some(BaseBackupInfo {
+        id: s.id,
+        start_lsn,
+        stop_lsn,
+        timeline: l("timeline").parse().unwrap_or(1),
+        start_time: l("start_time").parse().unwrap_or(h.time),
+        stop_time: l("stop_time").parse().unwrap_or(h.time),
+        system_identifier: l("system_identifier").parse().unwrap_or(0),
+        segment_size: l("segment_size").parse().unwrap_or(walname::DEFAULT_SEGMENT_SIZE),
+        bytes: h.summary.bytes,
+    })
 }
 
 /// Base backups that may reach `target`, best first.

@@ -12,7 +12,9 @@ use crate::commands::postgres::pg_error;
 use crate::context::Context;
 use crate::exit;
 
-fn policy_of(c: &ComponentPlan) -> Policy {
+/// The engine's form of a component's retention policy (also the policy
+/// `copy` applies to what a copy receives).
+pub(crate) fn policy_of(c: &ComponentPlan) -> Policy {
     let r = &c.objectives.retention;
     Policy { last: r.keep_last, within: r.keep_within, hourly: r.hourly, daily: r.daily, weekly: r.weekly, monthly: r.monthly, yearly: r.yearly }
 }

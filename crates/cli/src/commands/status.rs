@@ -2,7 +2,7 @@
 //! objective, and what a restore can reach.
 
 use anyhow::Result;
-use reprise_plan::{ComponentKind, PostgresMode};
+use reprise_plan::{ComponentKind, ComponentPlan, Plan, PostgresMode, RepositoryPlan};
 
 use crate::args::StatusArgs;
 use crate::commands::immutability::{self, ImmutabilityStatus};
@@ -26,8 +26,116 @@ struct ComponentStatus {
     pitr_objective_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     postgres: Option<reprise_postgres::status::PgStatus>,
+    /// The 3-2-1 posture: where copies of the component are.
+    copies: Posture,
     /// Storage-level immutability (S3 Object Lock, Azure immutability).
     immutability: Option<ImmutabilityStatus>,
+}
+
+/// One repository that holds (or should hold) a component.
+#[derive(Debug, serde::Serialize)]
+struct RepositoryPosture {
+    repository: String,
+    /// `primary` (where backups go) or `copy` (its `copy_of` names the primary).
+    role: &'static str,
+    /// `local-disk`, `s3` or `azure-blob`, from the URL.
+    media: &'static str,
+    /// From the plan; `unspecified` when the plan does not say.
+    site: String,
+    /// Whether its site differs from the primary's; `null` when a site is
+    /// missing (unknown, never guessed).
+    off_site: Option<bool>,
+    snapshots: Option<usize>,
+    newest_snapshot: Option<jiff::Timestamp>,
+    newest_age_seconds: Option<f64>,
+    /// Whether it holds the newest snapshot of the component on the primary.
+    holds_newest: Option<bool>,
+    /// Why the repository could not be read (the other lines still are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// 3-2-1, counted as: copies = the production data itself plus every
+/// repository holding at least one snapshot of the component; media =
+/// distinct media among those repositories (the production storage is not
+/// counted: it is what fails); off-site = at least one of them is off-site.
+#[derive(Debug, serde::Serialize)]
+struct Posture {
+    repositories: Vec<RepositoryPosture>,
+    copies: usize,
+    media: Vec<&'static str>,
+    off_site: bool,
+    three_two_one: bool,
+}
+
+fn media_of(url: &str) -> &'static str {
+    if url.starts_with("s3://") {
+        "s3"
+    } else if url.starts_with("azure://") {
+        "azure-blob"
+    } else {
+        "local-disk"
+    }
+}
+
+/// Snapshots of each repository, read once per `status` run.
+type SnapshotCache = std::collections::HashMap<String, std::result::Result<Vec<reprise_engine::SnapshotInfo>, String>>;
+
+fn posture(ctx: &Context, plan: &Plan, c: &ComponentPlan, cache: &mut SnapshotCache, now: jiff::Timestamp) -> Posture {
+    let primary = plan.repositories.get(&c.repository);
+    let mut repos: Vec<&RepositoryPlan> = primary.into_iter().collect();
+    repos.extend(plan.copies_of(&c.repository));
+    let primary_site = primary.and_then(|p| p.site.clone());
+    let mut lines = Vec::new();
+    let mut newest_on_primary: Option<Option<reprise_engine::format::Id>> = None;
+    for (i, r) in repos.iter().enumerate() {
+        let snaps = cache
+            .entry(r.name.clone())
+            .or_insert_with(|| ctx.open_named(&r.name).and_then(|repo| Ok(repo.snapshots()?.0)).map_err(|e| e.to_string()))
+            .as_ref()
+            .map(|all| all.iter().filter(|s| s.header.component == c.name).cloned().collect::<Vec<_>>());
+        let off_site = match (i, &primary_site, &r.site) {
+            (0, Some(_), _) => Some(false),
+            (_, Some(p), Some(s)) => Some(p != s),
+            _ => None,
+        };
+        let mut line = RepositoryPosture {
+            repository: r.name.clone(),
+            role: if i == 0 { "primary" } else { "copy" },
+            media: media_of(&r.url),
+            site: r.site.clone().unwrap_or_else(|| "unspecified".to_owned()),
+            off_site,
+            snapshots: None,
+            newest_snapshot: None,
+            newest_age_seconds: None,
+            holds_newest: None,
+            error: None,
+        };
+        match snaps {
+            Ok(snaps) => {
+                let newest = snaps.last();
+                if i == 0 {
+                    newest_on_primary = Some(newest.map(|s| s.id));
+                }
+                line.snapshots = Some(snaps.len());
+                line.newest_snapshot = newest.map(|s| s.header.time);
+                line.newest_age_seconds = newest.map(|s| now.duration_since(s.header.time).as_secs_f64().max(0.0));
+                line.holds_newest = match &newest_on_primary {
+                    Some(Some(id)) => Some(snaps.iter().any(|s| s.id == *id)),
+                    _ => None,
+                };
+            }
+            Err(e) => line.error = Some(e.clone()),
+        }
+        lines.push(line);
+    }
+    let holding: Vec<&RepositoryPosture> = lines.iter().filter(|l| l.snapshots.unwrap_or(0) > 0).collect();
+    let mut media: Vec<&'static str> = holding.iter().map(|l| l.media).collect();
+    media.sort_unstable();
+    media.dedup();
+    let off_site = holding.iter().any(|l| l.off_site == Some(true));
+    let copies = 1 + holding.len();
+    Posture { copies, three_two_one: copies >= 3 && media.len() >= 2 && off_site, media, off_site, repositories: lines }
 }
 
 fn human(secs: f64) -> String {
@@ -51,6 +159,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
     }
     let now = jiff::Timestamp::now();
     let mut out = Vec::new();
+    let mut cache = SnapshotCache::new();
     for c in components {
         let rpo_obj = c.objectives.rpo.map(|d| d.as_secs());
         let mut st = ComponentStatus {
@@ -65,6 +174,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             pitr_window_seconds: None,
             pitr_objective_seconds: c.objectives.pitr.map(|d| d.as_secs()),
             postgres: None,
+            copies: posture(ctx, plan, c, &mut cache, now),
             immutability: None,
         };
         match (&c.kind, pg_plan(c)) {
@@ -118,6 +228,31 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
                 None => "",
             }
         ));
+        let p = &s.copies;
+        ctx.say(format!(
+            "  copies: {} (production + {} repositories), media: {}, off-site: {}: 3-2-1 {}",
+            p.copies,
+            p.copies - 1,
+            if p.media.is_empty() { "none".to_owned() } else { p.media.join(", ") },
+            if p.off_site { "yes" } else { "no" },
+            if p.three_two_one { "holds" } else { "NOT MET" }
+        ));
+        for r in &p.repositories {
+            match &r.error {
+                Some(e) => ctx.say(format!("    {:<8} {:<16} {:<10} {:<16} ERROR: {e}", r.role, r.repository, r.media, r.site)),
+                None => ctx.say(format!(
+                    "    {:<8} {:<16} {:<10} {:<16} off-site {:<7} newest {} ({} ago){}",
+                    r.role,
+                    r.repository,
+                    r.media,
+                    r.site,
+                    r.off_site.map_or("unknown", |o| if o { "yes" } else { "no" }),
+                    r.newest_snapshot.map_or_else(|| "-".to_owned(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()),
+                    r.newest_age_seconds.map_or_else(|| "-".to_owned(), human),
+                    if r.holds_newest == Some(false) { "  BEHIND: lacks the newest snapshot" } else { "" }
+                )),
+            }
+        }
         if let Some(i) = &s.immutability {
             ctx.say(format!("  immutability: {}", i.reason));
         }
