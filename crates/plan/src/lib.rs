@@ -641,6 +641,26 @@ immutable = true
 retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly = 7 }
 "#;
 
+    /// The shipped example is the seed's whole plan: its figures, exactly.
+    #[test]
+    fn the_medicapp_example_is_the_seed_schedule() {
+        let text = include_str!("../../../docs/examples/medicapp.toml");
+        let plan = Plan::parse(Path::new("docs/examples/medicapp.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let day = 86_400;
+        let db = plan.component("medicapp-db").unwrap();
+        assert!(matches!(db.kind, ComponentKind::Postgres(_)));
+        assert_eq!(db.objectives.pitr, Some(Duration::from_secs(7 * day)));
+        let seed = RetentionPolicy { keep_within: Some(Duration::from_secs(7 * day)), daily: Some(30), weekly: Some(12), monthly: Some(12), yearly: Some(7), ..RetentionPolicy::default() };
+        assert_eq!(db.objectives.retention, seed);
+        assert_eq!((db.objectives.rpo, db.objectives.rto), (Some(Duration::from_secs(3600)), Some(Duration::from_secs(7200))));
+        let docs = plan.component("signed-documents").unwrap();
+        assert_eq!(docs.objectives.retain_for, Some(Duration::from_secs(20 * 365 * day)));
+        assert!(docs.objectives.immutable);
+        assert!(plan.component("secrets").is_ok());
+        assert_eq!(plan.repositories["geo"].copy_of.as_deref(), Some("primary"));
+        assert_ne!(plan.repositories["geo"].site, plan.repositories["primary"].site, "the geo copy is off-site");
+    }
+
     #[test]
     fn the_seed_schedule_parses() {
         let plan = Plan::parse(Path::new("reprise.toml"), GOOD).unwrap();
