@@ -360,8 +360,7 @@ def machine_info(bins, can_drop, work, note):
         f"- CPU: {cpu}, {os.cpu_count()} cores (flags: {flags}); RAM {mem_kib / 2**20:.1f} GiB",
         f"- Kernel: {platform.system()} {platform.release()}; work dir {work} on {fs[1]} ({fs[0]})",
         f"- reprise: `{out([bins['reprise'], '--version'])}`, {origin} (binary sha256 {sha}…)",
-        f"- restic: `{out([bins['restic'], 'version'])}`",
-        f"- borg: `{out([bins['borg'], '--version'])}`",
+        *(f"- {tool}: `{out([bins[tool], flag])}`" for tool, flag in (("restic", "version"), ("borg", "--version")) if tool in bins),
         f"- Page cache dropped before every timed step: {'yes' if can_drop else 'NO (not permitted: warm-cache figures)'}",
     ]
 

@@ -26,10 +26,8 @@ A check that fails after prune makes the run exit with status 1.
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -38,7 +36,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from peers import ROOT, busy_seconds, die, drop_caches, du_bytes, NCPU, run, settle  # noqa: E402
+from peers import ROOT, busy_seconds, die, drop_caches, du_bytes, machine_info, NCPU, run, settle  # noqa: E402
 
 PASSWORD = "reprise-bench-passphrase"
 TOOLS = ("reprise", "restic")
@@ -287,34 +285,6 @@ def table(results, info):
             lambda r: 100 * max(r[k]["foreign_load"] for k in ("backup1", "backup2", "prune", "check")), lambda x: f"{x:.0f}"),
     ]
     return lines
-
-
-def machine_info(bins, can_drop, work, note):
-    def out(argv):
-        try:
-            return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout.strip()
-        except OSError as e:
-            return f"unavailable ({e})"
-
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem_kib = int(f.readline().split()[1])
-    with open(bins["reprise"], "rb") as f:
-        sha = hashlib.sha256(f.read()).hexdigest()[:16]
-    origin = note or f"built from the workspace at `{out(['git', '-C', ROOT, 'describe', '--always', '--dirty'])}`"
-    fs = out(["df", "-T", work]).splitlines()[-1].split()
-    return [
-        f"- CPU: {cpu}, {os.cpu_count()} cores; RAM {mem_kib / 2**20:.1f} GiB",
-        f"- Kernel: {platform.system()} {platform.release()}; work dir {work} on {fs[1]} ({fs[0]})",
-        f"- reprise: `{out([bins['reprise'], '--version'])}`, {origin} (binary sha256 {sha}…)",
-        f"- restic: `{out([bins['restic'], 'version'])}`",
-        f"- Page cache dropped before every timed step: {'yes' if can_drop else 'NO (not permitted: warm-cache figures)'}",
-    ]
 
 
 def main():
