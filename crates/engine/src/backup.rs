@@ -30,7 +30,7 @@ use reprise_format::snapshot::{SnapshotBody, SnapshotHeader, Summary};
 use reprise_format::tree::{Node, NodeKind, Tree};
 use reprise_format::{BlobKind, Id};
 
-use crate::cache::{CachedFile, FilesCache};
+use crate::cache::{CachedFile, FilesCache, PathKey, path_key};
 use crate::error::{Error, Result};
 use crate::index::MasterIndex;
 use crate::packer::{BlobPacker, PackSink, Uploads};
@@ -468,7 +468,7 @@ struct Labels {
     body: BTreeMap<String, String>,
 }
 
-type Assembled = (Id, Totals, Vec<String>, Vec<(Vec<u8>, CachedFile)>, Labels);
+type Assembled = (Id, Totals, Vec<String>, Vec<(PathKey, CachedFile)>, Labels);
 
 fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_rx: &Receiver<Command>, sink: &PackSink) -> Result<Assembled> {
     use std::os::unix::ffi::OsStrExt;
@@ -510,7 +510,7 @@ fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_
                     totals.files += 1;
                     totals.bytes += node.size;
                     if let Some((path, _)) = cached {
-                        new_cache.push((path.as_os_str().as_bytes().to_vec(), CachedFile::of(&node)));
+                        new_cache.push((path_key(path.as_os_str().as_bytes()), CachedFile::of(&node)));
                     }
                 }
                 stack.last_mut().expect("root stays").children.push(node);
@@ -522,7 +522,7 @@ fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_
                     totals.files += 1;
                     totals.bytes += size;
                     if let Some(path) = cache_path {
-                        new_cache.push((path.as_os_str().as_bytes().to_vec(), CachedFile::of(&node)));
+                        new_cache.push((path_key(path.as_os_str().as_bytes()), CachedFile::of(&node)));
                     }
                     stack.last_mut().expect("root stays").children.push(node);
                 }
