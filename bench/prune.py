@@ -409,7 +409,7 @@ def main():
     report = "\n".join(lines)
     print(report)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE, text=True).stdout.strip() or "unknown"
-    path = args.out or os.path.join(HERE, "results", f"prune-{when.strftime('%Y-%m-%d')}-{commit}.md")
+    path = args.out or os.path.join(HERE, "results", f"prune-{when.strftime('%Y-%m-%d')}-{commit}-{args.delete}.md")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write(report)
