@@ -195,6 +195,9 @@ fn azure_and_local_say_not_in_force_and_why() {
         assert_eq!(st["in_force"], false, "{st}");
         assert_eq!(st["service"]["supported"], false, "{st}");
         assert!(st["reason"].as_str().unwrap().contains("the container reports no immutability"), "{st}");
+        // prune checks no pack lock there, and says why in one line.
+        let pruned = r.run(&["--plan", p.to_str().unwrap(), "prune"]).ok();
+        assert_eq!(pruned.stdout.matches("locks: not in force here").count(), 1, "{}", pruned.describe());
         // The same with the write-only SAS of a production host.
         let sas = emulators::container_sas("imm", "rcl");
         let host = r.with_env("AZURE_STORAGE_ACCOUNT_KEY", "").with_env("AZURE_STORAGE_SAS_TOKEN", &sas);
