@@ -201,6 +201,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
         let _ = (kind, name);
         Ok(None)
     }
+
+    /// Sets the lock of an existing object to `mode` until `until` (S3
+    /// PutObjectRetention; Azure Set Blob Immutability Policy). Callers
+    /// only ever lengthen a lock (see `reprise_engine::locks`); the
+    /// service refuses to shorten a COMPLIANCE / `Locked` one anyway.
+    /// Storage without locks refuses.
+    fn extend_lock(&self, kind: ObjectKind, name: &str, mode: LockMode, until: jiff::Timestamp) -> Result<(), BackendError> {
+        let _ = (mode, until);
+        Err(BackendError::new(ErrorKind::Other, self.location(), &kind.path(name), "this storage has no object locks"))
+    }
 }
 
 /// Opens the backend a repository URL names.

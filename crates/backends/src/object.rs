@@ -459,7 +459,7 @@ impl ObjectBackend {
     /// One raw signed request on the bucket or container (`path` starts
     /// with `/` or `?`).
     fn raw_request(&self, method: &'static str, path: &str) -> Result<lock::Answer, BackendError> {
-        self.raw_send(&lock::RawRequest { method, url: format!("{}{path}", self.container_url), headers: Vec::new() }, path)
+        self.raw_send(&lock::RawRequest { method, url: format!("{}{path}", self.container_url), headers: Vec::new(), body: Vec::new() }, path)
     }
 
     /// Sends a raw request; `what` names it in errors (never the URL, which
@@ -884,6 +884,38 @@ impl Backend for ObjectBackend {
             legal_hold: a.header(hold).is_some_and(|v| v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("true")),
         };
         Ok((found != ObjectLock::default()).then_some(found))
+    }
+
+    fn extend_lock(&self, kind: ObjectKind, name: &str, mode: lock::LockMode, until: jiff::Timestamp) -> Result<(), BackendError> {
+        let path = self.object_path(kind, name);
+        let url = format!("{}{path}", self.container_url);
+        let raw = match self.service {
+            Service::S3 => lock::s3_retention_request(&url, mode, until),
+            Service::Azure => lock::azure_policy_request(&url, mode, until),
+        };
+        // Setting the same retention twice is harmless: retried like a
+        // read on server errors and throttling.
+        let a = self.retrying(|_| match self.raw_send(&raw, &path) {
+            Ok(a) if matches!(a.status, 408 | 429 | 500 | 502 | 503 | 504) => {
+                Err(BackendError::new(ErrorKind::Unavailable, &self.location, &path, format!("HTTP {} {}", a.status, a.tag("Code").unwrap_or_default())))
+            }
+            other => other,
+        })?;
+        if matches!(a.status, 200 | 204) {
+            return Ok(());
+        }
+        // Status and error code only: a body may echo the URL (a SAS).
+        let code = a.tag("Code").unwrap_or_default();
+        let (kind, message) = match (self.service, a.status) {
+            (Service::Azure, s) => (if matches!(s, 401 | 403) { ErrorKind::PermissionDenied } else { ErrorKind::Other }, lock::azure_policy_refusal(s, code)),
+            (Service::S3, s @ (401 | 403)) => (
+                ErrorKind::PermissionDenied,
+                format!("this credential may not extend object locks (HTTP {s} {code}): grant the operator's role s3:PutObjectRetention on the repository's prefix"),
+            ),
+            (Service::S3, 404) => (ErrorKind::NotFound, format!("no such object (HTTP 404 {code})")),
+            (Service::S3, s) => (ErrorKind::Other, format!("the bucket refused to extend the object's lock (HTTP {s} {code})")),
+        };
+        Err(BackendError::new(kind, &self.location, &path, message))
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {

@@ -195,6 +195,9 @@ fn azure_and_local_say_not_in_force_and_why() {
         assert_eq!(st["in_force"], false, "{st}");
         assert_eq!(st["service"]["supported"], false, "{st}");
         assert!(st["reason"].as_str().unwrap().contains("the container reports no immutability"), "{st}");
+        // prune checks no pack lock there, and says why in one line.
+        let pruned = r.run(&["--plan", p.to_str().unwrap(), "prune"]).ok();
+        assert_eq!(pruned.stdout.matches("locks: not in force here").count(), 1, "{}", pruned.describe());
         // The same with the write-only SAS of a production host.
         let sas = emulators::container_sas("imm", "rcl");
         let host = r.with_env("AZURE_STORAGE_ACCOUNT_KEY", "").with_env("AZURE_STORAGE_SAS_TOKEN", &sas);
@@ -222,4 +225,131 @@ fn azure_and_local_say_not_in_force_and_why() {
     let st = status_of(&local, &p, "signed");
     assert_eq!(st["in_force"], false, "{st}");
     assert!(st["reason"].as_str().unwrap().contains("local directory"), "{st}");
+}
+
+/// Deduplication shares packs across components: a pack first written by a
+/// 1-day component and reused by a 30-day `immutable` one keeps its 1-day
+/// lock until the operator's prune lengthens it to the longer snapshot's
+/// date (keeping the pack's own mode); a second prune has nothing to do,
+/// and a dry run changes nothing.
+#[test]
+fn prune_lengthens_the_locks_of_packs_a_longer_kept_snapshot_reuses() {
+    let work = TestDir::new("imm-extend");
+    let Some(s3) = emulators::moto(work.path()) else { return };
+    let (status, text) = emulators::http(s3.port, "PUT", "/locked", &[("x-amz-bucket-object-lock-enabled", "true".into())], b"");
+    assert_eq!(status, 200, "{text}");
+    let url = emulators::s3_url(&s3, "locked", "repo");
+    let r = Reprise::at(work.path(), PathBuf::from(&url)).with_env("AWS_ACCESS_KEY_ID", emulators::S3_KEY_ID).with_env("AWS_SECRET_ACCESS_KEY", emulators::S3_SECRET);
+    let src = work.join("src");
+    random_files(&src, &mut Rng::new(7), 3, 1000, 100_000);
+    let p = work.join("reprise.toml");
+    fs::write(
+        &p,
+        format!(
+            r#"[repositories.main]
+url = "{url}"
+password_env = "REPRISE_PASSWORD"
+
+[components.short]
+type = "files"
+paths = ["{src}"]
+
+[components.short.objectives]
+retain_for = "1d"
+
+[components.long]
+type = "files"
+paths = ["{src}"]
+
+[components.long.objectives]
+retain_for = "30d"
+immutable = true
+"#,
+            src = src.display()
+        ),
+    )
+    .unwrap();
+    let ps = p.to_str().unwrap();
+    r.init();
+    let before = jiff::Timestamp::now();
+    r.run(&["--json", "--plan", ps, "backup", "short"]).ok();
+    let short = locks(&s3, "locked", "repo/");
+    r.run(&["--json", "--plan", ps, "backup", "long"]).ok();
+    let packs = |all: &serde_json::Map<String, Value>| -> Vec<(String, Value)> { all.iter().filter(|(k, _)| k.starts_with("repo/data/")).map(|(k, v)| (k.clone(), v.clone())).collect() };
+    let shared = packs(&short);
+    assert!(!shared.is_empty());
+    // Deduplicated: the long-kept backup reuses every pack of the first
+    // (its file content is there); what it writes of its own (its tree
+    // pack: trees record which component's files cache saw them) is
+    // locked for its 30 days already.
+    let own: Vec<(String, Value)> = packs(&locks(&s3, "locked", "repo/")).into_iter().filter(|(k, _)| !short.contains_key(k)).collect();
+    assert!(own.len() < shared.len(), "the second backup rewrote the content: nothing shared to test ({own:?})");
+    for (key, l) in &own {
+        assert_eq!(l["mode"], "COMPLIANCE", "{key}: {l}");
+    }
+    let until = |l: &Value| l["until"].as_str().unwrap_or_else(|| panic!("no lock: {l}")).parse::<jiff::Timestamp>().unwrap();
+    for (key, l) in &shared {
+        assert_eq!(l["mode"], "GOVERNANCE", "{key}: {l}");
+        assert!(until(l) <= before + jiff::SignedDuration::from_hours(48), "{key}: {l}");
+    }
+    let label: jiff::Timestamp = status_of(&r, &p, "long")["newest_snapshot"]["retain_until_label"].as_str().unwrap().parse().unwrap();
+    assert!(label >= before + jiff::SignedDuration::from_hours(24 * 30), "{label}");
+
+    // A dry run says what it would do and does nothing.
+    let dry = r.run(&["--json", "--plan", ps, "prune", "--dry-run"]).ok().json();
+    assert_eq!(dry["locks"]["in_force"], true, "{dry}");
+    assert_eq!(dry["locks"]["retained_snapshots"], 2, "{dry}");
+    assert_eq!(dry["locks"]["packs_extended"].as_u64(), Some(shared.len() as u64), "{dry}");
+    let unchanged = locks(&s3, "locked", "repo/");
+    for (key, l) in &shared {
+        assert_eq!(&unchanged[key], l, "a dry run changed a lock");
+    }
+
+    // The operator's prune lengthens every shared pack to the long
+    // snapshot's date (rounded up to midnight), in the pack's own mode.
+    let out = r.run(&["--json", "--plan", ps, "prune"]).ok();
+    let report = out.json();
+    assert_eq!(report["locks"]["packs_checked"].as_u64(), Some((shared.len() + own.len()) as u64), "{report}");
+    assert_eq!(report["locks"]["packs_extended"].as_u64(), Some(shared.len() as u64), "{report}");
+    assert_eq!(report["locks"]["packs_failed"], 0, "{report}");
+    let after = locks(&s3, "locked", "repo/");
+    for (key, _) in &shared {
+        let l = &after[key];
+        assert_eq!(l["mode"], "GOVERNANCE", "{key}: {l}");
+        assert!(until(l) >= label && until(l) <= label + jiff::SignedDuration::from_hours(24), "{key}: {l} vs label {label}");
+    }
+    // Index files are left alone (not needed to restore): the first
+    // backup's keep their 1-day locks.
+    let indexes: Vec<_> = short.iter().filter(|(k, _)| k.starts_with("repo/index/")).collect();
+    assert!(!indexes.is_empty());
+    for (key, l) in indexes {
+        assert_eq!(&after[key], l, "{key}");
+    }
+    assert!(!out.stdout.contains(emulators::S3_SECRET) && !out.stderr.contains(emulators::S3_SECRET));
+
+    // Nothing left to do; the human report says so.
+    let again = r.run(&["--json", "--plan", ps, "prune"]).ok().json();
+    assert_eq!(again["locks"]["packs_checked"].as_u64(), Some((shared.len() + own.len()) as u64), "{again}");
+    assert_eq!(again["locks"]["packs_extended"], 0, "{again}");
+    let human = r.run(&["--plan", ps, "prune"]).ok();
+    assert!(human.stdout.contains(&format!("{} pack(s) checked, 0 lengthened", shared.len() + own.len())), "{}", human.stdout);
+    r.check(&["--read-data"]).ok();
+}
+
+/// Where the storage has no locks, prune says so in one line and checks
+/// nothing.
+#[test]
+fn prune_says_locks_are_not_in_force_on_a_local_directory() {
+    let work = TestDir::new("imm-extend-local");
+    let src = work.join("src");
+    random_files(&src, &mut Rng::new(8), 2, 1000, 20_000);
+    let local = Reprise::new(work.path());
+    let p = plan(work.path(), local.repo.to_str().unwrap(), &src);
+    local.init();
+    local.run(&["--plan", p.to_str().unwrap(), "backup", "signed"]).ok();
+    let report = local.run(&["--json", "--plan", p.to_str().unwrap(), "prune"]).ok().json();
+    assert_eq!(report["locks"]["in_force"], false, "{report}");
+    assert_eq!(report["locks"]["packs_checked"], 0, "{report}");
+    let human = local.run(&["--plan", p.to_str().unwrap(), "prune"]).ok();
+    assert_eq!(human.stdout.matches("locks: not in force here").count(), 1, "{}", human.stdout);
 }

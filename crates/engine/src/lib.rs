@@ -14,6 +14,7 @@ pub mod diff;
 pub mod error;
 pub mod holds;
 pub mod index;
+pub mod locks;
 pub mod packer;
 pub mod progress;
 pub mod prune;

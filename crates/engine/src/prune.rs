@@ -190,11 +190,15 @@ pub struct PruneOptions {
     /// Upload threads for repacked packs.
     pub threads: usize,
     pub compression_level: i32,
+    /// Components whose snapshots' packs get COMPLIANCE (`immutable = true`
+    /// in the plan) when prune lengthens a pack that has no lock yet; the
+    /// others get GOVERNANCE (see [`crate::locks`]).
+    pub lock_modes: HashMap<String, reprise_backends::LockMode>,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { grace: DEFAULT_GRACE, max_unused: 0.05, max_repack: None, dry_run: false, threads: 4, compression_level: 3 }
+        PruneOptions { grace: DEFAULT_GRACE, max_unused: 0.05, max_repack: None, dry_run: false, threads: 4, compression_level: 3, lock_modes: HashMap::new() }
     }
 }
 
@@ -229,6 +233,8 @@ pub struct PruneReport {
     pub pending_marks: usize,
     pub pending_packs: usize,
     pub next_sweep: Option<Timestamp>,
+    /// Storage locks of the packs retained snapshots need, lengthened.
+    pub locks: crate::locks::LockReport,
     pub duration_ms: u64,
 }
 
@@ -382,7 +388,15 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         pending = rest;
     }
     report.pending_marks = pending.len();
-    report.pending_packs = pending.iter().flat_map(|m| &m.mark.packs).collect::<HashSet<_>>().len();
+    let condemned: HashSet<Id> = pending.iter().flat_map(|m| m.mark.packs.iter().copied()).collect();
+    report.pending_packs = condemned.len();
+    // Last, on what storage now holds (repacked packs included): packs a
+    // retained snapshot needs are locked at least until its date. The set
+    // of used blobs is dropped first: the job holds its own map.
+    drop(used);
+    let trees = catalog.index_without(&HashSet::new(), true);
+    report.locks = crate::locks::extend(repo, &catalog.packs, &catalog.stored, &condemned, &trees, &opts.lock_modes, opts.dry_run)?;
+    drop(trees);
     report.next_sweep = pending.iter().map(Mark::due).min();
     report.packs = catalog.stored.len();
     report.pack_bytes = catalog.stored.values().sum();

@@ -168,10 +168,25 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
         Some(s) => Some(parse_size(s).ok_or_else(|| exit::usage(format!("--max-repack {s} is not a size: write it like 500M or 10G")))?),
     };
     let repo = open_any(ctx)?;
-    let opts = reprise_engine::prune::PruneOptions { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run, ..Default::default() };
+    // The mode a pack with no lock gets when a retained snapshot needs it
+    // locked longer: the plan knows which components are `immutable`
+    // (without a plan, GOVERNANCE: the weaker mode, liftable by an
+    // administrator, rather than an irrevocable guess).
+    let lock_modes = ctx
+        .plan
+        .as_ref()
+        .map(|p| p.components.values().filter_map(|c| crate::commands::immutability::lock_for(c).map(|l| (c.name.clone(), l.mode))).collect())
+        .unwrap_or_default();
+    let opts = reprise_engine::prune::PruneOptions { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run, lock_modes, ..Default::default() };
     let r = reprise_engine::prune::prune(&repo, &opts)?;
+    // The garbage collection is done and reported either way; a lock that
+    // could not be lengthened makes the run fail, so that a scheduler sees it.
+    let lock_failure = r.locks.error.as_ref().map(|e| {
+        exit::with_code(exit::ERROR, format!("{} pack lock(s) could not be read or lengthened; first: {e}", r.locks.packs_failed.max(1)))
+    });
     if ctx.json() {
-        return ctx.print_json(&r);
+        ctx.print_json(&r)?;
+        return lock_failure.map_or(Ok(()), Err);
     }
     let b = crate::commands::bytes;
     let would = if r.dry_run { "would be " } else { "" };
@@ -198,7 +213,21 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
     if let Some(t) = r.next_sweep {
         println!("{} pack(s) in {} mark(s) wait for their grace period; the first can be deleted by a prune after {}", r.pending_packs, r.pending_marks, t.strftime("%Y-%m-%d %H:%M:%S UTC"));
     }
-    Ok(())
+    let l = &r.locks;
+    if l.in_force {
+        println!(
+            "locks: {} retained snapshot(s); {} pack(s) checked, {} {}lengthened{}{}",
+            l.retained_snapshots,
+            l.packs_checked,
+            l.packs_extended,
+            would,
+            l.latest_until.map(|t| format!(" (latest until {})", t.strftime("%Y-%m-%d"))).unwrap_or_default(),
+            if l.packs_failed > 0 { format!(", {} failed", l.packs_failed) } else { String::new() }
+        );
+    } else {
+        println!("locks: not in force here, pack locks not checked ({})", l.detail);
+    }
+    lock_failure.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
