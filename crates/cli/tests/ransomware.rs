@@ -142,6 +142,19 @@ fn encrypt_in_place(root: &Path) -> usize {
 }
 
 /// The newest snapshot of `component` taken before `t`.
+/// The operator restores the newest snapshot taken before `attack` and
+/// every file must match the original (content and mode).
+fn recover_and_compare(admin: &Reprise, attack: jiff::Timestamp, src: &Path, target: &Path, original: &BTreeMap<PathBuf, (Vec<u8>, u32)>) {
+    let id = newest_before(admin, attack);
+    admin.restore(&snap_path(&id, src), target, &[] as &[&str]).ok();
+    let restored = manifest(target);
+    assert_eq!(restored.len(), original.len());
+    for (path, want) in original {
+        assert_eq!(restored.get(path), Some(want), "{} differs after the restore", path.display());
+    }
+    eprintln!("recovered {} files bit-identical from snapshot {}", restored.len(), &id[..8]);
+}
+
 fn newest_before(r: &Reprise, t: jiff::Timestamp) -> String {
     let snaps = r.snapshots();
     let before: Vec<&serde_json::Value> = snaps.iter().filter(|s| s["time"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap() < t).collect();
@@ -315,15 +328,7 @@ fn ransomware_on_azure_with_a_write_only_sas() {
     assert_eq!(check.code, 0, "{}", check.describe());
     let holds = admin.run(&["--json", "hold", "list"]).ok().json();
     assert_eq!(holds.as_array().unwrap().len(), 1, "the hold survived: {holds}");
-    let id = newest_before(&admin, attack);
-    let target = work.join("recovered");
-    admin.restore(&snap_path(&id, &src), &target, &[] as &[&str]).ok();
-    let restored = manifest(&target);
-    assert_eq!(restored.len(), original.len());
-    for (path, want) in &original {
-        assert_eq!(restored.get(path), Some(want), "{} differs after the restore", path.display());
-    }
-    eprintln!("recovered {} files bit-identical from snapshot {}", restored.len(), &id[..8]);
+    recover_and_compare(&admin, attack, &src, &work.join("recovered"), &original);
 }
 
 
@@ -465,13 +470,5 @@ fn ransomware_on_s3_with_a_producer_iam_user() {
     assert_eq!(st["in_force"], !shortened, "{st}");
 
 
-    let id = newest_before(&admin, attack);
-    let target = work.join("recovered");
-    admin.restore(&snap_path(&id, &src), &target, &[] as &[&str]).ok();
-    let restored = manifest(&target);
-    assert_eq!(restored.len(), original.len());
-    for (path, want) in &original {
-        assert_eq!(restored.get(path), Some(want), "{} differs after the restore", path.display());
-    }
-    eprintln!("recovered {} files bit-identical from snapshot {}", restored.len(), &id[..8]);
+    recover_and_compare(&admin, attack, &src, &work.join("recovered"), &original);
 }

@@ -189,7 +189,6 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Upload threads for repacked packs.
     pub threads: usize,
-    pub compression_level: i32,
     /// Components whose snapshots' packs get COMPLIANCE (`immutable = true`
     /// in the plan) when prune lengthens a pack that has no lock yet; the
     /// others get GOVERNANCE (see [`crate::locks`]).
@@ -198,7 +197,7 @@ pub struct PruneOptions {
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { grace: DEFAULT_GRACE, max_unused: 0.05, max_repack: None, dry_run: false, threads: 4, compression_level: 3, lock_modes: HashMap::new() }
+        PruneOptions { grace: DEFAULT_GRACE, max_unused: 0.05, max_repack: None, dry_run: false, threads: 4, lock_modes: HashMap::new() }
     }
 }
 
@@ -575,8 +574,9 @@ fn mark(repo: &Arc<Repository>, catalog: &mut Catalog, used: &UsedSet, pending: 
 /// before the old ones are condemned). Returns the bytes written.
 fn repack(repo: &Arc<Repository>, catalog: &mut Catalog, live: &MasterIndex, used: &UsedSet, packs: &[Id], opts: &PruneOptions) -> Result<u64> {
     let uploads = Uploads::start(Arc::clone(repo), opts.threads, 0);
-    let mut data = BlobPacker::new(Arc::clone(repo), BlobKind::Data, uploads.sink(), opts.compression_level);
-    let mut trees = BlobPacker::new(Arc::clone(repo), BlobKind::Tree, uploads.sink(), opts.compression_level);
+    // Blobs are added as stored (`add_stored`): the packers never compress.
+    let mut data = BlobPacker::new(Arc::clone(repo), BlobKind::Data, uploads.sink(), 0);
+    let mut trees = BlobPacker::new(Arc::clone(repo), BlobKind::Tree, uploads.sink(), 0);
     let result = (|| -> Result<()> {
         for id in packs {
             let pack = &catalog.packs[id];
