@@ -171,7 +171,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 
     /// Prepares an empty repository location (folders, containers). Fails
-    /// with [`ErrorKind::AlreadyExists`] if a repository config is there.
+    /// with [`ErrorKind::AlreadyExists`] if a repository config is there
+    /// (object `config`), or if the location holds anything else (object
+    /// `""`, the message says what): a repository is never mixed into
+    /// unrelated files.
     fn prepare(&self) -> Result<(), BackendError>;
 
     /// Stores a new object; never overwrites (see the crate docs).

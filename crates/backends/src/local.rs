@@ -28,7 +28,8 @@ impl LocalBackend {
 
     fn err(&self, object: &str, e: &io::Error) -> BackendError {
         let kind = match e.kind() {
-            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            // A path through a file (`--repo /etc/passwd`): nothing there.
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotFound,
             io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => ErrorKind::PermissionDenied,
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
@@ -113,6 +114,26 @@ impl Backend for LocalBackend {
     fn prepare(&self) -> Result<(), BackendError> {
         if self.path(ObjectKind::Config, "").exists() {
             return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "config", "a repository already exists here"));
+        }
+        // A repository is never mixed into other files: whatever is there
+        // could be taken for repository objects, or removed by a prune.
+        match fs::metadata(&self.root) {
+            Ok(md) if !md.is_dir() => {
+                return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "", "this is a file, not a directory: give a new or empty directory"));
+            }
+            Ok(_) => {
+                let mut entries = fs::read_dir(&self.root).map_err(|e| self.err("", &e))?;
+                if entries.next().is_some() {
+                    return Err(BackendError::new(
+                        ErrorKind::AlreadyExists,
+                        &self.location,
+                        "",
+                        "this directory is not empty and holds no repository: give a new or empty directory (a repository is never mixed with other files)",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.err("", &e)),
         }
         let mut dirs = vec![self.root.join("tmp")];
         for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold, ObjectKind::PruneMark] {

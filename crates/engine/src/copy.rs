@@ -538,10 +538,7 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     let dst = match dst {
         Destination::Mirror(r) => *r,
         Destination::Empty(backend) => {
-            backend.prepare().map_err(|e| match e.kind {
-                ErrorKind::AlreadyExists => Error::RepositoryExists { location: backend.location().to_owned() },
-                _ => Error::Backend(e),
-            })?;
+            crate::repository::prepare_location(backend.as_ref())?;
             for k in src.backend().list(ObjectKind::Key)? {
                 match read_verified(src, ObjectKind::Key, &k.name)? {
                     Ok(bytes) => {

@@ -63,6 +63,16 @@ pub(crate) fn whoami() -> (String, String) {
     (host, user)
 }
 
+/// Prepares an empty location for a new repository (`init`, a copy's
+/// first run): a repository already there, or anything else, is refused.
+pub(crate) fn prepare_location(backend: &dyn Backend) -> Result<()> {
+    backend.prepare().map_err(|e| match e.kind {
+        ErrorKind::AlreadyExists if e.object == "config" => Error::RepositoryExists { location: backend.location().to_owned() },
+        ErrorKind::AlreadyExists => Error::LocationNotEmpty { location: backend.location().to_owned(), detail: e.message },
+        _ => Error::Backend(e),
+    })
+}
+
 /// The local host name, as recorded in snapshots.
 #[must_use]
 pub fn hostname() -> String {
@@ -83,10 +93,7 @@ impl Repository {
         if passphrase.is_empty() {
             return Err(Error::InvalidArgument("the passphrase is empty: choose one (it protects the repository's keys)".into()));
         }
-        backend.prepare().map_err(|e| match e.kind {
-            ErrorKind::AlreadyExists => Error::RepositoryExists { location: backend.location().to_owned() },
-            _ => Error::Backend(e),
-        })?;
+        prepare_location(backend.as_ref())?;
         let id = Id(reprise_format::crypto::random());
         let mut config = RepositoryConfig::new(id, chunker);
         config.pack_size = pack_size;
@@ -252,7 +259,7 @@ impl Repository {
         let matches: Vec<_> = keys.into_iter().filter(|k| k.name.starts_with(prefix)).collect();
         match matches.len() {
             1 => Ok(matches.into_iter().next().expect("one match")),
-            0 => Err(Error::InvalidArgument(format!("no key matches '{prefix}': list keys with `reprise key list`"))),
+            0 => Err(Error::NotFound(format!("no key matches '{prefix}': list keys with `reprise key list`"))),
             _ => Err(Error::InvalidArgument(format!("'{prefix}' matches several keys: give more digits"))),
         }
     }
@@ -265,7 +272,7 @@ impl Repository {
         let target = keys
             .iter()
             .find(|k| k.name == name)
-            .ok_or_else(|| Error::InvalidArgument(format!("no key named {name}: list keys with `reprise key list`")))?;
+            .ok_or_else(|| Error::NotFound(format!("no key named {name}: list keys with `reprise key list`")))?;
         if target.current {
             return Err(Error::InvalidArgument(
                 "refusing to remove the key in use: open the repository with another key to remove this one".into(),

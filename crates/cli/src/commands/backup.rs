@@ -133,7 +133,7 @@ fn report(ctx: &Context, outcome: &BackupOutcome) -> Result<()> {
     }
     if !outcome.errors.is_empty() {
         for e in &outcome.errors {
-            eprintln!("reprise: not backed up: {e}");
+            errln!("reprise: not backed up: {e}");
         }
         return Err(exit::with_code(
             exit::INCOMPLETE,

@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
             ctx.say(format!("note: {n}"));
         }
         for p in &report.problems {
-            println!("DAMAGED {}: {}", p.object, p.message);
+            outln!("DAMAGED {}: {}", p.object, p.message);
         }
         ctx.say(format!(
             "{} snapshots, {} index files, {} packs, {} blobs checked; {} packs read ({})",

@@ -147,7 +147,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     }
     if let Some((_, _, first)) = failures.first() {
         for (from, to, e) in &failures {
-            eprintln!("reprise: copy {from} -> {to}: {e}");
+            errln!("reprise: copy {from} -> {to}: {e}");
         }
         return Err(exit::with_code(
             exit::code_of(first),
@@ -185,9 +185,9 @@ fn print_human(ctx: &Context, from: &str, to: &str, components: &[String], r: &C
     }
     // Damage is printed even with --quiet: it is why the exit code is not 0.
     for p in &r.damage {
-        println!("DAMAGED {}: {}", p.object, p.message);
+        outln!("DAMAGED {}: {}", p.object, p.message);
     }
     for p in &r.conflicts {
-        println!("CONFLICT {}: {}", p.object, p.message);
+        outln!("CONFLICT {}: {}", p.object, p.message);
     }
 }

@@ -19,7 +19,7 @@ pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
         .filter(|s| args.host.as_ref().is_none_or(|h| &s.header.host == h))
         .collect();
     for (name, e) in &bad {
-        eprintln!("reprise: warning: {name} unreadable: {e}");
+        errln!("reprise: warning: {name} unreadable: {e}");
     }
     if ctx.json() {
         return ctx.print_json(&list);

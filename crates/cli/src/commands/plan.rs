@@ -17,9 +17,9 @@ pub fn run(global: &crate::args::Global, json: bool, cmd: &PlanCommand) -> Resul
             match Plan::load(&path) {
                 Ok(plan) => {
                     if json {
-                        println!("{}", serde_json::json!({ "plan": path, "ok": true, "components": plan.components.keys().collect::<Vec<_>>(), "repositories": plan.repositories.keys().collect::<Vec<_>>() }));
+                        outln!("{}", serde_json::json!({ "plan": path, "ok": true, "components": plan.components.keys().collect::<Vec<_>>(), "repositories": plan.repositories.keys().collect::<Vec<_>>() }));
                     } else if !global.quiet {
-                        println!("{}: ok ({} repositories, {} components)", path.display(), plan.repositories.len(), plan.components.len());
+                        outln!("{}: ok ({} repositories, {} components)", path.display(), plan.repositories.len(), plan.components.len());
                     }
                     Ok(())
                 }
@@ -29,10 +29,10 @@ pub fn run(global: &crate::args::Global, json: bool, cmd: &PlanCommand) -> Resul
                             .iter()
                             .map(|d| serde_json::json!({ "file": d.file, "line": d.line, "column": d.column, "message": d.message, "fix": d.fix }))
                             .collect();
-                        println!("{}", serde_json::json!({ "plan": path, "ok": false, "errors": list }));
+                        outln!("{}", serde_json::json!({ "plan": path, "ok": false, "errors": list }));
                     } else {
                         for d in &diags {
-                            eprintln!("{d}");
+                            errln!("{d}");
                         }
                     }
                     Err(exit::with_code(exit::USAGE, format!("{}: {} error(s)", path.display(), diags.len())))

@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     }
     if !out.damaged.is_empty() {
         for d in &out.damaged {
-            eprintln!("reprise: damaged, not restored: {}: {}", d.path, d.reason);
+            errln!("reprise: damaged, not restored: {}: {}", d.path, d.reason);
         }
         return Err(exit::with_code(
             exit::DAMAGED,

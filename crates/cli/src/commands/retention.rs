@@ -40,10 +40,10 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
         };
         if !ctx.json() {
             let verb = if args.dry_run { "would forget" } else { "forgotten" };
-            println!("{}: {} snapshots, {} kept, {} {verb}", c.name, outcome.snapshots.len(), outcome.snapshots.iter().filter(|v| v.keep).count(), outcome.snapshots.iter().filter(|v| !v.keep).count());
+            outln!("{}: {} snapshots, {} kept, {} {verb}", c.name, outcome.snapshots.len(), outcome.snapshots.iter().filter(|v| v.keep).count(), outcome.snapshots.iter().filter(|v| !v.keep).count());
             for v in &outcome.snapshots {
                 let what = if v.keep { "keep  " } else if args.dry_run { "forget" } else { "gone  " };
-                println!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
+                outln!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
             }
             if let Some(w) = &wal {
                 print_wal(w);
@@ -80,7 +80,7 @@ fn print_wal(w: &WalExpiry) {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let verb = if w.dry_run { "would remove" } else { "removed" };
     match (&w.continuous_from, &w.anchor_backup) {
-        (Some(from), Some(anchor)) => println!(
+        (Some(from), Some(anchor)) => outln!(
             "  WAL: {} files kept ({:.1} MiB; continuous from {from}, the start of base backup {}), {} {verb} ({:.1} MiB)",
             w.kept_files,
             mib(w.kept_bytes),
@@ -88,10 +88,10 @@ fn print_wal(w: &WalExpiry) {
             w.removed_files.len(),
             mib(w.removed_bytes)
         ),
-        _ => println!("  WAL: {} files kept ({:.1} MiB), none {verb}", w.kept_files, mib(w.kept_bytes)),
+        _ => outln!("  WAL: {} files kept ({:.1} MiB), none {verb}", w.kept_files, mib(w.kept_bytes)),
     }
     if let Some(note) = &w.note {
-        println!("  WAL: note: {note}");
+        outln!("  WAL: note: {note}");
     }
 }
 
@@ -108,7 +108,7 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "hold": id, "snapshot": snap.id }))?;
             } else {
-                println!("hold {} placed on snapshot {} ({}): {reason}", &id.to_hex()[..8], &snap.id.to_hex()[..8], snap.header.component);
+                outln!("hold {} placed on snapshot {} ({}): {reason}", &id.to_hex()[..8], &snap.id.to_hex()[..8], snap.header.component);
             }
         }
         HoldCommand::List => {
@@ -116,10 +116,10 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             if ctx.json() {
                 ctx.print_json(&all)?;
             } else if all.is_empty() {
-                println!("no holds");
+                outln!("no holds");
             } else {
                 for h in &all {
-                    println!("{}  snapshot {}  {}  by {}@{}  {}", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.time.strftime("%Y-%m-%d %H:%M"), h.hold.user, h.hold.host, h.hold.reason);
+                    outln!("{}  snapshot {}  {}  by {}@{}  {}", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.time.strftime("%Y-%m-%d %H:%M"), h.hold.user, h.hold.host, h.hold.reason);
                 }
             }
         }
@@ -128,7 +128,7 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             if ctx.json() {
                 ctx.print_json(&h)?;
             } else {
-                println!("hold {} lifted from snapshot {} (it was: {})", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.reason);
+                outln!("hold {} lifted from snapshot {} (it was: {})", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.reason);
             }
         }
     }
@@ -190,9 +190,9 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
     }
     let b = crate::commands::bytes;
     let would = if r.dry_run { "would be " } else { "" };
-    println!("{} snapshots use {} blobs; {} packs, {}", r.snapshots, r.used_blobs, r.packs, b(r.pack_bytes));
+    outln!("{} snapshots use {} blobs; {} packs, {}", r.snapshots, r.used_blobs, r.packs, b(r.pack_bytes));
     if r.swept_marks > 0 || r.deleted_packs > 0 {
-        println!(
+        outln!(
             "sweep: {} mark(s) past their grace period; {} packs {would}deleted ({}), {} rescued (a newer snapshot needs them), {} index files {would}rewritten",
             r.swept_marks,
             r.deleted_packs,
@@ -201,7 +201,7 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
             r.index_files_rewritten
         );
     }
-    println!(
+    outln!(
         "mark: {} unused packs ({}) and {} repacked packs ({}) {would}condemned{}",
         r.condemned_packs,
         b(r.condemned_bytes),
@@ -209,13 +209,13 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
         b(r.repacked_bytes),
         if r.repack_limited { "; repacking stopped at --max-repack" } else { "" }
     );
-    println!("unused space left in partly used packs: {}", b(r.unused_bytes_left));
+    outln!("unused space left in partly used packs: {}", b(r.unused_bytes_left));
     if let Some(t) = r.next_sweep {
-        println!("{} pack(s) in {} mark(s) wait for their grace period; the first can be deleted by a prune after {}", r.pending_packs, r.pending_marks, t.strftime("%Y-%m-%d %H:%M:%S UTC"));
+        outln!("{} pack(s) in {} mark(s) wait for their grace period; the first can be deleted by a prune after {}", r.pending_packs, r.pending_marks, t.strftime("%Y-%m-%d %H:%M:%S UTC"));
     }
     let l = &r.locks;
     if l.in_force {
-        println!(
+        outln!(
             "locks: {} retained snapshot(s); {} pack(s) checked, {} {}lengthened{}{}",
             l.retained_snapshots,
             l.packs_checked,
@@ -225,7 +225,7 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
             if l.packs_failed > 0 { format!(", {} failed", l.packs_failed) } else { String::new() }
         );
     } else {
-        println!("locks: not in force here, pack locks not checked ({})", l.detail);
+        outln!("locks: not in force here, pack locks not checked ({})", l.detail);
     }
     lock_failure.map_or(Ok(()), Err)
 }
