@@ -326,6 +326,14 @@ pub struct BackupArgs {
     /// Worker threads [default: number of cores]
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Back up into a repository the plan declares a copy (`copy_of`),
+    /// e.g. while the original is lost [default: refused]
+    #[arg(long)]
+    pub into_copy: bool,
+    /// With --stdin: record a snapshot even when standard input is empty
+    /// [default: refused, since an empty dump usually means a failed one]
+    #[arg(long, requires = "stdin")]
+    pub allow_empty: bool,
 }
 
 #[derive(Args, Debug)]
@@ -409,8 +417,15 @@ pub struct StatsArgs {}
 
 #[derive(Subcommand, Debug)]
 pub enum PlanCommand {
-    /// Validate the plan: every error with file, line and fix
+    /// Validate the plan: every error with file, line and fix; warn about
+    /// paths this machine does not have
     Check,
+    /// Write a commented starter plan (never over an existing file)
+    Init {
+        /// Where to write it [default: --plan FILE, else ./reprise.toml]
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -42,7 +42,7 @@ impl Context {
 
     pub fn plan(&self) -> Result<&Plan> {
         self.plan.as_ref().ok_or_else(|| {
-            exit::with_code(exit::NOT_FOUND, "no plan found: pass --plan FILE (or REPRISE_PLAN), or create ./reprise.toml")
+            exit::with_code(exit::NOT_FOUND, crate::commands::plan::NO_PLAN)
         })
     }
 

@@ -90,6 +90,22 @@ fn usage_error(e: &clap::Error, json: bool) -> ExitCode {
     let message = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         let _ = e.print();
         "a command is needed: choose one of those listed above".to_owned()
+    } else if e.kind() == ErrorKind::MissingSubcommand {
+        // `reprise --repo R` or `reprise key`: the help of that command,
+        // whose list of subcommands is the answer.
+        let path = match e.get(clap::error::ContextKind::InvalidSubcommand) {
+            Some(clap::error::ContextValue::String(p)) => p.clone(),
+            _ => String::new(),
+        };
+        let mut command = <Cli as clap::CommandFactory>::command();
+        for name in path.split_whitespace().skip(1) {
+            match command.find_subcommand(name) {
+                Some(sub) => command = sub.clone(),
+                None => break,
+            }
+        }
+        errln!("{}", command.render_help());
+        "a command is needed: choose one of those listed above".to_owned()
     } else {
         one_line(&e.render().to_string())
     };

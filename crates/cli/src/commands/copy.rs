@@ -115,7 +115,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
                 if let ComponentKind::Postgres(pg) = &c.kind
                     && pg.mode == PostgresMode::Physical
                 {
-                    wal.push(reprise_postgres::copy::wal_batch(&src, dest.repository(), &c.name, &copy_plan.snapshots, c.objectives.pitr)?);
+                    wal.push(reprise_postgres::copy::wal_batch(&src, dest.repository(), &c.name, &copy_plan.snapshots, c.objectives.pitr.map(|p| p.length_before(jiff::Timestamp::now())))?);
                 }
             }
             if args.dry_run {

@@ -16,7 +16,9 @@ use crate::exit;
 /// `copy` applies to what a copy receives).
 pub(crate) fn policy_of(c: &ComponentPlan) -> Policy {
     let r = &c.objectives.retention;
-    Policy { last: r.keep_last, within: r.keep_within, hourly: r.hourly, daily: r.daily, weekly: r.weekly, monthly: r.monthly, yearly: r.yearly }
+    // `keep_within = "1y"` is a calendar year behind now.
+    let within = r.keep_within.map(|p| p.length_before(jiff::Timestamp::now()));
+    Policy { last: r.keep_last, within, hourly: r.hourly, daily: r.daily, weekly: r.weekly, monthly: r.monthly, yearly: r.yearly }
 }
 
 pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
@@ -72,7 +74,7 @@ struct ComponentForget {
 fn expire_wal(repo: &Repository, c: &ComponentPlan, outcome: &retention::ForgetOutcome, dry_run: bool) -> Result<WalExpiry> {
     let going: std::collections::HashSet<_> = outcome.snapshots.iter().filter(|v| !v.keep).map(|v| v.id).collect();
     let kept: Vec<_> = reprise_postgres::restore::base_backups(repo, &c.name).map_err(pg_error)?.into_iter().filter(|b| !going.contains(&b.id)).collect();
-    let window = c.objectives.pitr.or(c.objectives.retention.keep_within);
+    let window = c.objectives.pitr.or(c.objectives.retention.keep_within).map(|p| p.length_before(jiff::Timestamp::now()));
     expire::expire(repo, &c.name, &kept, window, dry_run).map_err(pg_error)
 }
 

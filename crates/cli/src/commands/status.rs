@@ -172,7 +172,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             newest_restorable: None,
             oldest_restorable: None,
             pitr_window_seconds: None,
-            pitr_objective_seconds: c.objectives.pitr.map(|d| d.as_secs()),
+            pitr_objective_seconds: c.objectives.pitr.map(|p| p.length_before(now).as_secs()),
             postgres: None,
             copies: posture(ctx, plan, c, &mut cache, now),
             immutability: None,

@@ -1,0 +1,330 @@
+//! What a new user and a hostile tester found (issue 9), each pinned by a
+//! test named after the defect: closed pipes, usage errors, one JSON
+//! document, colour codes, exit codes, non-empty `init` targets, `latest`
+//! and damage, repairs, plan messages, and the documentation's promises.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use common::*;
+
+/// A repository with one small snapshot of `work/src`.
+fn repo_with_snapshot(t: &TestDir) -> (Reprise, PathBuf, String) {
+    let r = Reprise::new(t.path());
+    r.init();
+    let src = t.join("src");
+    let mut rng = Rng::new(9);
+    random_files(&src, &mut rng, 5, 1_000, 20_000);
+    stamp_mtimes(&src, &mut rng);
+    let id = id_of(&r.backup_paths(&[&src]));
+    (r, src, id)
+}
+
+/// Runs a command whose stdout is a pipe closed before it writes anything
+/// (`reprise ... | head -0`); returns its exit code and stderr.
+fn run_into_closed_pipe(r: &Reprise, args: &[&str]) -> (i32, String) {
+    let (mut c, line) = r.command(args);
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.code().is_some(), "`{line}` was killed by a signal: {status:?}\n{stderr}");
+    (status.code().unwrap(), stderr)
+}
+
+#[test]
+fn closed_pipe_does_not_panic() {
+    let t = TestDir::new("epipe");
+    let (r, _, id) = repo_with_snapshot(&t);
+    for args in [vec!["snapshots"], vec!["--json", "snapshots"], vec!["ls", id.as_str()], vec!["--json", "ls", "latest"], vec!["stats"]] {
+        let (code, stderr) = run_into_closed_pipe(&r, &args);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked on a closed pipe: {stderr}");
+        assert_eq!(code, 0, "{args:?} on a closed pipe exited {code}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: a closed pipe is not worth a message: {stderr}");
+    }
+    // The exit code stays the command's own: a failing command still fails.
+    let (code, stderr) = run_into_closed_pipe(&r, &["ls", "deadbeef"]);
+    assert_eq!(code, 3, "{stderr}");
+}
+
+#[test]
+fn init_into_a_non_empty_unrelated_directory_is_refused() {
+    let t = TestDir::new("init-nonempty");
+    let dir = t.join("photos");
+    write_file(&dir.join("holiday.jpg"), b"not a repository\n");
+    let before = repo_listing(&dir);
+    let r = Reprise::at(t.path(), dir.clone());
+    let out = r.run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).expect_code(2);
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("not empty"), "{}", out.describe());
+    assert_eq!(repo_listing(&dir), before, "nothing may be added to the directory");
+    // A file where the repository would go.
+    let file = t.join("a-file");
+    fs::write(&file, b"x").unwrap();
+    let out = Reprise::at(t.path(), file.clone()).run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).expect_code(2);
+    out.assert_one_line_error();
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+    // New and empty directories are fine.
+    Reprise::at(t.path(), t.join("new/repo")).init();
+    fs::create_dir(t.join("empty")).unwrap();
+    Reprise::at(t.path(), t.join("empty")).init();
+}
+
+#[test]
+fn usage_errors_name_the_missing_arguments() {
+    let t = TestDir::new("usage");
+    let (r, _, id) = repo_with_snapshot(&t);
+    for (args, named) in [
+        (vec!["restore", "latest"], "--to <DIR>"),
+        (vec!["hold", "add", id.as_str()], "--reason <REASON>"),
+        (vec!["diff", "a884"], "<TO>"),
+        (vec!["frobnicate"], "'frobnicate'"),
+    ] {
+        let out = r.run(&args).expect_code(2);
+        out.assert_one_line_error();
+        assert!(out.stderr.contains(named), "the error must name {named}: {}", out.describe());
+        assert!(out.stderr.contains("--help"), "{}", out.describe());
+        // With --json: exactly one JSON error object, same code.
+        let mut json_args = vec!["--json"];
+        json_args.extend(&args);
+        let out = r.run(&json_args).expect_code(2);
+        let docs = out.json_values();
+        assert_eq!(docs.len(), 1, "{}", out.describe());
+        assert_eq!(docs[0]["error"]["exit_code"], 2, "{}", out.describe());
+        assert!(docs[0]["error"]["message"].as_str().unwrap().contains(named), "{}", out.describe());
+    }
+    // No command: the list of commands, exit 2 (also for a command group).
+    for (args, listed) in [(vec![], ["backup", "restore", "snapshots"]), (vec!["key"], ["add", "list", "export-recovery"])] {
+        let out = r.run(&args).expect_code(2);
+        assert!(out.stderr.contains("Commands:") && listed.iter().all(|c| out.stderr.contains(c)), "{}", out.describe());
+        assert!(out.stderr.lines().last().unwrap().starts_with("reprise: "), "{}", out.describe());
+        let mut json_args = vec!["--json"];
+        json_args.extend(&args);
+        let out = r.run(&json_args).expect_code(2);
+        assert_eq!(out.json_values().len(), 1, "{}", out.describe());
+        assert_eq!(out.json()["error"]["exit_code"], 2);
+    }
+}
+
+#[test]
+fn json_plan_check_of_an_invalid_plan_prints_one_document() {
+    let t = TestDir::new("plan-json");
+    let plan = t.join("reprise.toml");
+    fs::write(&plan, "[repositories.main]\nurl = \"/x\"\n\n[components.docs]\ntype = \"filez\"\npaths = [\"/srv\"]\n").unwrap();
+    let out = Reprise::new(t.path()).run(&["--json", "--plan", plan.to_str().unwrap(), "plan", "check"]).expect_code(2);
+    let docs = out.json_values();
+    assert_eq!(docs.len(), 1, "one JSON document per command: {}", out.describe());
+    assert_eq!(docs[0]["ok"], false);
+}
+
+/// `backup` with `--cache-dir` below a file: the files cache cannot be
+/// saved, which the backup reports as a WARN log line on stderr.
+fn backup_with_a_warning(t: &TestDir, src: &Path) -> Vec<String> {
+    let blocker = t.join("blocker");
+    fs::write(&blocker, b"").unwrap();
+    vec!["--cache-dir".into(), blocker.join("cache").display().to_string(), "backup".into(), "--path".into(), src.display().to_string()]
+}
+
+/// Whether `text` holds an SGR (colour, bold) escape sequence; a progress
+/// bar's cursor movements are not colour.
+fn has_colour(text: &str) -> bool {
+    text.match_indices("\u{1b}[").any(|(i, _)| {
+        let rest = &text[i + 2..];
+        let params = rest.find(|c: char| !(c.is_ascii_digit() || c == ';')).unwrap_or(rest.len());
+        rest[params..].starts_with('m')
+    })
+}
+
+#[test]
+fn warnings_carry_no_colour_codes_off_a_terminal() {
+    let t = TestDir::new("colour");
+    let (r, src, _) = repo_with_snapshot(&t);
+    let args = backup_with_a_warning(&t, &src);
+    let out = r.run(&args).ok();
+    assert!(out.stderr.contains("WARN"), "the test needs a warning: {}", out.describe());
+    assert!(!out.stderr.contains('\u{1b}'), "escape codes in a pipe: {:?}", out.stderr);
+    assert!(!has_colour(&out.stdout), "{}", out.describe());
+    // On a terminal (script(1) gives it one) the level is coloured, unless
+    // NO_COLOR is set: the same command, environment and directory.
+    let (cmd, _) = r.command(&args);
+    let line: Vec<String> = std::iter::once(BIN.to_owned()).chain(cmd.get_args().map(|a| a.to_str().unwrap().to_owned())).map(|a| format!("'{a}'")).collect();
+    let on_terminal = |no_color: Option<&str>| {
+        let mut s = std::process::Command::new("script");
+        s.args(["-qec", &line.join(" "), "/dev/null"]).current_dir(&r.cwd).stdin(Stdio::null());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => s.env(k, v),
+                None => s.env_remove(k),
+            };
+        }
+        match no_color {
+            Some(v) => s.env("NO_COLOR", v),
+            None => s.env_remove("NO_COLOR"),
+        };
+        String::from_utf8_lossy(&s.output().expect("script(1)").stdout).into_owned()
+    };
+    let coloured = on_terminal(None);
+    assert!(coloured.contains("WARN"), "{coloured:?}");
+    assert!(has_colour(&coloured), "a terminal gets colour: {coloured:?}");
+    let plain = on_terminal(Some("1"));
+    assert!(plain.contains("WARN") && !has_colour(&plain), "NO_COLOR must turn colour off: {plain:?}");
+}
+
+#[test]
+fn exit_codes_agree_with_the_readme_table() {
+    let t = TestDir::new("exit-table");
+    let (r, src, id) = repo_with_snapshot(&t);
+    // 2: invalid arguments, invalid plan, non-empty restore target.
+    r.run(&["restore", "latest"]).expect_code(2).assert_one_line_error();
+    let bad_plan = t.join("bad.toml");
+    fs::write(&bad_plan, "[components.x]\ntype = \"filez\"\n").unwrap();
+    r.run(&["--plan", bad_plan.to_str().unwrap(), "snapshots"]).expect_code(2).assert_one_line_error();
+    write_file(&t.join("full/x"), b"x");
+    r.restore(&id, &t.join("full"), &[] as &[&str]).expect_code(2).assert_one_line_error();
+    // 3: repository, snapshot, path, component, plan; and holds, keys.
+    Reprise::at(t.path(), t.join("nowhere")).run(&["snapshots"]).expect_code(3).assert_one_line_error();
+    let file_repo = Reprise::at(t.path(), bad_plan.clone()).run(&["snapshots"]).expect_code(3);
+    file_repo.assert_one_line_error();
+    assert!(!file_repo.stderr.contains("os error"), "a raw OS error is no fix: {}", file_repo.describe());
+    r.restore("deadbeef", &t.join("o1"), &[] as &[&str]).expect_code(3).assert_one_line_error();
+    r.restore(&format!("{id}:no/such/path"), &t.join("o2"), &[] as &[&str]).expect_code(3).assert_one_line_error();
+    let plan = t.join("reprise.toml");
+    fs::write(&plan, format!("[repositories.main]\nurl = \"{}\"\n\n[components.docs]\ntype = \"files\"\npaths = [\"{}\"]\n", r.repo.display(), src.display())).unwrap();
+    r.run(&["--plan", plan.to_str().unwrap(), "backup", "nosuchcomponent"]).expect_code(3).assert_one_line_error();
+    r.run(&["--plan", t.join("none.toml").to_str().unwrap(), "snapshots"]).expect_code(3).assert_one_line_error();
+    r.run(&["hold", "remove", "zzzz"]).expect_code(3).assert_one_line_error();
+    r.run(&["key", "remove", "zzzz"]).expect_code(3).assert_one_line_error();
+    let missing = r.without_password().run(&["--password-file", t.join("no-such-pass").to_str().unwrap(), "snapshots"]).expect_code(3);
+    missing.assert_one_line_error();
+    assert!(missing.stderr.contains("fix: ") && !missing.stderr.contains("os error"), "{}", missing.describe());
+    // 4: wrong passphrase.
+    r.with_password("wrong").run(&["snapshots"]).expect_code(4).assert_one_line_error();
+    // 5: a write-only key asked to read.
+    let cred = t.join("cred");
+    r.run(&["key", "add", "--write-only", "--credential", cred.to_str().unwrap()]).ok();
+    r.without_password().run(&["--key-file", cred.to_str().unwrap(), "restore", &id, "--to", t.join("o3").to_str().unwrap()]).expect_code(5).assert_one_line_error();
+    // 6: damage (a flipped byte in a pack).
+    let pack = packs(&r.repo).into_iter().max_by_key(|p| size_of(&r.repo, p)).unwrap();
+    flip_byte(&r.repo, &pack, size_of(&r.repo, &pack) / 2);
+    r.run(&["check", "--read-data"]).expect_code(6);
+    // 8: a source entry that cannot be read; as root, run as `nobody`.
+    let t8 = TestDir::new("exit-8");
+    let r8 = Reprise::new(t8.path());
+    r8.init();
+    let src8 = t8.join("src");
+    write_file(&src8.join("readable"), b"yes\n");
+    write_file(&src8.join("secret"), b"no\n");
+    chmod(&src8.join("secret"), 0o000);
+    let mut cmd = r8.command(&["backup", "--path", src8.to_str().unwrap()]).0;
+    if is_root() {
+        // nobody must reach the repository, the cache and the source.
+        for p in [t8.path().to_owned(), r8.repo.clone(), t8.join("cache"), src8.clone()] {
+            fs::create_dir_all(&p).unwrap();
+        }
+        let _ = std::process::Command::new("chmod").args(["-R", "a+rwX"]).arg(t8.path()).status();
+        chmod(&src8.join("secret"), 0o000);
+        cmd.uid(65534).gid(65534);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = wait_output(cmd.spawn().unwrap(), "backup as nobody".into(), Instant::now(), COMMAND_TIMEOUT);
+    assert_eq!(out.code, 8, "{}", out.describe());
+    assert!(out.stderr.contains("secret"), "{}", out.describe());
+    // 7 (storage full), 9 (storage unavailable) and 130 (interrupted) are
+    // pinned by bad_input::full_storage_exits_7_and_keeps_the_repository_usable,
+    // object_storage::s3_repository_round_trip_and_errors and
+    // crash::interrupted_backup_keeps_and_indexes_what_was_stored.
+}
+
+#[test]
+fn missing_plan_message_names_a_command_that_exists() {
+    let t = TestDir::new("plan-init");
+    let r = Reprise::new(t.path());
+    // The message points to `reprise plan init`, and it works.
+    let out = r.run(&["status"]).expect_code(3);
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("reprise plan init"), "{}", out.describe());
+    r.run(&["plan", "init"]).ok();
+    let written = fs::read_to_string(t.join("reprise.toml")).unwrap();
+    assert!(written.contains("docs/PLAN.md") && written.lines().filter(|l| l.trim_start().starts_with('#')).count() > 10, "a commented starter: {written}");
+    // It is a valid plan; what this machine lacks is a warning, not an error.
+    let out = r.run(&["plan", "check"]).ok();
+    assert!(out.stdout.contains("1 repository, 1 component"), "{}", out.describe());
+    // Never written over.
+    fs::write(t.join("reprise.toml"), "# mine\n").unwrap();
+    r.run(&["plan", "init"]).expect_code(2).assert_one_line_error();
+    assert_eq!(fs::read_to_string(t.join("reprise.toml")).unwrap(), "# mine\n");
+    r.run(&["plan", "init", "-o", t.join("other.toml").to_str().unwrap()]).ok();
+    assert!(t.join("other.toml").exists());
+    // docs/PLAN.md, which messages point to, exists and names every key.
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/PLAN.md")).expect("docs/PLAN.md");
+    for key in ["url", "password_file", "password_env", "key_file", "site", "copy_of", "type", "repository", "paths", "exclude", "tags", "one_file_system", "mode", "connection", "data_directory", "bin_dir", "databases", "archive_timeout", "block_size_kib", "rpo", "rto", "retain_for", "immutable", "pitr", "keep_last", "keep_within", "hourly", "daily", "weekly", "monthly", "yearly", "cache_dir", "name"] {
+        assert!(doc.contains(&format!("`{key}`")), "docs/PLAN.md does not describe `{key}`");
+    }
+}
+
+#[test]
+fn plan_check_warns_about_paths_that_do_not_exist() {
+    let t = TestDir::new("plan-paths");
+    let plan = t.join("reprise.toml");
+    let here = t.join("here");
+    fs::create_dir(&here).unwrap();
+    fs::write(&plan, format!("[repositories.main]\nurl = \"{}\"\npassword_file = \"{}\"\n\n[components.docs]\ntype = \"files\"\npaths = [\"{}\", \"{}\"]\n", t.join("repo").display(), t.join("no.pass").display(), here.display(), t.join("gone").display())).unwrap();
+    let r = Reprise::new(t.path());
+    let out = r.run(&["plan", "check"]).ok();
+    let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("reprise: warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{}", out.describe());
+    assert!(out.stderr.contains(&t.join("gone").display().to_string()) && out.stderr.contains("no.pass"), "{}", out.describe());
+    assert!(!out.stderr.contains(&format!("{} does not", here.display())), "{}", out.describe());
+    let v = r.run(&["--json", "plan", "check"]).ok();
+    assert_eq!(v.json_values().len(), 1);
+    assert_eq!(v.json()["warnings"].as_array().unwrap().len(), 2, "{}", v.describe());
+}
+
+#[test]
+fn reprise_recovery_key_variable_opens_the_repository() {
+    let t = TestDir::new("recovery-env");
+    let (r, _, id) = repo_with_snapshot(&t);
+    let rk = t.join("recovery.key");
+    r.run(&["key", "export-recovery", "-o", rk.to_str().unwrap()]).ok();
+    // No passphrase anywhere: the variable the README documents is enough.
+    let out = r.without_password().with_env("REPRISE_RECOVERY_KEY", &rk).run(&["--json", "snapshots"]).ok();
+    assert_eq!(out.json()[0]["id"], id.as_str());
+    // Without it, there is no key: usage (and nothing read).
+    r.without_password().run(&["snapshots"]).expect_code(2);
+    // A wrong path is named, with where it came from.
+    let out = r.without_password().with_env("REPRISE_RECOVERY_KEY", t.join("nope")).run(&["snapshots"]).expect_code(3);
+    assert!(out.stderr.contains("REPRISE_RECOVERY_KEY"), "{}", out.describe());
+}
+
+/// The bug: `retain_for = "20y"` counted 365-day years and ended five days
+/// early. The label written into the snapshot is twenty calendar years on.
+#[test]
+fn retain_for_twenty_years_is_twenty_calendar_years() {
+    let t = TestDir::new("calendar");
+    let r = Reprise::new(t.path());
+    r.init();
+    let src = t.join("src");
+    write_file(&src.join("consent.pdf"), b"signed\n");
+    let plan = t.join("reprise.toml");
+    fs::write(&plan, format!("[repositories.main]\nurl = \"{}\"\n\n[components.signed]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.signed.objectives]\nretain_for = \"20y\"\n", r.repo.display(), src.display())).unwrap();
+    r.run(&["--plan", plan.to_str().unwrap(), "backup", "signed"]).ok();
+    let snap = &r.snapshots()[0];
+    let time = snap["time"].as_str().unwrap();
+    let until = snap["labels"]["retain_until"].as_str().unwrap();
+    // Same month, day and time of day, twenty years on (taken before the
+    // 29th of February, nothing moves; the test does not run on one).
+    let (date, rest) = time.split_once('T').unwrap();
+    let year: u32 = date[..4].parse().unwrap();
+    if &date[5..] != "02-29" {
+        assert!(until.starts_with(&format!("{}{}T", year + 20, &date[4..])), "retain_until {until} for a snapshot taken {time}");
+        assert_eq!(until.split_once('T').unwrap().1, rest, "time of day kept: {until} vs {time}");
+    }
+}
