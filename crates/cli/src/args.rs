@@ -103,6 +103,39 @@ pub enum Command {
     /// Delete data no snapshot needs, safely while backups run: packs are
     /// marked now and deleted by a later prune, after a grace period
     Prune(PruneArgs),
+    /// Clear damage `check` reports, losing nothing still readable: the
+    /// index, the config, prune marks
+    #[command(subcommand)]
+    Repair(RepairCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Index the packs from their own directories, then remove the index
+    /// files that cannot be read (a full-access key; deletes)
+    Index {
+        /// Say what would be indexed and removed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write the config again when it cannot be read: from a copy of the
+    /// repository (--from), else from the key and what is left of it
+    Config {
+        /// A copy of this repository (a plan repository name or a URL)
+        /// whose config is taken, once its ID is checked
+        #[arg(long, value_name = "NAME|URL")]
+        from: Option<String>,
+        /// Say what would be written; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove prune marks that cannot be read (safe: a mark only allows
+    /// deletion; backups refuse to run while one is unreadable)
+    Marks {
+        /// Say what would be removed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -25,6 +25,12 @@ pub struct Context {
     pub cancel: CancelToken,
 }
 
+/// What opens a repository.
+pub enum Key {
+    Secrets(Secrets),
+    Passphrase(Zeroizing<Vec<u8>>),
+}
+
 /// Which repository a command works on, and how its passphrase is found.
 pub struct Target {
     pub url: String,
@@ -141,6 +147,15 @@ impl Context {
     /// storage-level lock set on what it creates (`commands::immutability`).
     pub fn open_target(&self, target: &Target, lock: Option<backends::Lock>) -> Result<Arc<Repository>> {
         let backend = Self::backend_with_lock(target, lock)?;
+        match self.key(target)? {
+            Key::Secrets(secrets) => Ok(Arc::new(Repository::open_with_secrets(backend, secrets)?)),
+            Key::Passphrase(pass) => Ok(Arc::new(Repository::open(backend, &pass)?)),
+        }
+    }
+
+    /// The key for `target`: a key file (`--key-file`, or the plan's
+    /// `key_file` unless a passphrase is given), else the passphrase.
+    pub fn key(&self, target: &Target) -> Result<Key> {
         let key_file = self.global.key_file.clone().or(match &target.password {
             PasswordSource::KeyFile(f) if self.global.password_file.is_none() && std::env::var_os("REPRISE_PASSWORD").is_none() => Some(f.clone()),
             _ => None,
@@ -149,10 +164,9 @@ impl Context {
             let bytes = Zeroizing::new(std::fs::read(&file).map_err(|e| unreadable_secret_file(&file, &e, "key file", "--key-file, REPRISE_KEY_FILE, REPRISE_RECOVERY_KEY or the plan's key_file"))?);
             let secrets = Secrets::from_key_file(&bytes)
                 .map_err(|e| exit::with_code(exit::AUTH, format!("{} is not a recovery key or write credential: {e}", file.display())))?;
-            return Ok(Arc::new(Repository::open_with_secrets(backend, secrets)?));
+            return Ok(Key::Secrets(secrets));
         }
-        let pass = self.passphrase(&target.password, &format!("passphrase for {}: ", target.url))?;
-        Ok(Arc::new(Repository::open(backend, &pass)?))
+        Ok(Key::Passphrase(self.passphrase(&target.password, &format!("passphrase for {}: ", target.url))?))
     }
 
     pub fn cache_dir(&self) -> PathBuf {

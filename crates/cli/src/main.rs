@@ -195,6 +195,7 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Hold(c) => commands::retention::hold(&ctx, c),
         Command::Copy(a) => commands::copy::run(&ctx, a),
         Command::Prune(a) => commands::retention::prune(&ctx, a),
+        Command::Repair(c) => commands::repair::run(&ctx, c),
         Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }
 }

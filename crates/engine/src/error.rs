@@ -150,10 +150,10 @@ fn remedy(object: &str) -> &'static str {
 
 fn latest_damaged(object: &str, reason: &str, newest_readable: Option<&(reprise_format::Id, jiff::Timestamp)>) -> String {
     let alternative = match newest_readable {
-        Some((id, time)) => format!("the newest readable one is {} ({}): name it instead of `latest`", id.short(), time.strftime("%Y-%m-%d %H:%M:%S UTC")),
-        None => "no readable snapshot is left to name instead".to_owned(),
+        Some((id, time)) => format!("the newest readable one is {} ({}): give its ID instead", id.short(), time.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        None => "no readable one is older".to_owned(),
     };
-    format!("`latest` is refused: {object} cannot be read ({reason}) and may be the newest snapshot; {alternative}")
+    format!("`latest` cannot be resolved: {object} cannot be read ({reason}) and may be the newest snapshot; {alternative}")
 }
 
 /// The fix for a storage failure, by its kind (the backend's message says

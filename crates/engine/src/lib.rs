@@ -18,6 +18,7 @@ pub mod locks;
 pub mod packer;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;

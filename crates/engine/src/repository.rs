@@ -121,6 +121,7 @@ impl Repository {
         let config = Self::read_config(backend.as_ref())?;
         let keys = backend.list(ObjectKind::Key)?;
         let mut damaged: Vec<String> = Vec::new();
+        let mut other_repository: Option<Id> = None;
         for k in &keys {
             let bytes = match backend.read(ObjectKind::Key, &k.name) {
                 Ok(b) => b,
@@ -145,6 +146,7 @@ impl Repository {
                 Ok(secrets) => {
                     if secrets.write.repository_id != config.id {
                         tracing::debug!("key {} belongs to another repository", k.name);
+                        other_repository = Some(secrets.write.repository_id);
                         continue;
                     }
                     return Ok(Repository { backend, config, secrets, key_name: Mutex::new(Some(k.name.clone())), pack_keys: Mutex::default() });
@@ -164,6 +166,19 @@ impl Repository {
                     "no intact key file opens with this passphrase; restore the damaged key file from a copy, or open with the recovery key (--key-file)".into(),
                 ),
             });
+        }
+        // The passphrase opens a key, but the config names another
+        // repository: an altered config (a flipped digit of its ID), not a
+        // wrong passphrase.
+        if let Some(theirs) = other_repository {
+            return Err(Error::damaged(
+                "config",
+                FormatError::Malformed(format!(
+                    "it names repository {}, but the key this passphrase opens belongs to repository {} (if this is the wrong location, check --repo)",
+                    config.id.short(),
+                    theirs.short()
+                )),
+            ));
         }
         Err(Error::WrongPassphrase { location: backend.location().to_owned() })
     }
@@ -369,13 +384,50 @@ impl Repository {
         snapshot::open_body(&bytes, recovery).map_err(|e| Error::damaged(ObjectKind::Snapshot.path(&id.to_hex()), e))
     }
 
+    /// The header of a snapshot object that is damaged (its bytes no longer
+    /// hash to its name) when the header itself still authenticates under
+    /// the catalog key: its time and component are then known for sure.
+    #[must_use]
+    pub fn damaged_snapshot_header(&self, object: &str) -> Option<SnapshotHeader> {
+        let name = object.rsplit('/').next()?;
+        let bytes = self.backend.read(ObjectKind::Snapshot, name).ok()?;
+        snapshot::open_header(&bytes, &self.secrets.write.catalog_key).ok()
+    }
+
+    /// The newest snapshot that passes `filter`, or `None` when there is
+    /// none. A damaged snapshot that may be newer (its header cannot be
+    /// read, or says it is newer and passes the filter) makes this an
+    /// error naming it and the newest readable one: `latest` never
+    /// silently means an older snapshot.
+    pub fn newest_snapshot(&self, filter: &dyn Fn(&SnapshotHeader) -> bool) -> Result<Option<SnapshotInfo>> {
+        let (all, unreadable) = self.snapshots()?;
+        let newest = all.into_iter().filter(|s| filter(&s.header)).next_back();
+        for (object, e) in unreadable {
+            let reason = match e {
+                Error::Damaged { source, .. } => source.to_string(),
+                // Not damage (storage refused or did not answer): that
+                // error, with its own category.
+                other => return Err(other),
+            };
+            match self.damaged_snapshot_header(&object) {
+                Some(h) if !filter(&h) => {}
+                Some(h) if newest.as_ref().is_some_and(|n| h.time < n.header.time) => {}
+                _ => return Err(Error::LatestDamaged { object, reason, newest_readable: newest.map(|s| (s.id, s.header.time)) }),
+            }
+        }
+        Ok(newest)
+    }
+
     /// Resolves `latest`, a full ID or a unique prefix, among snapshots that
     /// pass `filter`.
     pub fn find_snapshot(&self, spec: &str, filter: &dyn Fn(&SnapshotHeader) -> bool) -> Result<SnapshotInfo> {
+        if spec == "latest" {
+            return self.newest_snapshot(filter)?.ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
+        }
         let (all, unreadable) = self.snapshots()?;
         // A damaged snapshot asked for by ID is damage, not "not found".
         let spec_lower = spec.to_ascii_lowercase();
-        if spec != "latest" && !spec.is_empty() && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower)) {
+        if !spec.is_empty() && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower)) {
             if let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower))) {
                 return Err(match e {
                     Error::Damaged { source, .. } => Error::Damaged { object, source },
@@ -384,9 +436,6 @@ impl Repository {
             }
         }
         let candidates: Vec<SnapshotInfo> = all.into_iter().filter(|s| filter(&s.header)).collect();
-        if spec == "latest" {
-            return candidates.into_iter().next_back().ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
-        }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::SnapshotNotFound(spec.to_owned()));
         }

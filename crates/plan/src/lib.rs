@@ -43,7 +43,7 @@ pub enum PlanError {
     Io { path: PathBuf, source: std::io::Error },
     /// Displays the first diagnostic and how many follow (one line, as
     /// every error); `reprise plan check` prints them all.
-    #[error("{}{}", .0.first().map(ToString::to_string).unwrap_or_default(), if .0.len() > 1 { format!(" (and {} more error(s): run `reprise plan check`)", .0.len() - 1) } else { String::new() })]
+    #[error("{}{}", .0.first().map(ToString::to_string).unwrap_or_default(), if .0.len() > 1 { format!(" (and {} more: run `reprise plan check`)", if .0.len() == 2 { "1 error".to_owned() } else { format!("{} errors", .0.len() - 1) }) } else { String::new() })]
     Invalid(Vec<Diagnostic>),
 }
 

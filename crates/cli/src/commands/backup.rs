@@ -14,6 +14,7 @@ use crate::args::BackupArgs;
 use crate::commands::bytes;
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 /// Writes the component's legal retention into the snapshot header
 /// (`retain_until`): the header is write-once, so no later plan, `forget`
@@ -167,7 +168,7 @@ fn report(ctx: &Context, outcome: &BackupOutcome) -> Result<()> {
             bytes(s.stored_bytes),
         ));
         if outcome.adopted_packs > 0 {
-            ctx.say(format!("indexed {} pack(s) left by an interrupted backup", outcome.adopted_packs));
+            ctx.say(format!("indexed {} left by an interrupted backup", count(outcome.adopted_packs, "pack", "packs")));
         }
     }
     if !outcome.errors.is_empty() {
@@ -176,7 +177,7 @@ fn report(ctx: &Context, outcome: &BackupOutcome) -> Result<()> {
         }
         return Err(exit::with_code(
             exit::INCOMPLETE,
-            format!("snapshot {} saved without {} unreadable entr(y/ies) listed above: fix their permissions and run the backup again", outcome.id.short(), outcome.errors.len()),
+            format!("snapshot {} saved without {} listed above: fix their permissions and run the backup again", outcome.id.short(), count(outcome.errors.len(), "unreadable entry", "unreadable entries")),
         ));
     }
     Ok(())

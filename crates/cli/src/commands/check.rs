@@ -7,6 +7,7 @@ use crate::args::CheckArgs;
 use crate::commands::bytes;
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 fn parse_subset(s: &str) -> Result<ReadData> {
     if let Some(p) = s.strip_suffix('%') {
@@ -47,12 +48,12 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
             outln!("DAMAGED {}: {}", p.object, p.message);
         }
         ctx.say(format!(
-            "{} snapshots, {} index files, {} packs, {} blobs checked; {} packs read ({})",
-            report.snapshots,
-            report.index_files,
-            report.packs,
-            report.blobs,
-            report.packs_read,
+            "{}, {}, {}, {} checked; {} read ({})",
+            count(report.snapshots, "snapshot", "snapshots"),
+            count(report.index_files, "index file", "index files"),
+            count(report.packs, "pack", "packs"),
+            count(report.blobs, "blob", "blobs"),
+            count(report.packs_read, "pack", "packs"),
             bytes(report.bytes_read)
         ));
     }
@@ -62,6 +63,6 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
         }
         Ok(())
     } else {
-        Err(exit::with_code(exit::DAMAGED, format!("check found {} problem(s), each listed with the damaged object", report.problems.len())))
+        Err(exit::with_code(exit::DAMAGED, format!("check found {}, each listed with the damaged object and what helps", count(report.problems.len(), "problem", "problems"))))
     }
 }

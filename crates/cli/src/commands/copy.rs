@@ -22,6 +22,7 @@ use crate::commands::immutability::lock_for;
 use crate::commands::retention::policy_of;
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 #[derive(Debug, serde::Serialize)]
 struct CopyOutput {
@@ -151,14 +152,14 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
         }
         return Err(exit::with_code(
             exit::code_of(first),
-            format!("copy failed for {} of {group_count} destination(s), each listed above; the others were copied", failures.len()),
+            format!("copy failed for {} of {}, each listed above; the others were copied", failures.len(), count(group_count, "destination", "destinations")),
         ));
     }
     let damaged: usize = outputs.iter().map(|o| o.report.damage.len() + o.report.conflicts.len()).sum();
     if damaged > 0 {
         return Err(exit::with_code(
             exit::DAMAGED,
-            format!("copy left {damaged} object(s) behind (damaged on the source, or different on the destination), each listed with its name; the rest was copied: repair the source (`reprise check --read-data`) and copy again"),
+            format!("copy left {} behind (damaged on the source, or different on the destination), each listed with its name; the rest was copied: `reprise check --read-data` on the source lists its damage, and what is repaired there is sent by the next copy", count(damaged, "object", "objects")),
         ));
     }
     Ok(())
@@ -167,16 +168,21 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
 fn print_human(ctx: &Context, from: &str, to: &str, components: &[String], r: &CopyReport) {
     let verb = if r.dry_run { "would copy" } else { "copied" };
     ctx.say(format!(
-        "{from} -> {to} ({}){}: {verb} {} snapshot(s), {} pack(s) ({}), {} WAL file(s) ({}), {} hold(s); {} object(s) written, {} already there; {:.1}s",
+        "{from} -> {to} ({}){}: {verb} {}, {} ({}), {} ({}), {}; {} {}, {} already there; {:.1}s",
         components.join(", "),
-        if r.initialised { ", destination initialised" } else { "" },
-        r.snapshots_copied.len(),
-        r.packs_written.len(),
+        match (r.initialised, r.dry_run) {
+            (true, true) => ", destination would be initialised",
+            (true, false) => ", destination initialised",
+            _ => "",
+        },
+        count(r.snapshots_copied.len(), "snapshot", "snapshots"),
+        count(r.packs_written.len(), "pack", "packs"),
         bytes(r.pack_bytes),
-        r.wal_copied,
+        count(r.wal_copied, "WAL file", "WAL files"),
         bytes(r.wal_bytes),
-        r.holds_copied,
-        r.objects_copied,
+        count(r.holds_copied, "hold", "holds"),
+        count(r.objects_copied, "object", "objects"),
+        if r.dry_run { "to write" } else { "written" },
         r.objects_skipped,
         r.duration_ms as f64 / 1000.0,
     ));

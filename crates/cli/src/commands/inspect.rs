@@ -9,37 +9,74 @@ use reprise_engine::MasterIndex;
 use crate::args::{DiffArgs, LsArgs, SnapshotsArgs};
 use crate::commands::{bytes, find_snapshot};
 use crate::context::Context;
+use crate::exit;
+use crate::output::count;
 
 pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
     let repo = ctx.open(None)?;
     let (all, bad) = repo.snapshots()?;
-    let list: Vec<_> = all
+    let keep = |h: &reprise_engine::format::snapshot::SnapshotHeader| {
+        args.component.as_ref().is_none_or(|c| &h.component == c) && args.host.as_ref().is_none_or(|x| &h.host == x)
+    };
+    let list: Vec<_> = all.into_iter().filter(|s| keep(&s.header)).collect();
+    // A damaged snapshot is listed too (it may be the newest), unless its
+    // header still authenticates and says it is outside the filter.
+    let damaged: Vec<(String, String, Option<reprise_engine::format::snapshot::SnapshotHeader>)> = bad
         .into_iter()
-        .filter(|s| args.component.as_ref().is_none_or(|c| &s.header.component == c))
-        .filter(|s| args.host.as_ref().is_none_or(|h| &s.header.host == h))
+        .map(|(object, e)| {
+            let header = repo.damaged_snapshot_header(&object);
+            let reason = match e {
+                reprise_engine::Error::Damaged { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
+            (object, reason, header)
+        })
+        .filter(|(_, _, h)| h.as_ref().is_none_or(keep))
         .collect();
-    for (name, e) in &bad {
-        errln!("reprise: warning: {name} unreadable: {e}");
-    }
     if ctx.json() {
-        return ctx.print_json(&list);
+        let mut docs: Vec<serde_json::Value> = list.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+        for (object, reason, header) in &damaged {
+            let mut v = serde_json::json!({ "id": object.rsplit('/').next(), "object": object, "damaged": reason });
+            if let (Some(h), Some(map)) = (header, v.as_object_mut()) {
+                map.insert("time".into(), serde_json::to_value(h.time)?);
+                map.insert("component".into(), serde_json::to_value(&h.component)?);
+                map.insert("host".into(), serde_json::to_value(&h.host)?);
+            }
+            docs.push(v);
+        }
+        ctx.print_json(&docs)?;
+    } else {
+        ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  tags", "id", "time (UTC)", "host", "component", "size", "files"));
+        for s in &list {
+            let h = &s.header;
+            ctx.say(format!(
+                "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {}",
+                s.id.short(),
+                h.time.strftime("%Y-%m-%d %H:%M:%S"),
+                h.host,
+                h.component,
+                bytes(h.summary.bytes),
+                h.summary.files,
+                h.tags.join(",")
+            ));
+        }
+        // Printed even with --quiet: it is why the exit code is not 0.
+        for (object, reason, header) in &damaged {
+            let when = header.as_ref().map(|h| format!(" (taken {} on {}, {})", h.time.strftime("%Y-%m-%d %H:%M:%S"), h.host, h.component)).unwrap_or_default();
+            outln!("DAMAGED {object}{when}: {reason}");
+        }
+        ctx.say(count(list.len(), "snapshot", "snapshots"));
     }
-    ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  tags", "id", "time (UTC)", "host", "component", "size", "files"));
-    for s in &list {
-        let h = &s.header;
-        ctx.say(format!(
-            "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {}",
-            s.id.short(),
-            h.time.strftime("%Y-%m-%d %H:%M:%S"),
-            h.host,
-            h.component,
-            bytes(h.summary.bytes),
-            h.summary.files,
-            h.tags.join(",")
-        ));
+    if damaged.is_empty() {
+        return Ok(());
     }
-    ctx.say(format!("{} snapshot(s)", list.len()));
-    Ok(())
+    Err(exit::with_code(
+        exit::DAMAGED,
+        format!(
+            "{} cannot be read (listed as DAMAGED): the others are usable by ID; `reprise check` reports all damage, and a copy repository may hold an intact one",
+            count(damaged.len(), "snapshot", "snapshots")
+        ),
+    ))
 }
 
 #[derive(serde::Serialize)]

@@ -7,6 +7,7 @@ use crate::args::RestoreArgs;
 use crate::commands::{bytes, find_snapshot};
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let (spec, subpath) = match args.what.split_once(':') {
@@ -58,7 +59,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         }
         return Err(exit::with_code(
             exit::DAMAGED,
-            format!("{} entr(y/ies) could not be restored from damaged data (listed above); every other file was restored and verified", out.damaged.len()),
+            format!("{} could not be restored from damaged data (listed above); every other file was restored and verified", count(out.damaged.len(), "entry", "entries")),
         ));
     }
     Ok(())

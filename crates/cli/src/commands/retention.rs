@@ -11,6 +11,7 @@ use crate::args::{ForgetArgs, HoldCommand, PruneArgs};
 use crate::commands::postgres::pg_error;
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 /// The engine's form of a component's retention policy (also the policy
 /// `copy` applies to what a copy receives).
@@ -42,7 +43,13 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
         };
         if !ctx.json() {
             let verb = if args.dry_run { "would forget" } else { "forgotten" };
-            outln!("{}: {} snapshots, {} kept, {} {verb}", c.name, outcome.snapshots.len(), outcome.snapshots.iter().filter(|v| v.keep).count(), outcome.snapshots.iter().filter(|v| !v.keep).count());
+            outln!(
+                "{}: {}, {} kept, {} {verb}",
+                c.name,
+                count(outcome.snapshots.len(), "snapshot", "snapshots"),
+                outcome.snapshots.iter().filter(|v| v.keep).count(),
+                outcome.snapshots.iter().filter(|v| !v.keep).count()
+            );
             for v in &outcome.snapshots {
                 let what = if v.keep { "keep  " } else if args.dry_run { "forget" } else { "gone  " };
                 outln!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
@@ -184,7 +191,7 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
     // The garbage collection is done and reported either way; a lock that
     // could not be lengthened makes the run fail, so that a scheduler sees it.
     let lock_failure = r.locks.error.as_ref().map(|e| {
-        exit::with_code(exit::ERROR, format!("{} pack lock(s) could not be read or lengthened; first: {e}", r.locks.packs_failed.max(1)))
+        exit::with_code(exit::ERROR, format!("{} could not be read or lengthened; first: {e}", count(r.locks.packs_failed.max(1), "pack lock", "pack locks")))
     });
     if ctx.json() {
         ctx.print_json(&r)?;
@@ -192,35 +199,40 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
     }
     let b = crate::commands::bytes;
     let would = if r.dry_run { "would be " } else { "" };
-    outln!("{} snapshots use {} blobs; {} packs, {}", r.snapshots, r.used_blobs, r.packs, b(r.pack_bytes));
+    outln!("{} use {}; {}, {}", count(r.snapshots, "snapshot", "snapshots"), count(r.used_blobs, "blob", "blobs"), count(r.packs, "pack", "packs"), b(r.pack_bytes));
     if r.swept_marks > 0 || r.deleted_packs > 0 {
         outln!(
-            "sweep: {} mark(s) past their grace period; {} packs {would}deleted ({}), {} rescued (a newer snapshot needs them), {} index files {would}rewritten",
-            r.swept_marks,
-            r.deleted_packs,
+            "sweep: {} past their grace period; {} {would}deleted ({}), {} rescued (a newer snapshot needs them), {} {would}rewritten",
+            count(r.swept_marks, "mark", "marks"),
+            count(r.deleted_packs, "pack", "packs"),
             b(r.deleted_bytes),
             r.rescued_packs,
-            r.index_files_rewritten
+            count(r.index_files_rewritten, "index file", "index files")
         );
     }
     outln!(
-        "mark: {} unused packs ({}) and {} repacked packs ({}) {would}condemned{}",
-        r.condemned_packs,
+        "mark: {} ({}) and {} ({}) {would}condemned{}",
+        count(r.condemned_packs, "unused pack", "unused packs"),
         b(r.condemned_bytes),
-        r.repacked_packs,
+        count(r.repacked_packs, "repacked pack", "repacked packs"),
         b(r.repacked_bytes),
         if r.repack_limited { "; repacking stopped at --max-repack" } else { "" }
     );
     outln!("unused space left in partly used packs: {}", b(r.unused_bytes_left));
     if let Some(t) = r.next_sweep {
-        outln!("{} pack(s) in {} mark(s) wait for their grace period; the first can be deleted by a prune after {}", r.pending_packs, r.pending_marks, t.strftime("%Y-%m-%d %H:%M:%S UTC"));
+        outln!(
+            "{} in {} wait for the grace period recorded in the mark; the first can be deleted by a prune after {}",
+            count(r.pending_packs, "pack", "packs"),
+            count(r.pending_marks, "mark", "marks"),
+            t.strftime("%Y-%m-%d %H:%M:%S UTC")
+        );
     }
     let l = &r.locks;
     if l.in_force {
         outln!(
-            "locks: {} retained snapshot(s); {} pack(s) checked, {} {}lengthened{}{}",
-            l.retained_snapshots,
-            l.packs_checked,
+            "locks: {}; {} checked, {} {}lengthened{}{}",
+            count(l.retained_snapshots, "retained snapshot", "retained snapshots"),
+            count(l.packs_checked, "pack", "packs"),
             l.packs_extended,
             would,
             l.latest_until.map(|t| format!(" (latest until {})", t.strftime("%Y-%m-%d"))).unwrap_or_default(),
