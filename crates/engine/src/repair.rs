@@ -233,22 +233,32 @@ pub fn repair_config(backend: &Arc<dyn Backend>, key: Key<'_>, from: Option<&Arc
 /// defaults (named in the second value). Restores need none of these:
 /// they only steer how new backups cut and pack data.
 fn rebuild(id: Id, damaged: Option<&[u8]>) -> (RepositoryConfig, Vec<String>) {
-    let old: serde_json::Value = damaged.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+    let text = damaged.map(String::from_utf8_lossy).unwrap_or_default();
+    let old = |name: &str| field_value(&text, name);
     let mut config = RepositoryConfig::new(id, reprise_format::chunker::ChunkerParams::default());
     let mut defaults = Vec::new();
-    match old.get("chunker").cloned().and_then(|v| serde_json::from_value::<reprise_format::chunker::ChunkerParams>(v).ok()).filter(|c| c.validate().is_ok()) {
+    match old("chunker").and_then(|v| serde_json::from_value::<reprise_format::chunker::ChunkerParams>(v).ok()).filter(|c| c.validate().is_ok()) {
         Some(c) => config.chunker = c,
         None => defaults.push("chunker (new backups may deduplicate less against older ones)".to_owned()),
     }
-    match old.get("pack_size").and_then(serde_json::Value::as_u64).and_then(|p| u32::try_from(p).ok()).filter(|p| (1 << 20..=1 << 30).contains(p)) {
+    match old("pack_size").as_ref().and_then(serde_json::Value::as_u64).and_then(|p| u32::try_from(p).ok()).filter(|p| (1 << 20..=1 << 30).contains(p)) {
         Some(p) => config.pack_size = p,
         None => defaults.push("pack_size".to_owned()),
     }
-    match old.get("created").and_then(serde_json::Value::as_str).and_then(|t| t.parse().ok()) {
+    match old("created").as_ref().and_then(serde_json::Value::as_str).and_then(|t| t.parse().ok()) {
         Some(t) => config.created = t,
         None => defaults.push("created (set to now)".to_owned()),
     }
     (config, defaults)
+}
+
+/// The value of `"name": VALUE` in a JSON text that may be broken
+/// elsewhere (a flipped byte in another field leaves this one readable).
+fn field_value(text: &str, name: &str) -> Option<serde_json::Value> {
+    let key = format!("\"{name}\"");
+    let after = &text[text.find(&key)? + key.len()..];
+    let value = after.trim_start().strip_prefix(':')?;
+    serde_json::Deserializer::from_str(value).into_iter::<serde_json::Value>().next()?.ok()
 }
 
 /// The secrets of the first intact key file that opens with `passphrase`
