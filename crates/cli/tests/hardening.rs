@@ -328,3 +328,110 @@ fn retain_for_twenty_years_is_twenty_calendar_years() {
         assert_eq!(until.split_once('T').unwrap().1, rest, "time of day kept: {until} vs {time}");
     }
 }
+
+/// A plan with `primary`, its copy `offsite`, and component `docs`.
+fn copy_fixture(t: &TestDir) -> (Reprise, PathBuf, PathBuf) {
+    let src = t.join("src");
+    let mut rng = Rng::new(5);
+    random_files(&src, &mut rng, 4, 1_000, 30_000);
+    stamp_mtimes(&src, &mut rng);
+    let plan = t.join("reprise.toml");
+    fs::write(
+        &plan,
+        format!(
+            "[repositories.primary]\nurl = \"{}\"\n\n[repositories.offsite]\nurl = \"{}\"\ncopy_of = \"primary\"\n\n[components.docs]\ntype = \"files\"\npaths = [\"{}\"]\n",
+            t.join("primary").display(),
+            t.join("offsite").display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let r = Reprise::at(t.path(), t.join("primary")).with_env("REPRISE_PLAN", &plan);
+    r.init();
+    (r, src, plan)
+}
+
+/// The bug: into a new destination, `copy --dry-run` announced 8 objects
+/// and 0 holds while the copy wrote 12 (keys, index, a hold), and said
+/// "destination initialised" while creating nothing.
+#[test]
+fn copy_dry_run_counts_what_the_copy_writes() {
+    let t = TestDir::new("copy-dry");
+    let (r, _, _) = copy_fixture(&t);
+    r.run(&["backup", "docs"]).ok();
+    let id = r.snapshots()[0]["id"].as_str().unwrap().to_owned();
+    r.run(&["hold", "add", &id, "--reason", "case 12"]).ok();
+    // Not --repo: copy goes from the plan's repositories.
+    let r = Reprise { repo: PathBuf::from("primary"), ..r };
+    let dry = r.run(&["--json", "copy", "--dry-run"]).ok().json()[0].clone();
+    assert!(!t.join("offsite").exists(), "a dry run creates nothing");
+    let human = r.run(&["copy", "--dry-run"]).ok();
+    assert!(human.stdout.contains("would be initialised") && !human.stdout.contains("destination initialised"), "{}", human.describe());
+    let real = r.run(&["--json", "copy"]).ok().json()[0].clone();
+    for field in ["objects_copied", "keys_copied", "holds_copied", "snapshots_copied", "packs_written", "wal_copied"] {
+        assert_eq!(dry[field], real[field], "{field}: dry run {dry}\nreal {real}");
+    }
+    assert_eq!(real["holds_copied"], 1);
+    assert!(real["keys_copied"].as_u64().unwrap() >= 1);
+    // What the copy wrote is what it counted: every object on the destination.
+    let written: usize = ["keys", "snapshots", "index", "holds"].iter().map(|d| objects(&t.join("offsite"), d).len()).sum::<usize>() + packs(&t.join("offsite")).len() + 1;
+    assert_eq!(real["objects_copied"].as_u64().unwrap() as usize, written, "{real}");
+    // Again: nothing left to copy, and the dry run agrees.
+    let dry = r.run(&["--json", "copy", "--dry-run"]).ok().json()[0].clone();
+    assert_eq!(dry["objects_copied"], 0, "{dry}");
+}
+
+#[test]
+fn copy_says_which_snapshots_it_leaves_out_because_the_plan_does_not_declare_them() {
+    let t = TestDir::new("copy-undeclared");
+    let (r, src, _) = copy_fixture(&t);
+    r.run(&["backup", "docs"]).ok();
+    r.run(&["backup", "--path", src.to_str().unwrap(), "--as", "old-app"]).ok();
+    let r = Reprise { repo: PathBuf::from("primary"), ..r };
+    let out = r.run(&["copy"]).ok();
+    assert!(out.stdout.contains("old-app (1)") && out.stdout.contains("declare them"), "{}", out.describe());
+    let v = r.run(&["--json", "copy"]).ok().json();
+    assert_eq!(v[0]["not_in_plan"], serde_json::json!({ "old-app": 1 }), "{v}");
+    // Naming components is a choice: nothing to say then.
+    let v = r.run(&["--json", "copy", "docs"]).ok().json();
+    assert_eq!(v[0]["not_in_plan"], serde_json::json!({}), "{v}");
+}
+
+#[test]
+fn backup_into_a_repository_declared_a_copy_is_refused() {
+    let t = TestDir::new("backup-copy");
+    let (r, src, _) = copy_fixture(&t);
+    r.run(&["backup", "docs"]).ok();
+    let r = Reprise { repo: PathBuf::from("primary"), ..r };
+    r.run(&["copy"]).ok();
+    let before = repo_listing(&t.join("offsite"));
+    let offsite = Reprise { repo: PathBuf::from("offsite"), ..r.clone() };
+    for args in [vec!["backup", "docs"], vec!["backup", "--path", src.to_str().unwrap()]] {
+        let out = offsite.run(&args).expect_code(2);
+        out.assert_one_line_error();
+        assert!(out.stderr.contains("copy of 'primary'") && out.stderr.contains("--into-copy"), "{}", out.describe());
+    }
+    // The URL of the copy is the copy too.
+    let by_url = Reprise { repo: t.join("offsite"), ..r.clone() };
+    by_url.run(&["backup", "docs"]).expect_code(2);
+    assert_eq!(repo_listing(&t.join("offsite")), before, "nothing written into the copy");
+    // Asked for by name, it is done, with a warning.
+    let out = offsite.run(&["backup", "docs", "--into-copy"]).ok();
+    assert!(out.stderr.contains("warning"), "{}", out.describe());
+}
+
+/// Sibling of `init` into a non-empty directory: the first copy into a
+/// directory holding other files is refused the same way.
+#[test]
+fn copy_into_a_non_empty_unrelated_directory_is_refused() {
+    let t = TestDir::new("copy-nonempty");
+    let (r, _, _) = copy_fixture(&t);
+    r.run(&["backup", "docs"]).ok();
+    write_file(&t.join("offsite/notes.txt"), b"mine\n");
+    let before = repo_listing(&t.join("offsite"));
+    let r = Reprise { repo: PathBuf::from("primary"), ..r };
+    let out = r.run(&["copy"]).expect_code(2);
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("not empty"), "{}", out.describe());
+    assert_eq!(repo_listing(&t.join("offsite")), before);
+}

@@ -29,6 +29,10 @@ struct CopyOutput {
     from: String,
     to: String,
     components: Vec<String>,
+    /// Snapshots in the source of components the plan does not declare:
+    /// not copied (a copy keeps what the plan's retention says, and
+    /// there is none for them), per component.
+    not_in_plan: BTreeMap<String, usize>,
     #[serde(flatten)]
     report: CopyReport,
 }
@@ -93,6 +97,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     let mut sources: HashMap<String, Arc<Repository>> = HashMap::new();
     let mut outputs = Vec::new();
     let mut failures: Vec<(String, String, anyhow::Error)> = Vec::new();
+    let mut undeclared: HashMap<String, BTreeMap<String, usize>> = HashMap::new();
     let group_count = groups.len();
     for ((from, to, _), (lock, comps)) in groups {
         let names: Vec<String> = comps.iter().map(|c| c.name.clone()).collect();
@@ -120,7 +125,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
                 }
             }
             if args.dry_run {
-                return Ok(copy::dry_run(&src, &dest, &copy_plan, &wal));
+                return Ok(copy::dry_run(&src, &dest, &copy_plan, &wal)?);
             }
             let progress = ctx.progress("copy");
             let report = copy::execute(&src, dest, copy_plan, &wal, &CopyOptions { threads, cancel: ctx.cancel.clone() }, progress.as_ref())?;
@@ -129,10 +134,24 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
         })();
         match result {
             Ok(report) => {
+                // Named components are a choice; with none named, what is
+                // left out is said.
+                let not_in_plan = if explicit {
+                    BTreeMap::new()
+                } else {
+                    match sources.get(&from) {
+                        Some(src) => undeclared.entry(from.clone()).or_insert_with(|| not_declared(src, plan)).clone(),
+                        None => BTreeMap::new(),
+                    }
+                };
                 if !ctx.json() {
                     print_human(ctx, &from, &to, &names, &report);
+                    if !not_in_plan.is_empty() {
+                        let list: Vec<String> = not_in_plan.iter().map(|(c, n)| format!("{c} ({n})")).collect();
+                        ctx.say(format!("  not copied: snapshots of components the plan does not declare: {}; declare them to copy them", list.join(", ")));
+                    }
                 }
-                outputs.push(CopyOutput { from, to, components: names, report });
+                outputs.push(CopyOutput { from, to, components: names, not_in_plan, report });
             }
             // One unreachable destination does not stop the others.
             Err(e) => failures.push((from, to, e)),
@@ -163,6 +182,17 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Snapshots per component of the source that the plan does not declare.
+fn not_declared(src: &Repository, plan: &reprise_plan::Plan) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    if let Ok((snapshots, _)) = src.snapshots() {
+        for s in snapshots.iter().filter(|s| !plan.components.contains_key(&s.header.component)) {
+            *out.entry(s.header.component.clone()).or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 fn print_human(ctx: &Context, from: &str, to: &str, components: &[String], r: &CopyReport) {
