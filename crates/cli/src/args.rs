@@ -104,7 +104,7 @@ pub enum Command {
     /// marked now and deleted by a later prune, after a grace period
     Prune(PruneArgs),
     /// Clear damage `check` reports, losing nothing still readable: the
-    /// index, the config, prune marks
+    /// index, the config, key files, prune marks
     #[command(subcommand)]
     Repair(RepairCommand),
 }
@@ -126,6 +126,13 @@ pub enum RepairCommand {
         #[arg(long, value_name = "NAME|URL")]
         from: Option<String>,
         /// Say what would be written; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove key files whose bytes were altered (they open nothing; the
+    /// other keys are untouched)
+    Keys {
+        /// Say what would be removed; change nothing
         #[arg(long)]
         dry_run: bool,
     },
@@ -202,6 +209,7 @@ pub enum HoldCommand {
 
 #[derive(Args, Debug)]
 pub struct WalPushArgs {
+    /// The plan's PostgreSQL component the WAL belongs to
     pub component: String,
     /// Path of the WAL file (%p)
     pub path: PathBuf,
@@ -209,6 +217,7 @@ pub struct WalPushArgs {
 
 #[derive(Args, Debug)]
 pub struct WalFetchArgs {
+    /// The plan's PostgreSQL component the WAL belongs to
     pub component: String,
     /// File name asked for (%f)
     pub file: String,
@@ -224,6 +233,7 @@ pub struct WalFetchArgs {
 
 #[derive(Args, Debug)]
 pub struct WalStreamArgs {
+    /// The plan's PostgreSQL component to stream
     pub component: String,
     /// Flush every record and report it at once; with the server's
     /// synchronous_standby_names = 'reprise_COMPONENT', commits wait for it
@@ -242,6 +252,7 @@ pub struct WalStreamArgs {
 
 #[derive(Args, Debug)]
 pub struct RecoverRowsArgs {
+    /// The plan's PostgreSQL component (physical) holding the table
     pub component: String,
     /// Table (`schema.table` or `table`); repeat for a parent and the child
     /// tables a cascading delete emptied (put back in this order)
@@ -299,8 +310,11 @@ pub enum KeyCommand {
         /// The new key can add backups but never read or delete them
         #[arg(long)]
         write_only: bool,
+        /// A note stored with the key (which host or person holds it), shown by `key list`
         #[arg(long, default_value = "")]
         label: String,
+        /// Read the new key's passphrase from this file (first line); else
+        /// REPRISE_NEW_PASSWORD, else it is asked twice on the terminal
         #[arg(long, env = "REPRISE_NEW_PASSWORD_FILE", value_name = "FILE")]
         new_password_file: Option<PathBuf>,
         #[command(flatten)]
@@ -314,9 +328,14 @@ pub enum KeyCommand {
     /// List keys
     List,
     /// Remove a key (not the one in use, not the last full-access key)
-    Remove { id: String },
+    Remove {
+        /// Key ID (or unique prefix), as `key list` shows it
+        id: String,
+    },
     /// Change the passphrase of the key in use
     Passwd {
+        /// Read the new passphrase from this file (first line); else
+        /// REPRISE_NEW_PASSWORD, else it is asked twice on the terminal
         #[arg(long, env = "REPRISE_NEW_PASSWORD_FILE", value_name = "FILE")]
         new_password_file: Option<PathBuf>,
         #[command(flatten)]
@@ -346,8 +365,11 @@ pub struct BackupArgs {
     /// Component name for --path/--stdin backups [default: files / stdin]
     #[arg(long = "as", value_name = "COMPONENT")]
     pub as_component: Option<String>,
+    /// Leave out entries matching this glob (repeatable; added to the
+    /// component's own)
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
+    /// Record this tag in the snapshot (repeatable)
     #[arg(long = "tag")]
     pub tags: Vec<String>,
     /// Host name to record [default: this host]
@@ -371,8 +393,10 @@ pub struct BackupArgs {
 
 #[derive(Args, Debug)]
 pub struct SnapshotsArgs {
+    /// Only snapshots of this component
     #[arg(long)]
     pub component: Option<String>,
+    /// Only snapshots taken on this host
     #[arg(long)]
     pub host: Option<String>,
 }
@@ -390,7 +414,9 @@ pub struct LsArgs {
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
+    /// The older snapshot: ID (or prefix), or `latest`
     pub from: String,
+    /// The newer snapshot: ID (or prefix), or `latest`
     pub to: String,
 }
 
@@ -399,15 +425,19 @@ pub struct RestoreArgs {
     /// Snapshot ID (or prefix), `latest`, or a plan component (its latest
     /// snapshot); `SNAPSHOT:PATH` restores only PATH
     pub what: String,
-    /// Target directory (created if missing; must be empty unless --overwrite)
+    /// Target directory (created if missing; must be empty unless
+    /// --overwrite or --delta)
     #[arg(long = "to", visible_alias = "target", value_name = "DIR")]
     pub to: PathBuf,
     /// Restore only these paths (relative to the restored root)
     #[arg(long = "include", value_name = "PATH")]
     pub include: Vec<String>,
-    /// Replace what is in a non-empty target
+    /// Restore into a non-empty target: the snapshot's entries replace
+    /// same-named ones, everything else there is kept (a merge; --delta
+    /// makes the target exactly the snapshot)
     #[arg(long)]
     pub overwrite: bool,
+    /// Files written at once [default: twice the number of cores]
     #[arg(long)]
     pub threads: Option<usize>,
     /// PostgreSQL: recovery target (latest, immediate, a time, an LSN, name:RESTORE_POINT)
@@ -419,7 +449,8 @@ pub struct RestoreArgs {
     /// Keep a started cluster running after the command returns
     #[arg(long, requires = "start")]
     pub keep_running: bool,
-    /// Update an existing copy in place, writing only what differs
+    /// Make an existing copy exactly the snapshot, in place: write only
+    /// what differs, remove what the snapshot does not have
     #[arg(long, conflicts_with = "overwrite")]
     pub delta: bool,
     /// PostgreSQL: where tablespace OID goes (repeatable)
@@ -428,9 +459,10 @@ pub struct RestoreArgs {
     /// PostgreSQL logical: load the dump into this server (connection string)
     #[arg(long, value_name = "CONNECTION")]
     pub into: Option<String>,
-    /// PostgreSQL logical: only this database / table
+    /// PostgreSQL logical: only this database
     #[arg(long)]
     pub database: Option<String>,
+    /// PostgreSQL logical: only this table (`schema.table` or `table`)
     #[arg(long)]
     pub table: Option<String>,
 }

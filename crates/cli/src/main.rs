@@ -199,3 +199,68 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The bug: `--help` listed `diff FROM TO`, `restore --threads`, `key
+    /// add --label`, `--new-password-file` and others with no description.
+    #[test]
+    fn every_argument_of_every_command_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() && path != "reprise help" {
+                missing.push(format!("{path} (the command itself)"));
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "reprise", &mut missing);
+        assert!(missing.is_empty(), "arguments without a description: {missing:#?}");
+    }
+
+    /// Every damage message names a command, and that command exists
+    /// (`reprise repair index`, not advice that repeats itself).
+    #[test]
+    fn every_command_a_damage_message_names_exists() {
+        use reprise_engine::format::FormatError;
+        let objects = ["config", "index/ab", "prune/ab", "snapshots/ab", "keys/ab", "holds/ab", "wal/db/0000000100000000/000000010000000000000001", "data/ab/abcd", "data blob ab"];
+        let mut messages: Vec<String> =
+            objects.iter().map(|o| reprise_engine::Error::Damaged { object: (*o).to_owned(), source: FormatError::Malformed("x".into()) }.to_string()).collect();
+        messages.push(crate::commands::plan::NO_PLAN.to_owned());
+        let root = Cli::command();
+        for m in &messages {
+            let named: Vec<&str> = m.split('`').skip(1).step_by(2).filter(|c| c.starts_with("reprise ")).collect();
+            assert!(!named.is_empty(), "names no command: {m}");
+            for c in named {
+                let mut cmd = &root;
+                for word in c.split_whitespace().skip(1).take_while(|w| !w.starts_with('-') && w.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-')) {
+                    cmd = cmd.find_subcommand(word).unwrap_or_else(|| panic!("`{c}` in \"{m}\": no such command"));
+                }
+            }
+        }
+        // And none of them sends the reader back to the command that failed.
+        let config = &messages[0];
+        assert!(!config.contains("reprise check"), "{config}");
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_with_the_missing_arguments() {
+        let e = Cli::try_parse_from(["reprise", "restore", "latest"]).unwrap_err();
+        let line = one_line(&e.render().to_string());
+        assert!(!line.contains('\n') && line.contains("--to <DIR>") && line.contains("reprise restore --help"), "{line}");
+    }
+}

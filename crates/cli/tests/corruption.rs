@@ -489,6 +489,22 @@ fn flipped_byte_in_a_key_file_is_named_by_check() {
     fx.check_names_exactly(&[&object]);
 }
 
+/// A damaged key file kept `check` failing forever: `repair keys` clears
+/// it (and only it), as the message says.
+#[test]
+fn damaged_key_file_is_cleared_by_repair_keys() {
+    let fx = fixture("repair-keys");
+    let object = damage_second_key(&fx);
+    let out = fx.r.run(&["check"]).expect_code(6);
+    assert!(out.stdout.contains("`reprise repair keys`"), "{}", out.describe());
+    let keys_before = objects(&fx.r.repo, "keys").len();
+    let r = fx.r.run(&["--json", "repair", "keys"]).ok().json();
+    assert_eq!(r["damaged_keys"][0]["object"], object.as_str(), "{r}");
+    assert_eq!(objects(&fx.r.repo, "keys").len(), keys_before - 1);
+    fx.r.check(&["--read-data"]).ok();
+    fx.restore_snap2("out", false);
+}
+
 #[test]
 fn damaged_only_key_is_reported_as_damage_not_as_a_wrong_passphrase() {
     let fx = fixture("flip-only-key");

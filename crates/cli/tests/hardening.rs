@@ -435,3 +435,58 @@ fn copy_into_a_non_empty_unrelated_directory_is_refused() {
     assert!(out.stderr.contains("not empty"), "{}", out.describe());
     assert_eq!(repo_listing(&t.join("offsite")), before);
 }
+
+/// The bug: a restore that failed (a path not in the snapshot) left an
+/// empty target directory behind.
+#[test]
+fn failed_restore_leaves_no_empty_target_behind() {
+    let t = TestDir::new("restore-target");
+    let (r, src, id) = repo_with_snapshot(&t);
+    let target = t.join("new/target");
+    r.restore(&format!("{id}:no/such/path"), &target, &[] as &[&str]).expect_code(3).assert_one_line_error();
+    assert!(!target.exists(), "an empty target was left behind");
+    r.restore(&snap_path(&id, &src), &target, &["--include", "not-there"]).expect_code(3).assert_one_line_error();
+    assert!(!target.exists(), "an empty target was left behind");
+    // An existing empty target stays (it was the user's).
+    fs::create_dir_all(&target).unwrap();
+    r.restore(&format!("{id}:no/such/path"), &target, &[] as &[&str]).expect_code(3);
+    assert!(target.is_dir());
+}
+
+/// The bug: `--overwrite` was described as "replace" but merges. It is
+/// described as what it does (and `--delta` as what replaces).
+#[test]
+fn restore_overwrite_is_described_as_the_merge_it_is() {
+    let t = TestDir::new("overwrite");
+    let (r, src, id) = repo_with_snapshot(&t);
+    let help = r.run(&["restore", "--help"]).ok().stdout;
+    let overwrite = help.split("--overwrite").nth(1).unwrap_or_default();
+    assert!(overwrite.contains("kept") && overwrite.contains("merge"), "{help}");
+    let target = t.join("target");
+    write_file(&target.join("mine.txt"), b"mine\n");
+    let out = r.restore(&snap_path(&id, &src), &target, &[] as &[&str]).expect_code(2);
+    assert!(out.stderr.contains("others are kept") && out.stderr.contains("--delta"), "{}", out.describe());
+    r.restore(&snap_path(&id, &src), &target, &["--overwrite"]).ok();
+    assert_eq!(fs::read(target.join("mine.txt")).unwrap(), b"mine\n", "--overwrite merges");
+    r.restore(&snap_path(&id, &src), &target, &["--delta"]).ok();
+    assert!(!target.join("mine.txt").exists(), "--delta makes the target exactly the snapshot");
+    assert_trees_equal_with(&src, &target, &Compare { owners: is_root(), ..Compare::default() });
+}
+
+/// The bug: `backup --stdin` of empty input succeeded silently (a dump
+/// that failed at once looked like a backup).
+#[test]
+fn empty_stdin_backup_is_refused_unless_allowed() {
+    let t = TestDir::new("stdin-empty");
+    let (r, _, _) = repo_with_snapshot(&t);
+    let before = repo_listing(&r.repo);
+    let out = r.run_input(&["backup", "--stdin"], Some(b"")).expect_code(2);
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("--allow-empty"), "{}", out.describe());
+    assert_eq!(repo_listing(&r.repo), before, "nothing written");
+    r.run_input(&["backup", "--stdin", "--allow-empty"], Some(b"")).ok();
+    let data = b"pg_dump output\n".repeat(1000);
+    let id = id_of(&r.run_input(&["--json", "backup", "--stdin", "--stdin-name", "dump.sql"], Some(&data)).ok().json());
+    r.restore(&id, &t.join("out"), &[] as &[&str]).ok();
+    assert_eq!(fs::read(t.join("out/dump.sql")).unwrap(), data);
+}

@@ -127,7 +127,8 @@ impl Error {
 
 /// What helps when `object` is damaged, by the kind of object: every
 /// damage message names a command that exists and changes something.
-fn remedy(object: &str) -> &'static str {
+#[must_use]
+pub fn remedy(object: &str) -> &'static str {
     let kind = object.rsplit_once("/config").map_or(object, |_| "config");
     if kind == "config" {
         "`reprise repair config` writes it again (from the key that opens the repository, or `--from` a copy of it)"
@@ -138,7 +139,7 @@ fn remedy(object: &str) -> &'static str {
     } else if kind.starts_with("snapshots/") {
         "this backup cannot be restored from here: restore another snapshot (`reprise snapshots` lists them) or this one from a copy repository (`reprise --repo COPY restore`)"
     } else if kind.starts_with("keys/") {
-        "open the repository with another key, or with the recovery key (--key-file)"
+        "open the repository with another key (or the recovery key, --key-file), then `reprise repair keys` removes it"
     } else if kind.starts_with("holds/") {
         "forget and prune stop rather than remove what it may protect: copy the object back from a copy repository, or lift it with `reprise hold remove`"
     } else if kind.starts_with("wal/") {

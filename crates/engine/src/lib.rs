@@ -26,7 +26,7 @@ pub mod source;
 pub mod stats;
 pub mod walk;
 
-pub use error::{Category, Error, Result};
+pub use error::{Category, Error, Result, remedy};
 pub use index::MasterIndex;
 pub use progress::{CancelToken, NoProgress, Progress};
 pub use repository::{Repository, SnapshotInfo};

@@ -16,12 +16,14 @@
 //!   keys are there) is written again from a copy repository's (the same
 //!   bytes, by construction) or rebuilt: the repository ID from the key
 //!   that opens it, the writers' parameters from what can still be read.
+//! * [`repair_keys`]: key files whose bytes no longer hash to their name
+//!   are removed (they open nothing; the other keys are untouched).
 //! * [`repair_marks`]: prune marks that cannot be read are removed. Safe:
 //!   a mark only allows deletion; without it nothing is deleted, and the
 //!   next prune marks what is unused again. Writers refuse to run while a
 //!   mark cannot be read, so this is what lets backups go on.
 //!
-//! All three need a full-access key (and, on object storage, credentials
+//! All of them need a full-access key (and, on object storage, credentials
 //! allowed to delete).
 
 use std::collections::HashSet;
@@ -141,6 +143,40 @@ pub fn repair_marks(repo: &Repository, dry_run: bool) -> Result<MarkRepair> {
             report.damaged_marks.push(Problem { object, message: e.to_string() });
             if !dry_run {
                 remove(repo.backend().as_ref(), ObjectKind::PruneMark, &obj.name)?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What `repair_keys` found and did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct KeyRepair {
+    pub dry_run: bool,
+    pub keys: usize,
+    /// Key files whose bytes no longer hash to their name (removed, unless
+    /// a dry run).
+    pub damaged_keys: Vec<Problem>,
+}
+
+/// Removes key files whose bytes no longer hash to their name: altered,
+/// they open nothing, and nothing else can tell what they were. A key file
+/// that hashes right but does not parse is left alone (it may come from a
+/// newer reprise); the key in use is intact by definition.
+pub fn repair_keys(repo: &Repository, dry_run: bool) -> Result<KeyRepair> {
+    repo.require_full("repairing keys (it removes damaged key files)")?;
+    let mut report = KeyRepair { dry_run, ..KeyRepair::default() };
+    for k in repo.backend().list(ObjectKind::Key)? {
+        report.keys += 1;
+        let bytes = match repo.backend().read(ObjectKind::Key, &k.name) {
+            Ok(b) => b,
+            Err(e) if e.kind == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if Id::of_object(&bytes).to_hex() != k.name {
+            report.damaged_keys.push(Problem { object: ObjectKind::Key.path(&k.name), message: "content does not match its name (bytes were altered)".into() });
+            if !dry_run {
+                remove(repo.backend().as_ref(), ObjectKind::Key, &k.name)?;
             }
         }
     }

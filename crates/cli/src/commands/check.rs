@@ -45,7 +45,9 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
             ctx.say(format!("note: {n}"));
         }
         for p in &report.problems {
-            outln!("DAMAGED {}: {}", p.object, p.message);
+            // Each with what helps, unless its message already says it.
+            let fix = if p.message.contains("`reprise ") { String::new() } else { format!("; {}", reprise_engine::remedy(&p.object)) };
+            outln!("DAMAGED {}: {}{fix}", p.object, p.message);
         }
         ctx.say(format!(
             "{}, {}, {}, {} checked; {} read ({})",

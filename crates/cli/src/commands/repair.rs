@@ -1,4 +1,4 @@
-//! `repair index`, `repair config`, `repair marks`: clear the damage
+//! `repair index`, `repair config`, `repair keys`, `repair marks`: clear the damage
 //! `check` reports (see `reprise_engine::repair`).
 
 use anyhow::Result;
@@ -25,6 +25,19 @@ pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<()> {
                     count(r.unreadable_packs.len(), "pack is", "packs are")
                 ),
             ))
+        }
+        RepairCommand::Keys { dry_run } => {
+            let repo = ctx.open(None)?;
+            let r = repair::repair_keys(&repo, *dry_run)?;
+            if ctx.json() {
+                return ctx.print_json(&r);
+            }
+            let remove = if r.dry_run { "would remove" } else { "removed" };
+            for p in &r.damaged_keys {
+                ctx.say(format!("damaged {}: {}: {remove} it", p.object, p.message));
+            }
+            ctx.say(format!("keys: {} read, {remove} {}", r.keys, count(r.damaged_keys.len(), "damaged key file", "damaged key files")));
+            Ok(())
         }
         RepairCommand::Marks { dry_run } => {
             let repo = ctx.open(None)?;
