@@ -472,8 +472,10 @@ pub struct CheckArgs {
     /// Read and verify every pack
     #[arg(long)]
     pub read_data: bool,
-    /// Read a subset: `N/M` (group N of M) or `P%`
-    #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
+    /// Read part of the packs: `auto/M` (the day's group: run daily, all
+    /// data every M days), `N/M` (always group N of M), or `P%` (a random
+    /// P%, drawn anew each run)
+    #[arg(long, value_name = "auto/M|N/M|P%", conflicts_with = "read_data")]
     pub read_data_subset: Option<String>,
 }
 

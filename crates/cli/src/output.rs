@@ -69,6 +69,40 @@ macro_rules! errln {
     ($($arg:tt)*) => { $crate::output::stderr_line(format_args!($($arg)*)) };
 }
 
+/// A file name (bytes) for a terminal, losslessly: control characters and
+/// bytes that are not UTF-8 are escaped (`\n`, `\x1b`, `\xff`), and so is
+/// the backslash itself, so that every name prints on one line and two
+/// different names never print the same.
+pub fn escape_name(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// The bytes in base64 when they are not UTF-8 (JSON strings are text: a
+/// name that is not is given this way too, so nothing is lost).
+pub fn bytes_if_not_utf8(bytes: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    std::str::from_utf8(bytes).is_err().then(|| base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
 /// `n thing` or `n things`: counts in messages read as English.
 pub fn count(n: usize, singular: &str, plural: &str) -> String {
     format!("{n} {}", if n == 1 { singular } else { plural })

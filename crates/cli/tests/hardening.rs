@@ -490,3 +490,88 @@ fn empty_stdin_backup_is_refused_unless_allowed() {
     r.restore(&id, &t.join("out"), &[] as &[&str]).ok();
     assert_eq!(fs::read(t.join("out/dump.sql")).unwrap(), data);
 }
+
+/// The bug: the README's `check --read-data-subset 1/7   # a seventh of
+/// the data each day` read the same seventh every day. `auto/M` reads the
+/// group of the day, and the M groups cover every pack once.
+#[test]
+fn check_read_data_subset_auto_rotates_by_day() {
+    let t = TestDir::new("subset-auto");
+    let r = Reprise::new(t.path());
+    r.run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1", "--pack-size", "1"]).ok();
+    let src = t.join("src");
+    let mut rng = Rng::new(77);
+    random_files(&src, &mut rng, 12, 300_000, 600_000);
+    r.backup_paths(&[&src]);
+    let all = packs(&r.repo);
+    assert!(all.len() >= 6, "the test needs packs in several groups: {}", all.len());
+    let group_of = |p: &String, m: u32| u32::from_str_radix(&p.rsplit('/').next().unwrap()[..2], 16).unwrap() * m / 256 + 1;
+    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400;
+    let today = u32::try_from(days % 3).unwrap() + 1;
+    let v = r.check(&["--read-data-subset", "auto/3"]).ok().json();
+    // (A run across midnight UTC would see the next group: not in 2 s.)
+    assert_eq!(v["read_data_group"], format!("{today}/3"), "{v}");
+    assert_eq!(v["packs_read"].as_u64().unwrap() as usize, all.iter().filter(|p| group_of(p, 3) == today).count(), "{v}");
+    // The groups of three days read every pack exactly once.
+    let read: u64 = (1..=3).map(|n| r.check(&["--read-data-subset", &format!("{n}/3")]).ok().json()["packs_read"].as_u64().unwrap()).sum();
+    assert_eq!(read as usize, all.len());
+    for bad in ["auto/0", "auto/300", "auto"] {
+        r.run(&["check", "--read-data-subset", bad]).expect_code(2).assert_one_line_error();
+    }
+}
+
+/// The bug: `ls` printed a newline in a name raw (one entry on two lines)
+/// and names that are not UTF-8 as U+FFFD, in `--json` too (two different
+/// names looked the same; neither could be given back to `restore`).
+#[test]
+fn ls_escapes_newlines_and_keeps_names_that_are_not_utf8() {
+    use base64::Engine as _;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestDir::new("ls-names");
+    let r = Reprise::new(t.path());
+    r.init();
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    let names: [&[u8]; 5] = [b"line\nbreak", b"latin1-\xe9t\xe9", b"latin1-\xe9t\xe8", b"back\\slash", b"plain"];
+    for n in names {
+        fs::write(src.join(OsStr::from_bytes(n)), b"x").unwrap();
+    }
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"to-\xff"), src.join("link")).unwrap();
+    let id = id_of(&r.backup_paths(&[&src]));
+    let out = r.run(&["ls", &id, src.to_str().unwrap()]).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1 + names.len() + 1, "one line per entry: {}", out.describe());
+    let dir = src.display().to_string();
+    for expected in ["line\\nbreak", "latin1-\\xe9t\\xe9", "latin1-\\xe9t\\xe8", "back\\\\slash", "plain"] {
+        assert!(lines.contains(&format!("{dir}/{expected}").as_str()), "{expected} not shown losslessly: {}", out.describe());
+    }
+    assert!(!out.stdout.contains('\u{fffd}'), "{}", out.describe());
+    let long = r.run(&["ls", "-l", &id, src.to_str().unwrap()]).ok();
+    assert!(long.stdout.contains("-> to-\\xff"), "{}", long.describe());
+    // JSON: the bytes of a name that is not UTF-8, exactly.
+    let v = r.run(&["--json", "ls", &id, src.to_str().unwrap()]).ok().json();
+    let mut seen: Vec<Vec<u8>> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| match e["path_bytes"].as_str() {
+            Some(b) => base64::engine::general_purpose::STANDARD.decode(b).unwrap(),
+            None => e["path"].as_str().unwrap().as_bytes().to_vec(),
+        })
+        .collect();
+    seen.sort();
+    let mut expected: Vec<Vec<u8>> = names.iter().copied().chain([b"link".as_slice()]).map(|n| [src.as_os_str().as_bytes(), b"/", n].concat()).chain([src.as_os_str().as_bytes().to_vec()]).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    let link = v.as_array().unwrap().iter().find(|e| e["path"].as_str().unwrap().ends_with("/link")).unwrap();
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(link["target_bytes"].as_str().unwrap()).unwrap(), b"to-\xff");
+    // `diff` shows the same names the same way.
+    fs::write(src.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")), b"changed").unwrap();
+    let id2 = id_of(&r.backup_paths(&[&src]));
+    let d = r.run(&["diff", &id, &id2]).ok();
+    assert!(d.stdout.contains("M ") && d.stdout.contains("latin1-\\xe9t\\xe9") && !d.stdout.contains('\u{fffd}'), "{}", d.describe());
+    let dj = r.run(&["--json", "diff", &id, &id2]).ok().json();
+    let modified = dj.as_array().unwrap().iter().find(|c| c["change"] == "modified").unwrap();
+    assert!(base64::engine::general_purpose::STANDARD.decode(modified["path_bytes"].as_str().unwrap()).unwrap().ends_with(b"/latin1-\xe9t\xe9"), "{dj}");
+}
