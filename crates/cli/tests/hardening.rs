@@ -575,3 +575,28 @@ fn ls_escapes_newlines_and_keeps_names_that_are_not_utf8() {
     let modified = dj.as_array().unwrap().iter().find(|c| c["change"] == "modified").unwrap();
     assert!(base64::engine::general_purpose::STANDARD.decode(modified["path_bytes"].as_str().unwrap()).unwrap().ends_with(b"/latin1-\xe9t\xe9"), "{dj}");
 }
+
+/// The bug: `status` said "off-site: no" in the summary and "off-site
+/// unknown" on the repository line below it, and the repository lines had
+/// no labels.
+#[test]
+fn status_off_site_summary_agrees_with_the_repository_lines() {
+    let t = TestDir::new("status-offsite");
+    let (r, _, plan) = copy_fixture(&t);
+    r.run(&["backup", "docs"]).ok();
+    let r = Reprise { repo: PathBuf::from("primary"), ..r };
+    r.run(&["copy"]).ok();
+    // No site anywhere: unknown, on every line.
+    let out = r.run(&["status", "docs"]).ok();
+    let summary = out.stdout.lines().find(|l| l.trim_start().starts_with("copies:")).unwrap();
+    assert!(summary.contains("off-site: unknown"), "{}", out.describe());
+    let copy_line = out.stdout.lines().find(|l| l.contains("copy 'offsite'")).unwrap_or_else(|| panic!("{}", out.describe()));
+    assert!(copy_line.contains("media local-disk") && copy_line.contains("site unspecified") && copy_line.contains("off-site unknown"), "{copy_line}");
+    assert_eq!(r.run(&["--json", "status", "docs"]).ok().json()[0]["copies"]["off_site"], serde_json::Value::Null);
+    // Sites on both, different: yes everywhere.
+    let text = fs::read_to_string(&plan).unwrap().replace("copy_of = \"primary\"", "copy_of = \"primary\"\nsite = \"lyon\"").replace("[repositories.offsite]", "[repositories.offsite]\n").replacen("\n\n[repositories.offsite]", "\nsite = \"paris\"\n\n[repositories.offsite]", 1);
+    fs::write(&plan, text).unwrap();
+    let out = r.run(&["status", "docs"]).ok();
+    assert!(out.stdout.contains("off-site: yes") && out.stdout.contains("copy 'offsite': media local-disk, site lyon, off-site yes"), "{}", out.describe());
+    assert!(out.stdout.contains("primary 'primary': media local-disk, site paris, off-site no"), "{}", out.describe());
+}
