@@ -350,6 +350,7 @@ pub enum KeyCommand {
 }
 
 #[derive(Args, Debug)]
+#[allow(clippy::struct_excessive_bools, reason = "clap flags: each bool is one switch")]
 pub struct BackupArgs {
     /// Plan component to back up
     pub component: Option<String>,
@@ -421,6 +422,7 @@ pub struct DiffArgs {
 }
 
 #[derive(Args, Debug)]
+#[allow(clippy::struct_excessive_bools, reason = "clap flags: each bool is one switch")]
 pub struct RestoreArgs {
     /// Snapshot ID (or prefix), `latest`, or a plan component (its latest
     /// snapshot); `SNAPSHOT:PATH` restores only PATH

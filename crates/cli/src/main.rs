@@ -129,11 +129,11 @@ fn one_line(rendered: &str) -> String {
             continue;
         }
         if let Some(u) = trimmed.strip_prefix("Usage: ") {
-            usage = u.to_owned();
+            u.clone_into(&mut usage);
         } else if let Some(t) = trimmed.strip_prefix("tip: ") {
             tips.push(t.to_owned());
         } else if head.is_empty() {
-            head = trimmed.strip_prefix("error: ").unwrap_or(trimmed).to_owned();
+            trimmed.strip_prefix("error: ").unwrap_or(trimmed).clone_into(&mut head);
         } else {
             items.push(trimmed.to_owned());
         }
@@ -240,7 +240,7 @@ mod tests {
         let objects = ["config", "index/ab", "prune/ab", "snapshots/ab", "keys/ab", "holds/ab", "wal/db/0000000100000000/000000010000000000000001", "data/ab/abcd", "data blob ab"];
         let mut messages: Vec<String> =
             objects.iter().map(|o| reprise_engine::Error::Damaged { object: (*o).to_owned(), source: FormatError::Malformed("x".into()) }.to_string()).collect();
-        messages.push(crate::commands::plan::NO_PLAN.to_owned());
+        messages.push(commands::plan::NO_PLAN.to_owned());
         let root = Cli::command();
         for m in &messages {
             let named: Vec<&str> = m.split('`').skip(1).step_by(2).filter(|c| c.starts_with("reprise ")).collect();

@@ -406,7 +406,7 @@ fn damaged_config_names_a_command_that_helps() {
     // or taken from the copy, byte for byte.
     edit_object(&fx.r.repo, "config", |p| fs::write(p, b"").unwrap());
     let r = fx.r.run(&["--json", "repair", "config", "--dry-run"]).ok().json();
-    assert!(r["defaults"].as_array().unwrap().len() >= 1, "{r}");
+    assert!(!r["defaults"].as_array().unwrap().is_empty(), "{r}");
     assert_eq!(fs::read(&config).unwrap(), b"", "a dry run writes nothing");
     fx.r.run(&["repair", "config", "--from", copy.to_str().unwrap()]).ok();
     assert_eq!(fs::read_to_string(&config).unwrap(), text);

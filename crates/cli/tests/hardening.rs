@@ -606,16 +606,16 @@ fn status_off_site_summary_agrees_with_the_repository_lines() {
 #[test]
 fn init_into_a_non_empty_s3_prefix_is_refused() {
     let t = TestDir::new("init-s3-nonempty");
-    let Some(s3) = common::emulators::moto(t.path()) else { return };
-    common::emulators::create_bucket(&s3, "shared");
-    let (status, text) = common::emulators::http(s3.port, "PUT", "/shared/photos/holiday.jpg", &[], b"not a repository");
+    let Some(s3) = emulators::moto(t.path()) else { return };
+    emulators::create_bucket(&s3, "shared");
+    let (status, text) = emulators::http(s3.port, "PUT", "/shared/photos/holiday.jpg", &[], b"not a repository");
     assert_eq!(status, 200, "{text}");
-    let creds = |r: Reprise| r.with_env("AWS_ACCESS_KEY_ID", common::emulators::S3_KEY_ID).with_env("AWS_SECRET_ACCESS_KEY", common::emulators::S3_SECRET);
-    let taken = creds(Reprise::at(t.path(), PathBuf::from(common::emulators::s3_url(&s3, "shared", "photos"))));
+    let creds = |r: Reprise| r.with_env("AWS_ACCESS_KEY_ID", emulators::S3_KEY_ID).with_env("AWS_SECRET_ACCESS_KEY", emulators::S3_SECRET);
+    let taken = creds(Reprise::at(t.path(), PathBuf::from(emulators::s3_url(&s3, "shared", "photos"))));
     let out = taken.run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).expect_code(2);
     out.assert_one_line_error();
     assert!(out.stderr.contains("holiday.jpg"), "{}", out.describe());
     // The whole bucket holds it too; an empty prefix beside it is fine.
-    creds(Reprise::at(t.path(), PathBuf::from(common::emulators::s3_url(&s3, "shared", "")))).run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).expect_code(2);
-    creds(Reprise::at(t.path(), PathBuf::from(common::emulators::s3_url(&s3, "shared", "repo")))).init();
+    creds(Reprise::at(t.path(), PathBuf::from(emulators::s3_url(&s3, "shared", "")))).run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).expect_code(2);
+    creds(Reprise::at(t.path(), PathBuf::from(emulators::s3_url(&s3, "shared", "repo")))).init();
 }

@@ -229,28 +229,25 @@ pub fn repair_config(backend: &Arc<dyn Backend>, key: Key<'_>, from: Option<&Arc
         Some(Err(e)) => e.to_string(),
         None => "it is missing (the keys are there)".to_owned(),
     };
-    let (config, source, defaults) = match from {
-        Some(copy) => {
-            let bytes = copy.read(ObjectKind::Config, "").map_err(|e| match e.kind {
-                ErrorKind::NotFound => Error::NotARepository { location: copy.location().to_owned() },
-                _ => Error::Backend(e),
-            })?;
-            let c = RepositoryConfig::from_bytes(&bytes).map_err(|e| Error::damaged(format!("{}/config", copy.location()), e))?;
-            if c.id != id {
-                return Err(Error::InvalidArgument(format!(
-                    "{} holds repository {}, not a copy of {} ({}): give a copy made by `reprise copy` from this repository",
-                    copy.location(),
-                    c.id.short(),
-                    backend.location(),
-                    id.short()
-                )));
-            }
-            (c, format!("the copy at {}", copy.location()), Vec::new())
+    let (config, source, defaults) = if let Some(copy) = from {
+        let bytes = copy.read(ObjectKind::Config, "").map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error::NotARepository { location: copy.location().to_owned() },
+            _ => Error::Backend(e),
+        })?;
+        let c = RepositoryConfig::from_bytes(&bytes).map_err(|e| Error::damaged(format!("{}/config", copy.location()), e))?;
+        if c.id != id {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds repository {}, not a copy of {} ({}): give a copy made by `reprise copy` from this repository",
+                copy.location(),
+                c.id.short(),
+                backend.location(),
+                id.short()
+            )));
         }
-        None => {
-            let (c, defaults) = rebuild(id, current.as_deref());
-            (c, "the key (repository ID) and what the damaged config still says".to_owned(), defaults)
-        }
+        (c, format!("the copy at {}", copy.location()), Vec::new())
+    } else {
+        let (c, defaults) = rebuild(id, current.as_deref());
+        (c, "the key (repository ID) and what the damaged config still says".to_owned(), defaults)
     };
     if !dry_run {
         // The config is the one object replaced in place (it is never

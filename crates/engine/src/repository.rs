@@ -401,7 +401,7 @@ impl Repository {
     /// silently means an older snapshot.
     pub fn newest_snapshot(&self, filter: &dyn Fn(&SnapshotHeader) -> bool) -> Result<Option<SnapshotInfo>> {
         let (all, unreadable) = self.snapshots()?;
-        let newest = all.into_iter().filter(|s| filter(&s.header)).next_back();
+        let newest = all.into_iter().rfind(|s| filter(&s.header));
         for (object, e) in unreadable {
             let reason = match e {
                 Error::Damaged { source, .. } => source.to_string(),
@@ -427,13 +427,14 @@ impl Repository {
         let (all, unreadable) = self.snapshots()?;
         // A damaged snapshot asked for by ID is damage, not "not found".
         let spec_lower = spec.to_ascii_lowercase();
-        if !spec.is_empty() && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower)) {
-            if let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower))) {
-                return Err(match e {
-                    Error::Damaged { source, .. } => Error::Damaged { object, source },
-                    other => other,
-                });
-            }
+        if !spec.is_empty()
+            && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower))
+            && let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower)))
+        {
+            return Err(match e {
+                Error::Damaged { source, .. } => Error::Damaged { object, source },
+                other => other,
+            });
         }
         let candidates: Vec<SnapshotInfo> = all.into_iter().filter(|s| filter(&s.header)).collect();
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {

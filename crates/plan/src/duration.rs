@@ -147,13 +147,14 @@ impl Period {
 
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::fmt::Write as _;
         let (y, mo) = (self.months / 12, self.months % 12);
         let mut out = String::new();
         if y > 0 {
-            out += &format!("{y}y");
+            let _ = write!(out, "{y}y");
         }
         if mo > 0 {
-            out += &format!("{mo}mo");
+            let _ = write!(out, "{mo}mo");
         }
         if self.seconds > 0 || out.is_empty() {
             out += &format(Duration::from_secs(self.seconds));
@@ -181,6 +182,7 @@ pub fn format(d: Duration) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::duration_suboptimal_units, reason = "plans count in seconds; from_mins and from_hours are newer than the MSRV")]
 mod tests {
     use super::*;
 

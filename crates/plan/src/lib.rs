@@ -730,6 +730,7 @@ impl Plan {
 }
 
 #[cfg(test)]
+#[allow(clippy::duration_suboptimal_units, reason = "plans count in seconds; from_mins and from_hours are newer than the MSRV")]
 mod tests {
     use super::*;
 
