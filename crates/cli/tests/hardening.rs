@@ -460,8 +460,11 @@ fn restore_overwrite_is_described_as_the_merge_it_is() {
     let t = TestDir::new("overwrite");
     let (r, src, id) = repo_with_snapshot(&t);
     let help = r.run(&["restore", "--help"]).ok().stdout;
-    let overwrite = help.split("--overwrite").nth(1).unwrap_or_default();
-    assert!(overwrite.contains("kept") && overwrite.contains("merge"), "{help}");
+    // The option's own entry (other entries mention it too).
+    let entry = help.split("\n      --overwrite").nth(1).unwrap_or_default();
+    let entry: Vec<&str> = entry.split("\n      --").next().unwrap_or_default().split_whitespace().collect();
+    let entry = entry.join(" ");
+    assert!(entry.contains("kept") && entry.contains("merge"), "{entry}\n{help}");
     let target = t.join("target");
     write_file(&target.join("mine.txt"), b"mine\n");
     let out = r.restore(&snap_path(&id, &src), &target, &[] as &[&str]).expect_code(2);
