@@ -90,7 +90,9 @@ fn usage_errors_name_the_missing_arguments() {
     ] {
         let out = r.run(&args).expect_code(2);
         out.assert_one_line_error();
-        assert!(out.stderr.contains(named), "the error must name {named}: {}", out.describe());
+        // Named in the error itself, not only in the usage line after it.
+        let error = out.stderr.split("; usage:").next().unwrap();
+        assert!(error.contains(named), "the error must name {named}: {}", out.describe());
         assert!(out.stderr.contains("--help"), "{}", out.describe());
         // With --json: exactly one JSON error object, same code.
         let mut json_args = vec!["--json"];
