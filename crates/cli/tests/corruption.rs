@@ -320,7 +320,8 @@ fn damaged_index_file_is_cleared_by_repair_index() {
     let size = size_of(&fx.r.repo, &fx.index2);
     flip_byte(&fx.r.repo, &fx.index2, size / 2);
     let out = fx.r.run(&["check", "--read-data"]).expect_code(6);
-    assert!(out.stdout.contains("`reprise repair index`"), "the damage names the command that helps: {}", out.describe());
+    let line = out.stdout.lines().find(|l| l.starts_with(&format!("DAMAGED {}", fx.index2))).unwrap_or_else(|| panic!("{}", out.describe()));
+    assert!(line.contains("`reprise repair index`"), "the damage names the command that helps: {}", out.describe());
     // A backup indexes the packs again, but the damaged file stays.
     fx.r.backup_paths(&[&fx.a]);
     fx.check_names_exactly(&[&fx.index2]);
@@ -496,7 +497,8 @@ fn damaged_key_file_is_cleared_by_repair_keys() {
     let fx = fixture("repair-keys");
     let object = damage_second_key(&fx);
     let out = fx.r.run(&["check"]).expect_code(6);
-    assert!(out.stdout.contains("`reprise repair keys`"), "{}", out.describe());
+    let line = out.stdout.lines().find(|l| l.starts_with(&format!("DAMAGED {object}"))).unwrap_or_else(|| panic!("{}", out.describe()));
+    assert!(line.contains("`reprise repair keys`"), "{}", out.describe());
     let keys_before = objects(&fx.r.repo, "keys").len();
     let r = fx.r.run(&["--json", "repair", "keys"]).ok().json();
     assert_eq!(r["damaged_keys"][0]["object"], object.as_str(), "{r}");
