@@ -110,6 +110,11 @@ impl Env {
 
 /// A cluster archiving into a fresh repository through a write credential.
 fn setup(archive: bool) -> Option<Env> {
+    setup_with(archive, "")
+}
+
+/// [`setup`], with `flags` given to reprise in the archive_command.
+fn setup_with(archive: bool, flags: &str) -> Option<Env> {
     let bin = pg_bin()?;
     let dir = tempfile::Builder::new().prefix("reprise-pg-").tempdir().expect("tempdir");
     cluster::hand_over(dir.path(), 0o755).expect("hand over");
@@ -143,7 +148,7 @@ fn setup(archive: bool) -> Option<Env> {
         settings.push(("archive_mode".into(), "on".into()));
         settings.push((
             "archive_command".into(),
-            format!("{exe} --repo {} --key-file {} wal-push {COMPONENT} %p", env.repo.display(), env.credential.display()),
+            format!("{exe} {flags} --repo {} --key-file {} wal-push {COMPONENT} %p", env.repo.display(), env.credential.display()),
         ));
     }
     c.start(&settings).expect("start");
@@ -761,4 +766,25 @@ fn wal_retention_keeps_what_kept_base_backups_need_and_nothing_more() {
     let out = env.json(&["forget"]);
     assert_eq!(out[0]["wal"]["removed_files"].as_array().expect("removed").len(), 0, "{out}");
     assert!(out[0]["wal"]["note"].as_str().is_some_and(|n| n.contains("keep older base backups")), "{out}");
+}
+
+/// Issue 9: `wal-push` log lines reached PostgreSQL's server log with
+/// colour codes. The server's log is a file: the lines must be plain.
+#[test]
+fn wal_push_lines_reach_the_server_log_without_colour_codes() {
+    // -v: every push logs an INFO line, which PostgreSQL copies into its log.
+    let Some(env) = setup_with(true, "-v") else { return };
+    env.sql("CREATE TABLE colour AS SELECT g FROM generate_series(1, 1000) g");
+    env.archive_now();
+    let log = &env.cluster().log_file;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("INFO") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.contains("INFO"), "no wal-push line reached the server log within 60 s: {text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in the server log: {text:?}");
 }
