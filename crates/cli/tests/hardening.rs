@@ -624,3 +624,66 @@ fn init_into_a_non_empty_s3_prefix_is_refused() {
     creds(Reprise::at(t.path(), PathBuf::from(emulators::s3_url(&s3, "shared", "")))).run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).expect_code(2);
     creds(Reprise::at(t.path(), PathBuf::from(emulators::s3_url(&s3, "shared", "repo")))).init();
 }
+
+/// `chattr +i DIR` for the life of the guard (even root cannot create or
+/// remove entries in it); `None` where the file system does not support it.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(dir: &Path) -> Option<Immutable> {
+        let ok = std::process::Command::new("chattr").arg("+i").arg(dir).status().is_ok_and(|s| s.success());
+        ok.then(|| Immutable(dir.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+fn skip_or_fail(test: &str, why: &str) {
+    assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "{test}: {why}");
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// The bug: permission errors and a full disk printed `storage: PATH: OS
+/// error` with no fix named.
+#[test]
+fn storage_permission_and_full_disk_errors_name_their_fix() {
+    let t = TestDir::new("fixes");
+    let (r, src, id) = repo_with_snapshot(&t);
+    // Storage refuses: nothing can be created in the repository.
+    write_file(&src.join("new.txt"), b"new\n");
+    {
+        let Some(_guard) = Immutable::new(&r.repo.join("tmp")) else {
+            return skip_or_fail("storage_permission_and_full_disk_errors_name_their_fix", "`chattr +i` is not supported here");
+        };
+        let out = r.run(&["backup", "--path", src.to_str().unwrap()]).expect_code(5);
+        out.assert_one_line_error();
+        assert!(out.stderr.contains("; fix: ") && out.stderr.contains("access"), "{}", out.describe());
+        // The restore target refuses.
+        let locked = t.join("locked");
+        fs::create_dir(&locked).unwrap();
+        let _g2 = Immutable::new(&locked).unwrap();
+        let out = r.restore(&snap_path(&id, &src), &locked, &[] as &[&str]).expect_code(5);
+        out.assert_one_line_error();
+        assert!(out.stderr.contains("; fix: "), "{}", out.describe());
+    }
+    // A full disk (a 2 MiB tmpfs).
+    let mnt = t.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"]).arg(&mnt).status().is_ok_and(|s| s.success());
+    if !mounted {
+        return skip_or_fail("storage_permission_and_full_disk_errors_name_their_fix", "cannot mount a tmpfs (needs root)");
+    }
+    let full = Reprise::at(t.path(), mnt.join("repo"));
+    full.init();
+    let big = t.join("big");
+    write_random_file(&big.join("ten-megabytes"), &mut Rng::new(3), 10_000_000);
+    let out = full.run(&["backup", "--path", big.to_str().unwrap()]);
+    let _ = std::process::Command::new("umount").arg("-l").arg(&mnt).status();
+    assert_eq!(out.code, 7, "{}", out.describe());
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("; fix: free space"), "{}", out.describe());
+}
