@@ -218,6 +218,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 }
 
+/// Why `prepare` refuses a location where `found` (a path relative to it)
+/// already is.
+pub(crate) fn not_empty_message(found: &str) -> String {
+    if found.starts_with("keys/") {
+        format!("it holds key files ({found}) but no config: an interrupted `init` or `repair config`; run `reprise repair config` with the passphrase of those keys rather than init over it")
+    } else {
+        format!("it is not empty ({found}) and holds no repository: give a new or empty location (a repository is never mixed with other files)")
+    }
+}
+
 /// Opens the backend a repository URL names.
 ///
 /// Accepted forms: a path (`/srv/backup/repo`, `./repo`), `local:PATH`,

@@ -81,6 +81,34 @@ impl LocalBackend {
     }
 }
 
+impl LocalBackend {
+    /// The first file below `dir` that is not part of an empty repository
+    /// layout (the folders `prepare` makes, and leftovers in `tmp/`), as a
+    /// path relative to the root. Folders alone, as a `prepare` whose
+    /// `init` then failed leaves them, do not count.
+    fn foreign_file(&self, dir: &Path) -> io::Result<Option<String>> {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel = path.strip_prefix(&self.root).map(|p| p.display().to_string()).unwrap_or_default();
+            if !entry.file_type()?.is_dir() {
+                return Ok(Some(rel));
+            }
+            let layout = ObjectKind::ALL.iter().any(|k| !k.dir().is_empty() && rel.split('/').next() == Some(k.dir()));
+            if dir == self.root && rel == "tmp" {
+                continue;
+            }
+            if !layout {
+                return Ok(Some(rel));
+            }
+            if let Some(found) = self.foreign_file(&path)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -122,14 +150,8 @@ impl Backend for LocalBackend {
                 return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "", "this is a file, not a directory: give a new or empty directory"));
             }
             Ok(_) => {
-                let mut entries = fs::read_dir(&self.root).map_err(|e| self.err("", &e))?;
-                if entries.next().is_some() {
-                    return Err(BackendError::new(
-                        ErrorKind::AlreadyExists,
-                        &self.location,
-                        "",
-                        "this directory is not empty and holds no repository: give a new or empty directory (a repository is never mixed with other files)",
-                    ));
+                if let Some(found) = self.foreign_file(&self.root).map_err(|e| self.err("", &e))? {
+                    return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "", crate::not_empty_message(&found)));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -568,12 +568,10 @@ impl ObjectBackend {
         })?;
         match first {
             None => Ok(()),
-            Some(key) => Err(BackendError::new(
-                ErrorKind::AlreadyExists,
-                &self.location,
-                "",
-                format!("this location already holds other objects ({key}) and no repository: give a new prefix or an empty bucket or container"),
-            )),
+            Some(key) => {
+                let rel = if self.prefix.is_empty() { key.as_str() } else { key.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(&key) };
+                Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "", crate::not_empty_message(rel)))
+            }
         }
     }
 
