@@ -167,7 +167,9 @@ pub struct PruneArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Time between marking a pack and deleting it: longer than your longest
-    /// backup (e.g. 24h, 90m; 0 deletes at once: only when no backup can run)
+    /// backup (e.g. 24h, 90m; 0 deletes at once: only when no backup can run).
+    /// Recorded in the mark this run writes: a later prune deletes when the
+    /// recorded period is over, whatever its own --grace
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub grace: String,
     /// Repack partly used packs until unused space is at most this

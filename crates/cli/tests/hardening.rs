@@ -103,6 +103,19 @@ fn usage_errors_name_the_missing_arguments() {
         assert_eq!(docs[0]["error"]["exit_code"], 2, "{}", out.describe());
         assert!(docs[0]["error"]["message"].as_str().unwrap().contains(named), "{}", out.describe());
     }
+    // `reprise` alone, nothing else on the line: the list of commands, exit 2.
+    for json in [false, true] {
+        let mut c = std::process::Command::new(BIN);
+        if json {
+            c.arg("--json");
+        }
+        let o = c.current_dir(t.path()).stdin(Stdio::null()).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.status.code(), Some(2), "{stdout}{stderr}");
+        assert!(stderr.contains("Commands:") && stderr.contains("restore"), "{stderr}");
+        let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout).into_iter().collect::<Result<_, _>>().unwrap();
+        assert_eq!(docs.len(), usize::from(json), "{stdout}");
+    }
     // No command: the list of commands, exit 2 (also for a command group).
     for (args, listed) in [(vec![], ["backup", "restore", "snapshots"]), (vec!["key"], ["add", "list", "export-recovery"])] {
         let out = r.run(&args).expect_code(2);
