@@ -700,3 +700,26 @@ fn storage_permission_and_full_disk_errors_name_their_fix() {
     out.assert_one_line_error();
     assert!(out.stderr.contains("; fix: free space"), "{}", out.describe());
 }
+
+/// The README suggested a later prune's `--grace` decides when marked packs
+/// go. The period is the marking prune's, recorded in its mark: a later
+/// prune with a shorter `--grace` (even 0) does not delete them early.
+#[test]
+fn prune_grace_is_the_one_recorded_in_the_mark() {
+    let t = TestDir::new("grace");
+    let (r, src, id) = repo_with_snapshot(&t);
+    write_file(&src.join("more.bin"), &Rng::new(8).bytes(200_000));
+    r.backup_paths(&[&src]);
+    // Snapshot 1 removed by hand: the packs only it used become unused.
+    delete_object(&r.repo, &format!("snapshots/{id}"));
+    let marked = r.run(&["--json", "prune"]).ok().json();
+    let condemned = marked["pending_packs"].as_u64().unwrap();
+    assert!(condemned > 0, "{marked}");
+    let before = packs(&r.repo);
+    let later = r.run(&["--json", "prune", "--grace", "0"]).ok().json();
+    assert_eq!(later["deleted_packs"], 0, "a later --grace 0 deleted packs marked with 24h: {later}");
+    assert_eq!(packs(&r.repo), before);
+    assert_eq!(later["pending_packs"].as_u64().unwrap(), condemned, "{later}");
+    let human = r.run(&["prune", "--dry-run"]).ok();
+    assert!(human.stdout.contains("grace period recorded in the mark"), "{}", human.describe());
+}
