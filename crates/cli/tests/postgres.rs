@@ -771,16 +771,17 @@ fn wal_retention_keeps_what_kept_base_backups_need_and_nothing_more() {
 /// Issue 9: `wal-push` log lines reached PostgreSQL's server log with
 /// colour codes. The server's log is a file: the lines must be plain.
 #[test]
+#[allow(clippy::duration_suboptimal_units, reason = "from_mins is newer than the MSRV")]
 fn wal_push_lines_reach_the_server_log_without_colour_codes() {
     // -v: every push logs an INFO line, which PostgreSQL copies into its log.
     let Some(env) = setup_with(true, "-v") else { return };
     env.sql("CREATE TABLE colour AS SELECT g FROM generate_series(1, 1000) g");
     env.archive_now();
     let log = &env.cluster().log_file;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains("INFO") || std::time::Instant::now() > deadline {
+        if text.contains("INFO") || Instant::now() > deadline {
             break text;
         }
         std::thread::sleep(Duration::from_millis(200));
