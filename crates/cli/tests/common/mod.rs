@@ -78,6 +78,29 @@ pub fn make_writable(root: &Path) {
     }
 }
 
+/// Whether every test must run (`REPRISE_TEST_REQUIRE_ALL` set, as
+/// scripts/test-all does): then a missing component fails the test instead
+/// of skipping it.
+pub fn require_all() -> bool {
+    std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A test that cannot run here (a component is not installed, the kernel
+/// refuses a mount, ...). libtest has no "skipped" outcome: a test that
+/// returns early is reported as passed, so a skip must never be silent.
+/// Under [`require_all`] (CI) this panics: the run fails and names what to
+/// install. Otherwise it writes `SKIPPED <test>: <reason>` straight to the
+/// process's stderr, past libtest's output capture (which only takes the
+/// `print!` family), so that plain `cargo test` shows it; the caller then
+/// returns.
+#[track_caller]
+pub fn skip(reason: &str) {
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("<unnamed test>");
+    assert!(!require_all(), "{test} cannot run: {reason} (REPRISE_TEST_REQUIRE_ALL is set: scripts/test-all installs what the tests need)");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
 pub fn is_root() -> bool {
     // No unsafe code in this crate: the owner of a fresh file is the euid.
     let probe = std::env::temp_dir().join(format!("reprise-it-euid-{}", std::process::id()));
