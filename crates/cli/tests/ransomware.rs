@@ -245,14 +245,16 @@ fn azure_code(text: &str) -> &str {
     text.split("<Code>").nth(1).and_then(|c| c.split("</Code>").next()).unwrap_or_default()
 }
 
-/// On Azure, a refusal for lack of permission is a 403. A 2xx is an
-/// accepted attempt; anything else (a 5xx: Azurite implements neither
-/// immutability policies nor legal holds, and its Copy Blob fails here)
-/// proves nothing, and stays a failure unless the same request made with
-/// the account key fails too ([`azure_controls`]).
-fn azure_verdict(status: u16) -> Verdict {
+/// On Azure, a refusal for lack of permission is a 403
+/// `AuthorizationPermissionMismatch` (a 403 `AuthenticationFailed` or
+/// `AuthorizationFailure` is a bad signature: it proves nothing about the
+/// SAS's permissions). A 2xx is an accepted attempt; anything else (a 5xx:
+/// Azurite implements neither immutability policies nor legal holds, and
+/// fails SAS-signed Copy Blob) proves nothing, and stays a failure unless
+/// the same request with every permission fails too ([`azure_controls`]).
+fn azure_verdict(status: u16, text: &str) -> Verdict {
     match status {
-        403 => Verdict::Refused,
+        403 if azure_code(text) == "AuthorizationPermissionMismatch" => Verdict::Refused,
         200..=299 => Verdict::Accepted,
         _ => Verdict::Inconclusive,
     }
@@ -292,7 +294,7 @@ fn azure_storage_attacks(az: &emulators::Server, container: &str, sas: &str, tal
         let mut r = |kind: &str, method: &'static str, query: &str, headers: &[(&'static str, String)], body: &[u8]| {
             let q = if query.is_empty() { sas.to_owned() } else { format!("{query}&{sas}") };
             let (status, text) = req(az, method, container, name, &q, headers, body);
-            tally.record(kind, format!("{status} {}", azure_code(&text)), azure_verdict(status), || format!("{name}: HTTP {status}: {}", text.lines().next().unwrap_or_default()));
+            tally.record(kind, format!("{status} {}", azure_code(&text)), azure_verdict(status, &text), || format!("{name}: HTTP {status}: {}", text.lines().next().unwrap_or_default()));
             kinds.entry(kind.to_owned()).or_insert_with(|| AzureAttempt { method, query: query.to_owned(), headers: headers.to_vec(), body: body.to_vec() });
         };
         r("storage: delete object", "DELETE", "", &[], b"");
@@ -326,7 +328,7 @@ fn azure_storage_attacks(az: &emulators::Server, container: &str, sas: &str, tal
     // The container itself.
     let mut c = |kind: &str, method: &str, query: &str, headers: &[(&str, String)], body: &[u8]| {
         let (status, text) = req(az, method, container, "", &format!("{query}&{sas}"), headers, body);
-        tally.record(kind, format!("{status} {}", azure_code(&text)), azure_verdict(status), || format!("container: HTTP {status}: {}", text.lines().next().unwrap_or_default()));
+        tally.record(kind, format!("{status} {}", azure_code(&text)), azure_verdict(status, &text), || format!("container: HTTP {status}: {}", text.lines().next().unwrap_or_default()));
     };
     c("storage: delete the container", "DELETE", "restype=container", &[], b"");
     c("storage: change the container's access policy", "PUT", "restype=container&comp=acl", &[("x-ms-blob-public-access", "container".into())], b"");
@@ -410,7 +412,7 @@ fn ransomware_on_azure_with_a_write_only_sas() {
     host.run(&["--key-file", k, "--json", "backup", "--path", src.to_str().unwrap(), "--as", "documents"]).ok();
     tally.print(&format!("Azure (Azurite), write-only SAS `rcl`; {} repository objects listed; {files} source files encrypted or deleted", names.len()));
     assert!(tally.accepted.is_empty(), "the write-only SAS changed something: {:#?}", tally.accepted);
-    assert!(tally.unexplained().is_empty(), "answers that prove nothing, which the owner's requests do not explain: {:#?}", tally.unexplained());
+    assert!(tally.unexplained().is_empty(), "answers that prove nothing, which a fully permitted request does not explain: {:#?}", tally.unexplained());
     // Deleting and overwriting are refused by the permissions themselves
     // (403), never excused as an emulator failure.
     for kind in ["storage: delete object", "storage: delete object and its snapshots", "storage: overwrite (Put Blob)", "storage: overwrite (Put Blob, If-Match *)", "storage: overwrite (Put Block List)", "storage: delete the container"] {
