@@ -5,8 +5,14 @@
 //! cluster when done.
 //!
 //! When PostgreSQL is not installed the tests fail if
-//! REPRISE_TEST_REQUIRE_ALL is set (CI), and are skipped with a message
-//! otherwise.
+//! REPRISE_TEST_REQUIRE_ALL is set (CI), and are skipped visibly otherwise
+//! (`common::skip`).
+//!
+//! Ports: the clusters listen on a Unix socket in a private folder only
+//! (`listen_addresses = ''`, checked in `setup`); their "port" only names
+//! the socket file there, so two tests can never race for one.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,8 +26,7 @@ fn pg_bin() -> Option<PgBin> {
     match PgBin::find(None) {
         Ok(b) => Some(b),
         Err(e) => {
-            assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "PostgreSQL is required: {e}");
-            eprintln!("skipped: {e}");
+            common::skip(&format!("PostgreSQL is not installed ({e}; scripts/test-all installs postgresql-15)"));
             None
         }
     }
@@ -151,6 +156,7 @@ fn setup(archive: bool) -> Option<Env> {
     std::fs::write(c.data_dir.join("pg_hba.conf"), "local all all trust\nlocal replication all trust\n").ok();
     env.cluster = Some(c);
     env.sql("SELECT pg_reload_conf()");
+    assert_eq!(env.one("SHOW listen_addresses"), "", "test clusters listen on their private socket only");
     Some(env)
 }
 
