@@ -768,3 +768,48 @@ fn wal_retention_keeps_what_kept_base_backups_need_and_nothing_more() {
     assert_eq!(out[0]["wal"]["removed_files"].as_array().expect("removed").len(), 0, "{out}");
     assert!(out[0]["wal"]["note"].as_str().is_some_and(|n| n.contains("keep older base backups")), "{out}");
 }
+
+/// A legal hold on an old base backup keeps it, its data and its own WAL
+/// through `forget` (whose policy keeps only the newest) and `prune
+/// --grace 0 --max-unused 0`: it still restores to its own end.
+#[test]
+fn a_held_base_backup_keeps_its_wal_and_data_through_forget_and_prune() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY); INSERT INTO markers VALUES (1)");
+    env.archive_now();
+    let mut bases = Vec::new();
+    for round in 0..3 {
+        // Data of its own in each base backup, and WAL between them.
+        env.sql(&format!("CREATE TABLE pad_{round} AS SELECT g, md5((g * {}) ::text) AS h FROM generate_series(1, 20000) g", round + 7));
+        env.archive_now();
+        env.ok(&["backup", COMPONENT]);
+        bases.push(env.json(&["snapshots"]).as_array().expect("list").last().expect("snapshot").clone());
+        for n in 0..2 {
+            env.sql(&format!("INSERT INTO markers VALUES ({})", 10 * (round + 1) + n));
+            env.archive_now();
+        }
+    }
+    let label = |b: &serde_json::Value, k: &str| b["labels"][format!("pg.{k}")].as_str().unwrap_or_else(|| panic!("{k} in {b}")).to_owned();
+    let held = bases[0]["id"].as_str().expect("id").to_owned();
+    env.ok(&["hold", "add", &held, "--reason", "litigation 2026-117"]);
+    let plan = std::fs::read_to_string(&env.plan).expect("plan") + "\n[components.db.objectives]\nretention = { keep_last = 1 }\n";
+    std::fs::write(&env.plan, plan).expect("plan");
+    let before = archived_segments(&env);
+
+    let out = env.json(&["forget"]);
+    assert_eq!(out[0]["removed"], 1, "only the middle base backup goes: {out}");
+    let after = archived_segments(&env);
+    let (start, stop) = (label(&bases[0], "start_wal"), label(&bases[0], "stop_wal"));
+    let own: Vec<&String> = before.iter().filter(|s| **s >= start && **s <= stop).collect();
+    assert!(!own.is_empty());
+    for s in &own {
+        assert!(after.contains(s), "{s}, of the held base backup's own range {start}..{stop}, was removed");
+    }
+    assert!(after.len() < before.len(), "WAL that only the forgotten base backup needed went");
+    let pruned = env.json(&["--repo", env.repo.to_str().expect("utf8"), "prune", "--grace", "0", "--max-unused", "0"]);
+    assert!(pruned["deleted_packs"].as_u64().expect("deleted") > 0, "{pruned}");
+    env.ok(&["--repo", env.repo.to_str().expect("utf8"), "check", "--read-data"]);
+    let (c, _) = restore_started(&env, &label(&bases[0], "stop_lsn"), &env.path("held"));
+    assert_eq!(markers(&c), 1, "the held base backup restores to its own end");
+    amcheck(&env, &c);
+}
