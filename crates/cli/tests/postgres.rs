@@ -905,3 +905,50 @@ fn a_held_base_backup_keeps_its_wal_and_data_through_forget_and_prune() {
     assert_eq!(markers(&c), 1, "the held base backup restores to its own end");
     amcheck(&env, &c);
 }
+
+/// The server's clock, in seconds since the epoch.
+fn server_epoch(env: &Env) -> f64 {
+    env.one("SELECT extract(epoch FROM clock_timestamp())::text").parse().expect("epoch")
+}
+
+/// `status`'s recovery point, checked against the server rather than for
+/// being there: with a commit not yet archived, the data at risk is at
+/// least as old as that commit and at most as old as the last archived
+/// segment (`pg_stat_archiver`); once archived, it falls back. (A status
+/// that said 0, or the age of the last base backup, fails.)
+#[test]
+fn status_rpo_is_the_age_of_unarchived_commits_measured_on_the_server() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE t (n int)");
+    env.archive_now();
+    env.ok(&["backup", COMPONENT]);
+    // The base backup is older than anything archived from here on.
+    std::thread::sleep(Duration::from_secs(3));
+    env.archive_now();
+    let archived: f64 = env.one("SELECT extract(epoch FROM last_archived_time)::text FROM pg_stat_archiver").parse().expect("epoch");
+    let rpo = |env: &Env| -> (f64, f64, f64, serde_json::Value) {
+        let before = server_epoch(env);
+        let st = env.json(&["status", COMPONENT]);
+        let after = server_epoch(env);
+        (st[0]["rpo_seconds"].as_f64().unwrap_or_else(|| panic!("no rpo_seconds in {st}")), before, after, st)
+    };
+    const SLACK: f64 = 1.0;
+    // Everything archived: at most the age of the last archived segment.
+    let (quiet, _, after, st) = rpo(&env);
+    assert!(quiet <= after - archived + SLACK, "nothing is unarchived, yet status says {quiet:.2}s at risk (last archived {:.2}s ago): {st}", after - archived);
+    // A commit that stays in the segment being written.
+    let committed_before = server_epoch(&env);
+    env.sql("INSERT INTO t VALUES (1)");
+    let committed = server_epoch(&env);
+    assert!(committed >= committed_before);
+    std::thread::sleep(Duration::from_secs(3));
+    let (at_risk, before, after, st) = rpo(&env);
+    eprintln!("rpo with a commit {:.2}s old not archived: {at_risk:.2}s (last archive {:.2}s ago; basis {})", before - committed, after - archived, st[0]["postgres"]["rpo_basis"]);
+    assert!(at_risk >= before - committed - SLACK, "a commit {:.2}s old is not archived, yet status says {at_risk:.2}s at risk: {st}", before - committed);
+    assert!(at_risk <= after - archived + SLACK, "status says {at_risk:.2}s at risk, more than the {:.2}s since the last archived segment: {st}", after - archived);
+    // Archived: the commit is safe, the recovery point falls back.
+    env.archive_now();
+    let archived: f64 = env.one("SELECT extract(epoch FROM last_archived_time)::text FROM pg_stat_archiver").parse().expect("epoch");
+    let (safe, _, after, st) = rpo(&env);
+    assert!(safe <= after - archived + SLACK && safe < at_risk, "after archiving, status still says {safe:.2}s at risk: {st}");
+}
