@@ -430,3 +430,40 @@ fn azure_write_only_sas_cannot_delete_or_overwrite() {
     admin.restore(&snap_path(&id, &src), &target, &[] as &[&str]).ok();
     assert_trees_equal(&src, &target);
 }
+
+/// "At most 16 requests in flight": a copy to S3 asked for 48 transfers at
+/// once, through a proxy that holds every request 300 ms so that they
+/// overlap, never has more than 16 requests open at the proxy.
+#[test]
+fn at_most_16_storage_requests_in_flight() {
+    let work = TestDir::new("in-flight");
+    let Some(s3) = emulators::moto(work.path()) else { return };
+    emulators::create_bucket(&s3, "limit");
+    let proxy = FaultProxy::start(s3.port, 0, 1, Duration::from_secs(1));
+    let src = work.join("src");
+    random_files(&src, &mut Rng::new(16), 48, 1_100_000, 1_200_000);
+    let plan = work.join("reprise.toml");
+    fs::write(
+        &plan,
+        format!(
+            "[repositories.primary]\nurl = \"{}\"\npassword_env = \"REPRISE_PASSWORD\"\n\n[repositories.offsite]\nurl = \"s3://limit/repo?endpoint={}\"\npassword_env = \"REPRISE_PASSWORD\"\ncopy_of = \"primary\"\n\n[components.docs]\ntype = \"files\"\npaths = [\"{}\"]\n",
+            work.join("primary").display(),
+            proxy.endpoint(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let creds = [("AWS_ACCESS_KEY_ID", emulators::S3_KEY_ID), ("AWS_SECRET_ACCESS_KEY", emulators::S3_SECRET)];
+    let p = runner(work.path(), "primary".into(), &creds).with_env("REPRISE_PLAN", &plan);
+    p.run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1", "--pack-size", "1"]).ok();
+    p.backup(&["docs"]);
+    let packs = packs(&work.join("primary")).len();
+    assert!(packs >= 48, "{packs} packs");
+    proxy.set_latency(Duration::from_millis(300));
+    let out = p.run(&["--json", "copy", "--threads", "48"]).ok().json();
+    assert_eq!(out[0]["packs_written"].as_array().unwrap().len(), packs, "{out}");
+    let max = proxy.max_in_flight();
+    eprintln!("copy of {packs} packs with --threads 48: at most {max} requests in flight ({} requests)", proxy.requests());
+    assert!(max <= 16, "{max} requests in flight at once");
+    assert!(max >= 8, "only {max} requests ever overlapped: the test did not load the limit");
+}

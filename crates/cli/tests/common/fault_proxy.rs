@@ -26,6 +26,11 @@
 //! check on the wire what the client sent (every create carries
 //! `If-None-Match: *`).
 //!
+//! The proxy also counts the requests in flight (received, not yet
+//! answered) and keeps the highest count ([`FaultProxy::max_in_flight`]);
+//! [`FaultProxy::set_latency`] holds every request that long before it is
+//! forwarded, so that a client's concurrent requests overlap on the wire.
+//!
 //! One request per connection (`Connection: close` both ways) keeps the
 //! proxy small; clients reconnect for every request.
 #![allow(dead_code)]
@@ -34,7 +39,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,7 +114,28 @@ struct Shared {
     rate: u64,
     /// How long `Timeout` holds a request (longer than the client's timeout).
     hold: Duration,
+    /// Added to every request, in milliseconds.
+    latency_ms: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
     state: Mutex<State>,
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> InFlight<'a> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]
@@ -129,7 +155,17 @@ impl FaultProxy {
         let port = listener.local_addr().expect("addr").port();
         let enabled = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared { upstream, enabled: Arc::clone(&enabled), rng: Mutex::new(seed | 1), rate: rate_percent, hold, state: Mutex::new(State::default()) });
+        let shared = Arc::new(Shared {
+            upstream,
+            enabled: Arc::clone(&enabled),
+            rng: Mutex::new(seed | 1),
+            rate: rate_percent,
+            hold,
+            latency_ms: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+        });
         let stop2 = Arc::clone(&stop);
         let shared2 = Arc::clone(&shared);
         std::thread::spawn(move || {
@@ -149,6 +185,16 @@ impl FaultProxy {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Holds every request this long before forwarding it.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.latency_ms.store(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The most requests that were in flight at once.
+    pub fn max_in_flight(&self) -> u64 {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Labels the requests that follow (and the faults they get).
@@ -309,6 +355,14 @@ fn upstream_status(head: &str) -> Option<u16> {
 fn serve(shared: &Shared, mut client: TcpStream) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(120)))?;
     let Some((head, body)) = read_message(&mut client)? else { return Ok(()) };
+    // In flight until the answer is ready, not until it is written: the
+    // client may start its next request as soon as it has read an answer,
+    // before this thread has finished writing it.
+    let in_flight = InFlight::new(shared);
+    let latency = shared.latency_ms.load(Ordering::Relaxed);
+    if latency > 0 {
+        std::thread::sleep(Duration::from_millis(latency));
+    }
     let (method, target, headers) = parse_head(&head);
     let get = method == "GET";
     let mut seen = Seen { phase: String::new(), method, target, headers, fault: None, upstream_status: None, body_len: None };
@@ -318,6 +372,7 @@ fn serve(shared: &Shared, mut client: TcpStream) -> std::io::Result<()> {
         // Recorded first: the client may retry before a held request ends.
         seen.fault = Some(f);
         record(shared, seen, get);
+        drop(in_flight);
         return match f {
             Fault::Http500 => status(&mut client, 500, "Internal Server Error", "", &xml("InternalError")),
             Fault::Http503 => status(&mut client, 503, "Service Unavailable", "", &xml("SlowDown")),
@@ -329,7 +384,9 @@ fn serve(shared: &Shared, mut client: TcpStream) -> std::io::Result<()> {
             }
         };
     }
-    let (rhead, rbody) = match forward(shared, &head, &body) {
+    let answer = forward(shared, &head, &body);
+    drop(in_flight);
+    let (rhead, rbody) = match answer {
         Ok(r) => r,
         Err(_) => {
             // The storage did not answer: not a fault of ours.
