@@ -901,8 +901,13 @@ fn a_held_base_backup_keeps_its_wal_and_data_through_forget_and_prune() {
     let pruned = env.json(&["--repo", env.repo.to_str().expect("utf8"), "prune", "--grace", "0", "--max-unused", "0"]);
     assert!(pruned["deleted_packs"].as_u64().expect("deleted") > 0, "{pruned}");
     env.ok(&["--repo", env.repo.to_str().expect("utf8"), "check", "--read-data"]);
-    let (c, _) = restore_started(&env, &label(&bases[0], "stop_lsn"), &env.path("held"));
+    let started = Instant::now();
+    let (c, out) = restore_started(&env, &label(&bases[0], "stop_lsn"), &env.path("held"));
+    let wall = started.elapsed().as_millis() as u64;
     assert_eq!(markers(&c), 1, "the held base backup restores to its own end");
+    // --start measures the recovery: some time, within the command's own.
+    let (recovery, total) = (out["recovery_ms"].as_u64().expect("recovery_ms"), out["total_ms"].as_u64().expect("total_ms"));
+    assert!(recovery > 0 && recovery <= total && total <= wall, "recovery {recovery} ms, total {total} ms, command {wall} ms: {out}");
     amcheck(&env, &c);
 }
 
