@@ -152,7 +152,9 @@ fn progress_shows_on_a_terminal_and_nothing_on_a_pipe() {
     let (c, _) = r.command(&["restore", "latest", "--to", t.join("on-a-tty").to_str().unwrap()]);
     let mut shell_line = String::new();
     for part in std::iter::once(c.get_program()).chain(c.get_args()) {
-        shell_line.push_str(&format!("'{}' ", part.to_str().unwrap().replace('\'', "'\\''")));
+        shell_line.push('\'');
+        shell_line.push_str(&part.to_str().unwrap().replace('\'', "'\\''"));
+        shell_line.push_str("' ");
     }
     let mut tty = Command::new(script);
     tty.args(["-q", "-e", "-c", &shell_line, "/dev/null"]).current_dir(&r.cwd);

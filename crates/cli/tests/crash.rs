@@ -248,7 +248,7 @@ fn interrupted_backup_keeps_and_indexes_what_was_stored() {
     let mut dump = Vec::new();
     // Feed until a few packs are stored (the handler is installed by then).
     while packs(&r.repo).len() < 3 {
-        assert!(started.elapsed() < Duration::from_secs(120) && dump.len() < 400 << 20, "no 3 packs stored after {} MiB fed", dump.len() >> 20);
+        assert!(started.elapsed() < Duration::from_mins(2) && dump.len() < 400 << 20, "no 3 packs stored after {} MiB fed", dump.len() >> 20);
         let piece = dump_piece(&mut rng);
         stdin.write_all(&piece).expect("feed the backup");
         dump.extend(piece);
@@ -263,7 +263,9 @@ fn interrupted_backup_keeps_and_indexes_what_was_stored() {
                 break;
             }
             Ok(l) => said.push(l),
-            Err(_) => panic!("reprise did not say it was interrupting within 30 s of SIGINT: {said:?}"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout | std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("reprise did not say it was interrupting within 30 s of SIGINT: {said:?}")
+            }
         }
     }
     // Only now does the input end: a backup that had not taken the signal

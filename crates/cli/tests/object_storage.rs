@@ -222,7 +222,7 @@ fn through_faults(work: &TestDir, tag: &str, upstream: u16, url: impl Fn(&str) -
     let r = runner(work.path(), url(&proxy.endpoint()), creds)
         .with_env("REPRISE_STORAGE_REQUEST_TIMEOUT", "2")
         .with_env("REPRISE_STORAGE_RETRY_TIMEOUT", "30")
-        .with_timeout(Duration::from_secs(600));
+        .with_timeout(Duration::from_mins(10));
     proxy.set_phase("init");
     r.run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1", "--pack-size", "1"]).ok();
     let src = work.join(format!("src-{tag}"));
@@ -249,7 +249,7 @@ fn through_faults(work: &TestDir, tag: &str, upstream: u16, url: impl Fn(&str) -
     };
     let os = |s: &str| std::ffi::OsStr::new(s).to_owned();
     let backup_args = [os("--json"), os("backup"), os("--path"), src.as_os_str().to_owned()];
-    let backup_refs: Vec<&std::ffi::OsStr> = backup_args.iter().map(|a| a.as_os_str()).collect();
+    let backup_refs: Vec<&std::ffi::OsStr> = backup_args.iter().map(std::ffi::OsString::as_os_str).collect();
     until_ok("backup", "backup", &backup_refs);
     let second = until_ok("second backup", "backup", &backup_refs).json();
     assert_eq!(summary(&second, "new_bytes"), 0, "{tag}: the second backup reuses what the first uploaded");
@@ -269,7 +269,7 @@ fn through_faults(work: &TestDir, tag: &str, upstream: u16, url: impl Fn(&str) -
     let target = work.join(format!("restored-{tag}"));
     let what = snap_path(&latest, &src);
     let restore_args = [os("restore"), os(&what), os("--to"), target.as_os_str().to_owned(), os("--overwrite")];
-    let restore_refs: Vec<&std::ffi::OsStr> = restore_args.iter().map(|a| a.as_os_str()).collect();
+    let restore_refs: Vec<&std::ffi::OsStr> = restore_args.iter().map(std::ffi::OsString::as_os_str).collect();
     let mut restores = 0;
     for round in 0.. {
         let missing = not_yet_hit(&proxy, "restore");
