@@ -303,7 +303,9 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             component: "medicapp-db".into(),
             tables: vec!["procedure_cases".into(), "documents".into(), "prescriptions".into()],
             at: Target::Time(at),
+            until: None,
             predicate: None,
+            conflicts: rows::ConflictChoice::Keep,
             live: live.conn_string("medicapp"),
             password_env: None,
             database: "medicapp".into(),
@@ -320,16 +322,16 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     if now_cases != before_cases || now_docs != before_docs {
         return Err(DemoError::Verification(format!("after recover-rows: {now_cases} cases (expected {before_cases}), {now_docs} documents (expected {before_docs})")));
     }
-    steps.report.rows_recovered = r.deleted_rows();
+    steps.report.rows_recovered = r.repaired();
     steps.report.recover_rows_ms = steps.done(
         "recover-rows",
         t,
         format!(
             "{} rows re-inserted in one transaction ({} cases, {} documents, {} prescriptions) from a scratch restore at {}; counts verified",
-            r.deleted_rows(),
-            r.tables[0].deleted_rows,
-            r.tables[1].deleted_rows,
-            r.tables[2].deleted_rows,
+            r.repaired(),
+            r.tables[0].repaired,
+            r.tables[1].repaired,
+            r.tables[2].repaired,
             at.strftime("%H:%M:%S")
         ),
     );
