@@ -99,8 +99,8 @@ pub(crate) fn foreign_keys(client: &mut postgres::Client, oids: &[u32]) -> Resul
             "SELECT f.conrelid, f.confrelid, f.confdeltype::text, f.confupdtype::text, \
                     (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(f.conkey) WITH ORDINALITY k(n, ord) JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.n), \
                     (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(f.confkey) WITH ORDINALITY k(n, ord) JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.n), \
-                    f.conrelid::regclass::text \
-             FROM pg_constraint f WHERE f.contype = 'f' AND f.conparentid = 0 AND (f.conrelid = ANY($1) OR f.confrelid = ANY($1))",
+                    n.nspname || '.' || c.relname \
+             FROM pg_constraint f JOIN pg_class c ON c.oid = f.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE f.contype = 'f' AND f.conparentid = 0 AND (f.conrelid = ANY($1) OR f.confrelid = ANY($1))",
             &[&oids],
         )
         .map_err(|e| PgError::sql(&e))?;

@@ -206,6 +206,8 @@ impl RowRecovery {
 /// One table's rows in a scratch state, with the columns they were read in.
 struct TableState {
     columns: Vec<String>,
+    /// Every column the table had in this state (compared or not).
+    all_columns: Vec<String>,
     rows: Vec<Row>,
     relfiles: HashMap<u32, Relfile>,
 }
@@ -271,7 +273,7 @@ fn scratch_state(repo: &Arc<Repository>, opts: &RowRecoveryOptions, tables: &[Li
             (Some(p), PgError::Sql(m)) => PgError::Invalid(format!("--where {p} on {} {}: {m}", t.display, label(target, after))),
             (_, e) => e,
         })?;
-        out.push(TableState { columns, rows, relfiles });
+        out.push(TableState { columns, all_columns: names, rows, relfiles });
     }
     drop(client);
     drop(cluster);
@@ -507,6 +509,11 @@ fn plan_table(
             continue;
         };
         not_compared.push(ColumnNote { column: c.name.clone(), reason: reason.into() });
+    }
+    for c in &before.all_columns {
+        if !t.columns.iter().any(|x| &x.name == c) {
+            not_compared.push(ColumnNote { column: c.clone(), reason: "dropped since --at: its values cannot be put back".into() });
+        }
     }
     let key: Vec<usize> = t.key.iter().map(|k| columns.iter().position(|c| c == k).expect("key columns are checked in every state")).collect();
     let identity_always: Vec<bool> = columns.iter().map(|c| t.columns.iter().any(|x| &x.name == c && x.identity_always)).collect();

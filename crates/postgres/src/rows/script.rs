@@ -12,10 +12,12 @@
 //! which the column type's input function reads back exactly (json keeps
 //! its key order and duplicate keys, arrays their bounds, jsonb `null` is
 //! not SQL NULL, domains and enums are checked by the server). Guards
-//! compare `column::text`, PostgreSQL's output of the live value, under
-//! the same session settings the rows were read with (`SESSION`), so that
-//! types without an equality operator (json, point) can be guarded too.
-//! Every identifier is quoted.
+//! compare `format('%s', column)` — the type's output function, exactly
+//! what `COPY` printed, under the same session settings (`SESSION`) — with
+//! the text read, so that types without an equality operator (json,
+//! point) can be guarded too. Not `column::text`: a type may have its own
+//! cast to text that differs from its output (`true` for `t`,
+//! `127.0.0.1/32` for inet `127.0.0.1`). Every identifier is quoted.
 
 use std::fmt::Write as _;
 
@@ -81,7 +83,7 @@ pub(crate) struct TableSql<'a> {
 
 impl TableSql<'_> {
     /// `WHERE` clause matching the row `row` exactly: key with `=` (uses
-    /// the index), other columns by their text.
+    /// the index), other columns by their output text.
     fn guard(&self, row: &[Option<String>]) -> String {
         let mut parts = Vec::with_capacity(self.columns.len());
         for &k in self.key {
@@ -93,7 +95,7 @@ impl TableSql<'_> {
             }
             parts.push(match &row[i] {
                 None => format!("{} IS NULL", quote_ident(c)),
-                Some(v) => format!("{}::text = {}", quote_ident(c), quote_literal(v)),
+                Some(v) => format!("format('%s', {}) = {}", quote_ident(c), quote_literal(v)),
             });
         }
         parts.join(" AND ")
@@ -164,7 +166,7 @@ mod tests {
         let to = vec![Some("1".into()), Some("new".into()), None];
         assert_eq!(
             t.update(&from, &to).as_deref(),
-            Some("UPDATE \"public\".\"x\" SET \"t\" = 'new' WHERE \"id\" = '1' AND \"t\"::text = 'old' AND \"we\"\"ird\" IS NULL;")
+            Some("UPDATE \"public\".\"x\" SET \"t\" = 'new' WHERE \"id\" = '1' AND format('%s', \"t\") = 'old' AND \"we\"\"ird\" IS NULL;")
         );
         assert_eq!(t.update(&from, &from), None);
     }

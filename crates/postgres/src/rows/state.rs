@@ -44,13 +44,15 @@ pub(crate) fn columns(client: &mut postgres::Client, qualified: &str) -> Result<
 }
 
 /// Relation files holding the table's rows (its partitions, for a
-/// partitioned table), by table OID.
+/// partitioned table: `pg_partition_tree` lists nothing for a plain
+/// table), by table OID.
 pub(crate) fn relfiles(client: &mut postgres::Client, qualified: &str) -> Result<HashMap<u32, Relfile>> {
     let rows = client
         .query(
             "SELECT c.oid, CASE WHEN c.reltablespace = 0 THEN d.dattablespace ELSE c.reltablespace END, d.oid, pg_relation_filenode(c.oid) \
-             FROM pg_partition_tree($1::text::regclass) p JOIN pg_class c ON c.oid = p.relid, pg_database d \
-             WHERE p.isleaf AND d.datname = current_database() AND pg_relation_filenode(c.oid) IS NOT NULL",
+             FROM pg_class c, pg_database d \
+             WHERE (c.oid = $1::text::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree($1::text::regclass) WHERE isleaf)) \
+               AND d.datname = current_database() AND pg_relation_filenode(c.oid) IS NOT NULL",
             &[&qualified],
         )
         .map_err(|e| PgError::sql(&e))?;
