@@ -264,6 +264,8 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
 }
 
 pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
+    // Conflicts shown per table; the script and --json have them all.
+    const SHOWN: usize = 10;
     let c = ctx.component(&args.component)?;
     let pg = pg_plan(c).filter(|p| p.mode == PostgresMode::Physical).ok_or_else(|| {
         exit::usage(format!("recover-rows needs a physical postgres component; '{}' is not one", c.name))
@@ -344,7 +346,6 @@ pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
         for n in &t.not_compared {
             ctx.say(format!("  column {} not compared: {}", n.column, n.reason));
         }
-        const SHOWN: usize = 10;
         for c in t.conflict_rows.iter().take(SHOWN) {
             let version = |v: &Option<std::collections::BTreeMap<String, Option<String>>>| match v {
                 None => "(no row)".to_owned(),
@@ -352,7 +353,7 @@ pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
                     let differing: Vec<String> = m
                         .iter()
                         .filter(|(k, val)| [&c.before, &c.after, &c.now].iter().any(|o| o.as_ref().and_then(|x| x.get(*k)) != Some(*val)))
-                        .map(|(k, val)| format!("{k}={}", val.as_deref().map_or_else(|| "NULL".to_owned(), |s| shorten(s))))
+                        .map(|(k, val)| format!("{k}={}", val.as_deref().map_or_else(|| "NULL".to_owned(), shorten)))
                         .collect();
                     if differing.is_empty() { "(same)".to_owned() } else { differing.join(" ") }
                 }

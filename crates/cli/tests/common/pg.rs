@@ -163,11 +163,11 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
     let mut out = vec![root.to_path_buf()];
     let mut i = 0;
     while i < out.len() {
-        if out[i].is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&out[i]) {
-                let children: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-                out.extend(children);
-            }
+        if out[i].is_dir()
+            && let Ok(rd) = std::fs::read_dir(&out[i])
+        {
+            let children: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+            out.extend(children);
         }
         i += 1;
     }

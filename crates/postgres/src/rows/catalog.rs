@@ -32,7 +32,7 @@ pub(crate) struct LiveTable {
 impl LiveTable {
     /// `FROM` target that reads the table's own rows (a partitioned table
     /// reads its partitions; a plain table not its inheritance children).
-    pub(crate) fn from_clause(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         if self.partitioned { self.qualified.clone() } else { format!("ONLY {}", self.qualified) }
     }
 }
@@ -125,10 +125,11 @@ pub(crate) fn parents_first(tables: &[LiveTable], fks: &[ForeignKey]) -> Vec<usi
     let index = |oid: u32| tables.iter().position(|t| t.oid == oid);
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
     for fk in fks {
-        if let (Some(child), Some(parent)) = (index(fk.table), index(fk.references)) {
-            if child != parent && !parents[child].contains(&parent) {
-                parents[child].push(parent);
-            }
+        if let (Some(child), Some(parent)) = (index(fk.table), index(fk.references))
+            && child != parent
+            && !parents[child].contains(&parent)
+        {
+            parents[child].push(parent);
         }
     }
     let mut placed = vec![false; tables.len()];

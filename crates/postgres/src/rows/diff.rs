@@ -225,10 +225,10 @@ pub(crate) fn tree_order(rows: &[&[Option<String>]], self_refs: &[(Vec<usize>, V
             if value.iter().any(|v| v.is_none()) {
                 continue;
             }
-            if let Some(&p) = by_referenced.get(&value) {
-                if p != i {
-                    parents[i].push(p);
-                }
+            if let Some(&p) = by_referenced.get(&value)
+                && p != i
+            {
+                parents[i].push(p);
             }
         }
     }

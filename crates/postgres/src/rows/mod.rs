@@ -267,7 +267,7 @@ fn scratch_state(repo: &Arc<Repository>, opts: &RowRecoveryOptions, tables: &[Li
         let relfiles = state::relfiles(&mut client, &t.qualified)?;
         let rows = state::read(
             &mut client,
-            &state::Read { from: &t.from_clause(), columns: &columns, order_by: &t.key, locations: Some(&relfiles), predicate: opts.predicate.as_deref(), keep: None },
+            &state::Read { from: &t.source(), columns: &columns, order_by: &t.key, locations: Some(&relfiles), predicate: opts.predicate.as_deref(), keep: None },
         )
         .map_err(|e| match (&opts.predicate, e) {
             (Some(p), PgError::Sql(m)) => PgError::Invalid(format!("--where {p} on {} {}: {m}", t.display, label(target, after))),
@@ -338,7 +338,7 @@ pub fn recover_rows(repo: &Arc<Repository>, opts: &RowRecoveryOptions) -> Result
     if let Some(p) = &opts.predicate {
         // Checked on the live tables before the long restores.
         for t in &tables {
-            live.batch_execute(&format!("SELECT 1 FROM {} WHERE ({p}) LIMIT 0", t.from_clause()))
+            live.batch_execute(&format!("SELECT 1 FROM {} WHERE ({p}) LIMIT 0", t.source()))
                 .map_err(|e| PgError::Invalid(format!("--where {p} on {}: {}", t.display, PgError::sql(&e))))?;
         }
     }
@@ -536,7 +536,7 @@ fn plan_table(
         }
     }
     let keep = |values: &[Option<String>]| wanted.contains(&diff::key_of(values, &key));
-    let now_rows = state::read(live, &state::Read { from: &t.from_clause(), columns: &columns, order_by: &t.key, locations: None, predicate: None, keep: Some(&keep) })?;
+    let now_rows = state::read(live, &state::Read { from: &t.source(), columns: &columns, order_by: &t.key, locations: None, predicate: None, keep: Some(&keep) })?;
     let now: HashMap<Key, Vec<Option<String>>> = now_rows.into_iter().map(|r| (diff::key_of(&r.values, &key), r.values)).collect();
 
     let sql = TableSql { qualified: &t.qualified, columns: &columns, identity_always: &identity_always, key: &key };
@@ -584,9 +584,9 @@ fn plan_table(
                     kind_text(kind),
                     if restored { "put back as before the accident (--conflicts before)" } else { "left as it is now (--conflicts before would put back the row as it was before)" },
                     sql.column_list(),
-                    sql.shown(a),
-                    sql.shown(b),
-                    sql.shown(shown),
+                    TableSql::shown(a),
+                    TableSql::shown(b),
+                    TableSql::shown(shown),
                 ));
                 report.conflict_rows.push(ConflictRow { kind, damage: case.damage, key: at, before: as_map(a), after: as_map(b), now: as_map(shown), restored });
                 if restored {

@@ -129,7 +129,7 @@ impl TableSql<'_> {
     }
 
     /// One version of a row, for a comment line.
-    pub(crate) fn shown(&self, row: Option<&Vec<Option<String>>>) -> String {
+    pub(crate) fn shown(row: Option<&Vec<Option<String>>>) -> String {
         match row {
             None => "(no row)".to_owned(),
             Some(r) => format!("({})", r.iter().map(|v| value(v.as_ref())).collect::<Vec<_>>().join(", ")),

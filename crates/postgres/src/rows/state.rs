@@ -59,6 +59,9 @@ pub(crate) fn relfiles(client: &mut postgres::Client, qualified: &str) -> Result
     Ok(rows.iter().map(|r| (r.get::<_, u32>(0), Relfile { tablespace: r.get(1), database: r.get(2), relfilenode: r.get(3) })).collect())
 }
 
+/// Chooses rows by their values.
+pub(crate) type Filter<'a> = &'a dyn Fn(&[Option<String>]) -> bool;
+
 /// What to read besides the compared columns.
 pub(crate) struct Read<'a> {
     pub from: &'a str,
@@ -69,7 +72,7 @@ pub(crate) struct Read<'a> {
     /// `--where`, evaluated on each row; `None` selects every row.
     pub predicate: Option<&'a str>,
     /// Rows to keep (by their values); `None` keeps every row.
-    pub keep: Option<&'a dyn Fn(&[Option<String>]) -> bool>,
+    pub keep: Option<Filter<'a>>,
 }
 
 /// Every row of the table, ordered by primary key (the server's order for
