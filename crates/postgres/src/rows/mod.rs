@@ -580,7 +580,7 @@ fn plan_table(
                 let restored = choice == ConflictChoice::Before;
                 let at = a.or(b).map(|r| sql.key_text(r)).unwrap_or_default();
                 comments.push(format!(
-                    "-- conflict ({}), {}: {at}\n--   columns:            {}\n--   before the accident: {}\n--   after the accident:  {}\n--   now:                 {}",
+                    "-- conflict ({}), {}: {at}\n--   columns:             {}\n--   before the accident: {}\n--   after the accident:  {}\n--   now:                 {}",
                     kind_text(kind),
                     if restored { "put back as before the accident (--conflicts before)" } else { "left as it is now (--conflicts before would put back the row as it was before)" },
                     sql.column_list(),
