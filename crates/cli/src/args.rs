@@ -257,15 +257,24 @@ pub struct RecoverRowsArgs {
     /// The plan's PostgreSQL component (physical) holding the table
     pub component: String,
     /// Table (`schema.table` or `table`); repeat for a parent and the child
-    /// tables a cascading delete emptied (put back in this order)
+    /// tables a cascading delete emptied (any order: put back parents first)
     #[arg(long = "table", required = true)]
     pub tables: Vec<String>,
-    /// When the rows were right: a time, an LSN or name:RESTORE_POINT
+    /// Before the accident: a time, an LSN or name:RESTORE_POINT
     #[arg(long)]
     pub at: String,
-    /// Only rows matching this SQL predicate
+    /// Right after the accident [default: right after the first transaction
+    /// that changed the tables after --at, found in the archived WAL]
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Repair only the damaged rows matching this SQL predicate (on their
+    /// version before the accident)
     #[arg(long = "where", value_name = "PREDICATE")]
     pub predicate: Option<String>,
+    /// Rows the accident damaged and someone changed since: keep them as
+    /// they are now, or put them back as they were before the accident
+    #[arg(long, value_enum, default_value_t = ConflictChoiceArg::Keep)]
+    pub conflicts: ConflictChoiceArg,
     /// Database holding the table [default: the component connection's]
     #[arg(long)]
     pub database: Option<String>,
@@ -275,6 +284,12 @@ pub struct RecoverRowsArgs {
     /// Where to write the SQL script [default: ./recover-TABLE-TIME.sql]
     #[arg(long)]
     pub script: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictChoiceArg {
+    Keep,
+    Before,
 }
 
 #[derive(Args, Debug)]

@@ -41,11 +41,12 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
         crate::output::json(&report)?;
     } else if !quiet {
         outln!(
-            "done: base backup {:.1}s, achieved RPO {}, {} rows recovered in {:.1}s, database restored at a chosen time in {:.1}s (RTO), documents restored in {:.1}s and verified byte for byte.",
+            "done: base backup {:.1}s, achieved RPO {}, {} rows recovered in {:.1}s with the {} later changes kept, database restored at a chosen time in {:.1}s (RTO), documents restored in {:.1}s and verified byte for byte.",
             report.base_backup_ms as f64 / 1000.0,
             report.achieved_rpo_seconds.map_or_else(|| "unknown".into(), |s| format!("{s:.1}s")),
             report.rows_recovered,
             report.recover_rows_ms as f64 / 1000.0,
+            report.later_changes_kept,
             report.pitr_rto_ms as f64 / 1000.0,
             report.documents_restore_ms as f64 / 1000.0
         );
