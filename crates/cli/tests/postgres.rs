@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use reprise_postgres::cluster::{self, Cluster, OnDrop};
 
-use common::pg::{COMPONENT, Env, amcheck, dump, restore_started, setup, walk};
+use common::pg::{COMPONENT, Env, amcheck, dump, restore_started, setup, setup_archiving_with, walk};
 
 fn markers(c: &Cluster) -> i64 {
     c.connect("postgres").expect("connect").query_one("SELECT count(*) FROM markers", &[]).expect("markers").get(0)
@@ -883,4 +883,26 @@ fn wal_fetch_prefetches_the_next_segments_into_its_spool() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(std::fs::read(dest.join(s)).expect("fetched") == std::fs::read(direct.join(s)).expect("fetched"), "{s} from the spool differs from the archive");
     }
+}
+
+/// Issue 9: `wal-push` log lines reached PostgreSQL's server log with
+/// colour codes. The server's log is a file: the lines must be plain.
+#[test]
+#[allow(clippy::duration_suboptimal_units, reason = "from_mins is newer than the MSRV")]
+fn wal_push_lines_reach_the_server_log_without_colour_codes() {
+    // -v: every push logs an INFO line, which PostgreSQL copies into its log.
+    let Some(env) = setup_archiving_with(true, "-v", &[]) else { return };
+    env.sql("CREATE TABLE colour AS SELECT g FROM generate_series(1, 1000) g");
+    env.archive_now();
+    let log = &env.cluster().log_file;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("INFO") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.contains("INFO"), "no wal-push line reached the server log within 60 s: {text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in the server log: {text:?}");
 }

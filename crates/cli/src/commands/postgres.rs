@@ -170,16 +170,15 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
     let repo = ctx.open(Some(c))?;
     let progress = ctx.progress("restore");
     if pg.mode == PostgresMode::Logical {
-        let snaps = repo.snapshots()?.0;
         let at = match args.at.as_deref().map(Target::parse).transpose().map_err(exit::usage)? {
             None | Some(Target::Latest) => None,
             Some(Target::Time(t)) => Some(t),
             Some(other) => return Err(exit::usage(format!("{other}: a logical component restores a dump, choose latest or a time"))),
         };
-        let snap = snaps
-            .iter()
-            .rev()
-            .find(|s| s.header.component == c.name && s.header.kind == logical::KIND_LOGICAL && at.is_none_or(|t| s.header.time <= t))
+        // The newest dump (before --at), never an older one in place of a
+        // damaged newer one (`Repository::newest_snapshot`).
+        let snap = repo
+            .newest_snapshot(&|h| h.component == c.name && h.kind == logical::KIND_LOGICAL && at.is_none_or(|t| h.time <= t))?
             .ok_or_else(|| exit::with_code(exit::NOT_FOUND, format!("no logical backup of '{}'{}", c.name, at.map(|t| format!(" before {t}")).unwrap_or_default())))?;
         let t = Instant::now();
         let restored = logical::restore_logical(

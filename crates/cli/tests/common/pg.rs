@@ -113,6 +113,12 @@ pub fn setup(archive: bool) -> Option<Env> {
 
 /// [`setup`] with extra server settings (`track_commit_timestamp`, ...).
 pub fn setup_with(archive: bool, extra: &[(&str, &str)]) -> Option<Env> {
+    setup_archiving_with(archive, "", extra)
+}
+
+/// [`setup_with`], with `flags` given to reprise in the archive_command
+/// (e.g. `-v`, so that every push logs a line into the server's log).
+pub fn setup_archiving_with(archive: bool, flags: &str, extra: &[(&str, &str)]) -> Option<Env> {
     let bin = pg_bin()?;
     let dir = tempfile::Builder::new().prefix("reprise-pg-").tempdir().expect("tempdir");
     cluster::hand_over(dir.path(), 0o755).expect("hand over");
@@ -147,7 +153,7 @@ pub fn setup_with(archive: bool, extra: &[(&str, &str)]) -> Option<Env> {
         settings.push(("archive_mode".into(), "on".into()));
         settings.push((
             "archive_command".into(),
-            format!("{exe} --repo {} --key-file {} wal-push {COMPONENT} %p", env.repo.display(), env.credential.display()),
+            format!("{exe} {flags} --repo {} --key-file {} wal-push {COMPONENT} %p", env.repo.display(), env.credential.display()),
         ));
     }
     c.start(&settings).expect("start");
