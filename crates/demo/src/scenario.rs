@@ -327,7 +327,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             apply: true,
             script: workdir.join("recover-procedure_cases.sql"),
             scratch,
-            exe: opts.exe.clone(),
+            spool_fetch: spool_fetch(&opts.exe, "medicapp-db"),
             bin: None,
             cancel: cancel.clone(),
         },
@@ -381,7 +381,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             delta: false,
             tablespace_map: Default::default(),
             standalone_fetch: String::new(),
-            exe: opts.exe.clone(),
+            spool_fetch: spool_fetch(&opts.exe, "medicapp-db"),
             bin: None,
             threads: 0,
             cancel: cancel.clone(),
@@ -475,4 +475,14 @@ fn walk_dirs(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The `restore_command` of a restore this demo starts: this executable,
+/// asking the demo's process through the spool.
+fn spool_fetch(exe: &Path, component: &str) -> reprise_postgres::restore::SpoolFetch {
+    let exe = cluster::shell_quote(&exe.display().to_string());
+    let component = cluster::shell_quote(component);
+    reprise_postgres::restore::SpoolFetch(Arc::new(move |spool: &Path| {
+        format!("{exe} wal-fetch --spool {} --spool-only {component} %f %p", cluster::shell_quote(&spool.display().to_string()))
+    }))
 }

@@ -13,7 +13,7 @@ use crate::exit;
 use crate::output::{bytes_if_not_utf8, count, escape_name};
 
 pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
-    let repo = ctx.open(None)?;
+    let repo = ctx.ws.open(None)?;
     let (all, bad) = repo.snapshots()?;
     let keep = |h: &reprise_engine::format::snapshot::SnapshotHeader| {
         args.component.as_ref().is_none_or(|c| &h.component == c) && args.host.as_ref().is_none_or(|x| &h.host == x)
@@ -102,7 +102,7 @@ struct LsEntry {
 }
 
 pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
-    let repo = ctx.open(None)?;
+    let repo = ctx.ws.open(None)?;
     let snap = find_snapshot(&repo, &args.snapshot, None)?;
     let body = repo.snapshot_body(&snap.id)?;
     let (index, _) = MasterIndex::load(&repo)?;
@@ -159,7 +159,7 @@ pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
 }
 
 pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
-    let repo = ctx.open(None)?;
+    let repo = ctx.ws.open(None)?;
     let a = find_snapshot(&repo, &args.from, None)?;
     let b = find_snapshot(&repo, &args.to, None)?;
     let (index, _) = MasterIndex::load(&repo)?;
@@ -194,7 +194,7 @@ pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
 }
 
 pub fn stats(ctx: &Context) -> Result<()> {
-    let repo = ctx.open(None)?;
+    let repo = ctx.ws.open(None)?;
     let s = reprise_engine::stats::repository_stats(&repo)?;
     if ctx.json() {
         return ctx.print_json(&s);

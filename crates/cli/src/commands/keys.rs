@@ -13,9 +13,9 @@ use crate::context::{self, Context};
 use crate::exit;
 
 pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
-    let target = ctx.target(None)?;
-    let backend = Context::backend(&target)?;
-    let pass = ctx.passphrase(&target.password, &format!("new passphrase for {}: ", target.url))?;
+    let target = ctx.ws.target(None)?;
+    let backend = ctx.ws.backend(&target, None)?;
+    let pass = ctx.ws.passphrase(&target, &format!("new passphrase for {}: ", target.url))?;
     let mut chunker = ChunkerParams::default();
     if let Some(kib) = args.chunk_size {
         let avg = kib.saturating_mul(1024);
@@ -34,7 +34,7 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
 }
 
 pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
-    let repo = ctx.open(None)?;
+    let repo = ctx.ws.open(None)?;
     match cmd {
         KeyCommand::List => {
             let keys = repo.keys()?;

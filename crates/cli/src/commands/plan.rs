@@ -75,7 +75,7 @@ fn check(global: &Global, json: bool) -> Result<()> {
     }
 }
 
-pub const NO_PLAN: &str = "no plan found: pass --plan FILE (or REPRISE_PLAN), or write ./reprise.toml (`reprise plan init` writes a starter plan)";
+pub use reprise_ops::workspace::NO_PLAN;
 
 /// What the plan names that this machine does not have.
 fn warnings(plan: &Plan) -> Vec<String> {

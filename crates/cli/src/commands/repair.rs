@@ -3,16 +3,17 @@
 
 use anyhow::Result;
 use reprise_engine::repair::{self, ConfigRepair, IndexRepair, MarkRepair};
+use reprise_ops::workspace::Key;
 
 use crate::args::RepairCommand;
-use crate::context::{Context, Key, Target};
+use crate::context::Context;
 use crate::exit;
 use crate::output::count;
 
 pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<()> {
     match cmd {
         RepairCommand::Index { dry_run } => {
-            let repo = ctx.open(None)?;
+            let repo = ctx.ws.open(None)?;
             let r = repair::repair_index(&repo, *dry_run)?;
             print_index(ctx, &r)?;
             if r.unreadable_packs.is_empty() {
@@ -27,7 +28,7 @@ pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<()> {
             ))
         }
         RepairCommand::Keys { dry_run } => {
-            let repo = ctx.open(None)?;
+            let repo = ctx.ws.open(None)?;
             let r = repair::repair_keys(&repo, *dry_run)?;
             if ctx.json() {
                 return ctx.print_json(&r);
@@ -40,24 +41,15 @@ pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<()> {
             Ok(())
         }
         RepairCommand::Marks { dry_run } => {
-            let repo = ctx.open(None)?;
+            let repo = ctx.ws.open(None)?;
             let r = repair::repair_marks(&repo, *dry_run)?;
             print_marks(ctx, &r)
         }
         RepairCommand::Config { from, dry_run } => {
-            let target = ctx.target(None)?;
-            let backend = Context::backend(&target)?;
-            let from = from
-                .as_deref()
-                .map(|f| {
-                    let t = ctx.plan.as_ref().and_then(|p| p.repositories.get(f)).map_or_else(
-                        || Target { url: f.to_owned(), password: reprise_plan::PasswordSource::Prompt },
-                        |r| Target { url: r.url.clone(), password: r.password.clone() },
-                    );
-                    Context::backend(&t)
-                })
-                .transpose()?;
-            let key = match ctx.key(&target)? {
+            let target = ctx.ws.target(None)?;
+            let backend = ctx.ws.backend(&target, None)?;
+            let from = from.as_deref().map(|f| ctx.ws.backend(&ctx.ws.target_by_name_or_url(f), None)).transpose()?;
+            let key = match ctx.ws.key(&target)? {
                 Key::Secrets(s) => repair::Key::Secrets(s),
                 Key::Passphrase(p) => return finish_config(ctx, &repair::repair_config(&backend, repair::Key::Passphrase(&p), from.as_ref(), *dry_run)?),
             };
