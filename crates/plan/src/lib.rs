@@ -1004,4 +1004,28 @@ paths = ["/srv/docs"]
         let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
         assert!(d[0].message.contains("secondary") && d[0].fix.contains("primary"), "{}", d[0]);
     }
+
+    /// Per-repository secrets: the plan names where they come from (never
+    /// the values), one source each, and a malformed source is located.
+    #[test]
+    fn repository_secret_sources() {
+        let text = "[repositories.primary]\nurl = \"/srv/r\"\npassword_command = [\"vault\", \"read\", \"-field=p\"]\ncredentials_file = \"creds\"\n\n\
+                    [repositories.offsite]\nurl = \"s3://b/r\"\ncopy_of = \"primary\"\ncredentials_env_prefix = \"OFFSITE_\"\n\n\
+                    [repositories.third]\nurl = \"azure://a/c\"\ncredentials_command = [\"/usr/local/bin/az-sas\"]\n";
+        let plan = Plan::parse(Path::new("/etc/reprise/p.toml"), text).unwrap();
+        let r = &plan.repositories;
+        assert_eq!(r["primary"].password, PasswordSource::Command(vec!["vault".into(), "read".into(), "-field=p".into()]));
+        assert_eq!(r["primary"].credentials, Some(CredentialSource::File("/etc/reprise/creds".into())));
+        assert_eq!(r["offsite"].credentials, Some(CredentialSource::EnvPrefix("OFFSITE_".into())));
+        assert_eq!(r["third"].credentials, Some(CredentialSource::Command(vec!["/usr/local/bin/az-sas".into()])));
+        assert_eq!(r["third"].password, PasswordSource::Prompt);
+
+        let bad = "[repositories.primary]\nurl = \"/srv/r\"\npassword_env = \"P\"\npassword_command = []\ncredentials_file = \"c\"\ncredentials_env_prefix = \"A B\"\n";
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), bad) else { panic!("accepted") };
+        assert!(d.iter().any(|x| x.message.contains("empty password_command") && x.line == 4), "{d:?}");
+        assert!(d.iter().any(|x| x.message.contains("more than one of credentials_file") && x.line == 6), "{d:?}");
+        let bad = "[repositories.primary]\nurl = \"/srv/r\"\npassword_file = \"f\"\npassword_command = [\"x\"]\n";
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), bad) else { panic!("accepted") };
+        assert!(d[0].message.contains("password_command and another passphrase source") && d[0].fix.contains("keep only one"), "{d:?}");
+    }
 }

@@ -91,6 +91,11 @@ fn warnings(plan: &Plan) -> Vec<String> {
             }
             _ => {}
         }
+        if let Some(reprise_plan::CredentialSource::File(f)) = &r.credentials
+            && missing(f)
+        {
+            out.push(format!("repository '{}': credentials_file {} does not exist (commands that open it will fail with exit 3)", r.name, f.display()));
+        }
     }
     for c in plan.components.values() {
         match &c.kind {
