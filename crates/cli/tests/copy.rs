@@ -479,7 +479,9 @@ fn copy_keeps_the_prune_protocol_of_the_copy() {
     assert!(condemned > 0, "{pruned}");
     std::thread::sleep(Duration::from_millis(1700));
 
-    let out = p.run(&["copy", "records"]).expect_code(1);
+    // Exit 10: busy, retry later (it used to be 1, "unexpected error",
+    // which a scheduler escalates instead of retrying).
+    let out = p.run(&["copy", "records"]).expect_code(10);
     out.assert_one_line_error();
     assert!(out.stderr.contains("prune") && out.stderr.contains("copy again"), "{}", out.describe());
     assert!(objects(&s.secondary_dir(), "snapshots").is_empty(), "a snapshot was saved on packs about to be swept");
@@ -551,7 +553,7 @@ fn forget_and_prune_on_a_copy_respect_copied_holds() {
 }
 
 /// Keys of one S3 account, written where the plan says to find them.
-fn credentials_text(keys: &serde_json::Value) -> String {
+fn credentials_text(keys: &Value) -> String {
     format!("AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n", keys["id"].as_str().unwrap(), keys["secret"].as_str().unwrap())
 }
 
@@ -572,9 +574,12 @@ fn private_file(path: &Path, text: &str, mode: u32) {
 #[test]
 fn copy_between_two_s3_accounts_each_with_its_own_credentials() {
     let work = TestDir::new("copy-two-accounts");
+    for site in ["paris", "offsite"] {
+        fs::create_dir_all(work.join(site)).unwrap();
+    }
     let Some(paris) = emulators::moto_iam(&work.join("paris")) else { return };
     let Some(offsite) = emulators::moto_iam(&work.join("offsite")) else { return };
-    let setup = |s3: &emulators::Server, bucket: &str| -> serde_json::Value {
+    let setup = |s3: &emulators::Server, bucket: &str| -> Value {
         let v: Value = serde_json::from_str(&emulators::s3_roles("setup", s3, bucket, "0", None)).unwrap();
         v["operator"].clone()
     };

@@ -76,7 +76,7 @@ pub fn wal_fetch(ws: &Workspace, component: &str, file: &str, destination: &Path
 }
 
 /// How long a spool-only `restore_command` waits for this process.
-pub const SPOOL_TIMEOUT: Duration = Duration::from_secs(1800);
+pub const SPOOL_TIMEOUT: Duration = Duration::from_mins(30);
 
 /// `restore_command` through the spool: no plan, no repository, no key.
 pub fn wal_fetch_from_spool(spool: &Path, file: &str, destination: &Path) -> Result<bool> {

@@ -25,6 +25,7 @@ use crate::{CancelToken, Observer, Verdict, count, find_snapshot};
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone, Default)]
+#[allow(clippy::struct_excessive_bools, reason = "independent choices of one request, as the operator states them")]
 pub struct RestoreRequest {
     /// A snapshot (`latest`, an ID prefix) with an optional `:SUBPATH`, or
     /// a plan component.
@@ -87,7 +88,7 @@ pub struct PitrRestored {
 pub enum RestoreReport {
     Files(FilesRestored),
     Dump(DumpRestored),
-    Pitr(PitrRestored),
+    Pitr(Box<PitrRestored>),
 }
 
 impl Verdict for RestoreReport {
@@ -177,7 +178,7 @@ fn restore_postgres(
         return Ok(RestoreReport::Dump(DumpRestored { snapshot: snap.id, to: request.to.clone(), loaded, ms: t.elapsed().as_millis() as u64 }));
     }
     let target = Target::parse(request.at.as_deref().unwrap_or("latest")).map_err(OpsError::usage)?;
-    if request.to.exists() && !request.delta && std::fs::read_dir(&request.to).map(|mut d| d.next().is_some()).unwrap_or(false) {
+    if request.to.exists() && !request.delta && std::fs::read_dir(&request.to).is_ok_and(|mut d| d.next().is_some()) {
         return Err(OpsError::usage(format!("{} is not empty: restore into a new directory, or pass --delta to update an existing copy in place", request.to.display())));
     }
     let opts = PitrOptions {
@@ -197,5 +198,5 @@ fn restore_postgres(
     };
     let (outcome, cluster) = pitr::restore(&repo, &opts, progress.as_ref())?;
     drop(progress);
-    Ok(RestoreReport::Pitr(PitrRestored { outcome, cluster, to: request.to.clone(), delta: request.delta, keep_running: request.keep_running }))
+    Ok(RestoreReport::Pitr(Box::new(PitrRestored { outcome, cluster, to: request.to.clone(), delta: request.delta, keep_running: request.keep_running })))
 }

@@ -37,7 +37,7 @@ use zeroize::Zeroizing;
 use crate::error::{Category, OpsError, Result};
 
 /// How long a secrets program may take before it is stopped.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+pub const COMMAND_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// The process environment, captured once.
 #[derive(Clone, Default)]
@@ -162,6 +162,7 @@ pub fn read_private_file(path: &Path, what: &str, named_by: &str) -> Result<Zero
 
 /// A passphrase or key file that cannot be read: what is wrong, and where
 /// its name came from (`named_by`), so that it can be corrected.
+#[must_use]
 pub fn unreadable(path: &Path, e: &std::io::Error, what: &str, named_by: &str) -> OpsError {
     match e.kind() {
         std::io::ErrorKind::PermissionDenied => OpsError::new(
@@ -189,10 +190,10 @@ pub fn first_line(bytes: &[u8], what: &str) -> Result<Zeroizing<Vec<u8>>> {
 /// Runs a secrets program and returns its standard output. Bounded in
 /// time; its standard error is read (so that it cannot block) and dropped.
 pub fn run_secret_command(argv: &[String], what: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let Some((program, args)) = argv.split_first() else {
+    let Some((program, rest)) = argv.split_first() else {
         return Err(OpsError::usage(format!("{what} is empty: give the program and its arguments")));
     };
-    let mut child = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
+    let mut child = Command::new(program).args(rest).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
         let category = if e.kind() == std::io::ErrorKind::NotFound { Category::NotFound } else { Category::Other };
         OpsError::new(category, format!("cannot run {what} ({program}): {e}; fix the program path in the plan"))
     })?;

@@ -78,13 +78,11 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
             bytes(report.bytes_read)
         ));
     }
-    match checked.failure() {
-        Some(e) => Err(exit::from_ops(&e)),
-        None => {
-            if !ctx.json() {
-                ctx.say("no problems found");
-            }
-            Ok(())
-        }
+    if let Some(e) = checked.failure() {
+        return Err(exit::from_ops(&e));
     }
+    if !ctx.json() {
+        ctx.say("no problems found");
+    }
+    Ok(())
 }

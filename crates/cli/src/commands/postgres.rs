@@ -31,16 +31,17 @@ pub struct CliFetch {
 
 impl CliFetch {
     pub fn new(ctx: &Context) -> CliFetch {
-        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "reprise".into());
+        use std::fmt::Write as _;
+        let exe = std::env::current_exe().map_or_else(|_| "reprise".into(), |p| p.display().to_string());
         let mut globals = String::new();
         if let Some(p) = ctx.ws.plan_if_any().map(|p| std::fs::canonicalize(&p.file).unwrap_or_else(|_| p.file.clone())) {
-            globals.push_str(&format!(" --plan {}", shell_quote(&p.display().to_string())));
+            let _ = write!(globals, " --plan {}", shell_quote(&p.display().to_string()));
         }
         if let Some(r) = &ctx.global.repo {
-            globals.push_str(&format!(" --repo {}", shell_quote(r)));
+            let _ = write!(globals, " --repo {}", shell_quote(r));
         }
         if let Some(k) = &ctx.global.key_file {
-            globals.push_str(&format!(" --key-file {}", shell_quote(&k.display().to_string())));
+            let _ = write!(globals, " --key-file {}", shell_quote(&k.display().to_string()));
         }
         CliFetch { exe, globals }
     }

@@ -113,7 +113,7 @@ fn parse_size(text: &str) -> Option<u64> {
         None => (t, 1),
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| (v * mult as f64) as u64)
+    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
 }
 
 pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {

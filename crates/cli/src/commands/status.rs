@@ -70,10 +70,10 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             if let Some(g) = &pg.gap {
                 ctx.say(format!("  WAL gap: {g} is missing; restores cannot cross it (take a new base backup)"));
             }
-            if let Some(srv) = &pg.server {
-                if let Some(f) = &srv.last_failed_wal {
-                    ctx.say(format!("  archiver: last failure on {f} at {}", srv.last_failed_time.as_deref().unwrap_or("?")));
-                }
+            if let Some(srv) = &pg.server
+                && let Some(f) = &srv.last_failed_wal
+            {
+                ctx.say(format!("  archiver: last failure on {f} at {}", srv.last_failed_time.as_deref().unwrap_or("?")));
             }
         }
     }
