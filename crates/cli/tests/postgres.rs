@@ -729,13 +729,18 @@ fn logical_dump_restores_a_database_and_a_single_table() {
                   CASE WHEN g % 3 = 0 THEN NULL ELSE jsonb_build_object('g', g, 'txt', 'é ✓') END, CASE WHEN g % 5 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END \
                   FROM generate_series(1, 5000) g; \
                 CREATE INDEX patients_born ON patients (born); \
-                CREATE TABLE notes (id int PRIMARY KEY, patient int REFERENCES patients (id), body text, tags text[], amount numeric(12,3)); \
-                INSERT INTO notes SELECT g, g, repeat('x', g % 50), ARRAY['a', NULL, 'c' || g], g * 1.125 FROM generate_series(1, 100) g; \
+                CREATE TABLE notes (id int PRIMARY KEY, patient int REFERENCES patients (id), body text, tags text[], amount numeric(12,3) CHECK (amount >= 0), seq bigserial); \
+                INSERT INTO notes (id, patient, body, tags, amount) SELECT g, g, repeat('x', g % 50), ARRAY['a', NULL, 'c' || g], g * 1.125 FROM generate_series(1, 100) g; \
+                CREATE UNIQUE INDEX notes_patient_body ON notes (patient, body); \
+                CREATE FUNCTION notes_touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$; \
+                CREATE TRIGGER notes_touch BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION notes_touch(); \
                 CREATE VIEW adults AS SELECT id, name FROM patients WHERE born < date '2000-01-01'; \
-                COMMENT ON TABLE notes IS 'clinical notes';";
+                COMMENT ON TABLE notes IS 'clinical notes'; \
+                COMMENT ON COLUMN notes.body IS 'free text'; \
+                COMMENT ON INDEX notes_patient_body IS 'one note per text';";
     env.client("app").batch_execute(load).expect("load");
     let before = dump(&env, env.cluster(), "app");
-    let notes_before = dump_with(&env, env.cluster(), "app", &["-t", "notes", "--section=pre-data", "--section=data"]);
+    let notes_before = dump_with(&env, env.cluster(), "app", &["-t", "notes"]);
     let plan = std::fs::read_to_string(&env.plan).expect("plan");
     let logical: String = plan
         .replace("type = \"postgres\"", "type = \"postgres\"\nmode = \"logical\"\ndatabases = [\"app\"]")
@@ -753,10 +758,19 @@ fn logical_dump_restores_a_database_and_a_single_table() {
     let out = env.json(&["restore", COMPONENT, "--to", env.path("dump1").to_str().expect("utf8"), "--into", &into, "--database", "app"]);
     assert_eq!(out["loaded"], serde_json::json!(["app"]), "{out}");
     assert_same_dump("the whole database", &before, &dump(&env, env.cluster(), "app"));
-    // One table only: its definition and rows come back.
+    // One table only. Bug (test audit, issue 13): `pg_restore -t` brought
+    // back its definition and rows but not its primary key, foreign key,
+    // indexes, trigger or comments; the whole `pg_dump -t` must match.
     env.client("app").batch_execute("DROP TABLE notes").expect("drop");
     env.json(&["restore", COMPONENT, "--to", env.path("dump2").to_str().expect("utf8"), "--into", &into, "--database", "app", "--table", "notes"]);
-    assert_same_dump("table notes", &notes_before, &dump_with(&env, env.cluster(), "app", &["-t", "notes", "--section=pre-data", "--section=data"]));
+    assert_same_dump("table notes", &notes_before, &dump_with(&env, env.cluster(), "app", &["-t", "notes"]));
+    // The rest of the database is as it was (nothing else restored twice).
+    assert_same_dump("the database after restoring one table", &before, &dump(&env, env.cluster(), "app"));
+    // A table the dump lacks is an error, not a silent no-op.
+    let out = env.reprise(&["restore", COMPONENT, "--to", env.path("dump3").to_str().expect("utf8"), "--into", &into, "--database", "app", "--table", "public.nope"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no table 'public.nope'"), "{err}");
 }
 
 /// `copy` of a physical component: the base backup and the WAL it needs
