@@ -1202,3 +1202,53 @@ fn wal_fetch_prefetches_the_next_segments_into_its_spool() {
         assert!(std::fs::read(dest.join(s)).expect("fetched") == std::fs::read(direct.join(s)).expect("fetched"), "{s} from the spool differs from the archive");
     }
 }
+
+/// Bug (test audit, issue 13): `wal-fetch` opened the repository before
+/// looking in its prefetch spool, so segments already fetched (and
+/// verified) could not be served while storage was unreachable. With the
+/// repository gone, a prefetched segment is served, identical to the
+/// archive; anything else fails with 126 (an error: recovery stops),
+/// never 1 ("not archived": recovery would end and promote early).
+#[test]
+fn wal_fetch_serves_prefetched_segments_while_the_repository_is_unreachable() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE t (n int)");
+    for i in 0..3 {
+        env.sql(&format!("INSERT INTO t VALUES ({i})"));
+        env.archive_now();
+    }
+    let segments = archived_segments(&env);
+    assert!(segments.len() >= 3, "{segments:?}");
+    let (spool, dest, direct) = (env.path("spool"), env.path("fetched"), env.path("direct"));
+    for d in [&dest, &direct] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let fetch = |name: &str, into: &Path, spool: &Path| {
+        Command::new(exe)
+            .args(["--repo", env.repo.to_str().expect("utf8"), "--key-file", env.recovery.to_str().expect("utf8"), "wal-fetch", COMPONENT, name])
+            .arg(into.join(name))
+            .arg("--spool")
+            .arg(spool)
+            .output()
+            .expect("wal-fetch")
+    };
+    let ok = |out: &Output, what: &str| assert!(out.status.success(), "{what}: {:?} {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    ok(&fetch(&segments[0], &dest, &spool), "first fetch");
+    assert!(spool.join(&segments[1]).exists() && spool.join(&segments[2]).exists(), "not prefetched");
+    ok(&fetch(&segments[1], &direct, &env.path("other-spool")), "direct fetch");
+
+    // Storage unreachable: the repository is gone.
+    let away = env.path("repo-away");
+    std::fs::rename(&env.repo, &away).expect("move the repository away");
+    let out = fetch(&segments[1], &dest, &spool);
+    ok(&out, "a prefetched segment while the repository is unreachable");
+    assert!(std::fs::read(dest.join(&segments[1])).expect("fetched") == std::fs::read(direct.join(&segments[1])).expect("direct"), "the spooled copy differs from the archive");
+    for name in [segments[0].as_str(), "00000002.history"] {
+        let out = fetch(name, &dest, &spool);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "{name}, not prefetched, with the repository unreachable: {err}");
+        assert!(err.trim().lines().count() == 1 && err.contains(env.repo.to_str().expect("utf8")), "{err}");
+    }
+    std::fs::rename(&away, &env.repo).expect("move the repository back");
+}

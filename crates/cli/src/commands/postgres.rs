@@ -95,12 +95,21 @@ pub fn wal_fetch(global: &crate::args::Global, args: &WalFetchArgs, cancel: &rep
     let found = if args.spool_only {
         fetch_from_spool(args.spool.as_deref().expect("clap requires --spool"), &args.file, &args.destination)?
     } else {
-        let ctx = Context::new(global.clone(), cancel.clone()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
-        let component = ctx.plan.as_ref().and_then(|p| p.components.get(&args.component));
-        let repo = ctx.open(component).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
         let spool = args.spool.clone().or_else(|| args.destination.parent().map(|p| p.join("reprise-spool")));
-        let r = wal::fetch(&repo, &args.component, &args.file, &args.destination, spool.as_deref()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
-        r == wal::FetchOutcome::Restored
+        // A prefetched file first: recovery goes on while storage is down.
+        let spooled = match &spool {
+            Some(dir) => wal::take_from_spool(dir, &args.file, &args.destination).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?,
+            None => false,
+        };
+        if spooled {
+            true
+        } else {
+            let ctx = Context::new(global.clone(), cancel.clone()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            let component = ctx.plan.as_ref().and_then(|p| p.components.get(&args.component));
+            let repo = ctx.open(component).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            let r = wal::fetch(&repo, &args.component, &args.file, &args.destination, spool.as_deref()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            r == wal::FetchOutcome::Restored
+        }
     };
     if found {
         Ok(())
