@@ -731,7 +731,7 @@ mod tests {
                 let _ = done_tx.send(r);
             });
         }
-        silent.recv_timeout(Duration::from_secs(60)).expect("the backup read its input");
+        silent.recv_timeout(Duration::from_mins(1)).expect("the backup read its input");
         std::thread::sleep(Duration::from_millis(200));
         let cancelled = Instant::now();
         cancel.cancel();
@@ -769,12 +769,12 @@ mod tests {
     /// more (before, it read the whole file first).
     #[test]
     fn a_large_file_stops_on_cancel_within_a_chunk() {
+        const SIZE: u64 = 1 << 30;
         let backend = Arc::new(reprise_backends::MemoryBackend::new("memory"));
         let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
         let repo = Arc::new(Repository::init(backend, b"pw", kdf, ChunkerParams::default()).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
-        const SIZE: u64 = 1 << 30;
         // Sparse: reads as zeros without taking disk space.
         File::create(&path).unwrap().set_len(SIZE).unwrap();
         let mut node = Node::new(b"big".to_vec(), NodeKind::File);
@@ -793,10 +793,10 @@ mod tests {
                 let _ = done_tx.send(backup(&repo, source, &opts, &progress));
             });
         }
-        passed.recv_timeout(Duration::from_secs(60)).expect("the backup read 8 MiB");
+        passed.recv_timeout(Duration::from_mins(1)).expect("the backup read 8 MiB");
         cancel.cancel();
         let at_cancel = counting.bytes.load(Ordering::Relaxed);
-        let r = done.recv_timeout(Duration::from_secs(120)).expect("the backup ended");
+        let r = done.recv_timeout(Duration::from_mins(2)).expect("the backup ended");
         assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
         let read = counting.bytes.load(Ordering::Relaxed);
         assert!(read < at_cancel + (64 << 20), "{read} bytes chunked, {at_cancel} when cancelled, of {SIZE}");

@@ -159,7 +159,7 @@ pub fn recover_rows(repo: &Arc<Repository>, opts: &RowRecoveryOptions) -> Result
         to: data.clone(),
         start: true,
         delta: false,
-        tablespace_map: Default::default(),
+        tablespace_map: crate::tablespaces::TablespaceMap::default(),
         standalone_fetch: String::new(),
         exe: opts.exe.clone(),
         bin: opts.bin.clone(),
