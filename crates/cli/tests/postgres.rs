@@ -1101,7 +1101,10 @@ fn tablespace_folders_are_checked_before_anything_is_written() {
     env.sql("CREATE TABLE markers (n int) TABLESPACE ts1; INSERT INTO markers VALUES (1)");
     let oid = env.one("SELECT oid::text FROM pg_tablespace WHERE spcname = 'ts1'");
     env.archive_now();
-    env.ok(&["backup", COMPONENT]);
+    let backup = env.json(&["backup", COMPONENT]);
+    // How an operator finds the OIDs (README).
+    let listed = env.ok(&["ls", "-l", backup["id"].as_str().expect("id"), "pgdata/pg_tblspc"]);
+    assert!(listed.contains(&format!("/pgdata/pg_tblspc/{oid} -> {}", ts.display())), "{listed}");
     let full = env.path("full");
     std::fs::create_dir_all(&full).expect("mkdir");
     std::fs::write(full.join("keep.txt"), b"someone's data").expect("write");

@@ -215,8 +215,8 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
     let target = Target::parse(args.at.as_deref().unwrap_or("latest")).map_err(exit::usage)?;
     let mut tablespace_map = reprise_postgres::tablespaces::TablespaceMap { by_oid: std::collections::BTreeMap::new(), under: args.tablespace_dir.as_deref().map(std::path::absolute).transpose()? };
     for t in &args.tablespaces {
-        let (oid, dir) = t.split_once('=').filter(|(_, d)| !d.is_empty()).ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR (the OIDs are listed by `reprise ls SNAPSHOT tablespaces`)")))?;
-        let oid: u32 = oid.parse().map_err(|_| exit::usage(format!("--tablespace {t}: OID must be a number (the OIDs are listed by `reprise ls SNAPSHOT tablespaces`)")))?;
+        let (oid, dir) = t.split_once('=').filter(|(_, d)| !d.is_empty()).ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
+        let oid: u32 = oid.parse().map_err(|_| exit::usage(format!("--tablespace {t}: OID must be a number (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
         if tablespace_map.by_oid.insert(oid, std::path::absolute(dir)?).is_some() {
             return Err(exit::usage(format!("--tablespace {oid}=... is given twice: give each tablespace one folder")));
         }
