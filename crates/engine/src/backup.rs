@@ -669,6 +669,7 @@ fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_
 }
 
 #[cfg(test)]
+#[allow(clippy::duration_suboptimal_units, reason = "from_mins is newer than the MSRV")]
 mod tests {
     use super::*;
     use crate::progress::NoProgress;
@@ -731,7 +732,7 @@ mod tests {
                 let _ = done_tx.send(r);
             });
         }
-        silent.recv_timeout(Duration::from_mins(1)).expect("the backup read its input");
+        silent.recv_timeout(Duration::from_secs(60)).expect("the backup read its input");
         std::thread::sleep(Duration::from_millis(200));
         let cancelled = Instant::now();
         cancel.cancel();
@@ -793,10 +794,10 @@ mod tests {
                 let _ = done_tx.send(backup(&repo, source, &opts, &progress));
             });
         }
-        passed.recv_timeout(Duration::from_mins(1)).expect("the backup read 8 MiB");
+        passed.recv_timeout(Duration::from_secs(60)).expect("the backup read 8 MiB");
         cancel.cancel();
         let at_cancel = counting.bytes.load(Ordering::Relaxed);
-        let r = done.recv_timeout(Duration::from_mins(2)).expect("the backup ended");
+        let r = done.recv_timeout(Duration::from_secs(120)).expect("the backup ended");
         assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
         let read = counting.bytes.load(Ordering::Relaxed);
         assert!(read < at_cancel + (64 << 20), "{read} bytes chunked, {at_cancel} when cancelled, of {SIZE}");
