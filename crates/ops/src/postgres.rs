@@ -67,12 +67,25 @@ pub fn wal_push(ws: &Workspace, component: &str, path: &Path) -> Result<WalPushe
     Ok(WalPushed { file: path.to_owned(), outcome, ms: t.elapsed().as_millis() as u64 })
 }
 
+/// Where `wal-fetch` keeps what it prefetched: the folder given, else
+/// `reprise-spool` beside the destination.
+#[must_use]
+pub fn spool_for(destination: &Path, spool: Option<&Path>) -> Option<PathBuf> {
+    spool.map(Path::to_path_buf).or_else(|| destination.parent().map(|p| p.join("reprise-spool")))
+}
+
+/// `restore_command`, first step: a file an earlier call prefetched, taken
+/// without the plan, the storage or a key (recovery goes on while the
+/// storage is down).
+pub fn wal_fetch_spooled(spool: &Path, file: &str, destination: &Path) -> Result<bool> {
+    Ok(wal::take_from_spool(spool, file, destination)?)
+}
+
 /// `restore_command` with the repository: `Ok(false)` when the file is not
 /// archived (the end of the archive, for recovery).
 pub fn wal_fetch(ws: &Workspace, component: &str, file: &str, destination: &Path, spool: Option<&Path>) -> Result<bool> {
     let repo = ws.open(ws.component_if_declared(component))?;
-    let spool = spool.map(Path::to_path_buf).or_else(|| destination.parent().map(|p| p.join("reprise-spool")));
-    Ok(wal::fetch(&repo, component, file, destination, spool.as_deref())? == wal::FetchOutcome::Restored)
+    Ok(wal::fetch(&repo, component, file, destination, spool)? == wal::FetchOutcome::Restored)
 }
 
 /// How long a spool-only `restore_command` waits for this process.

@@ -6,7 +6,6 @@
 //! A restore drill runs exactly this, then its validation queries: the
 //! measured RTO is the one a real restore would have.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +15,7 @@ use reprise_engine::restore::{RestoreOptions, RestoreOutcome, restore as restore
 use reprise_plan::{ComponentPlan, PostgresMode, PostgresPlan};
 use reprise_postgres::cluster::Cluster;
 use reprise_postgres::restore::{PitrOptions, PitrOutcome, Target};
+use reprise_postgres::tablespaces::TablespaceMap;
 use reprise_postgres::{logical, restore as pitr};
 
 use crate::error::{Category, OpsError, Result};
@@ -42,8 +42,9 @@ pub struct RestoreRequest {
     /// PostgreSQL: start the server, recover, promote.
     pub start: bool,
     pub keep_running: bool,
-    /// PostgreSQL: where each tablespace goes, by OID.
-    pub tablespaces: BTreeMap<u32, PathBuf>,
+    /// PostgreSQL: where each tablespace goes (by OID, or under a folder);
+    /// by default beside the restored data directory, never the original.
+    pub tablespaces: TablespaceMap,
     /// PostgreSQL logical: load into this server (a connection string).
     pub into: Option<String>,
     pub database: Option<String>,
@@ -115,7 +116,7 @@ pub fn restore(ws: &Workspace, request: &RestoreRequest, fetch: &Arc<dyn FetchCo
     if let Some((c, pg)) = component.and_then(|c| pg_plan(c).map(|p| (c, p))) {
         return restore_postgres(ws, c, pg, request, fetch, observer, cancel);
     }
-    if request.at.is_some() || request.start || !request.tablespaces.is_empty() || request.into.is_some() {
+    if request.at.is_some() || request.start || !request.tablespaces.by_oid.is_empty() || request.tablespaces.under.is_some() || request.into.is_some() {
         return Err(OpsError::usage("--at, --start, --tablespace and --into apply to PostgreSQL components: name one from the plan"));
     }
     let repo = ws.open(component)?;

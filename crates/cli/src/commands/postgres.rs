@@ -75,8 +75,19 @@ pub fn wal_fetch(global: &crate::args::Global, args: &WalFetchArgs, cancel: &rep
     let found = if args.spool_only {
         reprise_ops::postgres::wal_fetch_from_spool(args.spool.as_deref().expect("clap requires --spool"), &args.file, &args.destination).map_err(|e| fail(&e))?
     } else {
-        let ctx = Context::new(global.clone(), cancel.clone()).map_err(|e| fail(&e))?;
-        reprise_ops::postgres::wal_fetch(&ctx.ws, &args.component, &args.file, &args.destination, args.spool.as_deref()).map_err(|e| fail(&e))?
+        let spool = reprise_ops::postgres::spool_for(&args.destination, args.spool.as_deref());
+        // A prefetched file first, before the plan, the storage or the key:
+        // recovery goes on while storage is down.
+        let spooled = match &spool {
+            Some(dir) => reprise_ops::postgres::wal_fetch_spooled(dir, &args.file, &args.destination).map_err(|e| fail(&e))?,
+            None => false,
+        };
+        if spooled {
+            true
+        } else {
+            let ctx = Context::new(global.clone(), cancel.clone()).map_err(|e| fail(&e))?;
+            reprise_ops::postgres::wal_fetch(&ctx.ws, &args.component, &args.file, &args.destination, spool.as_deref()).map_err(|e| fail(&e))?
+        }
     };
     if found {
         Ok(())

@@ -1,13 +1,13 @@
 //! `restore`: flags → `reprise_ops::restore` → what was restored (or
 //! JSON) → exit code.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
 use reprise_ops::Verdict;
 use reprise_ops::postgres::FetchCommand;
 use reprise_ops::restore::{RestoreReport, RestoreRequest};
+use reprise_postgres::tablespaces::TablespaceMap;
 
 use crate::args::RestoreArgs;
 use crate::commands::bytes;
@@ -16,11 +16,16 @@ use crate::context::Context;
 use crate::exit;
 
 pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
-    let mut tablespaces = std::collections::BTreeMap::new();
+    let mut tablespaces = TablespaceMap { by_oid: std::collections::BTreeMap::new(), under: args.tablespace_dir.as_deref().map(std::path::absolute).transpose()? };
     for t in &args.tablespaces {
-        let (oid, dir) = t.split_once('=').ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR")))?;
-        let oid: u32 = oid.parse().map_err(|_| exit::usage(format!("--tablespace {t}: OID must be a number")))?;
-        tablespaces.insert(oid, PathBuf::from(dir));
+        let (oid, dir) = t
+            .split_once('=')
+            .filter(|(_, d)| !d.is_empty())
+            .ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
+        let oid: u32 = oid.parse().map_err(|_| exit::usage(format!("--tablespace {t}: OID must be a number (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
+        if tablespaces.by_oid.insert(oid, std::path::absolute(dir)?).is_some() {
+            return Err(exit::usage(format!("--tablespace {oid}=... is given twice: give each tablespace one folder")));
+        }
     }
     let request = RestoreRequest {
         what: args.what.clone(),
@@ -87,6 +92,9 @@ fn render(ctx: &Context, report: &RestoreReport) -> Result<()> {
                 if p.delta { format!(" written, {} already right", bytes(out.bytes_unchanged)) } else { String::new() },
                 out.wal_segments
             ));
+            for t in &out.tablespaces {
+                ctx.say(format!("tablespace {} restored to {}{}", t.oid, t.location.display(), t.original.as_ref().map(|o| format!(" (was {})", o.display())).unwrap_or_default()));
+            }
             if let Some(c) = &p.cluster {
                 ctx.say(format!(
                     "recovered to {} and promoted: files {:.1}s + recovery {:.1}s = {:.1}s (measured recovery time)",
