@@ -1,5 +1,7 @@
-//! From raw flags to what commands need: the plan, the repository, the
-//! passphrase, the output mode.
+//! From raw flags to what commands need: the flags become the
+//! `reprise_ops::Workspace`'s settings (which repository, which passphrase
+//! or key file, which cache), the terminal becomes its passphrase prompt
+//! and progress bars; the output mode stays here.
 //!
 //! Precedence everywhere: command line > environment (`REPRISE_*`, which
 //! clap folds into the flags) > plan file > built-in default.

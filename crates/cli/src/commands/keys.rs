@@ -1,21 +1,15 @@
 //! `init` and `key ...`.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-
 use anyhow::Result;
-use reprise_engine::Repository;
 use reprise_engine::format::chunker::ChunkerParams;
 use reprise_engine::format::keys::Role;
+use reprise_ops::keys;
 
 use crate::args::{InitArgs, KeyCommand};
 use crate::context::{self, Context};
 use crate::exit;
 
 pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
-    let target = ctx.ws.target(None)?;
-    let backend = ctx.ws.backend(&target, None)?;
-    let pass = ctx.ws.passphrase(&target, &format!("new passphrase for {}: ", target.url))?;
     let mut chunker = ChunkerParams::default();
     if let Some(kib) = args.chunk_size {
         let avg = kib.saturating_mul(1024);
@@ -23,21 +17,20 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
         chunker.validate().map_err(|e| exit::usage(format!("--chunk-size {kib}: {e}")))?;
     }
     let pack_size = args.pack_size.map_or(reprise_engine::format::config::DEFAULT_PACK_SIZE, |m| m.saturating_mul(1 << 20));
-    let repo = Repository::init_with(backend, &pass, context::kdf(&args.kdf), chunker, pack_size)?;
+    let created = keys::init(&ctx.ws, context::kdf(&args.kdf), chunker, pack_size)?;
     if ctx.json() {
-        ctx.print_json(&serde_json::json!({ "repository": target.url, "id": repo.id().to_hex(), "chunker": repo.config().chunker }))?;
+        ctx.print_json(&created)?;
     } else {
-        ctx.say(format!("created repository {} at {}", repo.id().short(), target.url));
+        ctx.say(format!("created repository {} at {}", &created.id[..8], created.repository));
         ctx.say("keep the passphrase safe, and export the recovery key for escrow: reprise key export-recovery -o FILE");
     }
     Ok(())
 }
 
 pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
-    let repo = ctx.ws.open(None)?;
     match cmd {
         KeyCommand::List => {
-            let keys = repo.keys()?;
+            let keys = keys::list(&ctx.ws)?;
             if ctx.json() {
                 return ctx.print_json(&keys);
             }
@@ -55,9 +48,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::Add { write_only: true, credential: Some(path), .. } => {
-            repo.require_full("issuing a write credential")?;
-            let bytes = repo.secrets().to_write_credential();
-            write_secret_file(path, &bytes, "write credential")?;
+            keys::write_credential(&ctx.ws, path)?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "write_credential": path }))?;
             } else {
@@ -65,9 +56,11 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::Add { write_only, label, new_password_file, kdf, .. } => {
+            // The repository is opened (its passphrase asked) before the new one.
+            ctx.ws.open(None)?;
             let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
             let role = if *write_only { Role::WriteOnly } else { Role::Full };
-            let name = repo.add_key(&pass, role, context::kdf(kdf), label)?;
+            let name = keys::add(&ctx.ws, &pass, role, context::kdf(kdf), label)?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "added": name, "role": role }))?;
             } else {
@@ -75,17 +68,17 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::Remove { id } => {
-            let key = repo.find_key(id)?;
-            repo.remove_key(&key.name)?;
+            let name = keys::remove(&ctx.ws, id)?;
             if ctx.json() {
-                ctx.print_json(&serde_json::json!({ "removed": key.name }))?;
+                ctx.print_json(&serde_json::json!({ "removed": name }))?;
             } else {
-                ctx.say(format!("removed key {}", &key.name[..12]));
+                ctx.say(format!("removed key {}", &name[..12]));
             }
         }
         KeyCommand::Passwd { new_password_file, kdf } => {
+            ctx.ws.open(None)?;
             let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
-            let name = repo.change_passphrase(&pass, context::kdf(kdf))?;
+            let name = keys::change_passphrase(&ctx.ws, &pass, context::kdf(kdf))?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "key": name }))?;
             } else {
@@ -93,9 +86,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::ExportRecovery { output } => {
-            repo.require_full("exporting the recovery key")?;
-            let bytes = repo.secrets().to_recovery_file().map_err(|e| exit::usage(e.to_string()))?;
-            write_secret_file(output, &bytes, "recovery key")?;
+            keys::export_recovery(&ctx.ws, output)?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "recovery_key": output }))?;
             } else {
@@ -103,16 +94,5 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// Creates a file readable by its owner only, never over an existing one.
-fn write_secret_file(path: &std::path::Path, bytes: &[u8], what: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::AlreadyExists { exit::USAGE } else { exit::PERMISSION };
-        exit::with_code(code, format!("cannot create {}: {e} (a {what} is never written over an existing file)", path.display()))
-    })?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
     Ok(())
 }

@@ -28,4 +28,3 @@ pub fn bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-pub use reprise_ops::find_snapshot;

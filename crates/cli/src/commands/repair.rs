@@ -2,8 +2,8 @@
 //! `check` reports (see `reprise_engine::repair`).
 
 use anyhow::Result;
-use reprise_engine::repair::{self, ConfigRepair, IndexRepair, MarkRepair};
-use reprise_ops::workspace::Key;
+use reprise_engine::repair::{ConfigRepair, IndexRepair, MarkRepair};
+use reprise_ops::{Verdict, repair};
 
 use crate::args::RepairCommand;
 use crate::context::Context;
@@ -13,23 +13,12 @@ use crate::output::count;
 pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<()> {
     match cmd {
         RepairCommand::Index { dry_run } => {
-            let repo = ctx.ws.open(None)?;
-            let r = repair::repair_index(&repo, *dry_run)?;
-            print_index(ctx, &r)?;
-            if r.unreadable_packs.is_empty() {
-                return Ok(());
-            }
-            Err(exit::with_code(
-                exit::DAMAGED,
-                format!(
-                    "the index is repaired, but {} damaged themselves (listed): the files that need them cannot be restored from here; `reprise check --read-data` lists all damage",
-                    count(r.unreadable_packs.len(), "pack is", "packs are")
-                ),
-            ))
+            let r = repair::index(&ctx.ws, *dry_run)?;
+            print_index(ctx, &r.0)?;
+            r.failure().map_or(Ok(()), |e| Err(exit::from_ops(&e)))
         }
         RepairCommand::Keys { dry_run } => {
-            let repo = ctx.ws.open(None)?;
-            let r = repair::repair_keys(&repo, *dry_run)?;
+            let r = repair::keys(&ctx.ws, *dry_run)?;
             if ctx.json() {
                 return ctx.print_json(&r);
             }
@@ -40,21 +29,8 @@ pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<()> {
             ctx.say(format!("keys: {} read, {remove} {}", r.keys, count(r.damaged_keys.len(), "damaged key file", "damaged key files")));
             Ok(())
         }
-        RepairCommand::Marks { dry_run } => {
-            let repo = ctx.ws.open(None)?;
-            let r = repair::repair_marks(&repo, *dry_run)?;
-            print_marks(ctx, &r)
-        }
-        RepairCommand::Config { from, dry_run } => {
-            let target = ctx.ws.target(None)?;
-            let backend = ctx.ws.backend(&target, None)?;
-            let from = from.as_deref().map(|f| ctx.ws.backend(&ctx.ws.target_by_name_or_url(f), None)).transpose()?;
-            let key = match ctx.ws.key(&target)? {
-                Key::Secrets(s) => repair::Key::Secrets(s),
-                Key::Passphrase(p) => return finish_config(ctx, &repair::repair_config(&backend, repair::Key::Passphrase(&p), from.as_ref(), *dry_run)?),
-            };
-            finish_config(ctx, &repair::repair_config(&backend, key, from.as_ref(), *dry_run)?)
-        }
+        RepairCommand::Marks { dry_run } => print_marks(ctx, &repair::marks(&ctx.ws, *dry_run)?),
+        RepairCommand::Config { from, dry_run } => finish_config(ctx, &repair::config(&ctx.ws, from.as_deref(), *dry_run)?),
     }
 }
 
