@@ -13,15 +13,35 @@
 //!     u32 B, then B × 45-byte entries (kind u8, blob id 32, offset u32, length u32, raw length u32)
 //! ```
 //!
-//! The stored object is `"RPRSIDX1" || nonce 12 || ciphertext || tag`, with
-//! the magic as AAD. All integers are little-endian.
+//! The stored object is `"RPRSIDX2" || domain (32) || nonce 12 || ciphertext
+//! || tag || signer || signature`, sealed under the domain's catalog key with
+//! the magic as AAD: every pack it lists belongs to that domain, as its
+//! signer vouches (docs/FORMAT.md 7). Version 1 (legacy domain):
+//! `"RPRSIDX1" || nonce 12 || ciphertext || tag`. All integers are
+//! little-endian.
 
 use crate::crypto::SymmetricKey;
+use crate::keys::DomainId;
 use crate::pack::{DIRECTORY_ENTRY_LEN, PackEntry, decode_entry, encode_entry};
+use crate::sign::{ObjectType, SigningKey};
 use crate::{FormatError, Id};
 
-pub const INDEX_MAGIC: &[u8; 8] = b"RPRSIDX1";
+pub const INDEX_MAGIC: &[u8; 8] = b"RPRSIDX2";
+pub const INDEX_MAGIC_V1: &[u8; 8] = b"RPRSIDX1";
 pub const INDEX_VERSION: u32 = 1;
+/// Bytes at the start of an index file that say its version and domain.
+pub const PEEK_LEN: usize = 8 + 32;
+
+/// The domain an index file names in clear, from its first [`PEEK_LEN`]
+/// bytes (or fewer, for a version 1 file): `None` for version 1.
+pub fn peek_domain(prefix: &[u8]) -> Result<Option<DomainId>, FormatError> {
+    match prefix.get(..8) {
+        Some(m) if m == INDEX_MAGIC_V1 => Ok(None),
+        Some(m) if m == INDEX_MAGIC && prefix.len() >= PEEK_LEN => Ok(Some(DomainId::from_slice(&prefix[8..PEEK_LEN])?)),
+        Some(m) if m == INDEX_MAGIC => Err(FormatError::truncated("index file")),
+        _ => Err(FormatError::BadMagic { expected: "index" }),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IndexedPack {
@@ -122,20 +142,37 @@ impl IndexFile {
         Ok(IndexFile { supersedes, packs })
     }
 
-    /// The stored object: compressed, sealed, with magic.
+    /// The stored object: compressed, sealed under `domain`'s catalog key,
+    /// signed.
     #[must_use]
-    pub fn seal(&self, catalog_key: &SymmetricKey) -> Vec<u8> {
+    pub fn seal(&self, domain: &DomainId, catalog_key: &SymmetricKey, signer: &SigningKey, repository: &Id) -> Vec<u8> {
         let plain = zstd::bulk::compress(&self.encode_plain(), 3).expect("zstd compresses in memory");
         let mut out = INDEX_MAGIC.to_vec();
+        out.extend_from_slice(&domain.0);
         out.extend_from_slice(&catalog_key.seal_with_random_nonce(INDEX_MAGIC, &plain));
+        signer.seal_object(ObjectType::Index, repository, &mut out);
         out
     }
 
+    /// A version 1 index file, for tests of the legacy path only.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn seal_v1(&self, catalog_key: &SymmetricKey) -> Vec<u8> {
+        let plain = zstd::bulk::compress(&self.encode_plain(), 3).expect("zstd compresses in memory");
+        let mut out = INDEX_MAGIC_V1.to_vec();
+        out.extend_from_slice(&catalog_key.seal_with_random_nonce(INDEX_MAGIC_V1, &plain));
+        out
+    }
+
+    /// Decrypts an index file of either version (the signature is checked
+    /// by the caller, who decides whether to trust its signer).
     pub fn open(bytes: &[u8], catalog_key: &SymmetricKey) -> Result<IndexFile, FormatError> {
-        if bytes.len() < 8 || &bytes[..8] != INDEX_MAGIC {
-            return Err(FormatError::BadMagic { expected: "index" });
-        }
-        let packed = catalog_key.open_with_nonce_prefix(INDEX_MAGIC, &bytes[8..], "index file")?;
+        let sealed = match peek_domain(&bytes[..bytes.len().min(PEEK_LEN)])? {
+            None => &bytes[8..],
+            Some(_) => crate::sign::strip(bytes)?.get(PEEK_LEN..).ok_or_else(|| FormatError::truncated("index file"))?,
+        };
+        let magic = &bytes[..8];
+        let packed = catalog_key.open_with_nonce_prefix(magic, sealed, "index file")?;
         // The decompressed size is bounded: 1 GiB covers ~20 million blobs.
         let plain = zstd::bulk::decompress(&packed, 1 << 30).map_err(|e| FormatError::Malformed(format!("index file: zstd: {e}")))?;
         IndexFile::decode_plain(&plain)
@@ -169,7 +206,14 @@ mod tests {
                 packs: packs.into_iter().map(|(id, blobs)| IndexedPack { id: Id(id), length: 2_000_000, blobs }).collect(),
             };
             let key = SymmetricKey::generate();
-            prop_assert_eq!(IndexFile::open(&idx.seal(&key), &key).unwrap(), idx.clone());
+            let signer = SigningKey::generate();
+            let domain = DomainId([5; 32]);
+            let sealed = idx.seal(&domain, &key, &signer, &Id([1; 32]));
+            prop_assert_eq!(peek_domain(&sealed[..PEEK_LEN]).unwrap(), Some(domain));
+            prop_assert_eq!(crate::sign::verify_object(ObjectType::Index, &Id([1; 32]), &sealed).unwrap().0, signer.key_id());
+            prop_assert_eq!(IndexFile::open(&sealed, &key).unwrap(), idx.clone());
+            prop_assert!(IndexFile::open(&sealed, &SymmetricKey::generate()).is_err());
+            prop_assert_eq!(IndexFile::open(&idx.seal_v1(&key), &key).unwrap(), idx.clone());
             prop_assert_eq!(IndexFile::decode_plain(&idx.encode_plain()).unwrap(), idx);
         }
     }
