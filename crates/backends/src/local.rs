@@ -115,7 +115,7 @@ impl Backend for LocalBackend {
             return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "config", "a repository already exists here"));
         }
         let mut dirs = vec![self.root.join("tmp")];
-        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold, ObjectKind::PruneMark] {
+        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold, ObjectKind::PruneMark, ObjectKind::Trust] {
             dirs.push(self.root.join(kind.dir()));
         }
         for i in 0..=255u8 {
@@ -142,7 +142,7 @@ impl Backend for LocalBackend {
             return Err(self.err(&object, &e));
         }
         // Folders that repositories made by older versions may lack.
-        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark) {
+        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark | ObjectKind::Trust) {
             if let Some(parent) = dest.parent() {
                 self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;
             }

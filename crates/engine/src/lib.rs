@@ -23,6 +23,7 @@ pub mod restore;
 pub mod retention;
 pub mod source;
 pub mod stats;
+pub mod trust;
 pub mod walk;
 
 pub use error::{Category, Error, Result};

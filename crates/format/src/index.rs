@@ -13,10 +13,14 @@
 //!     u32 B, then B × 45-byte entries (kind u8, blob id 32, offset u32, length u32, raw length u32)
 //! ```
 //!
-//! The stored object is `"RPRSIDX2" || domain (32) || nonce 12 || ciphertext
-//! || tag || signer || signature`, sealed under the domain's catalog key with
-//! the magic as AAD: every pack it lists belongs to that domain, as its
-//! signer vouches (docs/FORMAT.md 7). Version 1 (legacy domain):
+//! The stored object is `"RPRSIDX2" || domain (32) || u32 P || P × pack
+//! name || nonce 12 || ciphertext || tag || signer || signature`, sealed
+//! under the domain's catalog key with the magic as AAD: every pack it
+//! lists belongs to that domain, as its signer vouches (docs/FORMAT.md 7).
+//! The pack names are also in clear, in front: storage listings show them
+//! anyway, and every writer must tell packs some index file names from
+//! packs nobody indexed (left by an interrupted backup) without decrypting
+//! other domains' index files. Version 1 (legacy domain):
 //! `"RPRSIDX1" || nonce 12 || ciphertext || tag`. All integers are
 //! little-endian.
 
@@ -29,18 +33,47 @@ use crate::{FormatError, Id};
 pub const INDEX_MAGIC: &[u8; 8] = b"RPRSIDX2";
 pub const INDEX_MAGIC_V1: &[u8; 8] = b"RPRSIDX1";
 pub const INDEX_VERSION: u32 = 1;
-/// Bytes at the start of an index file that say its version and domain.
-pub const PEEK_LEN: usize = 8 + 32;
+/// Bytes at the start of a version 2 index file that say its domain and
+/// how many pack names follow in clear.
+pub const PEEK_LEN: usize = 8 + 32 + 4;
 
-/// The domain an index file names in clear, from its first [`PEEK_LEN`]
-/// bytes (or fewer, for a version 1 file): `None` for version 1.
-pub fn peek_domain(prefix: &[u8]) -> Result<Option<DomainId>, FormatError> {
+/// What the first [`PEEK_LEN`] bytes of an index file say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek {
+    /// `None`: a version 1 (legacy) file, which lists no pack in clear.
+    pub domain: Option<DomainId>,
+    pub packs: u32,
+}
+
+impl Peek {
+    /// Where the clear pack names end (and the sealed part starts).
+    #[must_use]
+    pub fn names_end(&self) -> usize {
+        PEEK_LEN + 32 * self.packs as usize
+    }
+}
+
+/// Reads the start of an index file (at least [`PEEK_LEN`] bytes, or
+/// the whole file if shorter).
+pub fn peek(prefix: &[u8]) -> Result<Peek, FormatError> {
     match prefix.get(..8) {
-        Some(m) if m == INDEX_MAGIC_V1 => Ok(None),
-        Some(m) if m == INDEX_MAGIC && prefix.len() >= PEEK_LEN => Ok(Some(DomainId::from_slice(&prefix[8..PEEK_LEN])?)),
+        Some(m) if m == INDEX_MAGIC_V1 => Ok(Peek { domain: None, packs: 0 }),
+        Some(m) if m == INDEX_MAGIC && prefix.len() >= PEEK_LEN => Ok(Peek {
+            domain: Some(DomainId::from_slice(&prefix[8..40])?),
+            packs: u32::from_le_bytes(prefix[40..44].try_into().expect("4 bytes")),
+        }),
         Some(m) if m == INDEX_MAGIC => Err(FormatError::truncated("index file")),
         _ => Err(FormatError::BadMagic { expected: "index" }),
     }
+}
+
+/// The pack names a version 2 index file lists in clear: the bytes from
+/// [`PEEK_LEN`] to [`Peek::names_end`].
+pub fn pack_names(list: &[u8]) -> Result<Vec<Id>, FormatError> {
+    if list.len() % 32 != 0 {
+        return Err(FormatError::truncated("index file pack names"));
+    }
+    list.chunks_exact(32).map(Id::from_slice).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -149,6 +182,10 @@ impl IndexFile {
         let plain = zstd::bulk::compress(&self.encode_plain(), 3).expect("zstd compresses in memory");
         let mut out = INDEX_MAGIC.to_vec();
         out.extend_from_slice(&domain.0);
+        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        for p in &self.packs {
+            out.extend_from_slice(&p.id.0);
+        }
         out.extend_from_slice(&catalog_key.seal_with_random_nonce(INDEX_MAGIC, &plain));
         signer.seal_object(ObjectType::Index, repository, &mut out);
         out
@@ -167,15 +204,23 @@ impl IndexFile {
     /// Decrypts an index file of either version (the signature is checked
     /// by the caller, who decides whether to trust its signer).
     pub fn open(bytes: &[u8], catalog_key: &SymmetricKey) -> Result<IndexFile, FormatError> {
-        let sealed = match peek_domain(&bytes[..bytes.len().min(PEEK_LEN)])? {
+        let p = peek(&bytes[..bytes.len().min(PEEK_LEN)])?;
+        let sealed = match p.domain {
             None => &bytes[8..],
-            Some(_) => crate::sign::strip(bytes)?.get(PEEK_LEN..).ok_or_else(|| FormatError::truncated("index file"))?,
+            Some(_) => crate::sign::strip(bytes)?.get(p.names_end()..).ok_or_else(|| FormatError::truncated("index file"))?,
         };
         let magic = &bytes[..8];
         let packed = catalog_key.open_with_nonce_prefix(magic, sealed, "index file")?;
         // The decompressed size is bounded: 1 GiB covers ~20 million blobs.
         let plain = zstd::bulk::decompress(&packed, 1 << 30).map_err(|e| FormatError::Malformed(format!("index file: zstd: {e}")))?;
-        IndexFile::decode_plain(&plain)
+        let file = IndexFile::decode_plain(&plain)?;
+        // The clear list must be the sealed one: a reader that trusts the
+        // clear list only to skip adopting packs is not misled by a signer
+        // it trusts.
+        if p.domain.is_some() && pack_names(&bytes[PEEK_LEN..p.names_end()])? != file.packs.iter().map(|x| x.id).collect::<Vec<_>>() {
+            return Err(FormatError::Malformed("the index file's clear pack list differs from its sealed one".into()));
+        }
+        Ok(file)
     }
 }
 
@@ -209,7 +254,9 @@ mod tests {
             let signer = SigningKey::generate();
             let domain = DomainId([5; 32]);
             let sealed = idx.seal(&domain, &key, &signer, &Id([1; 32]));
-            prop_assert_eq!(peek_domain(&sealed[..PEEK_LEN]).unwrap(), Some(domain));
+            let pk = peek(&sealed[..PEEK_LEN]).unwrap();
+            prop_assert_eq!(pk.domain, Some(domain));
+            prop_assert_eq!(pack_names(&sealed[PEEK_LEN..pk.names_end()]).unwrap(), idx.packs.iter().map(|p| p.id).collect::<Vec<_>>());
             prop_assert_eq!(crate::sign::verify_object(ObjectType::Index, &Id([1; 32]), &sealed).unwrap().0, signer.key_id());
             prop_assert_eq!(IndexFile::open(&sealed, &key).unwrap(), idx.clone());
             prop_assert!(IndexFile::open(&sealed, &SymmetricKey::generate()).is_err());

@@ -58,15 +58,23 @@ impl std::fmt::Display for Role {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct DomainId(pub [u8; 32]);
 
+/// Where a blob ID means something: a domain.
+pub type Domain = DomainId;
+
 impl DomainId {
     /// The administrator's domain, where full-access keys back up.
     pub const ADMIN: DomainId = DomainId([0; 32]);
+    /// The legacy domain: version 1's keys (the master set's `id_key`,
+    /// `catalog_key`, `chunker_seed`). Unsigned objects belong to it; in
+    /// version 2 objects only the administrator may name it.
+    pub const LEGACY: DomainId = DomainId([0xFF; 32]);
 
     #[must_use]
     pub fn generate() -> DomainId {
         let mut d = DomainId(random());
-        // A random ID that is all zeros would be the administrator's.
-        if d == DomainId::ADMIN {
+        // A random ID that is a reserved one would be the administrator's
+        // or the legacy domain.
+        if d == DomainId::ADMIN || d == DomainId::LEGACY {
             d.0[0] = 1;
         }
         d
@@ -80,31 +88,48 @@ impl DomainId {
     pub fn from_slice(b: &[u8]) -> Result<DomainId, FormatError> {
         Ok(DomainId(b.try_into().map_err(|_| FormatError::Malformed(format!("domain ID of {} bytes, expected 32", b.len())))?))
     }
+
+    /// `admin`, `legacy`, or the first 12 hex digits.
+    #[must_use]
+    pub fn name(&self) -> String {
+        match *self {
+            DomainId::ADMIN => "admin".into(),
+            DomainId::LEGACY => "legacy".into(),
+            d => d.to_hex()[..12].to_owned(),
+        }
+    }
 }
 
 impl std::fmt::Debug for DomainId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DomainId({self})")
+        write!(f, "DomainId({})", self.name())
     }
 }
 
 impl std::fmt::Display for DomainId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if *self == DomainId::ADMIN { f.write_str("admin") } else { f.write_str(&self.to_hex()[..12]) }
+        f.write_str(&self.name())
     }
 }
 
 impl std::str::FromStr for DomainId {
     type Err = FormatError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DomainId::from_slice(&hex::decode(s).map_err(|_| FormatError::Malformed(format!("'{s}' is not a hex domain ID")))?)
+        match s {
+            "admin" => Ok(DomainId::ADMIN),
+            "legacy" => Ok(DomainId::LEGACY),
+            _ => DomainId::from_slice(&hex::decode(s).map_err(|_| FormatError::Malformed(format!("'{s}' is not a hex domain ID")))?),
+        }
     }
 }
 
-
 impl Serialize for DomainId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&self.to_hex()) } else { s.serialize_bytes(&self.0) }
+        match *self {
+            DomainId::ADMIN | DomainId::LEGACY if s.is_human_readable() => s.serialize_str(&self.name()),
+            _ if s.is_human_readable() => s.serialize_str(&self.to_hex()),
+            _ => s.serialize_bytes(&self.0),
+        }
     }
 }
 
@@ -116,36 +141,6 @@ impl<'de> Deserialize<'de> for DomainId {
         } else {
             let b = serde_bytes::ByteBuf::deserialize(d)?;
             DomainId::from_slice(&b).map_err(serde::de::Error::custom)
-        }
-    }
-}
-/// Where a blob ID means something: version 1's single legacy domain, or
-/// a version 2 domain.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum Domain {
-    Legacy,
-    Keyed(DomainId),
-}
-
-impl Domain {
-    pub const ADMIN: Domain = Domain::Keyed(DomainId::ADMIN);
-}
-
-impl std::fmt::Display for Domain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Domain::Legacy => f.write_str("legacy"),
-            Domain::Keyed(d) => d.fmt(f),
-        }
-    }
-}
-
-impl Serialize for Domain {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Domain::Legacy => s.serialize_str("legacy"),
-            Domain::Keyed(d) if *d == DomainId::ADMIN => s.serialize_str("admin"),
-            Domain::Keyed(d) => s.serialize_str(&d.to_hex()),
         }
     }
 }
@@ -272,11 +267,11 @@ impl Secrets {
     /// The keys of `domain`, if this key holds (or can derive) them.
     #[must_use]
     pub fn domain_keys(&self, domain: &Domain) -> Option<DomainKeys> {
-        match (&self.access, domain) {
-            (Access::Full(f), Domain::Legacy) => Some(f.legacy.clone()),
-            (Access::LegacyWriter(k), Domain::Legacy) => Some(k.clone()),
-            (Access::Full(f), Domain::Keyed(d)) => Some(derive_domain(&f.recovery, &self.repository_id, d)),
-            (Access::Writer(w), Domain::Keyed(d)) if *d == w.domain => Some(w.keys.clone()),
+        match (&self.access, *domain) {
+            (Access::Full(f), DomainId::LEGACY) => Some(f.legacy.clone()),
+            (Access::LegacyWriter(k), DomainId::LEGACY) => Some(k.clone()),
+            (Access::Full(f), d) => Some(derive_domain(&f.recovery, &self.repository_id, &d)),
+            (Access::Writer(w), d) if d == w.domain => Some(w.keys.clone()),
             _ => None,
         }
     }
@@ -296,9 +291,9 @@ impl Secrets {
     #[must_use]
     pub fn home_domain(&self) -> Domain {
         match &self.access {
-            Access::Full(_) => Domain::ADMIN,
-            Access::Writer(w) => Domain::Keyed(w.domain),
-            Access::LegacyWriter(_) => Domain::Legacy,
+            Access::Full(_) => DomainId::ADMIN,
+            Access::Writer(w) => w.domain,
+            Access::LegacyWriter(_) => DomainId::LEGACY,
         }
     }
 
@@ -647,6 +642,18 @@ impl KeyFile {
         f
     }
 
+    /// The same key without its sealed secrets: a record that vouches for
+    /// a writer's signatures (in a `copy` mirror) and opens nothing.
+    #[must_use]
+    pub fn public_record(&self) -> KeyFile {
+        let mut f = self.clone();
+        f.kdf = None;
+        f.nonce = None;
+        f.sealed = None;
+        f.endorsement = None;
+        f
+    }
+
     #[must_use]
     pub fn version(&self) -> u32 {
         self.version
@@ -771,7 +778,9 @@ impl KeyFile {
         if kf.version >= 2 && kf.info.role == Role::WriteOnly && kf.domain().is_none() {
             return Err(FormatError::Malformed("version 2 write-only key file without a valid domain".into()));
         }
-        if !kf.credential && kf.sealed.is_none() {
+        // Only a writer's public record (a write credential's, or one a
+        // copy made) comes without secrets.
+        if kf.sealed.is_none() && (kf.version < 2 || kf.info.role == Role::Full) {
             return Err(FormatError::Malformed("key file without sealed secrets".into()));
         }
         Ok(kf)
@@ -898,7 +907,7 @@ mod tests {
         assert_eq!(theirs.chunker_seed, mine.chunker_seed);
         // ... and different from every other domain's, the legacy one included.
         assert!(back.domain_keys(&Domain::ADMIN).is_none());
-        assert!(back.domain_keys(&Domain::Legacy).is_none());
+        assert!(back.domain_keys(&DomainId::LEGACY).is_none());
         let other = s.new_writer().unwrap().home_domain();
         assert!(back.domain_keys(&other).is_none());
         assert_ne!(s.domain_keys(&other).unwrap().id_key, mine.id_key);

@@ -426,7 +426,7 @@ fn verify_blob(id_key: &IdKey, entry: &PackEntry, plain: &[u8]) -> Result<(), Fo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{Domain, Secrets};
+    use crate::keys::{Domain, DomainId, Secrets};
     use proptest::prelude::*;
 
     fn admin_finish(s: &Secrets, w: PackWriter) -> (Id, Vec<u8>, Vec<PackEntry>) {
@@ -468,7 +468,7 @@ mod tests {
                 wrong.id = Id([9; 32]);
                 prop_assert!(open_blob_stored(&key, &keys.id_key, &wrong, ct).is_err());
                 // Another domain's id key does not take the blob for its own.
-                prop_assert!(open_blob(&key, &s.domain_keys(&Domain::Legacy).unwrap().id_key, e, ct).is_err());
+                prop_assert!(open_blob(&key, &s.domain_keys(&DomainId::LEGACY).unwrap().id_key, e, ct).is_err());
             }
         }
     }
@@ -496,7 +496,7 @@ mod tests {
     #[test]
     fn a_version_1_pack_is_still_read() {
         let s = Secrets::generate(Id([3; 32]));
-        let legacy = s.domain_keys(&Domain::Legacy).unwrap();
+        let legacy = s.domain_keys(&DomainId::LEGACY).unwrap();
         let mut w = PackWriter::new(&s.recovery_public, 1024);
         let raw = vec![7u8; 5000];
         w.add(BlobKind::Data, legacy.id_key.blob_id(&raw), raw.len() as u32, STORED, &raw);

@@ -169,7 +169,7 @@ pub fn open_body(bytes: &[u8], recovery: &RecoverySecretKey) -> Result<SnapshotB
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{Domain, Secrets};
+    use crate::keys::{Domain, DomainId, Secrets};
     use proptest::prelude::*;
 
     proptest! {
@@ -184,14 +184,14 @@ mod tests {
             let body = SnapshotBody { tree: Id([2; 32]), paths: paths.into_iter().map(serde_bytes::ByteBuf::from).collect(), excludes: vec!["*.tmp".into()], user: "u".into(), errors: vec![], labels: BTreeMap::new() };
             let w = s.new_writer().unwrap();
             let (signer, domain) = w.signer().unwrap();
-            let keys = w.domain_keys(&Domain::Keyed(domain)).unwrap();
+            let keys = w.domain_keys(&domain).unwrap();
             let bytes = seal(&header, &body, &domain, &keys.catalog_key, &w.recovery_public, &signer, &s.repository_id);
             prop_assert_eq!(domain_of(&bytes).unwrap(), Some(domain));
             prop_assert_eq!(crate::sign::verify_object(ObjectType::Snapshot, &s.repository_id, &bytes).unwrap().0, signer.key_id());
             prop_assert_eq!(open_header(&bytes, &keys.catalog_key).unwrap(), header.clone());
             prop_assert!(open_header(&bytes, &s.domain_keys(&Domain::ADMIN).unwrap().catalog_key).is_err());
             prop_assert_eq!(open_body(&bytes, s.recovery().unwrap()).unwrap(), body.clone());
-            let legacy = s.domain_keys(&Domain::Legacy).unwrap();
+            let legacy = s.domain_keys(&DomainId::LEGACY).unwrap();
             let v1 = seal_v1(&header, &body, &legacy.catalog_key, &s.recovery_public);
             prop_assert_eq!(domain_of(&v1).unwrap(), None);
             prop_assert_eq!(open_header(&v1, &legacy.catalog_key).unwrap(), header);

@@ -167,7 +167,7 @@ pub fn open(bytes: &[u8], catalog_key: &SymmetricKey, id_key: &IdKey, recovery: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{Domain, Secrets};
+    use crate::keys::{Domain, DomainId, Secrets};
 
     #[test]
     fn wal_round_trip_and_tamper() {
@@ -194,7 +194,7 @@ mod tests {
         let (h2, back) = open(&sealed, &keys.catalog_key, &keys.id_key, s.recovery().unwrap()).unwrap();
         assert_eq!((h2, back), (h.clone(), data.clone()));
         // Another domain's keys neither read the header nor accept the hash.
-        let legacy = s.domain_keys(&Domain::Legacy).unwrap();
+        let legacy = s.domain_keys(&DomainId::LEGACY).unwrap();
         assert!(open_header(&sealed, &legacy.catalog_key).is_err());
         let n = sealed.len();
         sealed[n - 120] ^= 1;
