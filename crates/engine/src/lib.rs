@@ -21,10 +21,13 @@ pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod retention;
+pub mod revoke;
 pub mod source;
 pub mod stats;
 pub mod trust;
+pub mod upgrade;
 pub mod walk;
+pub mod walobj;
 
 pub use error::{Category, Error, Result};
 pub use index::MasterIndex;

@@ -349,7 +349,7 @@ fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, pr
     // Configuration kept outside the data directory comes along if the
     // data directory has none (Debian layout), made safe to start here.
     if !opts.to.join("postgresql.conf").exists() {
-        let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+        let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
         let body = repo.snapshot_body(&base.id)?;
         if let Ok(Some(_)) = reprise_engine::walk::find(repo, &index, &body.tree, b"config") {
             let mut co = RestoreOptions::new(&opts.to);
@@ -478,6 +478,9 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     let list = candidates(&opts.component, &bases, &opts.target)?;
     let mut last_err = None;
     for base in &list {
+        // WAL from another server under this server's names is not taken
+        // (docs/FORMAT.md 10.1).
+        wal::expect_system_identifier(base.system_identifier);
         let needed = match plan_wal(repo, &opts.component, base, &opts.target) {
             Ok(n) => n,
             Err(e) => {

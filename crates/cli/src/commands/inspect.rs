@@ -19,22 +19,31 @@ pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
         .filter(|s| args.host.as_ref().is_none_or(|h| &s.header.host == h))
         .collect();
     for (name, e) in &bad {
-        eprintln!("reprise: warning: {name} unreadable: {e}");
+        match e {
+            reprise_engine::Error::Untrusted { .. } => eprintln!("reprise: warning: {e}"),
+            _ => eprintln!("reprise: warning: {name} unreadable: {e}"),
+        }
+    }
+    for s in &list {
+        if let Some(w) = &s.warning {
+            eprintln!("reprise: warning: snapshot {} {w}: it is never taken as `latest`", s.id.short());
+        }
     }
     if ctx.json() {
         return ctx.print_json(&list);
     }
-    ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  tags", "id", "time (UTC)", "host", "component", "size", "files"));
+    ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {:<14} tags", "id", "time (UTC)", "host", "component", "size", "files", "writer"));
     for s in &list {
         let h = &s.header;
         ctx.say(format!(
-            "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {}",
+            "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {:<14} {}",
             s.id.short(),
             h.time.strftime("%Y-%m-%d %H:%M:%S"),
             h.host,
             h.component,
             bytes(h.summary.bytes),
             h.summary.files,
+            s.writer.short(),
             h.tags.join(",")
         ));
     }
@@ -58,7 +67,7 @@ pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
     let repo = ctx.open(None)?;
     let snap = find_snapshot(&repo, &args.snapshot, None)?;
     let body = repo.snapshot_body(&snap.id)?;
-    let (index, _) = MasterIndex::load(&repo)?;
+    let (index, _) = MasterIndex::load(&repo, &snap.domain)?;
     let prefix = args.path.as_deref().unwrap_or("").trim_matches('/').to_owned();
     let mut entries = Vec::new();
     walk::walk(&repo, &index, &body.tree, &mut |path, node| {
@@ -105,10 +114,14 @@ pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
     let repo = ctx.open(None)?;
     let a = find_snapshot(&repo, &args.from, None)?;
     let b = find_snapshot(&repo, &args.to, None)?;
-    let (index, _) = MasterIndex::load(&repo)?;
+    let (index_a, _) = MasterIndex::load(&repo, &a.domain)?;
+    let index_b = if b.domain == a.domain { None } else { Some(MasterIndex::load(&repo, &b.domain)?.0) };
     let ta = repo.snapshot_body(&a.id)?.tree;
     let tb = repo.snapshot_body(&b.id)?.tree;
-    let changes = reprise_engine::diff::diff(&repo, &index, &ta, &tb)?;
+    if index_b.is_some() {
+        eprintln!("reprise: note: the two snapshots were written by different writers (domains {} and {}): files are compared by size and modification time", a.domain, b.domain);
+    }
+    let changes = reprise_engine::diff::diff(&repo, &index_a, index_b.as_ref().unwrap_or(&index_a), &ta, &tb)?;
     if ctx.json() {
         return ctx.print_json(&changes);
     }
