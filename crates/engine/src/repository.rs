@@ -618,6 +618,11 @@ impl Repository {
         let mut matches = candidates.into_iter().filter(|s| s.id.to_hex().starts_with(&spec_lower));
         match (matches.next(), matches.next()) {
             (Some(s), None) => Ok(s),
+            // A writer sees its own domain only: another writer's snapshot
+            // is not "missing", it is out of this key's reach.
+            (None, _) if self.secrets.recovery().is_none() && self.backend.list(ObjectKind::Snapshot)?.iter().any(|o| o.name.starts_with(&spec_lower)) => {
+                Err(Error::WriteOnly { operation: "reading another writer's snapshot" })
+            }
             (None, _) => Err(Error::SnapshotNotFound(spec.to_owned())),
             (Some(_), Some(_)) => Err(Error::AmbiguousSnapshot(spec.to_owned())),
         }

@@ -65,6 +65,7 @@ struct LsEntry {
 
 pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
     let repo = ctx.open(None)?;
+    repo.require_full("listing a snapshot's contents")?;
     let snap = find_snapshot(&repo, &args.snapshot, None)?;
     let body = repo.snapshot_body(&snap.id)?;
     let (index, _) = MasterIndex::load(&repo, &snap.domain)?;
@@ -112,6 +113,7 @@ pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
 
 pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
     let repo = ctx.open(None)?;
+    repo.require_full("comparing snapshots")?;
     let a = find_snapshot(&repo, &args.from, None)?;
     let b = find_snapshot(&repo, &args.to, None)?;
     let (index_a, _) = MasterIndex::load(&repo, &a.domain)?;
