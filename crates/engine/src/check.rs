@@ -327,7 +327,14 @@ fn read_pack(repo: &Repository, indexes: &BTreeMap<Domain, MasterIndex>, claims:
     let domains: Vec<Domain> = if claims.is_empty() { vec![own] } else { claims.to_vec() };
     for d in &domains {
         if *d != own {
-            report.problem(&name, format!("an index file of domain {d} lists this pack, but the pack belongs to domain {own} (written by {writer}): the claim is forged or damaged"));
+            report.problem(
+                &name,
+                format!(
+                    "an index file of {} lists this pack, but the pack belongs to {} (written by {writer}): the claim is forged or damaged",
+                    trust.describe_domain(d),
+                    trust.describe_domain(&own)
+                ),
+            );
         }
     }
     let Ok(keys) = repo.domain_keys(&own) else { return };
@@ -355,7 +362,7 @@ fn read_pack(repo: &Repository, indexes: &BTreeMap<Domain, MasterIndex>, claims:
             let kind = if e.kind == BlobKind::Tree { "tree" } else { "data" };
             let others: Vec<Id> = indexes.get(&own).map(|i| i.locations(&e.id).into_iter().map(|l| l.pack).filter(|p| p != id).collect()).unwrap_or_default();
             if others.is_empty() {
-                report.problem(&name, format!("{kind} blob {}: {err}", e.id));
+                report.problem(&name, format!("{kind} blob {}: {err} (written by {writer})", e.id));
             } else {
                 report.problem(
                     &name,

@@ -75,7 +75,7 @@ pub fn list_all(repo: &Repository) -> Result<(Vec<HoldEntry>, Vec<(String, Strin
         } else if repo.trust().needs_upgrade() {
             DomainId::LEGACY
         } else {
-            ignored.push((object, "ignored: an unsigned (version 1) hold, written after the upgrade".into()));
+            ignored.push((object, "ignored: an unsigned (format 1) hold, written after the repository stopped trusting unsigned objects".into()));
             continue;
         };
         let keys = repo.domain_keys(&domain)?;

@@ -175,22 +175,28 @@ impl MasterIndex {
         self.blobs.iter().map(|(id, s)| self.location(id, s))
     }
 
+    /// Adds a pack's entries. A pack listed twice (by two index files of
+    /// the domain) keeps the entries of both: one file's claim never hides
+    /// another's.
     pub fn add_pack(&mut self, p: &IndexedPack) {
-        let known = self.pack_pos.contains_key(&p.id);
         let pos = *self.pack_pos.entry(p.id).or_insert_with(|| {
             self.packs.push((p.id, p.length));
             (self.packs.len() - 1) as u32
         });
-        if known {
-            return; // listed by two index files: the same entries
-        }
         for e in &p.blobs {
             let slot = Slot { pack: pos, offset: e.offset, length: e.length, raw_length: e.raw_length, kind: e.kind };
+            let same = |s: &Slot| s.pack == slot.pack && s.offset == slot.offset && s.length == slot.length;
             match self.blobs.entry(e.id) {
                 hashbrown::hash_map::Entry::Vacant(v) => {
                     v.insert(slot);
                 }
-                hashbrown::hash_map::Entry::Occupied(_) => self.extra.entry(e.id).or_default().push(slot),
+                hashbrown::hash_map::Entry::Occupied(o) if same(o.get()) => {}
+                hashbrown::hash_map::Entry::Occupied(_) => {
+                    let more = self.extra.entry(e.id).or_default();
+                    if !more.iter().any(same) {
+                        more.push(slot);
+                    }
+                }
             }
         }
     }

@@ -150,7 +150,7 @@ pub fn read_marks(repo: &Repository) -> Result<MarkSet> {
         } else if legacy_ok {
             repo.domain_keys(&reprise_format::keys::DomainId::LEGACY).ok().map(|k| k.catalog_key.clone())
         } else {
-            out.ignored.push((object, "ignored: an unsigned (version 1) mark, written after the upgrade".into()));
+            out.ignored.push((object, "ignored: an unsigned (format 1) mark, written after the repository stopped trusting unsigned objects".into()));
             continue;
         };
         let Some(key) = key else {
@@ -343,14 +343,30 @@ impl Catalog {
         let scan = Scan::run(repo, None)?;
         let mut files = Vec::new();
         let mut packs: hashbrown::HashMap<(Domain, Id), IndexedPack> = hashbrown::HashMap::new();
+        // Two index files of a domain may list one pack (a prune rewriting
+        // them, or a writer naming packs it did not write): their entries
+        // are merged, so that no claim hides another.
+        let mut claim = |d: Domain, p: IndexedPack| match packs.entry((d, p.id)) {
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                v.insert(p);
+            }
+            hashbrown::hash_map::Entry::Occupied(mut o) => {
+                let known = o.get_mut();
+                for b in p.blobs {
+                    if !known.blobs.iter().any(|k| k.id == b.id && k.offset == b.offset) {
+                        known.blobs.push(b);
+                    }
+                }
+            }
+        };
         for f in scan.files {
             files.push((f.id, f.domain, f.file.packs.iter().map(|p| p.id).collect()));
             for p in f.file.packs {
-                packs.entry((f.domain, p.id)).or_insert(p);
+                claim(f.domain, p);
             }
         }
         for (d, p) in scan.adopted {
-            packs.entry((d, p.id)).or_insert(p);
+            claim(d, p);
         }
         for (object, e) in &scan.damaged {
             // A damaged index file: its packs are adopted from their own
@@ -376,7 +392,7 @@ impl Catalog {
         let mut keys: Vec<&(Domain, Id)> = self
             .packs
             .iter()
-            .filter(|((_, id), p)| self.stored.contains_key(id) && !exclude.contains(id) && (!trees_only || p.blobs.first().is_some_and(|b| b.kind == BlobKind::Tree)))
+            .filter(|((_, id), p)| self.stored.contains_key(id) && !exclude.contains(id) && (!trees_only || p.blobs.iter().any(|b| b.kind == BlobKind::Tree)))
             .map(|(k, _)| k)
             .collect();
         keys.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));

@@ -427,7 +427,12 @@ impl Repository {
             return Err(Error::InvalidArgument("no key named: give a key ID from `reprise key list`".into()));
         }
         let keys = self.keys()?;
-        let matches: Vec<_> = keys.into_iter().filter(|k| k.key_id.as_deref().is_some_and(|id| id.starts_with(&p)) || (!k.name.is_empty() && k.name.starts_with(&p))).collect();
+        let mut matches: Vec<_> = keys.into_iter().filter(|k| k.key_id.as_deref().is_some_and(|id| id.starts_with(&p)) || (!k.name.is_empty() && k.name.starts_with(&p))).collect();
+        // A key file planted under a real key's ID (unendorsed) does not
+        // make that key ambiguous.
+        if matches.len() > 1 && matches.iter().any(|k| k.status != "unendorsed") {
+            matches.retain(|k| k.status != "unendorsed");
+        }
         match matches.len() {
             1 => Ok(matches.into_iter().next().expect("one match")),
             0 => Err(Error::InvalidArgument(format!("no key matches '{prefix}': list keys with `reprise key list`"))),

@@ -187,7 +187,7 @@ impl Trust {
                 continue;
             }
             if let Err(e) = f.verify_endorsement(&admin, &repository) {
-                trust.unendorsed.push((object, format!("ignored: {e} (a key file the administrator did not sign: planted, or damaged)")));
+                trust.unendorsed.push((object, format!("ignored: not endorsed by the administrator ({e}): planted, or damaged")));
                 continue;
             }
             let key_id = f.key_id().expect("version 2 has a key ID");
@@ -288,6 +288,19 @@ impl Trust {
                     if w.label.is_empty() { format!("{what} {}{revoked}", k.short()) } else { format!("{what} {} ({}){revoked}", k.short(), w.label) }
                 }
                 None => format!("unknown key {} (not endorsed by the administrator)", k.short()),
+            },
+        }
+    }
+
+    /// A domain and whose it is, for messages.
+    #[must_use]
+    pub fn describe_domain(&self, domain: &DomainId) -> String {
+        match *domain {
+            DomainId::ADMIN => "the administrator's domain".into(),
+            DomainId::LEGACY => "the legacy domain".into(),
+            d => match self.writers.values().find(|w| w.domain == d) {
+                Some(w) => format!("domain {d} of {}", self.describe(Some(&w.key_id))),
+                None => format!("domain {d} (no known key)"),
             },
         }
     }

@@ -143,11 +143,13 @@ pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: O
             if fits(&r, system_identifier) {
                 return Ok(Some(r));
             }
-            (Some(r), format!("it comes from another server (system identifier {})", system_identifier.unwrap_or_default()))
+            let found = r.header.system_identifier;
+            (Some(r), format!("it does not come from the server being recovered (system identifier {found}, not {})", system_identifier.unwrap_or_default()))
         }
         Opened::Bad(why) => (None, why),
     };
-    // Abnormal: look beside it, for every key this reader knows.
+    // Abnormal (or a file that names no server, such as a timeline
+    // history): look beside it, for every key this reader knows.
     let mut keys: Vec<KeyId> = repo.trust().writers().map(|w| w.key_id).collect();
     keys.extend(repo.trust().admin());
     keys.sort();
@@ -169,9 +171,13 @@ pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: O
     }
 }
 
+/// Whether a file fits the server being recovered: with its identifier
+/// known, only a file that names it (a segment's first page always does;
+/// a file that names none, such as a history file, is taken only when
+/// nothing beside it does).
 fn fits(r: &WalRead, system_identifier: Option<u64>) -> bool {
     match system_identifier {
-        Some(want) if want != 0 && r.header.system_identifier != 0 => r.header.system_identifier == want,
+        Some(want) if want != 0 => r.header.system_identifier == want,
         _ => true,
     }
 }
