@@ -347,6 +347,11 @@ fn play(name: &str, t: &TestDir, storage: Storage, py: String) {
     assert_eq!(hl.json(), serde_json::json!([]), "{}", hl.describe());
     assert!(hl.stderr.contains("ignored"), "{}", hl.describe());
 
+    // The independent restorer, with every decoy still there, restores
+    // every earlier snapshot bit-identical too (local storage: it reads a
+    // directory).
+    independent_restores(&w, &before, &reference, &b1, "before-prune");
+
     // 5. prune: the forged mark condemns nothing; the decoys are found out
     // (their blobs do not verify) and removed, never the genuine packs.
     let pr = w.admin.run(&["--json", "prune", "--grace", "0", "--max-unused", "0"]).ok().json();
@@ -378,21 +383,7 @@ fn play(name: &str, t: &TestDir, storage: Storage, py: String) {
         in_data_dir.run(&["wal-fetch", "db", file, dest.to_str().unwrap()]).ok();
         assert!(fs::read(&dest).unwrap() == segments[&n].1, "segment {n}: wal-fetch returned another file");
     }
-    // The independent restorer agrees (local storage: it reads a directory).
-    if let Some(repo) = &w.storage.local {
-        let rk = w.work.join("recovery.json");
-        w.admin.run(&["key", "export-recovery", "-o", rk.to_str().unwrap()]).ok();
-        for id in &before {
-            let target = w.work.join("py").join(id);
-            let out = Command::new(&w.py).arg(restorer()).arg("--repo").arg(repo).arg("--recovery-key").arg(&rk).args(["--snapshot", id, "--target"]).arg(&target).output().unwrap();
-            assert!(out.status.success(), "independent restorer, snapshot {id}: {}", String::from_utf8_lossy(&out.stderr));
-            same_restore(&reference.join(id), &target);
-        }
-        // With B's credential it restores nothing.
-        let out = Command::new(&w.py).arg(restorer()).arg("--repo").arg(repo).arg("--recovery-key").arg(&w.cred_b).args(["--snapshot", &b1, "--target"]).arg(w.work.join("py-b")).output().unwrap();
-        assert!(!out.status.success(), "the write credential restored something");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not a version 1 reprise-recovery-key file"), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    independent_restores(&w, &before, &reference, &b1, "after-prune");
 
     // 7. The oracle after everything: still nothing of A's.
     let o = w.oracle();
@@ -417,6 +408,25 @@ fn play(name: &str, t: &TestDir, storage: Storage, py: String) {
     assert!(keys.as_array().unwrap().iter().any(|k| k["key_id"] == w.key_a.as_str() && k["status"] == "endorsed"), "{keys}");
     w.admin.restore(&b2, &w.work.join("b2-after-revocation"), &[] as &[&str]).ok();
     same_restore(&reference.join(&b2), &w.work.join("b2-after-revocation"));
+}
+
+/// The independent restorer restores every earlier snapshot bit-identical;
+/// with B's credential it restores nothing.
+fn independent_restores(w: &World, before: &[String], reference: &Path, b1: &str, stage: &str) {
+    let Some(repo) = &w.storage.local else { return };
+    let rk = w.work.join("recovery.json");
+    if !rk.exists() {
+        w.admin.run(&["key", "export-recovery", "-o", rk.to_str().unwrap()]).ok();
+    }
+    for id in before {
+        let target = w.work.join(format!("py-{stage}")).join(id);
+        let out = Command::new(&w.py).arg(restorer()).arg("--repo").arg(repo).arg("--recovery-key").arg(&rk).args(["--snapshot", id, "--target"]).arg(&target).output().unwrap();
+        assert!(out.status.success(), "independent restorer ({stage}), snapshot {id}: {}", String::from_utf8_lossy(&out.stderr));
+        same_restore(&reference.join(id), &target);
+    }
+    let out = Command::new(&w.py).arg(restorer()).arg("--repo").arg(repo).arg("--recovery-key").arg(&w.cred_b).args(["--snapshot", b1, "--target"]).arg(w.work.join(format!("py-b-{stage}"))).output().unwrap();
+    assert!(!out.status.success(), "the write credential restored something");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a version 1 reprise-recovery-key file"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 impl World {
