@@ -143,7 +143,7 @@ fn setup(name: &str, t: &TestDir, storage: Storage, py: String) -> World {
     let work = t.path().to_owned();
     let admin = World::runner(&work, &storage, &storage.admin_env);
     admin.init();
-    let mut credential = |host: &str| -> (PathBuf, String) {
+    let credential = |host: &str| -> (PathBuf, String) {
         let path = work.join(format!("{host}.credential"));
         let out = admin.run(&["--json", "key", "add", "--write-only", "--credential", path.to_str().unwrap(), "--label", host, "--host", host]).ok().json();
         (path, out["key_id"].as_str().unwrap().to_owned())
@@ -280,8 +280,11 @@ fn play(name: &str, t: &TestDir, storage: Storage, py: String) {
     let keys = w.attack(&["forge-key"]);
     let decoys = w.attack(&["decoys"]);
     let preplant = w.attack(&["preplant", "--content", FUTURE_A, "--content", FUTURE_ADMIN]);
+    assert_eq!(preplant["index"].as_array().unwrap().len(), 2, "{preplant}");
     let squat = w.attack(&["squat-wal", "--component", "db", "--file", "000000010000000000000004"]);
+    assert_eq!(squat["created"], true, "{squat}");
     let copied = w.attack(&["squat-wal", "--component", "db", "--file", "000000010000000000000005", "--copy-from", "000000010000000000000003"]);
+    assert_eq!(copied["created"], true, "{copied}");
     let holds = w.attack(&["forge-hold", "--snapshot", &a1]);
     let mark = w.attack(&["forge-mark", "--days-ago", "2"]);
     let index = w.attack(&["forge-index", "--domain", &domain_a]);

@@ -98,12 +98,10 @@ impl Error {
     pub fn category(&self) -> Category {
         match self {
             Error::NotARepository { .. } | Error::SnapshotNotFound(_) | Error::PathNotInSnapshot { .. } => Category::NotFound,
-            Error::RepositoryExists { .. } | Error::AmbiguousSnapshot(_) | Error::InvalidArgument(_) => Category::Usage,
+            Error::RepositoryExists { .. } | Error::AmbiguousSnapshot(_) | Error::InvalidArgument(_) | Error::NeedsUpgrade => Category::Usage,
             Error::WrongPassphrase { .. } => Category::Authentication,
-            Error::WriteOnly { .. } => Category::Permission,
+            Error::WriteOnly { .. } | Error::LegacyKey => Category::Permission,
             Error::Damaged { .. } | Error::Untrusted { .. } => Category::Damaged,
-            Error::NeedsUpgrade => Category::Usage,
-            Error::LegacyKey => Category::Permission,
             Error::Source { source, .. } | Error::Target { source, .. } => io_category(source),
             Error::Backend(e) => match e.kind {
                 ErrorKind::NotFound => Category::NotFound,

@@ -49,9 +49,12 @@ pub fn add(repo: &Repository, snapshot: Id, reason: &str) -> Result<Id> {
     Ok(id)
 }
 
+/// Hold objects nobody may have placed, with why they are ignored.
+pub type Ignored = Vec<(String, String)>;
+
 /// Every hold the administrator placed, and the hold objects ignored
 /// (another signer, or unsigned after the upgrade), with why.
-pub fn list_all(repo: &Repository) -> Result<(Vec<HoldEntry>, Vec<(String, String)>)> {
+pub fn list_all(repo: &Repository) -> Result<(Vec<HoldEntry>, Ignored)> {
     repo.require_full("reading legal holds")?;
     let admin = repo.trust().admin();
     let mut out = Vec::new();
@@ -82,7 +85,7 @@ pub fn list_all(repo: &Repository) -> Result<(Vec<HoldEntry>, Vec<(String, Strin
         let hold = reprise_format::hold::open(&sealed, &keys.catalog_key).map_err(|e| Error::Damaged { object, source: e })?;
         out.push(HoldEntry { id, hold });
     }
-    out.sort_by(|a, b| a.hold.time.cmp(&b.hold.time));
+    out.sort_by_key(|h| h.hold.time);
     Ok((out, ignored))
 }
 

@@ -126,6 +126,7 @@ pub fn decide(current: Option<&ObjectLock>, need: Requirement) -> Option<(LockMo
 /// those a mark condemns, `index` an index of the tree packs, `modes` the
 /// lock mode of each component that asks for COMPLIANCE (others:
 /// GOVERNANCE).
+#[allow(clippy::implicit_hasher, reason = "prune's own maps are passed, never a caller's")]
 pub fn extend(
     repo: &Repository,
     packs: &hashbrown::HashMap<(Domain, Id), IndexedPack>,

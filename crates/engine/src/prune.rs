@@ -426,10 +426,12 @@ impl Catalog {
 /// and hash to their IDs (and, for version 2 packs, whether the pack's
 /// signature holds): the check that stands between a decoy and the
 /// deletion of the genuine copy.
+/// Per (domain, pack) claim, the blobs that verified.
+type Verified = HashMap<(Domain, Id), Arc<HashSet<Id>>>;
+
 struct Verifier<'a> {
     repo: &'a Repository,
-    /// (domain, pack) → the blobs of that claim that verified.
-    done: Mutex<HashMap<(Domain, Id), Arc<HashSet<Id>>>>,
+    done: Mutex<Verified>,
     bad: Mutex<Vec<BadCopy>>,
     packs_read: std::sync::atomic::AtomicUsize,
 }

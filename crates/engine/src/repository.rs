@@ -605,17 +605,19 @@ impl Repository {
         let (all, unreadable) = self.snapshots()?;
         // A damaged snapshot asked for by ID is damage, not "not found".
         let spec_lower = spec.to_ascii_lowercase();
-        if spec != "latest" && !spec.is_empty() && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower)) {
-            if let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower))) {
-                return Err(match e {
-                    Error::Damaged { source, .. } => Error::Damaged { object, source },
-                    other => other,
-                });
-            }
+        if spec != "latest"
+            && !spec.is_empty()
+            && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower))
+            && let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower)))
+        {
+            return Err(match e {
+                Error::Damaged { source, .. } => Error::Damaged { object, source },
+                other => other,
+            });
         }
         let candidates: Vec<SnapshotInfo> = all.into_iter().filter(|s| filter(&s.header)).collect();
         if spec == "latest" {
-            return candidates.into_iter().filter(|s| s.warning.is_none()).next_back().ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
+            return candidates.into_iter().rfind(|s| s.warning.is_none()).ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
         }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::SnapshotNotFound(spec.to_owned()));

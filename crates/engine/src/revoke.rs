@@ -117,16 +117,15 @@ pub fn signed_by(repo: &Repository, key: &KeyId) -> Result<ObjectList> {
             if signer != key.0 {
                 continue;
             }
+            if kind == ObjectKind::Wal {
+                out.wal.push(o.name);
+                continue;
+            }
+            let Ok(id) = o.name.parse::<Id>() else { continue };
             match kind {
-                ObjectKind::Wal => out.wal.push(o.name),
-                _ => {
-                    let Ok(id) = o.name.parse::<Id>() else { continue };
-                    match kind {
-                        ObjectKind::Pack => out.packs.push(id),
-                        ObjectKind::Index => out.index.push(id),
-                        _ => out.snapshots.push(id),
-                    }
-                }
+                ObjectKind::Pack => out.packs.push(id),
+                ObjectKind::Index => out.index.push(id),
+                _ => out.snapshots.push(id),
             }
         }
     }

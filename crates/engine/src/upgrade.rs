@@ -60,10 +60,8 @@ pub fn upgrade(repo: &Repository, current_key: Option<&str>) -> Result<UpgradeRe
     let admin = repo.admin_key("upgrading a repository")?;
     let admin_domain = repo.domain_keys(&DomainId::ADMIN)?;
     let backend = repo.backend();
-    let mut report = UpgradeReport::default();
-
     // 1. The legacy record.
-    report.legacy_record = repo.trust().legacy_record;
+    let mut report = UpgradeReport { legacy_record: repo.trust().legacy_record, ..UpgradeReport::default() };
     if report.legacy_record.is_none() {
         if repo.config().version >= 2 {
             return Err(Error::InvalidArgument("this repository was created by this version: there is nothing to upgrade".into()));

@@ -141,7 +141,7 @@ pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: O
         Opened::Missing => return Ok(None),
         Opened::Good(r) => {
             if fits(&r, system_identifier) {
-                return Ok(Some(r));
+                return Ok(Some(*r));
             }
             let found = r.header.system_identifier;
             (Some(r), format!("it does not come from the server being recovered (system identifier {found}, not {})", system_identifier.unwrap_or_default()))
@@ -159,16 +159,13 @@ pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: O
             && fits(&r, system_identifier)
         {
             tracing::warn!("{}: {problem}; using {}, stored beside it", ObjectKind::Wal.path(object), ObjectKind::Wal.path(&alt));
-            return Ok(Some(r));
+            return Ok(Some(*r));
         }
     }
-    match first {
-        Some(r) => Ok(Some(r)),
-        None => {
-            tracing::warn!("{}: ignored: {problem}", ObjectKind::Wal.path(object));
-            Ok(None)
-        }
+    if first.is_none() {
+        tracing::warn!("{}: ignored: {problem}", ObjectKind::Wal.path(object));
     }
+    Ok(first.map(|r| *r))
 }
 
 /// Whether a file fits the server being recovered: with its identifier
@@ -184,7 +181,7 @@ fn fits(r: &WalRead, system_identifier: Option<u64>) -> bool {
 
 enum Opened {
     Missing,
-    Good(WalRead),
+    Good(Box<WalRead>),
     /// There, but not a file this reader may use: why.
     Bad(String),
 }
@@ -214,5 +211,5 @@ fn open(repo: &Repository, object: &str, file: &str, content: bool) -> Result<Op
     if header.name != file {
         return Ok(Opened::Bad(format!("it holds {}, not {file}: a file copied under another name", header.name)));
     }
-    Ok(Opened::Good(WalRead { object: object.to_owned(), header, data, domain, by }))
+    Ok(Opened::Good(Box::new(WalRead { object: object.to_owned(), header, data, domain, by })))
 }

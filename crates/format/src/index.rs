@@ -70,7 +70,7 @@ pub fn peek(prefix: &[u8]) -> Result<Peek, FormatError> {
 /// The pack names a version 2 index file lists in clear: the bytes from
 /// [`PEEK_LEN`] to [`Peek::names_end`].
 pub fn pack_names(list: &[u8]) -> Result<Vec<Id>, FormatError> {
-    if list.len() % 32 != 0 {
+    if !list.len().is_multiple_of(32) {
         return Err(FormatError::truncated("index file pack names"));
     }
     list.chunks_exact(32).map(Id::from_slice).collect()
