@@ -341,8 +341,9 @@ fn play(name: &str, t: &TestDir, storage: Storage, py: String) {
     reported(&p, mark["mark"].as_str().unwrap(), &["only the administrator may condemn", kb]);
     reported(&p, index["other_domain"].as_str().unwrap(), &["forged", kb]);
     reported(&p, "data/", &["lists this pack, but the pack belongs to", kb]);
-    reported(&p, "000000010000000000000004@", &["taken"]);
+    reported(&p, "000000010000000000000004@", &["taken", kb]);
     reported(&p, "000000010000000000000005@", &["taken"]);
+    reported(&p, "db/0000000100000000/000000010000000000000005", &["holds 000000010000000000000003", &w.key_a[..12]]);
     eprintln!("{name}: check --read-data: {} problems, e.g.\n  {}", p.len(), p.iter().take(6).map(|(o, m)| format!("{o}: {m}")).collect::<Vec<_>>().join("\n  "));
 
     // Forged holds protect nothing and are not listed.
@@ -508,4 +509,62 @@ fn a_compromised_writer_cannot_poison_erase_or_spy_on_an_azure_repository() {
         _server: Some(az),
     };
     play("azure", &t, storage, py);
+}
+
+/// A copy carries what makes its writers believable: snapshots written with
+/// write credentials stay trusted on the mirror (a public record of each
+/// writer key goes along, and the administrator's revocations), and what a
+/// revoked key wrote after its revocation is not copied.
+#[test]
+fn a_copy_keeps_writers_believable_and_revocations_in_force() {
+    let t = TestDir::new("untrusted-copy");
+    let src_a = t.join("clinic-a");
+    let src_b = t.join("clinic-b");
+    let mut rng = Rng::new(3);
+    random_files(&src_a, &mut rng, 3, 20_000, 80_000);
+    random_files(&src_b, &mut rng, 3, 20_000, 80_000);
+    let plan = t.join("reprise.toml");
+    fs::write(
+        &plan,
+        format!(
+            "[repositories.primary]\nurl = \"{}\"\npassword_env = \"REPRISE_PASSWORD\"\n\n[repositories.secondary]\nurl = \"{}\"\npassword_env = \"REPRISE_PASSWORD\"\ncopy_of = \"primary\"\n\n[components.a]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.b]\ntype = \"files\"\npaths = [\"{}\"]\n",
+            t.join("primary").display(),
+            t.join("secondary").display(),
+            src_a.display(),
+            src_b.display()
+        ),
+    )
+    .unwrap();
+    let on = |repo: &str| Reprise::at(t.path(), PathBuf::from(repo)).with_env("REPRISE_PLAN", &plan);
+    let admin = on("primary");
+    admin.init();
+    let cred = |host: &str| {
+        let path = t.join(format!("{host}.credential"));
+        let out = admin.run(&["--json", "key", "add", "--write-only", "--credential", path.to_str().unwrap(), "--label", host, "--host", host]).ok().json();
+        (path, out["key_id"].as_str().unwrap().to_owned())
+    };
+    let (cred_a, _) = cred("clinic-a");
+    let (cred_b, key_b) = cred("clinic-b");
+    let host = |c: &Path, name: &str| admin.without_password().with_env("REPRISE_KEY_FILE", c).with_cache(t.join(format!("cache-{name}")));
+    let a = id_of(&host(&cred_a, "a").backup(&["a", "--host", "clinic-a"]));
+    let b = id_of(&host(&cred_b, "b").backup(&["b", "--host", "clinic-b"]));
+    admin.run(&["key", "revoke", &key_b[..12]]).ok();
+    write_file(&src_b.join("late.bin"), &rng.bytes(30_000));
+    let late = id_of(&host(&cred_b, "b").backup(&["b", "--host", "clinic-b"]));
+
+    let report = admin.run(&["--json", "copy", "--to", "secondary"]).ok().json();
+    let copied: Vec<String> = report.as_array().unwrap().iter().flat_map(|r| r["snapshots_copied"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned())).collect();
+    assert!(copied.contains(&a) && copied.contains(&b) && !copied.contains(&late), "{report}");
+    assert!(report.to_string().contains(&late) && report.to_string().contains("after its revocation"), "the ignored snapshot is said: {report}");
+
+    let mirror = on("secondary");
+    let listed = mirror.run(&["--json", "snapshots"]).ok();
+    let ids: Vec<String> = listed.json().as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    assert!(ids.contains(&a) && ids.contains(&b), "the writers' snapshots are believed on the mirror: {}", listed.describe());
+    mirror.check(&["--read-data"]).ok();
+    let keys = mirror.run(&["--json", "key", "list"]).ok().json();
+    assert!(keys.as_array().unwrap().iter().any(|k| k["key_id"] == key_b.as_str() && k["status"] == "revoked"), "{keys}");
+    let target = t.join("restored");
+    mirror.restore(&a, &target, &[] as &[&str]).ok();
+    assert_trees_equal(&src_a, &target.join(src_a.strip_prefix("/").unwrap()));
 }

@@ -179,11 +179,21 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
             Err(e) => report.problem(ObjectKind::Hold.dir(), e.to_string()),
         }
         // A second name for a WAL file means another writer took the first.
-        for o in repo.backend().list(ObjectKind::Wal)? {
+        let wal = repo.backend().list(ObjectKind::Wal)?;
+        for o in &wal {
             if let Some((plain, writer)) = o.name.rsplit_once('@') {
+                let squatter = wal
+                    .iter()
+                    .find(|b| b.name == plain)
+                    .and_then(|b| repo.backend().read_range(ObjectKind::Wal, &b.name, b.size.checked_sub(reprise_format::sign::SIGNATURE_BLOCK_LEN as u64)?, 32).ok())
+                    .and_then(|k| reprise_format::sign::KeyId::from_slice(&k).ok());
                 report.problem(
                     ObjectKind::Wal.path(&o.name),
-                    format!("the WAL name {plain} was taken by another object before its writer ({writer}) archived it there: see `check` problems about {}", ObjectKind::Wal.path(plain)),
+                    format!(
+                        "the WAL name {plain} was taken before its writer ({writer}) archived it there, by an object naming {} as its signer ({})",
+                        repo.trust().describe(squatter.as_ref()),
+                        ObjectKind::Wal.path(plain)
+                    ),
                 );
             }
         }
@@ -294,6 +304,18 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
             report.packs_read += 1;
             report.bytes_read += size;
             progress.advance(size, 1);
+        }
+        // Archived WAL: signature, signer, name and content of each file.
+        if report.content_verified && opts.read_data == ReadData::All {
+            for o in repo.backend().list(ObjectKind::Wal)? {
+                if opts.cancel.is_cancelled() {
+                    return Err(Error::Interrupted);
+                }
+                if let Err(m) = crate::walobj::verify(repo, &o.name)? {
+                    report.problem(ObjectKind::Wal.path(&o.name), m);
+                }
+                report.bytes_read += o.size;
+            }
         }
     }
     report.problems.sort();

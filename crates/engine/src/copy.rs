@@ -191,6 +191,9 @@ pub struct CopyPlan {
     /// Source damage found while planning (the snapshots concerned are
     /// not in `snapshots`).
     pub damage: Vec<Problem>,
+    /// Source snapshots no trusted key wrote (never copied; `check` on the
+    /// source reports them).
+    pub ignored: Vec<Problem>,
     /// Snapshots held back by that damage.
     pub held_back: Vec<Id>,
     /// Destination packs the snapshots to copy rely on (packs sent, and
@@ -244,6 +247,8 @@ pub struct CopyReport {
     pub objects_skipped: usize,
     /// Damaged source objects, not copied.
     pub damage: Vec<Problem>,
+    /// Source snapshots no trusted key wrote: not copied, and not damage.
+    pub ignored: Vec<Problem>,
     /// Names present on both sides with different content (WAL), left alone.
     pub conflicts: Vec<Problem>,
     pub duration_ms: u64,
@@ -280,9 +285,15 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
         Some(d) => d.backend().list(ObjectKind::Snapshot)?.into_iter().map(|o| o.name).collect(),
         None => HashSet::new(),
     };
+    let mut ignored = Vec::new();
     for (object, e) in unreadable {
-        if !object.rsplit('/').next().is_some_and(|n| dst_names.contains(n)) {
-            damage.push(problem(object, format!("not copied: {e}")));
+        if object.rsplit('/').next().is_some_and(|n| dst_names.contains(n)) {
+            continue;
+        }
+        match e {
+            // Not damage: a snapshot no trusted key wrote is never copied.
+            Error::Untrusted { reason, .. } => ignored.push(problem(object, format!("not copied: {reason}"))),
+            e => damage.push(problem(object, format!("not copied: {e}"))),
         }
     }
     let dst_snaps = match dst_repo {
@@ -407,7 +418,7 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
     let packs_present = sizes.keys().filter(|p| dst_stored.contains(p)).count();
     damage.sort();
     damage.dedup();
-    Ok(CopyPlan { started, snapshots, snapshots_present: present, not_kept, packs, pack_domains, packs_present, adopted, damage, held_back, depends, dst_index, dst_stored, src_index })
+    Ok(CopyPlan { started, snapshots, snapshots_present: present, not_kept, packs, pack_domains, packs_present, adopted, damage, ignored, held_back, depends, dst_index, dst_stored, src_index })
 }
 
 /// Whether every blob under `tree` passes `blob` (memoised per tree: shared
@@ -563,6 +574,7 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
         snapshots_held_back: plan.held_back.clone(),
         packs_present: plan.packs_present,
         damage: plan.damage.clone(),
+        ignored: plan.ignored.clone(),
         ..CopyReport::default()
     };
     let total_bytes: u64 = plan.packs.iter().map(|(_, s)| s).sum::<u64>() + wal.iter().flat_map(|w| &w.names).map(|(_, s)| s).sum::<u64>();
@@ -941,6 +953,7 @@ pub fn dry_run(src: &Repository, dst: &Destination, plan: &CopyPlan, wal: &[WalB
         bytes_copied: pack_bytes + wal_bytes,
         objects_skipped: plan.snapshots_present + plan.packs_present + wal_present,
         damage: plan.damage.clone(),
+        ignored: plan.ignored.clone(),
         conflicts: wal.iter().flat_map(|w| w.conflicts.iter().cloned()).collect(),
         ..CopyReport::default()
     }

@@ -118,6 +118,31 @@ fn judge(repo: &Repository, name: &str, bytes: &[u8]) -> (Verdict, Option<KeyId>
     (repo.trust().judge(ObjectKind::Wal, name, signer.as_ref(), domain), signer)
 }
 
+/// Checks one stored WAL object as `check --read-data` does: its signature
+/// and signer, the name in its header, its content. `Err` says what is
+/// wrong and who signed it.
+pub fn verify(repo: &Repository, object: &str) -> Result<std::result::Result<(), String>> {
+    let bytes = match repo.backend().read(ObjectKind::Wal, object) {
+        Ok(b) => b,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(Ok(())),
+        Err(e) => return Err(e.into()),
+    };
+    let (verdict, signer) = judge(repo, object, &bytes);
+    let who = repo.trust().describe(signer.as_ref());
+    let domain = match verdict {
+        Verdict::Trusted { domain, .. } => domain,
+        Verdict::Untrusted { reason } => return Ok(Err(format!("ignored: {reason}"))),
+    };
+    let file = object.rsplit_once('/').map_or(object, |(_, f)| f);
+    let file = file.split_once('@').map_or(file, |(f, _)| f);
+    let keys = repo.domain_keys(&domain)?;
+    Ok(match walfmt::open(&bytes, &keys.catalog_key, &keys.id_key, repo.recovery("verifying archived WAL")?) {
+        Ok((h, _)) if h.name == file => Ok(()),
+        Ok((h, _)) => Err(format!("it holds {}, not {file} (signed by {who}): a file copied under another name", h.name)),
+        Err(e) => Err(format!("{e} (signed by {who})")),
+    })
+}
+
 /// A WAL file as read: the object it came from, its header, and (when the
 /// content was asked for) its plaintext.
 #[derive(Debug)]
