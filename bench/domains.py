@@ -101,7 +101,7 @@ def main():
     for host, seed in (("a", 11), ("b", 22)):
         make_tree(os.path.join(data, host), seed)
     can_drop = peers.drop_caches()
-    bins = {"before": a.before, "after": a.after}
+    bins = {"before": os.path.abspath(a.before), "after": os.path.abspath(a.after)}
     results = {k: [] for k in bins}
     order = list(bins)
     for rep in range(a.reps):

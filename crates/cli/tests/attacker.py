@@ -173,7 +173,7 @@ class AzureStore:
         return True
 
 
-# ---------------------------------------------------------------- the credential and objects (FORMAT §2-§13)
+# ---------------------------------------------------------------- the credential and objects (FORMAT §2-§15)
 
 class Writer:
     def __init__(self, store, credential):

@@ -4,7 +4,7 @@
 //! upgrade`; the upgrade keeps what was there trusted, signs holds and
 //! index files, endorses the full key and removes the format 1 write-only
 //! key; afterwards unsigned objects are ignored and format 1 writers are
-//! refused (docs/FORMAT.md 15).
+//! refused (docs/FORMAT.md 16).
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! the retention policy and whatever `--force` says, until the hold is
 //! removed.
 //!
-//! A hold is an object of its own (`holds/<id>`, docs/FORMAT.md section 12):
+//! A hold is an object of its own (`holds/<id>`, docs/FORMAT.md section 13):
 //! the snapshot, the reason, who placed it and when, sealed under the
 //! administrator domain's catalog key (a reason may name a patient or a
 //! case) and signed by the administrator. Placing one is a write; lifting
@@ -109,7 +109,7 @@ pub fn remove(repo: &Repository, spec: &str) -> Result<(Id, Option<HoldEntry>)> 
         .filter(|(id, _)| id.to_hex().starts_with(&spec) && !spec.is_empty());
     let hold = match (found.next(), found.next()) {
         (Some(h), None) => h,
-        (None, _) => return Err(Error::InvalidArgument(format!("no hold {spec}: `reprise hold list` shows them"))),
+        (None, _) => return Err(Error::NotFound(format!("no hold {spec}: `reprise hold list` shows them"))),
         (Some(_), Some(_)) => return Err(Error::InvalidArgument(format!("hold {spec} is ambiguous: give more of its ID"))),
     };
     repo.backend().remove(ObjectKind::Hold, &hold.0.to_hex())?;

@@ -124,43 +124,53 @@ pub struct MarkSet {
 /// and listed in [`MarkSet::ignored`].
 pub fn read_marks(repo: &Repository) -> Result<MarkSet> {
     let mut out = MarkSet::default();
-    let admin = repo.trust().admin();
-    let legacy_ok = repo.trust().needs_upgrade();
     for obj in repo.backend().list(ObjectKind::PruneMark)? {
-        let object = ObjectKind::PruneMark.path(&obj.name);
-        let id: Id = obj.name.parse().map_err(|e| Error::damaged(&object, e))?;
-        let bytes = match repo.read_object(ObjectKind::PruneMark, &id) {
-            Ok(b) => b,
-            // Swept since it was listed.
-            Err(Error::Backend(e)) if e.kind == ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let key = if mark::is_v2(&bytes) {
-            match mark::verify(&bytes, &repo.id()) {
-                Ok(signer) if Some(signer) == admin => repo.secrets().shared_key(),
-                Ok(signer) => {
-                    out.ignored.push((object, format!("ignored: only the administrator may condemn packs; this mark is signed by {}", repo.trust().describe(Some(&signer)))));
-                    continue;
-                }
-                Err(e) => {
-                    out.ignored.push((object, format!("ignored: {e}")));
-                    continue;
-                }
-            }
-        } else if legacy_ok {
-            repo.domain_keys(&reprise_format::keys::DomainId::LEGACY).ok().map(|k| k.catalog_key.clone())
-        } else {
-            out.ignored.push((object, "ignored: an unsigned (format 1) mark, written after the repository stopped trusting unsigned objects".into()));
-            continue;
-        };
-        let Some(key) = key else {
-            return Err(Error::LegacyKey);
-        };
-        let m = mark::open(&bytes, &key).map_err(|e| Error::damaged(&object, e))?;
-        out.marks.push(Mark { id, mark: m });
+        match read_mark(repo, &obj.name)? {
+            MarkRead::Counted(m) => out.marks.push(m),
+            MarkRead::Ignored(why) => out.ignored.push((ObjectKind::PruneMark.path(&obj.name), why)),
+            MarkRead::Gone => {}
+        }
     }
     out.marks.sort_by_key(|m| m.mark.time);
     Ok(out)
+}
+
+/// What one prune mark object is.
+pub(crate) enum MarkRead {
+    Counted(Mark),
+    /// Nobody who may condemn packs wrote it (why).
+    Ignored(String),
+    /// Swept since it was listed.
+    Gone,
+}
+
+/// Reads the prune mark `name`; [`Error::Damaged`] when it cannot be read.
+pub(crate) fn read_mark(repo: &Repository, name: &str) -> Result<MarkRead> {
+    let object = ObjectKind::PruneMark.path(name);
+    let id: Id = name.parse().map_err(|e| Error::damaged(&object, e))?;
+    let bytes = match repo.read_object(ObjectKind::PruneMark, &id) {
+        Ok(b) => b,
+        Err(Error::Backend(e)) if e.kind == ErrorKind::NotFound => return Ok(MarkRead::Gone),
+        Err(e) => return Err(e),
+    };
+    let key = if mark::is_v2(&bytes) {
+        match mark::verify(&bytes, &repo.id()) {
+            Ok(signer) if Some(signer) == repo.trust().admin() => repo.secrets().shared_key(),
+            Ok(signer) => {
+                return Ok(MarkRead::Ignored(format!("ignored: only the administrator may condemn packs; this mark is signed by {}", repo.trust().describe(Some(&signer)))));
+            }
+            Err(e) => return Ok(MarkRead::Ignored(format!("ignored: {e}"))),
+        }
+    } else if repo.trust().needs_upgrade() {
+        repo.domain_keys(&reprise_format::keys::DomainId::LEGACY).ok().map(|k| k.catalog_key.clone())
+    } else {
+        return Ok(MarkRead::Ignored("ignored: an unsigned (format 1) mark, written after the repository stopped trusting unsigned objects".into()));
+    };
+    let Some(key) = key else {
+        return Err(Error::LegacyKey);
+    };
+    let m = mark::open(&bytes, &key).map_err(|e| Error::damaged(&object, e))?;
+    Ok(MarkRead::Counted(Mark { id, mark: m }))
 }
 
 /// The prune marks a writer saw when it started.

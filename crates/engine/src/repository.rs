@@ -34,7 +34,9 @@ pub struct Repository {
     key_name: Mutex<Option<String>>,
     pack_keys: Mutex<HashMap<Id, SymmetricKey>>,
     domain_keys: Mutex<HashMap<Domain, Arc<DomainKeys>>>,
-    trust: Trust,
+    /// Replaced when this process changes who is trusted (a key added,
+    /// a credential recorded, a key revoked).
+    trust: Mutex<Arc<Trust>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -116,6 +118,16 @@ pub(crate) fn whoami() -> (String, String) {
     (host, user)
 }
 
+/// Prepares an empty location for a new repository (`init`, a copy's
+/// first run): a repository already there, or anything else, is refused.
+pub(crate) fn prepare_location(backend: &dyn Backend) -> Result<()> {
+    backend.prepare().map_err(|e| match e.kind {
+        ErrorKind::AlreadyExists if e.object == "config" => Error::RepositoryExists { location: backend.location().to_owned() },
+        ErrorKind::AlreadyExists => Error::LocationNotEmpty { location: backend.location().to_owned(), detail: e.message },
+        _ => Error::Backend(e),
+    })
+}
+
 /// The local host name, as recorded in snapshots.
 #[must_use]
 pub fn hostname() -> String {
@@ -141,10 +153,7 @@ impl Repository {
         if passphrase.is_empty() {
             return Err(Error::InvalidArgument("the passphrase is empty: choose one (it protects the repository's keys)".into()));
         }
-        backend.prepare().map_err(|e| match e.kind {
-            ErrorKind::AlreadyExists => Error::RepositoryExists { location: backend.location().to_owned() },
-            _ => Error::Backend(e),
-        })?;
+        prepare_location(backend.as_ref())?;
         let id = Id(reprise_format::crypto::random());
         let mut config = RepositoryConfig::new(id, chunker);
         config.pack_size = pack_size;
@@ -161,7 +170,7 @@ impl Repository {
 
     fn assemble(backend: Arc<dyn Backend>, config: RepositoryConfig, secrets: Secrets, key_name: Option<String>) -> Result<Repository> {
         let (trust, _) = Trust::load(backend.as_ref(), &secrets, config.version)?;
-        Ok(Repository { backend, config, secrets, key_name: Mutex::new(key_name), pack_keys: Mutex::default(), domain_keys: Mutex::default(), trust })
+        Ok(Repository { backend, config, secrets, key_name: Mutex::new(key_name), pack_keys: Mutex::default(), domain_keys: Mutex::default(), trust: Mutex::new(Arc::new(trust)) })
     }
 
     fn read_config(backend: &dyn Backend) -> Result<RepositoryConfig> {
@@ -177,6 +186,7 @@ impl Repository {
         let config = Self::read_config(backend.as_ref())?;
         let keys = backend.list(ObjectKind::Key)?;
         let mut damaged: Vec<String> = Vec::new();
+        let mut other_repository: Option<Id> = None;
         for k in &keys {
             let bytes = match backend.read(ObjectKind::Key, &k.name) {
                 Ok(b) => b,
@@ -204,6 +214,7 @@ impl Repository {
                 Ok(secrets) => {
                     if secrets.repository_id != config.id {
                         tracing::debug!("key {} belongs to another repository", k.name);
+                        other_repository = Some(secrets.repository_id);
                         continue;
                     }
                     return Self::assemble(backend, config, secrets, Some(k.name.clone()));
@@ -223,6 +234,19 @@ impl Repository {
                     "no intact key file opens with this passphrase; restore the damaged key file from a copy, or open with the recovery key (--key-file)".into(),
                 ),
             });
+        }
+        // The passphrase opens a key, but the config names another
+        // repository: an altered config (a flipped digit of its ID), not a
+        // wrong passphrase.
+        if let Some(theirs) = other_repository {
+            return Err(Error::damaged(
+                "config",
+                FormatError::Malformed(format!(
+                    "it names repository {}, but the key this passphrase opens belongs to repository {} (if this is the wrong location, check --repo)",
+                    config.id.short(),
+                    theirs.short()
+                )),
+            ));
         }
         Err(Error::WrongPassphrase { location: backend.location().to_owned() })
     }
@@ -268,8 +292,17 @@ impl Repository {
 
     /// What this key believes (docs/FORMAT.md 2.5).
     #[must_use]
-    pub fn trust(&self) -> &Trust {
-        &self.trust
+    pub fn trust(&self) -> Arc<Trust> {
+        Arc::clone(&self.trust.lock())
+    }
+
+    /// Reads the key files and trust records again: after this process
+    /// added, endorsed or revoked a key, what it reads next is judged by
+    /// the new state.
+    pub fn reload_trust(&self) -> Result<()> {
+        let (trust, _) = Trust::load(self.backend.as_ref(), &self.secrets, self.config.version)?;
+        *self.trust.lock() = Arc::new(trust);
+        Ok(())
     }
 
     /// The domain this key backs up in.
@@ -300,7 +333,7 @@ impl Repository {
     /// repository not upgraded yet, and to version 1 write-only keys.
     pub fn signer(&self) -> Result<(SigningKey, DomainId)> {
         let (key, domain) = self.secrets.signer().ok_or(Error::LegacyKey)?;
-        if self.trust.needs_upgrade() {
+        if self.trust().needs_upgrade() {
             return Err(Error::NeedsUpgrade);
         }
         Ok((key, domain))
@@ -352,7 +385,8 @@ impl Repository {
                 name: k.name,
             });
         }
-        for w in self.trust.writers().filter(|w| w.revoked.is_some()) {
+        let trust = self.trust();
+        for w in trust.writers().filter(|w| w.revoked.is_some()) {
             if out.iter().any(|k| k.key_id.as_deref() == Some(w.key_id.to_hex().as_str())) {
                 continue;
             }
@@ -399,7 +433,9 @@ impl Repository {
         let mut file = KeyFile::seal(&secrets, passphrase, kdf, &labels(label, bound_host)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.endorse(&mut file)?;
         let key_id = file.key_id().expect("version 2");
-        Ok((self.store_key_file(&file)?, key_id))
+        let name = self.store_key_file(&file)?;
+        self.reload_trust()?;
+        Ok((name, key_id))
     }
 
     /// Issues a write credential: new write-only secrets (own domain, own
@@ -417,7 +453,9 @@ impl Repository {
         let mut file = KeyFile::credential_record(secrets, &labels(label, bound_host)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.endorse(&mut file)?;
         let key_id = file.key_id().expect("version 2");
-        Ok((self.store_key_file(&file)?, key_id))
+        let name = self.store_key_file(&file)?;
+        self.reload_trust()?;
+        Ok((name, key_id))
     }
 
     /// Resolves a key ID, a key file name, or a unique prefix of either.
@@ -435,7 +473,7 @@ impl Repository {
         }
         match matches.len() {
             1 => Ok(matches.into_iter().next().expect("one match")),
-            0 => Err(Error::InvalidArgument(format!("no key matches '{prefix}': list keys with `reprise key list`"))),
+            0 => Err(Error::NotFound(format!("no key matches '{prefix}': list keys with `reprise key list`"))),
             _ => Err(Error::InvalidArgument(format!("'{prefix}' matches several keys: give more digits"))),
         }
     }
@@ -450,7 +488,7 @@ impl Repository {
         let target = keys
             .iter()
             .find(|k| !k.name.is_empty() && k.name == name)
-            .ok_or_else(|| Error::InvalidArgument(format!("no key named {name}: list keys with `reprise key list`")))?;
+            .ok_or_else(|| Error::NotFound(format!("no key named {name}: list keys with `reprise key list`")))?;
         if target.current {
             return Err(Error::InvalidArgument(
                 "refusing to remove the key in use: open the repository with another key to remove this one".into(),
@@ -531,7 +569,7 @@ impl Repository {
             Some(_) => Some(reprise_format::sign::verify_object(ObjectType::Snapshot, &self.config.id, &bytes).map_err(|e| Error::damaged(&object, e))?.0),
             None => None,
         };
-        match self.trust.judge(ObjectKind::Snapshot, &id.to_hex(), signer.as_ref(), domain) {
+        match self.trust().judge(ObjectKind::Snapshot, &id.to_hex(), signer.as_ref(), domain) {
             Verdict::Trusted { domain, by } => Ok((bytes, domain, by, signer)),
             Verdict::Untrusted { reason } => Err(Error::Untrusted { object, reason }),
         }
@@ -542,11 +580,11 @@ impl Repository {
             Provenance::Admin => WriterRef { kind: "administrator", key_id: None, label: String::new() },
             Provenance::Legacy => WriterRef { kind: "legacy", key_id: None, label: String::new() },
             Provenance::Writer(k) => {
-                let w = self.trust.writer(k);
+                let w = self.trust().writer(k).cloned();
                 WriterRef {
-                    kind: if w.is_some_and(|w| w.credential) { "credential" } else { "write-only" },
+                    kind: if w.as_ref().is_some_and(|w| w.credential) { "credential" } else { "write-only" },
                     key_id: Some(k.to_hex()),
-                    label: w.map(|w| w.label.clone()).unwrap_or_default(),
+                    label: w.map(|w| w.label).unwrap_or_default(),
                 }
             }
         }
@@ -557,8 +595,9 @@ impl Repository {
         let (bytes, domain, by, _) = self.read_snapshot(id)?;
         let keys = self.domain_keys(&domain)?;
         let header = snapshot::open_header(&bytes, &keys.catalog_key).map_err(|e| Error::damaged(ObjectKind::Snapshot.path(&id.to_hex()), e))?;
-        let warning = self.trust.bound_host(&by).filter(|h| *h != header.host).map(|h| {
-            format!("claims host '{}', but {} was issued for host '{h}'", header.host, self.trust.describe(match &by {
+        let trust = self.trust();
+        let warning = trust.bound_host(&by).filter(|h| *h != header.host).map(|h| {
+            format!("claims host '{}', but {} was issued for host '{h}'", header.host, trust.describe(match &by {
                 Provenance::Writer(k) => Some(k),
                 _ => None,
             }))
@@ -598,15 +637,56 @@ impl Repository {
         snapshot::open_body(&bytes, recovery).map_err(|e| Error::damaged(ObjectKind::Snapshot.path(&id.to_hex()), e))
     }
 
+    /// The header of a snapshot object that is damaged (its bytes no longer
+    /// hash to its name) when the header itself still authenticates under
+    /// the catalog key: its time and component are then known for sure.
+    #[must_use]
+    pub fn damaged_snapshot_header(&self, object: &str) -> Option<SnapshotHeader> {
+        let name = object.rsplit('/').next()?;
+        let bytes = self.backend.read(ObjectKind::Snapshot, name).ok()?;
+        let domain = snapshot::domain_of(&bytes).ok()?.unwrap_or(DomainId::LEGACY);
+        snapshot::open_header(&bytes, &self.domain_keys(&domain).ok()?.catalog_key).ok()
+    }
+
+    /// The newest snapshot that passes `filter`, or `None` when there is
+    /// none. A damaged snapshot that may be newer (its header cannot be
+    /// read, or says it is newer and passes the filter) makes this an
+    /// error naming it and the newest readable one: `latest` never
+    /// silently means an older snapshot.
+    pub fn newest_snapshot(&self, filter: &dyn Fn(&SnapshotHeader) -> bool) -> Result<Option<SnapshotInfo>> {
+        let (all, unreadable) = self.snapshots()?;
+        // Never a snapshot whose writer claims a host its key was not
+        // issued for.
+        let newest = all.into_iter().rfind(|s| filter(&s.header) && s.warning.is_none());
+        for (object, e) in unreadable {
+            let reason = match e {
+                Error::Damaged { source, .. } => source.to_string(),
+                // A snapshot nobody trusted wrote is not a newer backup.
+                Error::Untrusted { .. } => continue,
+                // Not damage (storage refused or did not answer): that
+                // error, with its own category.
+                other => return Err(other),
+            };
+            match self.damaged_snapshot_header(&object) {
+                Some(h) if !filter(&h) => {}
+                Some(h) if newest.as_ref().is_some_and(|n| h.time < n.header.time) => {}
+                _ => return Err(Error::LatestDamaged { object, reason, newest_readable: newest.map(|s| (s.id, s.header.time)) }),
+            }
+        }
+        Ok(newest)
+    }
+
     /// Resolves `latest`, a full ID or a unique prefix, among snapshots that
     /// pass `filter`. `latest` never picks a snapshot whose writer claims
     /// a host its key was not issued for.
     pub fn find_snapshot(&self, spec: &str, filter: &dyn Fn(&SnapshotHeader) -> bool) -> Result<SnapshotInfo> {
+        if spec == "latest" {
+            return self.newest_snapshot(filter)?.ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
+        }
         let (all, unreadable) = self.snapshots()?;
         // A damaged snapshot asked for by ID is damage, not "not found".
         let spec_lower = spec.to_ascii_lowercase();
-        if spec != "latest"
-            && !spec.is_empty()
+        if !spec.is_empty()
             && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower))
             && let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower)))
         {
@@ -616,9 +696,6 @@ impl Repository {
             });
         }
         let candidates: Vec<SnapshotInfo> = all.into_iter().filter(|s| filter(&s.header)).collect();
-        if spec == "latest" {
-            return candidates.into_iter().rfind(|s| s.warning.is_none()).ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
-        }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::SnapshotNotFound(spec.to_owned()));
         }

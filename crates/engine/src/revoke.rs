@@ -4,7 +4,7 @@
 //! A stolen write credential must stop counting at once, without losing
 //! what its host backed up before. Time cannot say which objects came
 //! before: the thief controls the host's clock. So the revocation is a
-//! list (docs/FORMAT.md 14): the objects the key had signed when it was
+//! list (docs/FORMAT.md 15): the objects the key had signed when it was
 //! revoked stay trusted, checked against the public record the revocation
 //! carries; anything else it signs is ignored and reported. The key file
 //! goes (the passphrase opens nothing any more). The storage credential
@@ -86,6 +86,7 @@ pub fn revoke(repo: &Repository, key_id: &KeyId, reason: &str) -> Result<RevokeR
             }
         }
     }
+    repo.reload_trust()?;
     Ok(RevokeReport {
         key_id: key_id.to_hex(),
         label: writer.label.clone(),

@@ -1,5 +1,5 @@
 //! Upgrading a version 1 repository (`reprise key upgrade`,
-//! docs/FORMAT.md 15).
+//! docs/FORMAT.md 16).
 //!
 //! Version 1 could not tell its writers apart: every write-only key held
 //! the secrets everyone deduplicated with, and nothing was signed. This
@@ -156,6 +156,7 @@ pub fn upgrade(repo: &Repository, current_key: Option<&str>) -> Result<UpgradeRe
             }
         }
     }
+    repo.reload_trust()?;
     Ok(report)
 }
 

@@ -1,4 +1,4 @@
-//! Legal-hold objects (`holds/`, docs/FORMAT.md section 12).
+//! Legal-hold objects (`holds/`, docs/FORMAT.md section 13).
 //!
 //! ```text
 //! "RPRSHLD2" || nonce (12) || AES-256-GCM(admin domain catalog key, nonce, AAD "reprise hold v2")(CBOR) || tag (16)

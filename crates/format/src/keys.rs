@@ -195,7 +195,7 @@ pub enum Access {
     Full(FullSecrets),
     Writer(Box<WriterSecrets>),
     /// A version 1 write-only key: the legacy domain's keys and nothing to
-    /// sign with. It can no longer write (docs/FORMAT.md 15).
+    /// sign with. It can no longer write (docs/FORMAT.md 16).
     LegacyWriter(DomainKeys),
 }
 

@@ -1,4 +1,4 @@
-//! Prune marks (`prune/`, docs/FORMAT.md section 13): the packs a `prune`
+//! Prune marks (`prune/`, docs/FORMAT.md section 14): the packs a `prune`
 //! has condemned, and when. Deleting them waits for a grace period (see
 //! `reprise_engine::prune`).
 //!

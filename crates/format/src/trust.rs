@@ -1,4 +1,4 @@
-//! Trust records (`trust/`, docs/FORMAT.md sections 14 and 15).
+//! Trust records (`trust/`, docs/FORMAT.md sections 15 and 16).
 //!
 //! A reader trusts an object by its signer; two administrator statements
 //! change that, and both are lists of what existed at one moment, so that
