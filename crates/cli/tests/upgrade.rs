@@ -203,3 +203,24 @@ print(name)
         assert_eq!(&contents(&walk_find(&target, "docs").unwrap()), want);
     }
 }
+
+/// `repair config` on a format 1 repository whose config is unreadable
+/// writes version 1 again (from the key files, all format 1): the
+/// repository still trusts its unsigned objects, reads every snapshot,
+/// and upgrades. (Written as version 2, every object in it would be
+/// ignored as unsigned.)
+#[test]
+fn repair_config_keeps_a_format_1_repository_format_1() {
+    let t = TestDir::new("upgrade-repair-config");
+    let r = copy_fixture(&t);
+    let before = r.snapshots().len();
+    fs::write(r.repo.join("config"), b"{\"format\": \"reprise-repo\x00\x00 garbage").unwrap();
+    let done = r.run(&["--json", "repair", "config"]).ok().json();
+    assert_eq!(done["config"]["version"], 1, "{done}");
+    assert!(done["defaults"].as_array().unwrap().iter().any(|d| d.as_str().unwrap().starts_with("version (set to 1")), "{done}");
+    let snaps = r.snapshots();
+    assert_eq!(snaps.len(), before, "{snaps:?}");
+    assert!(snaps.iter().all(|s| s["writer"]["kind"] == "legacy"), "{snaps:?}");
+    r.run(&["--json", "key", "upgrade"]).ok();
+    assert_eq!(r.snapshots().len(), before);
+}

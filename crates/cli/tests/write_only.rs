@@ -377,3 +377,37 @@ fn write_only_keys_cannot_prune_lift_holds_or_revoke() {
     }
     assert_eq!(repo_listing(&fx.full.repo), before, "refused commands must not change the repository");
 }
+
+/// `repair index` rebuilds a writer's damaged index file in the writer's
+/// own domain (signed by the administrator): the writer's snapshot
+/// restores, `check` is clean, and the writer still deduplicates against
+/// its old data (it trusts index files the administrator signed in its
+/// domain, and no other domain's).
+#[test]
+fn repair_index_rebuilds_a_writers_index_in_its_own_domain() {
+    let fx = fixture("wo-repair-index");
+    settle(&fx.src);
+    fx.full.backup_paths(&[&fx.src]);
+    let admins: BTreeSet<String> = objects(&fx.full.repo, "index").into_iter().collect();
+    let id = id_of(&fx.wo.backup_paths(&[&fx.src]));
+    let writers: Vec<String> = objects(&fx.full.repo, "index").into_iter().filter(|o| !admins.contains(o)).collect();
+    assert_eq!(writers.len(), 1, "{writers:?}");
+    let size = size_of(&fx.full.repo, &writers[0]);
+    flip_byte(&fx.full.repo, &writers[0], size / 2);
+    let out = fx.full.run(&["check", "--read-data"]).expect_code(6);
+    assert!(out.stdout.contains(&format!("DAMAGED {}", writers[0])), "{}", out.describe());
+
+    let done = fx.full.run(&["--json", "repair", "index"]).ok().json();
+    assert_eq!(done["damaged_index_files"].as_array().unwrap().len(), 1, "{done}");
+    assert!(done["packs_indexed"].as_u64().unwrap() >= 1, "{done}");
+    assert!(!fx.full.repo.join(&writers[0]).exists());
+    let check = fx.full.check(&["--read-data"]).ok().json();
+    assert!(problem_objects(&check).is_empty(), "{check}");
+    let out = fx.t.join("out");
+    fx.full.restore(&id, &out, &[] as &[&str]).ok();
+    assert_trees_equal(&fx.src, &out.join(fx.src.strip_prefix("/").unwrap()));
+    // The writer, without its files cache, finds every chunk again.
+    let again = fx.wo.backup(&[std::ffi::OsStr::new("--no-cache"), std::ffi::OsStr::new("--path"), fx.src.as_os_str()]);
+    assert!(summary(&again, "files_read") > 0, "{again}");
+    assert_eq!(summary(&again, "new_bytes"), 0, "{again}");
+}
