@@ -26,7 +26,10 @@ use reprise_demo::datasets::Rng;
 use reprise_format::BlobKind;
 use reprise_format::chunker::{ChunkPolicy, Chunker, ChunkerParams};
 use reprise_format::crypto::{IdKey, RecoverySecretKey, SymmetricKey};
+use reprise_format::Id;
+use reprise_format::keys::DomainId;
 use reprise_format::pack::{PackWriter, compress};
+use reprise_format::sign::SigningKey;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 /// Streaming input size.
@@ -227,6 +230,10 @@ fn kernels(c: &mut Criterion) {
     let mut g = c.benchmark_group("path");
     configure(&mut g, BUF);
     let catalog = SymmetricKey::generate();
+    // Format 2 packs are signed by their writer: the signature is part of
+    // the new-chunk path's cost.
+    let signer = SigningKey::generate();
+    let repository = Id::of_object(b"bench repository");
     for (name, data) in [("mixed", &mixed), ("random", &random), ("text", &text)] {
         g.bench_function(format!("new-chunk-1thread-{name}-8MiB"), |b| {
             b.iter(|| {
@@ -237,7 +244,7 @@ fn kernels(c: &mut Criterion) {
                     let (comp, payload) = compress(raw, 3);
                     w.add(BlobKind::Data, id, raw.len() as u32, comp, &payload);
                 }
-                black_box(w.finish(&catalog));
+                black_box(w.finish(&DomainId::ADMIN, &catalog, &signer, &repository));
             });
         });
     }

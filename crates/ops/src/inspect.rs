@@ -6,6 +6,7 @@
 
 use reprise_engine::MasterIndex;
 use reprise_engine::diff::DiffEntry;
+use reprise_engine::format::keys::Domain;
 use reprise_engine::format::snapshot::SnapshotHeader;
 use reprise_engine::format::tree::Node;
 use reprise_engine::stats::RepositoryStats;
@@ -38,11 +39,15 @@ pub struct DamagedSnapshot {
     pub header: Option<SnapshotHeader>,
 }
 
-/// The snapshots, oldest first, and the damaged ones.
+/// The snapshots, oldest first, the damaged ones, and the ones no trusted
+/// key wrote.
 #[derive(Debug)]
 pub struct SnapshotList {
     pub snapshots: Vec<SnapshotInfo>,
     pub damaged: Vec<DamagedSnapshot>,
+    /// Why each snapshot object nobody trusted wrote was ignored (it names
+    /// the key that signed it): reported, never damage, never listed.
+    pub untrusted: Vec<String>,
 }
 
 impl Verdict for SnapshotList {
@@ -63,6 +68,10 @@ pub fn snapshots(ws: &Workspace, filter: &SnapshotFilter) -> Result<SnapshotList
     let repo = ws.open(None)?;
     let (all, bad) = repo.snapshots()?;
     let snapshots = all.into_iter().filter(|s| filter.keeps(&s.header)).collect();
+    // A snapshot nobody trusted wrote is not damage: it is reported (with
+    // the key that signed it) and counts for nothing.
+    let (untrusted, bad): (Vec<_>, Vec<_>) = bad.into_iter().partition(|(_, e)| matches!(e, reprise_engine::Error::Untrusted { .. }));
+    let untrusted = untrusted.into_iter().map(|(_, e)| e.to_string()).collect();
     // A damaged snapshot is listed too (it may be the newest), unless its
     // header still authenticates and says it is outside the filter.
     let damaged = bad
@@ -77,7 +86,7 @@ pub fn snapshots(ws: &Workspace, filter: &SnapshotFilter) -> Result<SnapshotList
         })
         .filter(|d| d.header.as_ref().is_none_or(|h| filter.keeps(h)))
         .collect();
-    Ok(SnapshotList { snapshots, damaged })
+    Ok(SnapshotList { snapshots, damaged, untrusted })
 }
 
 /// One entry of a snapshot's tree: its path (bytes, from `/`) and node.
@@ -90,9 +99,10 @@ pub struct Entry {
 /// The entries of `snapshot` at and below `path` (empty: all), in tree order.
 pub fn ls(ws: &Workspace, snapshot: &str, path: &str) -> Result<(SnapshotInfo, Vec<Entry>)> {
     let repo = ws.open(None)?;
+    repo.require_full("listing a snapshot's contents")?;
     let snap = find_snapshot(&repo, snapshot, None)?;
     let body = repo.snapshot_body(&snap.id)?;
-    let (index, _) = MasterIndex::load(&repo)?;
+    let (index, _) = MasterIndex::load(&repo, &snap.domain)?;
     let prefix: Vec<u8> = path.trim_matches('/').as_bytes().to_vec();
     let mut entries = Vec::new();
     walk::walk(&repo, &index, &body.tree, &mut |path, node| {
@@ -114,14 +124,26 @@ pub fn ls(ws: &Workspace, snapshot: &str, path: &str) -> Result<(SnapshotInfo, V
 }
 
 /// What changed from one snapshot to another.
-pub fn diff(ws: &Workspace, from: &str, to: &str) -> Result<Vec<DiffEntry>> {
+#[derive(Debug)]
+pub struct Diff {
+    pub changes: Vec<DiffEntry>,
+    /// The two writers' deduplication domains, when they differ: chunk IDs
+    /// cannot be compared across domains, so files were compared by size
+    /// and modification time.
+    pub domains: Option<(Domain, Domain)>,
+}
+
+pub fn diff(ws: &Workspace, from: &str, to: &str) -> Result<Diff> {
     let repo = ws.open(None)?;
+    repo.require_full("comparing snapshots")?;
     let a = find_snapshot(&repo, from, None)?;
     let b = find_snapshot(&repo, to, None)?;
-    let (index, _) = MasterIndex::load(&repo)?;
+    let (index_a, _) = MasterIndex::load(&repo, &a.domain)?;
+    let index_b = if b.domain == a.domain { None } else { Some(MasterIndex::load(&repo, &b.domain)?.0) };
     let ta: Id = repo.snapshot_body(&a.id)?.tree;
     let tb: Id = repo.snapshot_body(&b.id)?.tree;
-    Ok(reprise_engine::diff::diff(&repo, &index, &ta, &tb)?)
+    let changes = reprise_engine::diff::diff(&repo, &index_a, index_b.as_ref().unwrap_or(&index_a), &ta, &tb)?;
+    Ok(Diff { changes, domains: index_b.is_some().then_some((a.domain, b.domain)) })
 }
 
 pub fn stats(ws: &Workspace) -> Result<RepositoryStats> {

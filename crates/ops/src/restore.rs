@@ -120,6 +120,10 @@ pub fn restore(ws: &Workspace, request: &RestoreRequest, fetch: &Arc<dyn FetchCo
         return Err(OpsError::usage("--at, --start, --tablespace and --into apply to PostgreSQL components: name one from the plan"));
     }
     let repo = ws.open(component)?;
+    // Refused before the snapshot is looked for: a write-only key sees its
+    // own domain only, and another writer's snapshot must not read as "not
+    // found".
+    repo.require_full("restoring")?;
     let snap = match component {
         Some(c) => find_snapshot(&repo, "latest", Some(&c.name))?,
         None => find_snapshot(&repo, spec, None)?,

@@ -151,12 +151,17 @@ pub fn hold_add(ws: &Workspace, snapshot: &str, reason: &str) -> Result<HoldPlac
     Ok(HoldPlaced { hold: id, snapshot: snap.id, component: snap.header.component, reason: reason.to_owned() })
 }
 
-pub fn hold_list(ws: &Workspace) -> Result<Vec<HoldEntry>> {
+/// Every hold the administrator placed, and the hold objects that count
+/// for nothing (a writer planted them, or nobody signed them) with why:
+/// those are to be reported, never listed as holds.
+pub fn hold_list(ws: &Workspace) -> Result<(Vec<HoldEntry>, holds::Ignored)> {
     let repo = ws.open(None)?;
-    Ok(holds::list(&repo)?)
+    Ok(holds::list_all(&repo)?)
 }
 
-pub fn hold_remove(ws: &Workspace, hold: &str) -> Result<HoldEntry> {
+/// Lifts the hold `hold` names; a hold object nobody trusted signed is
+/// removed the same way and returned as `None` (it protected nothing).
+pub fn hold_remove(ws: &Workspace, hold: &str) -> Result<(Id, Option<HoldEntry>)> {
     let repo = ws.open(None)?;
     Ok(holds::remove(&repo, hold)?)
 }

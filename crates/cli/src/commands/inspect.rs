@@ -15,6 +15,14 @@ use crate::output::{bytes_if_not_utf8, count, escape_name};
 pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
     let listed = inspect::snapshots(&ctx.ws, &SnapshotFilter { component: args.component.clone(), host: args.host.clone() })?;
     let (list, damaged) = (&listed.snapshots, &listed.damaged);
+    for why in &listed.untrusted {
+        errln!("reprise: warning: {why}");
+    }
+    for s in list {
+        if let Some(w) = &s.warning {
+            errln!("reprise: warning: snapshot {} {w}: it is never taken as `latest`", s.id.short());
+        }
+    }
     if ctx.json() {
         let mut docs: Vec<serde_json::Value> = list.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
         for DamagedSnapshot { object, reason, header } in damaged {
@@ -28,17 +36,18 @@ pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
         }
         ctx.print_json(&docs)?;
     } else {
-        ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  tags", "id", "time (UTC)", "host", "component", "size", "files"));
+        ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {:<14} tags", "id", "time (UTC)", "host", "component", "size", "files", "writer"));
         for s in list {
             let h = &s.header;
             ctx.say(format!(
-                "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {}",
+                "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {:<14} {}",
                 s.id.short(),
                 h.time.strftime("%Y-%m-%d %H:%M:%S"),
                 h.host,
                 h.component,
                 bytes(h.summary.bytes),
                 h.summary.files,
+                s.writer.short(),
                 h.tags.join(",")
             ));
         }
@@ -115,7 +124,10 @@ pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
 }
 
 pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
-    let changes = inspect::diff(&ctx.ws, &args.from, &args.to)?;
+    let inspect::Diff { changes, domains } = inspect::diff(&ctx.ws, &args.from, &args.to)?;
+    if let Some((a, b)) = &domains {
+        errln!("reprise: note: the two snapshots were written by different writers (domains {a} and {b}): files are compared by size and modification time");
+    }
     if ctx.json() {
         let docs: Vec<serde_json::Value> = changes
             .iter()
