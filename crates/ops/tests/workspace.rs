@@ -1,8 +1,10 @@
 //! The workspace opens each repository once, whatever asks for it: the
 //! operations run in process here, on local repositories, through a
-//! storage wrapper that counts the key files read (each read by
-//! `Repository::open` is one Argon2id derivation: the cost a daemon must
-//! not pay on every scheduled run).
+//! storage wrapper that counts the opens (each `Repository::open` reads
+//! the config once, and with a passphrase it is one Argon2id derivation:
+//! the cost a daemon must not pay on every scheduled run). Key files are
+//! no measure since format 2: every open also reads them all to judge
+//! who may write what.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,20 +20,20 @@ use reprise_plan::Plan;
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
-/// Counts key files read, per process of the test.
+/// Counts repository opens (config reads), per workspace of the test.
 struct Counting {
-    key_reads: Arc<AtomicUsize>,
+    opens: Arc<AtomicUsize>,
 }
 
 #[derive(Debug)]
 struct CountingBackend {
     inner: Arc<dyn Backend>,
-    key_reads: Arc<AtomicUsize>,
+    opens: Arc<AtomicUsize>,
 }
 
 impl Storage for Counting {
     fn open(&self, url: &str, lock: Option<Lock>, credentials: &Credentials) -> Result<Arc<dyn Backend>, BackendError> {
-        Ok(Arc::new(CountingBackend { inner: backends::open_with(url, lock, credentials)?, key_reads: Arc::clone(&self.key_reads) }))
+        Ok(Arc::new(CountingBackend { inner: backends::open_with(url, lock, credentials)?, opens: Arc::clone(&self.opens) }))
     }
 }
 
@@ -46,8 +48,8 @@ impl Backend for CountingBackend {
         self.inner.create(kind, name, bytes)
     }
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
-        if kind == ObjectKind::Key {
-            self.key_reads.fetch_add(1, Ordering::SeqCst);
+        if kind == ObjectKind::Config {
+            self.opens.fetch_add(1, Ordering::SeqCst);
         }
         self.inner.read(kind, name)
     }
@@ -70,10 +72,10 @@ fn init(dir: &Path) {
     Repository::init(backends::open(dir.to_str().unwrap()).unwrap(), PASSPHRASE.as_bytes(), fast, ChunkerParams::default()).unwrap();
 }
 
-fn workspace(plan: &Path, key_reads: &Arc<AtomicUsize>, cache: PathBuf) -> Workspace {
+fn workspace(plan: &Path, opens: &Arc<AtomicUsize>, cache: PathBuf) -> Workspace {
     let plan = Plan::load(plan).unwrap();
     let env = Environment::from_pairs([("REPRISE_PASSWORD", PASSPHRASE)]);
-    Workspace::new(Some(plan), Settings { cache_dir: Some(cache), ..Settings::default() }, env).with_storage(Box::new(Counting { key_reads: Arc::clone(key_reads) }))
+    Workspace::new(Some(plan), Settings { cache_dir: Some(cache), ..Settings::default() }, env).with_storage(Box::new(Counting { opens: Arc::clone(opens) }))
 }
 
 /// The bug: `status` opened the component's repository once for the 3-2-1
@@ -102,18 +104,18 @@ fn status_opens_each_repository_once() {
         ),
     )
     .unwrap();
-    let key_reads = Arc::new(AtomicUsize::new(0));
-    let ws = workspace(&plan, &key_reads, t.path().join("cache"));
+    let opens = Arc::new(AtomicUsize::new(0));
+    let ws = workspace(&plan, &opens, t.path().join("cache"));
     let request = reprise_ops::backup::BackupRequest { component: Some("records".into()), ..Default::default() };
     reprise_ops::backup::backup(&ws, request, &Silent, &CancelToken::new()).unwrap();
-    assert_eq!(key_reads.load(Ordering::SeqCst), 1, "backup opens the primary once");
+    assert_eq!(opens.load(Ordering::SeqCst), 1, "backup opens the primary once");
 
     let status = reprise_ops::status::status(&ws, &[]).unwrap();
     assert_eq!(status[0].copies.repositories.len(), 2);
     assert!(status[0].rpo_met == Some(true), "{:?}", status[0].rpo_seconds);
-    assert_eq!(key_reads.load(Ordering::SeqCst), 2, "status opens the copy, and reuses the primary opened by backup");
+    assert_eq!(opens.load(Ordering::SeqCst), 2, "status opens the copy, and reuses the primary opened by backup");
     reprise_ops::status::status(&ws, &[]).unwrap();
-    assert_eq!(key_reads.load(Ordering::SeqCst), 2, "a second status opens nothing");
+    assert_eq!(opens.load(Ordering::SeqCst), 2, "a second status opens nothing");
 
     // A fresh workspace: one derivation per repository, not per question.
     let fresh = Arc::new(AtomicUsize::new(0));
