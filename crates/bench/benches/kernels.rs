@@ -23,13 +23,12 @@ use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
 use reprise_demo::datasets::Rng;
-use reprise_format::BlobKind;
+use reprise_format::keys::DomainId;
+use reprise_format::sign::SigningKey;
+use reprise_format::{BlobKind, Id};
 use reprise_format::chunker::{ChunkPolicy, Chunker, ChunkerParams};
 use reprise_format::crypto::{IdKey, RecoverySecretKey, SymmetricKey};
-use reprise_format::Id;
-use reprise_format::keys::DomainId;
 use reprise_format::pack::{PackWriter, compress};
-use reprise_format::sign::SigningKey;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 /// Streaming input size.
@@ -230,10 +229,8 @@ fn kernels(c: &mut Criterion) {
     let mut g = c.benchmark_group("path");
     configure(&mut g, BUF);
     let catalog = SymmetricKey::generate();
-    // Format 2 packs are signed by their writer: the signature is part of
-    // the new-chunk path's cost.
-    let signer = SigningKey::generate();
-    let repository = Id::of_object(b"bench repository");
+    // Every pack is signed since format 2: the signature is part of the work.
+    let (signer, repository) = (SigningKey::generate(), Id::of_object(b"bench repository"));
     for (name, data) in [("mixed", &mixed), ("random", &random), ("text", &text)] {
         g.bench_function(format!("new-chunk-1thread-{name}-8MiB"), |b| {
             b.iter(|| {
