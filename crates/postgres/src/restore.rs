@@ -341,7 +341,7 @@ fn sanitize_config(data_dir: &Path) -> Result<()> {
 /// Where `base`'s tablespaces go for this restore, checked before anything
 /// is written (see `crate::tablespaces`).
 fn place_tablespaces(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions) -> Result<Vec<Placement>> {
-    let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+    let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
     let body = repo.snapshot_body(&base.id)?;
     let stored = tablespaces::stored(repo, &index, &body.tree, &base.id)?;
     let placements = tablespaces::place(&stored, &opts.to, &opts.tablespace_map, &base.id)?;
@@ -381,7 +381,7 @@ fn restore_base(
     // Configuration kept outside the data directory comes along if the
     // data directory has none (Debian layout), made safe to start here.
     if !opts.to.join("postgresql.conf").exists() {
-        let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+        let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
         let body = repo.snapshot_body(&base.id)?;
         if let Ok(Some(_)) = reprise_engine::walk::find(repo, &index, &body.tree, b"config") {
             let mut co = RestoreOptions::new(&opts.to);
@@ -523,6 +523,9 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     let mut written: Vec<PathBuf> = Vec::new();
     let mut attempted = false;
     for base in &list {
+        // WAL from another server under this server's names is not taken
+        // (docs/FORMAT.md 10.1).
+        wal::expect_system_identifier(base.system_identifier);
         let needed = match plan_wal(repo, &opts.component, base, &opts.target) {
             Ok(n) => n,
             Err(e) => {
