@@ -79,7 +79,7 @@ impl KeepRule {
     pub fn keeps(&self, file: &str) -> bool {
         let segment_name = match walname::classify(file) {
             Some(WalFile::Segment(s)) => s,
-            Some(WalFile::Partial | WalFile::BackupHistory | WalFile::StreamPartial { .. }) => file[..24].to_owned(),
+            Some(WalFile::Partial | WalFile::BackupHistory | WalFile::StreamPartial { .. } | WalFile::StreamPiece { .. }) => file[..24].to_owned(),
             // History files, and anything unrecognised: never removed here.
             Some(WalFile::History(_)) | None => return true,
         };
@@ -187,6 +187,8 @@ mod tests {
         assert!(rule.keeps("00000002.history"), "history files stay");
         assert!(!rule.keeps(&format!("{}.partial", name(1, 5))));
         assert!(rule.keeps(&format!("{}.partial.1700000000000", name(1, 25))));
+        assert!(rule.keeps(&format!("{}.stream.00000000-00002000", name(1, 25))));
+        assert!(!rule.keeps(&format!("{}.stream.00000000-00002000", name(1, 6))), "stream pieces go with their segment");
         assert!(!rule.keeps(&format!("{}.00000028.backup", name(1, 4))));
         assert!(rule.keeps("not-a-wal-name"), "unknown names are never removed");
     }

@@ -181,8 +181,8 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
         wal::check_chain(&view, component, &needed)?;
         return Ok(needed);
     }
-    let latest_tli = view.segments.keys().next_back().copied().unwrap_or(base.timeline).max(base.timeline);
-    let newest_on_latest = view.segments.get(&latest_tli).and_then(|s| s.iter().next_back().copied()).unwrap_or(start.number);
+    let latest_tli = view.timelines().into_iter().next_back().unwrap_or(base.timeline).max(base.timeline);
+    let newest_on_latest = view.newest_on(latest_tli).map_or(start.number, |s| s.number);
     let path = wal::required_segments(repo, component, start, latest_tli, newest_on_latest)?;
     let stop_number = base.stop_segment().number;
     let end = match target {
@@ -196,7 +196,7 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
             let (mut lo, mut hi) = (0usize, good);
             while lo < hi {
                 let mid = usize::midpoint(lo, hi);
-                let modified = wal::header(repo, component, &path[mid].name(seg))?.map(|h| h.modified);
+                let modified = wal::written(repo, component, &view, path[mid])?;
                 if modified.is_some_and(|m| m >= *t) {
                     hi = mid;
                 } else {
@@ -204,7 +204,7 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
                 }
             }
             if lo == good && good == path.len() {
-                let newest = path.last().and_then(|s| wal::header(repo, component, &s.name(seg)).ok().flatten()).map(|h| h.modified);
+                let newest = path.last().and_then(|s| wal::written(repo, component, &view, *s).ok().flatten());
                 return Err(PgError::NoBaseBackup {
                     component: component.to_owned(),
                     target: target.to_string(),

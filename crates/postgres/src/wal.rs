@@ -18,7 +18,7 @@ use reprise_engine::backends::{ErrorKind, ObjectKind};
 use reprise_engine::format::wal::{self as walfmt, WalHeader};
 
 use crate::error::{PgError, Result};
-use crate::walname::{self, Segment, WalFile};
+use crate::walname::{self, Lsn, Segment, WalFile};
 
 /// zstd level for WAL: level 1 keeps `wal-push` ahead of a busy server.
 const WAL_ZSTD_LEVEL: i32 = 1;
@@ -47,8 +47,20 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
         .ok()
         .and_then(|t| jiff::Timestamp::try_from(t).ok())
         .unwrap_or_else(jiff::Timestamp::now);
+    let system_identifier = walname::long_page_header(&data).map_or(0, |h| h.system_identifier);
+    store(repo, component, name, &data, modified, system_identifier)
+}
+
+/// Seals `data` as the WAL object `name` of `component` and creates it.
+/// Every WAL object reprise writes goes through here (archived files,
+/// streamed byte ranges, segments the stream completes, history files), so
+/// they all share one encoding (docs/FORMAT.md §10).
+///
+/// The same name with the same keyed hash is success (a retry, or a second
+/// writer with the same bytes); another hash is a loud refusal.
+pub fn store(repo: &Repository, component: &str, name: &str, data: &[u8], modified: jiff::Timestamp, system_identifier: u64) -> Result<PushOutcome> {
     let secrets = &repo.secrets().write;
-    let hash = secrets.id_key.blob_id(&data);
+    let hash = secrets.id_key.blob_id(data);
     let header = WalHeader {
         version: 1,
         name: name.to_owned(),
@@ -57,9 +69,9 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
         modified,
         pushed: jiff::Timestamp::now(),
         host: reprise_engine::repository::hostname(),
-        system_identifier: walname::long_page_header(&data).map_or(0, |h| h.system_identifier),
+        system_identifier,
     };
-    let sealed = walfmt::seal(&header, &data, WAL_ZSTD_LEVEL, &secrets.catalog_key, &secrets.recovery_public);
+    let sealed = walfmt::seal(&header, data, WAL_ZSTD_LEVEL, &secrets.catalog_key, &secrets.recovery_public);
     let object = object_name(component, name);
     match repo.backend().create(ObjectKind::Wal, &object, &sealed) {
         Ok(()) => Ok(PushOutcome::Archived),
@@ -78,8 +90,14 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
 }
 
 /// Reads one archived file, or — for a segment that was still being
-/// streamed — its newest streamed copy (recovery reads it up to the last
-/// record written and ends there).
+/// streamed — the segment as far as the stream stored it (recovery reads it
+/// up to the last record and ends there).
+///
+/// A streamed segment is assembled from its byte ranges
+/// (`<segment>.stream.<FROM>-<TO>`): the bytes from offset 0 for as long as
+/// the ranges are contiguous, zeros after (PostgreSQL wants a whole segment
+/// and reads zeros as the end of the WAL). Segments streamed by older
+/// versions are whole copies (`<segment>.partial.<millis>`): the newest.
 pub fn read_or_partial(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
     if let Some(found) = read(repo, component, file)? {
         return Ok(Some(found));
@@ -87,18 +105,121 @@ pub fn read_or_partial(repo: &Repository, component: &str, file: &str) -> Result
     if !matches!(walname::classify(file), Some(WalFile::Segment(_))) {
         return Ok(None);
     }
-    let prefix = format!("{component}/{file}.partial.");
-    let newest = repo
-        .backend()
-        .list(ObjectKind::Wal)
-        .map_err(reprise_engine::Error::from)?
-        .into_iter()
-        .filter_map(|o| o.name.strip_prefix(&prefix).and_then(|m| m.parse::<u64>().ok()))
-        .max();
-    match newest {
+    let prefix = format!("{component}/{file}.");
+    let mut pieces = Vec::new();
+    let mut newest_copy = None;
+    for o in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
+        let Some(rest) = o.name.strip_prefix(&prefix) else { continue };
+        match walname::classify(&format!("{file}.{rest}")) {
+            Some(WalFile::StreamPiece { from, to, .. }) => pieces.push((from, to)),
+            Some(WalFile::StreamPartial { millis, .. }) => newest_copy = newest_copy.max(Some(millis)),
+            _ => {}
+        }
+    }
+    if let Some(assembled) = assemble_streamed(repo, component, file, &pieces)? {
+        return Ok(Some(assembled));
+    }
+    match newest_copy {
         Some(m) => read(repo, component, &format!("{file}.partial.{m}")),
         None => Ok(None),
     }
+}
+
+/// The byte ranges that extend the contiguous prefix from offset 0, in
+/// order: the ones a restore reads (a range inside another adds nothing).
+#[must_use]
+pub fn covering_pieces(pieces: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut sorted = pieces.to_vec();
+    sorted.sort_unstable();
+    let mut covered = 0;
+    let mut out = Vec::new();
+    for (from, to) in sorted {
+        if from > covered {
+            break;
+        }
+        if to > covered {
+            out.push((from, to));
+            covered = to;
+        }
+    }
+    out
+}
+
+/// How far from offset 0 the stored ranges of one segment reach without a hole.
+#[must_use]
+pub fn contiguous_end(pieces: &[(u32, u32)]) -> u32 {
+    covering_pieces(pieces).last().map_or(0, |p| p.1)
+}
+
+/// Pieces read at once while assembling a streamed segment.
+const ASSEMBLY_THREADS: usize = 8;
+
+/// Assembles a streamed segment from its stored ranges; `None` if they do
+/// not start at offset 0. Overlapping ranges must agree byte for byte
+/// (they are the same WAL received twice); a disagreement is damage.
+fn assemble_streamed(repo: &Repository, component: &str, segment: &str, pieces: &[(u32, u32)]) -> Result<Option<(WalHeader, Vec<u8>)>> {
+    let chosen = covering_pieces(pieces);
+    let Some(&(_, end)) = chosen.last() else { return Ok(None) };
+    let size = walname::DEFAULT_SEGMENT_SIZE as usize;
+    if end as usize > size {
+        return Err(PgError::Invalid(format!("{segment}: a stored range ends at {end}, past the 16 MiB segment")));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, WalHeader, Vec<u8>)>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..ASSEMBLY_THREADS.min(chosen.len()))
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut got = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(from, to)) = chosen.get(i) else { return Ok(got) };
+                        let name = walname::piece_name(segment, from, to);
+                        match read(repo, component, &name)? {
+                            Some((h, data)) if data.len() == (to - from) as usize => got.push((i, h, data)),
+                            Some(_) => {
+                                return Err(reprise_engine::Error::Damaged {
+                                    object: ObjectKind::Wal.path(&object_name(component, &name)),
+                                    source: reprise_engine::format::FormatError::Malformed("its length differs from the range its name gives".into()),
+                                }
+                                .into());
+                            }
+                            // Removed since the listing (forget): not there.
+                            None => return Err(PgError::Invalid(format!("{name} disappeared while the segment was assembled: try again"))),
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("assembly thread panicked")).collect()
+    });
+    let mut parts = Vec::with_capacity(chosen.len());
+    for r in results {
+        parts.extend(r?);
+    }
+    parts.sort_by_key(|p| p.0);
+    let mut out = vec![0u8; size];
+    let mut covered = 0usize;
+    let mut newest: Option<WalHeader> = None;
+    for (i, h, data) in parts {
+        let from = chosen[i].0 as usize;
+        let overlap = covered - from;
+        if out[from..covered] != data[..overlap] {
+            return Err(reprise_engine::Error::Damaged {
+                object: ObjectKind::Wal.path(&object_name(component, &walname::piece_name(segment, chosen[i].0, chosen[i].1))),
+                source: reprise_engine::format::FormatError::Malformed("it disagrees with an overlapping range of the same segment".into()),
+            }
+            .into());
+        }
+        out[covered..from + data.len()].copy_from_slice(&data[overlap..]);
+        covered = from + data.len();
+        if newest.as_ref().is_none_or(|n| h.modified > n.modified) {
+            newest = Some(h);
+        }
+    }
+    let mut header = newest.expect("at least one range");
+    header.name = segment.to_owned();
+    header.size = size as u64;
+    Ok(Some((header, out)))
 }
 
 /// Reads and decrypts one archived file; `None` if it is not archived.
@@ -127,6 +248,19 @@ pub fn header(repo: &Repository, component: &str, file: &str) -> Result<Option<W
     walfmt::open_header(&bytes, &repo.secrets().write.catalog_key)
         .map(Some)
         .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e }.into())
+}
+
+/// When the newest stored WAL of segment `s` was written on the server: the
+/// archived segment's time, else that of its last streamed range.
+pub fn written(repo: &Repository, component: &str, view: &ArchiveView, s: Segment) -> Result<Option<jiff::Timestamp>> {
+    let name = s.name(walname::DEFAULT_SEGMENT_SIZE);
+    if view.segments.get(&s.timeline).is_some_and(|set| set.contains(&s.number)) {
+        return Ok(header(repo, component, &name)?.map(|h| h.modified));
+    }
+    match view.streamed.get(&name).and_then(|p| covering_pieces(p).last().copied()) {
+        Some((from, to)) => Ok(header(repo, component, &walname::piece_name(&name, from, to))?.map(|h| h.modified)),
+        None => Ok(None),
+    }
 }
 
 fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {
@@ -208,8 +342,11 @@ pub struct ArchiveView {
     pub histories: BTreeSet<u32>,
     /// Partial segments (streaming, promotions).
     pub partials: BTreeSet<String>,
-    /// Newest streamed copy of a segment still being written, by segment name.
+    /// Newest streamed copy of a segment still being written, by segment
+    /// name (older versions of `wal-stream`).
     pub stream_partials: BTreeMap<String, u64>,
+    /// Stored byte ranges of streamed segments, by segment name.
+    pub streamed: BTreeMap<String, Vec<(u32, u32)>>,
     pub total_bytes: u64,
     pub files: usize,
 }
@@ -237,21 +374,67 @@ impl ArchiveView {
                     let e = view.stream_partials.entry(segment).or_insert(0);
                     *e = (*e).max(millis);
                 }
+                Some(WalFile::StreamPiece { segment, from, to }) => view.streamed.entry(segment).or_default().push((from, to)),
                 _ => {}
             }
         }
         Ok(view)
     }
 
+    /// Whether recovery can read segment `s`: archived whole, or streamed
+    /// from its first byte on.
     #[must_use]
     pub fn contains(&self, s: Segment) -> bool {
-        self.segments.get(&s.timeline).is_some_and(|set| set.contains(&s.number))
+        self.segments.get(&s.timeline).is_some_and(|set| set.contains(&s.number)) || self.streamed_end(s) > 0
     }
 
-    /// The newest segment on the highest timeline.
+    /// How far from its start segment `s` is stored as streamed ranges.
+    #[must_use]
+    pub fn streamed_end(&self, s: Segment) -> u32 {
+        self.streamed.get(&s.name(walname::DEFAULT_SEGMENT_SIZE)).map_or(0, |p| contiguous_end(p))
+    }
+
+    /// The newest segment on the highest timeline, streamed ones included.
     #[must_use]
     pub fn newest(&self) -> Option<Segment> {
-        self.segments.iter().next_back().and_then(|(t, set)| set.iter().next_back().map(|n| Segment { timeline: *t, number: *n }))
+        let timeline = self.timelines().into_iter().next_back()?;
+        self.newest_on(timeline)
+    }
+
+    /// Every timeline with a segment, archived or streamed.
+    #[must_use]
+    pub fn timelines(&self) -> BTreeSet<u32> {
+        let mut t: BTreeSet<u32> = self.segments.keys().copied().collect();
+        t.extend(self.streamed_segments().map(|s| s.timeline));
+        t
+    }
+
+    /// The newest segment recovery can read on `timeline`.
+    #[must_use]
+    pub fn newest_on(&self, timeline: u32) -> Option<Segment> {
+        let archived = self.segments.get(&timeline).and_then(|set| set.iter().next_back().copied());
+        let streamed = self.streamed_segments().filter(|s| s.timeline == timeline && self.streamed_end(*s) > 0).map(|s| s.number).max();
+        archived.max(streamed).map(|number| Segment { timeline, number })
+    }
+
+    fn streamed_segments(&self) -> impl Iterator<Item = Segment> + '_ {
+        self.streamed.keys().filter_map(|n| Segment::parse(n, walname::DEFAULT_SEGMENT_SIZE))
+    }
+
+    /// Where the WAL stored for `timeline` ends: the end of the newest
+    /// archived segment, or how far the newest streamed segment reaches,
+    /// whichever is later. Everything before it that recovery needs is in
+    /// the repository when the chain has no gap.
+    #[must_use]
+    pub fn stored_end(&self, timeline: u32) -> Option<Lsn> {
+        let seg = walname::DEFAULT_SEGMENT_SIZE;
+        let archived = self.segments.get(&timeline).and_then(|set| set.iter().next_back()).map(|n| Segment { timeline, number: *n }.next().start_lsn(seg).0);
+        let streamed = self
+            .streamed_segments()
+            .filter(|s| s.timeline == timeline && self.streamed_end(*s) > 0)
+            .map(|s| s.start_lsn(seg).0 + u64::from(self.streamed_end(s)))
+            .max();
+        archived.max(streamed).map(Lsn)
     }
 }
 
