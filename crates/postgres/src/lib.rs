@@ -27,5 +27,6 @@ pub mod status;
 pub mod stream;
 pub mod wal;
 pub mod walname;
+pub mod walrecord;
 
 pub use error::{PgError, Result};

@@ -259,7 +259,7 @@ impl ReplicationConnection {
 
     /// Reads until one whole message is buffered; `None` on a read timeout.
     fn fill(&mut self) -> Result<bool> {
-        let mut chunk = [0u8; 1 << 16];
+        let mut chunk = [0u8; 16 << 10];
         match self.socket.read(&mut chunk) {
             Ok(0) => Err(PgError::Stream(format!("{}: the server closed the connection", self.target))),
             Ok(n) => {

@@ -388,8 +388,14 @@ fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, pr
 
 /// Fills the spool with WAL files PostgreSQL asks for (`NAME.want`) and
 /// prefetches the segments after each, so that replay does not wait.
+///
+/// A file it cannot read (damaged, unreadable) is answered with an error,
+/// which makes `wal-fetch` exit 126 and recovery stop; the errors are kept
+/// (prefetched files too: recovery may ask for one after it failed), to
+/// tell the operator which object stopped recovery.
 struct SpoolServer {
     stop: Arc<AtomicBool>,
+    failure: Arc<parking_lot::Mutex<BTreeMap<String, PgError>>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -397,6 +403,8 @@ impl SpoolServer {
     fn start(repo: Arc<Repository>, component: String, spool: PathBuf) -> SpoolServer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let failure = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
+        let first_failure = Arc::clone(&failure);
         let handle = std::thread::spawn(move || {
             let mut ahead: VecDeque<String> = VecDeque::new();
             let put = |name: &str| -> bool {
@@ -421,6 +429,7 @@ impl SpoolServer {
                     }
                     Err(e) => {
                         let _ = std::fs::write(spool.join(format!("{name}.error")), e.to_string());
+                        first_failure.lock().entry(name.to_owned()).or_insert(e);
                         false
                     }
                 }
@@ -456,7 +465,12 @@ impl SpoolServer {
                 }
             }
         });
-        SpoolServer { stop, handle: Some(handle) }
+        SpoolServer { stop, failure, handle: Some(handle) }
+    }
+
+    /// The first file (in replay order) it could not give recovery, if any.
+    fn failure(&self) -> Option<PgError> {
+        self.failure.lock().pop_first().map(|(_, e)| e)
     }
 }
 
@@ -588,6 +602,11 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
                 client = None;
                 std::thread::sleep(Duration::from_millis(100));
                 if !c.alive() {
+                    // A WAL file recovery needed could not be read: that is
+                    // the cause, and it is damage, not a wrong target.
+                    if let Some(e) = server.failure() {
+                        return Err(e);
+                    }
                     return Err(PgError::Recovery(recovery_failure(&c, &opts.target)));
                 }
             }

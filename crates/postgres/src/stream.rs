@@ -308,14 +308,12 @@ fn receive(
                 st.chunks.push((start, data));
                 shared.cond.notify_all();
             }
-            Some(WalMessage::Keepalive { reply_requested, .. }) => {
-                if reply_requested {
-                    status.report(Lsn(durable.load(Ordering::SeqCst)), false)?;
-                    last_status = Instant::now();
-                }
+            Some(WalMessage::Keepalive { reply_requested: true, .. }) => {
+                status.report(Lsn(durable.load(Ordering::SeqCst)), false)?;
+                last_status = Instant::now();
             }
             Some(WalMessage::EndOfTimeline) => return Ok(Ended::TimelineEnded),
-            None => {}
+            Some(WalMessage::Keepalive { .. }) | None => {}
         }
         if last_status.elapsed() >= STATUS_INTERVAL {
             status.report(Lsn(durable.load(Ordering::SeqCst)), false)?;
@@ -587,11 +585,11 @@ pub fn save_spool(repo: &Repository, component: &str, spool: &Path) -> Result<Sp
     if let Ok(dir) = std::fs::read_dir(spool) {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(seg) = name.strip_suffix(".spool").and_then(|s| Segment::parse(s, SEGMENT)) {
-                if view.segments.get(&seg.timeline).is_some_and(|s| s.contains(&seg.number)) {
-                    let _ = std::fs::remove_file(e.path());
-                    report.files_removed += 1;
-                }
+            if let Some(seg) = name.strip_suffix(".spool").and_then(|s| Segment::parse(s, SEGMENT))
+                && view.segments.get(&seg.timeline).is_some_and(|s| s.contains(&seg.number))
+            {
+                let _ = std::fs::remove_file(e.path());
+                report.files_removed += 1;
             }
         }
     }

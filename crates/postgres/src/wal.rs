@@ -151,6 +151,9 @@ pub fn contiguous_end(pieces: &[(u32, u32)]) -> u32 {
     covering_pieces(pieces).last().map_or(0, |p| p.1)
 }
 
+/// One stored range as read: its place among the chosen ranges, header, bytes.
+type PieceRead = (usize, WalHeader, Vec<u8>);
+
 /// Pieces read at once while assembling a streamed segment.
 const ASSEMBLY_THREADS: usize = 8;
 
@@ -165,7 +168,7 @@ fn assemble_streamed(repo: &Repository, component: &str, segment: &str, pieces: 
         return Err(PgError::Invalid(format!("{segment}: a stored range ends at {end}, past the 16 MiB segment")));
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<(usize, WalHeader, Vec<u8>)>>> = std::thread::scope(|sc| {
+    let results: Vec<Result<Vec<PieceRead>>> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..ASSEMBLY_THREADS.min(chosen.len()))
             .map(|_| {
                 sc.spawn(|| {
@@ -217,7 +220,7 @@ fn assemble_streamed(repo: &Repository, component: &str, segment: &str, pieces: 
         }
     }
     let mut header = newest.expect("at least one range");
-    header.name = segment.to_owned();
+    segment.clone_into(&mut header.name);
     header.size = size as u64;
     Ok(Some((header, out)))
 }

@@ -165,6 +165,30 @@ fn standalone_fetch(ctx: &Context, component: &str) -> String {
     cmd
 }
 
+/// A stream killed on this host may have left WAL in its spool that the
+/// repository lacks: a restore without it would miss those commits (never
+/// acknowledged in synchronous mode, but written by the server).
+fn warn_spool_ahead(ctx: &Context, repo: &reprise_engine::Repository, component: &str) -> Result<()> {
+    let spool = default_stream_spool(ctx, component);
+    if !spool.exists() {
+        return Ok(());
+    }
+    let view = wal::ArchiveView::load(repo, component).map_err(pg_error)?;
+    let ahead = reprise_postgres::stream::spool_ahead(&view, &spool);
+    if let Some(first) = ahead.first() {
+        let more: u64 = ahead.iter().map(|a| a.spool_bytes - a.stored_bytes).sum();
+        eprintln!(
+            "reprise: warning: the wal-stream spool {} holds WAL the repository lacks ({} in {} file(s), from segment {} at byte {}): run `reprise wal-stream {component} --upload-only` first to restore it too",
+            spool.display(),
+            bytes(more),
+            ahead.len(),
+            first.segment,
+            first.stored_bytes
+        );
+    }
+    Ok(())
+}
+
 /// `restore COMPONENT --at ... --to ...` for a PostgreSQL component.
 pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, args: &RestoreArgs) -> Result<()> {
     let repo = ctx.open(Some(c))?;
@@ -204,6 +228,7 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
         return Ok(());
     }
     let target = Target::parse(args.at.as_deref().unwrap_or("latest")).map_err(exit::usage)?;
+    warn_spool_ahead(ctx, &repo, &c.name)?;
     let mut tablespace_map = std::collections::BTreeMap::new();
     for t in &args.tablespaces {
         let (oid, dir) = t.split_once('=').ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR")))?;
@@ -317,7 +342,8 @@ pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
 /// Status of one PostgreSQL component.
 pub fn status_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan) -> Result<pgstatus::PgStatus> {
     let repo = ctx.open(Some(c))?;
-    pgstatus::status(&repo, &c.name, Some((&pg.connection, pg.password_env.as_deref()))).map_err(pg_error)
+    let live = pgstatus::Live { connection: &pg.connection, password_env: pg.password_env.as_deref(), data_directory: pg.data_directory.as_deref() };
+    pgstatus::status_at(&repo, &c.name, Some(&live)).map_err(pg_error)
 }
 
 /// The spool `wal-stream` uses for a component unless `--spool` says otherwise.
