@@ -198,7 +198,7 @@ pub struct WalStreamArgs {
     /// repository (RPO 0)
     #[arg(long)]
     pub synchronous: bool,
-    /// Local spool for received WAL not yet stored [default: CACHE/wal-stream/COMPONENT]
+    /// Local spool for received WAL not yet stored [default: CACHE/wal-stream/REPOSITORY-ID/COMPONENT]
     #[arg(long)]
     pub spool: Option<PathBuf>,
     /// Without --synchronous: seconds between stores of received WAL

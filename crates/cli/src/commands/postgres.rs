@@ -169,7 +169,7 @@ fn standalone_fetch(ctx: &Context, component: &str) -> String {
 /// repository lacks: a restore without it would miss those commits (never
 /// acknowledged in synchronous mode, but written by the server).
 fn warn_spool_ahead(ctx: &Context, repo: &reprise_engine::Repository, component: &str) -> Result<()> {
-    let spool = default_stream_spool(ctx, component);
+    let spool = default_stream_spool(ctx, repo, component);
     if !spool.exists() {
         return Ok(());
     }
@@ -346,16 +346,18 @@ pub fn status_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan) -> R
     pgstatus::status_at(&repo, &c.name, Some(&live)).map_err(pg_error)
 }
 
-/// The spool `wal-stream` uses for a component unless `--spool` says otherwise.
-pub fn default_stream_spool(ctx: &Context, component: &str) -> PathBuf {
-    ctx.cache_dir().join("wal-stream").join(component)
+/// The spool `wal-stream` uses for a component unless `--spool` says
+/// otherwise: per repository, so that WAL received for one repository is
+/// never stored into another.
+pub fn default_stream_spool(ctx: &Context, repo: &reprise_engine::Repository, component: &str) -> PathBuf {
+    ctx.cache_dir().join("wal-stream").join(repo.id().to_hex()).join(component)
 }
 
 pub fn wal_stream(ctx: &Context, args: &WalStreamArgs) -> Result<()> {
     let c = ctx.component(&args.component)?;
     let pg = pg_plan(c).filter(|p| p.mode == PostgresMode::Physical).ok_or_else(|| exit::usage(format!("wal-stream needs a physical postgres component; '{}' is not one", c.name)))?;
     let repo = ctx.open(Some(c))?;
-    let spool = args.spool.clone().unwrap_or_else(|| default_stream_spool(ctx, &c.name));
+    let spool = args.spool.clone().unwrap_or_else(|| default_stream_spool(ctx, &repo, &c.name));
     if args.upload_only {
         let saved = reprise_postgres::stream::save_spool(&repo, &c.name, &spool).map_err(pg_error)?;
         if ctx.json() {

@@ -1,0 +1,420 @@
+//! `wal-stream`, against real PostgreSQL servers: what a synchronous
+//! stream acknowledges is in the repository, whatever happens next.
+//!
+//! The skeptic's experiment (issue 12) is `acknowledged_commits_survive_*`:
+//! clients count the commits the server acknowledged; the database host is
+//! lost (every server process killed with SIGKILL, the data directory
+//! removed) and the stream is killed too, so the repository is frozen at
+//! that instant; a restore from the repository alone must hold every
+//! acknowledged row. In some runs the stream is killed first: commits must
+//! then wait (no acknowledgement without the stream), and the server is
+//! lost afterwards. On local storage and on an S3 server (moto) behind the
+//! fault proxy.
+//!
+//! The other tests: the stream on another host (TCP, SCRAM) outliving the
+//! database host; periodic stores in asynchronous mode seen while the
+//! stream runs, then `kill -9`; a spool left behind stored with no server
+//! (`--upload-only`) after `restore` warned about it; `status` of a stream
+//! (RPO 0 when everything is stored, an alert when it is not running).
+
+mod common;
+mod pgenv;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::emulators;
+use common::fault_proxy::{Fault, FaultProxy};
+use common::{Reprise, TestDir};
+use pgenv::{COMPONENT, Server, lsn, open_to_server, pg_bin, restore_started, wait_for, wal_objects, write_plan};
+
+const LOCAL_HBA: &str = "local all all trust\nlocal replication all trust\n";
+
+/// A running `reprise wal-stream`, killed with SIGKILL if the test ends early.
+struct Stream {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Stream {
+    fn start(r: &Reprise, plan: &Path, extra: &[&str], log: PathBuf) -> Stream {
+        let mut args = vec!["--plan", plan.to_str().expect("utf8"), "-v", "wal-stream", COMPONENT];
+        args.extend_from_slice(extra);
+        let (mut c, _) = r.command(&args);
+        let out = std::fs::File::create(&log).expect("log");
+        c.stdin(Stdio::null()).stdout(out.try_clone().expect("log")).stderr(out);
+        Stream { child: Some(c.spawn().expect("spawn wal-stream")), log }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().expect("wait").is_none())
+    }
+
+    fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9 the stream");
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then its exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "wal-stream did not stop within 60 s of SIGTERM: {}", self.output());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// `sync` or `async` once the stream is streaming (a walsender is listed,
+/// as `async`, from the moment it connects), else empty.
+fn sync_state(server: &Server) -> String {
+    server.one("SELECT coalesce((SELECT sync_state FROM pg_stat_replication WHERE application_name = 'reprise_db' AND state = 'streaming'), '')")
+}
+
+fn wait_streaming(server: &Server, stream: &mut Stream, state: &str) {
+    wait_for(&format!("the stream to be a {state} standby"), Duration::from_secs(60), || {
+        assert!(stream.running(), "wal-stream exited: {}", stream.output());
+        (sync_state(server) == state).then_some(())
+    });
+}
+
+/// Clients committing one row per transaction; each id is recorded once
+/// the server acknowledged its commit.
+struct Load {
+    acked: Arc<Mutex<Vec<i64>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(server: &Server, clients: i64) -> Load {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|t| {
+                let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
+                let mut client = server.client();
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    // Bounded in count and time.
+                    for i in 0..5_000i64 {
+                        if stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(120) {
+                            return;
+                        }
+                        let id = t * 1_000_000 + i;
+                        match client.execute("INSERT INTO acked (id) VALUES ($1)", &[&id]) {
+                            Ok(_) => acked.lock().unwrap().push(id),
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { acked, stop, threads }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn finish(self) -> Vec<i64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("load thread");
+        }
+        let mut v = self.acked.lock().unwrap().clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// The database host dies first; the stream is killed right after.
+    ServerFirst,
+    /// The stream is killed first (commits must wait), the host dies later.
+    StreamFirst,
+}
+
+/// One run of the skeptic's experiment; returns (acknowledged, restored).
+fn skeptic_run(work: &Path, tag: &str, r: &Reprise, repo_url: &str, loss: Loss, proxy: Option<&FaultProxy>) -> (usize, usize) {
+    let bin = pg_bin().expect("checked by the caller");
+    let root = work.join(tag);
+    std::fs::create_dir_all(&root).expect("mkdir");
+    open_to_server(&root);
+    let mut server = Server::start(&bin, &root.join("pg"), &[("synchronous_standby_names", "reprise_db")], LOCAL_HBA);
+    let plan = root.join("reprise.toml");
+    write_plan(&plan, repo_url, &server.conn_string(), Some(&server.cluster.data_dir), "");
+    let faults = |on: bool| {
+        if let Some(p) = proxy {
+            p.enabled.store(on, Ordering::Relaxed);
+        }
+    };
+    r.run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).ok();
+    faults(true);
+    let mut stream = Stream::start(r, &plan, &["--synchronous"], root.join("stream.log"));
+    wait_streaming(&server, &mut stream, "sync");
+    server.sql("CREATE TABLE acked (id bigint PRIMARY KEY)");
+    r.run(&["--plan", plan.to_str().expect("utf8"), "backup", COMPONENT]).ok();
+    let load = Load::start(&server, 4);
+    wait_for("150 acknowledged commits", Duration::from_secs(120), || (load.count() >= 150).then_some(()));
+    match loss {
+        Loss::ServerFirst => {
+            server.kill_9_and_destroy();
+            stream.kill_9();
+        }
+        Loss::StreamFirst => {
+            // No child process to orphan: the stream is the standby itself.
+            assert!(pgenv::children(stream.pid()).is_empty(), "wal-stream has child processes");
+            stream.kill_9();
+            wait_for("the server to see the stream gone", Duration::from_secs(30), || sync_state(&server).is_empty().then_some(()));
+            let settled = load.count();
+            std::thread::sleep(Duration::from_secs(2));
+            assert_eq!(load.count(), settled, "{tag}: commits were acknowledged with no stream to store them");
+            let waiting: i64 = server.client().query_one("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", &[]).expect("q").get(0);
+            assert!(waiting > 0, "{tag}: no commit is waiting for the stream");
+            server.kill_9_and_destroy();
+        }
+    }
+    faults(false);
+    let acked = load.finish();
+    // The repository alone, as it was when the host was lost.
+    let (restored_server, _, _) = restore_started(r, &plan, &bin, "latest", &root.join("restored"));
+    let mut client = restored_server.connect("postgres").expect("connect");
+    let restored: std::collections::BTreeSet<i64> = client.query("SELECT id FROM acked", &[]).expect("q").iter().map(|row| row.get(0)).collect();
+    let missing: Vec<&i64> = acked.iter().filter(|id| !restored.contains(id)).collect();
+    assert!(missing.is_empty(), "{tag}: {} acknowledged commit(s) missing from the restore (of {}), first {:?}; stream log:\n{}", missing.len(), acked.len(), &missing[..missing.len().min(5)], stream.output());
+    eprintln!("{tag}: {} commits acknowledged, all {} restored ({} more committed but never acknowledged)", acked.len(), acked.len(), restored.len() - acked.len());
+    (acked.len(), restored.len())
+}
+
+#[test]
+fn acknowledged_commits_survive_the_loss_of_the_database_host_on_local_storage() {
+    if pg_bin().is_none() {
+        return;
+    }
+    let work = TestDir::new("skeptic-local");
+    open_to_server(work.path());
+    for (i, loss) in [Loss::ServerFirst, Loss::StreamFirst, Loss::ServerFirst].into_iter().enumerate() {
+        let repo = work.join(format!("repo{i}"));
+        let r = Reprise::at(work.path(), repo.clone());
+        let (acked, restored) = skeptic_run(work.path(), &format!("local-{i}-{loss:?}"), &r, repo.to_str().expect("utf8"), loss, None);
+        assert!(acked >= 150 && restored >= acked);
+    }
+}
+
+#[test]
+fn acknowledged_commits_survive_the_loss_of_the_database_host_on_s3_through_faults() {
+    if pg_bin().is_none() {
+        return;
+    }
+    let work = TestDir::new("skeptic-s3");
+    open_to_server(work.path());
+    let Some(s3) = emulators::moto(work.path()) else { return };
+    emulators::create_bucket(&s3, "stream");
+    let proxy = FaultProxy::start(s3.port, 10, 0x5eed_0012, Duration::from_secs(3));
+    for (i, loss) in [Loss::ServerFirst, Loss::StreamFirst].into_iter().enumerate() {
+        let url = format!("s3://stream/run{i}?endpoint={}", proxy.endpoint());
+        let r = Reprise::at(work.path(), PathBuf::from(&url))
+            .with_env("AWS_ACCESS_KEY_ID", emulators::S3_KEY_ID)
+            .with_env("AWS_SECRET_ACCESS_KEY", emulators::S3_SECRET)
+            .with_env("REPRISE_STORAGE_REQUEST_TIMEOUT", "2")
+            .with_env("REPRISE_STORAGE_RETRY_TIMEOUT", "60")
+            .with_timeout(Duration::from_secs(600));
+        skeptic_run(work.path(), &format!("s3-{i}-{loss:?}"), &r, &url, loss, Some(&proxy));
+    }
+    let injected: u64 = Fault::ALL.iter().map(|f| proxy.count(*f)).sum();
+    eprintln!("faults: {}", proxy.report());
+    assert!(injected > 0, "no fault was injected: {}", proxy.report());
+}
+
+/// The stream runs on the backup server (like Barman): its own cache, TCP
+/// to the database with a SCRAM password, a role with nothing but
+/// REPLICATION. The database host is lost; the backup server restores
+/// every acknowledged commit.
+#[test]
+fn a_stream_on_another_host_outlives_the_database_host() {
+    let Some(bin) = pg_bin() else { return };
+    let work = TestDir::new("another-host");
+    open_to_server(work.path());
+    let hba = "local all all trust\nlocal replication all trust\nhost replication streamer 127.0.0.1/32 scram-sha-256\n";
+    let mut server = Server::start(&bin, &work.join("pg"), &[("synchronous_standby_names", "reprise_db"), ("listen_addresses", "127.0.0.1")], hba);
+    let secret = "stream-secret-7f3a91";
+    // No standby yet: this commit must not wait for one.
+    server.sql(&format!("SET synchronous_commit = local; CREATE ROLE streamer REPLICATION LOGIN PASSWORD '{secret}'"));
+    let repo = work.join("repo");
+    // The database host: base backups over its socket.
+    let db_plan = work.join("db-host.toml");
+    write_plan(&db_plan, repo.to_str().expect("utf8"), &server.conn_string(), Some(&server.cluster.data_dir), "");
+    let db_host = Reprise::at(work.path(), repo.clone()).with_cache(work.join("db-host-cache"));
+    // The backup server: TCP, password from the environment.
+    let bk_plan = work.join("backup-host.toml");
+    let tcp = format!("host=127.0.0.1 port={} user=streamer dbname=postgres", server.cluster.port);
+    write_plan(&bk_plan, repo.to_str().expect("utf8"), &tcp, None, "password_env = \"STREAM_PASSWORD\"\n");
+    let backup_host = Reprise::at(work.path(), repo.clone()).with_cache(work.join("backup-host-cache")).with_env("STREAM_PASSWORD", secret);
+    db_host.init();
+    let mut stream = Stream::start(&backup_host, &bk_plan, &["--synchronous"], work.join("stream.log"));
+    wait_streaming(&server, &mut stream, "sync");
+    assert_eq!(server.one("SELECT client_addr::text FROM pg_stat_replication WHERE application_name = 'reprise_db'"), "127.0.0.1/32");
+    server.sql("CREATE TABLE acked (id bigint PRIMARY KEY)");
+    db_host.run(&["--plan", db_plan.to_str().expect("utf8"), "backup", COMPONENT]).ok();
+    let load = Load::start(&server, 2);
+    wait_for("100 acknowledged commits", Duration::from_secs(120), || (load.count() >= 100).then_some(()));
+    server.kill_9_and_destroy();
+    std::fs::remove_dir_all(work.join("db-host-cache")).ok();
+    let acked = load.finish();
+    // The stream is still there, trying to reconnect; the backup host restores.
+    assert!(stream.running(), "the stream died with the database host: {}", stream.output());
+    let (restored, _, _) = restore_started(&backup_host, &bk_plan, &bin, "latest", &work.join("restored"));
+    let ids: std::collections::BTreeSet<i64> = restored.connect("postgres").expect("connect").query("SELECT id FROM acked", &[]).expect("q").iter().map(|r| r.get(0)).collect();
+    let missing = acked.iter().filter(|id| !ids.contains(id)).count();
+    assert_eq!(missing, 0, "{missing} of {} acknowledged commits missing", acked.len());
+    let status = stream.stop();
+    assert!(status.success(), "wal-stream did not stop cleanly on SIGTERM: {}", stream.output());
+    assert!(!stream.output().contains(secret), "the password appears in the stream's output");
+}
+
+/// Issue 13 item 4: without `--synchronous` the stream stores what it
+/// received every `--partial-interval`; a store newer than a commit is seen
+/// while the stream still runs (not its shutdown flush), and after
+/// `kill -9` the repository alone restores the commit.
+#[test]
+fn an_asynchronous_stream_stores_a_commit_within_its_interval_and_kill_9_keeps_it() {
+    let Some(bin) = pg_bin() else { return };
+    let work = TestDir::new("async-stream");
+    open_to_server(work.path());
+    let mut server = Server::start(&bin, &work.join("pg"), &[], LOCAL_HBA);
+    let repo = work.join("repo");
+    let plan = work.join("reprise.toml");
+    write_plan(&plan, repo.to_str().expect("utf8"), &server.conn_string(), Some(&server.cluster.data_dir), "");
+    let r = Reprise::at(work.path(), repo.clone());
+    r.init();
+    let mut stream = Stream::start(&r, &plan, &["--partial-interval", "1"], work.join("stream.log"));
+    wait_streaming(&server, &mut stream, "async");
+    server.sql("CREATE TABLE markers (n int PRIMARY KEY)");
+    r.run(&["--plan", plan.to_str().expect("utf8"), "backup", COMPONENT]).ok();
+    server.sql("INSERT INTO markers VALUES (1)");
+    let commit_end = lsn(&server.one("SELECT pg_current_wal_lsn()::text"));
+    let t = Instant::now();
+    wait_for("a stored range past the commit", Duration::from_secs(15), || {
+        (pgenv::stored_range_end(&wal_objects(&repo)).is_some_and(|end| end >= commit_end)).then_some(())
+    });
+    let took = t.elapsed();
+    assert!(stream.running(), "the range was stored by a stream that had stopped");
+    eprintln!("the commit reached the repository {took:?} after it returned (interval 1 s)");
+    stream.kill_9();
+    server.kill_9_and_destroy();
+    let (restored, _, _) = restore_started(&r, &plan, &bin, "latest", &work.join("restored"));
+    let n: i64 = restored.connect("postgres").expect("connect").query_one("SELECT count(*) FROM markers", &[]).expect("q").get(0);
+    assert_eq!(n, 1, "the commit stored while the stream ran is not in the restore");
+}
+
+/// A stream killed before it stored what it received leaves it in its
+/// spool: `restore` warns, `wal-stream --upload-only` stores it with no
+/// server at all, and the next restore has the commit.
+#[test]
+fn a_spool_left_behind_is_stored_without_a_server() {
+    let Some(bin) = pg_bin() else { return };
+    let work = TestDir::new("spool");
+    open_to_server(work.path());
+    let mut server = Server::start(&bin, &work.join("pg"), &[], LOCAL_HBA);
+    let repo = work.join("repo");
+    let plan = work.join("reprise.toml");
+    write_plan(&plan, repo.to_str().expect("utf8"), &server.conn_string(), Some(&server.cluster.data_dir), "");
+    let r = Reprise::at(work.path(), repo.clone());
+    r.init();
+    // Stores only when a segment completes (or at a clean stop).
+    let mut stream = Stream::start(&r, &plan, &["--partial-interval", "3600"], work.join("stream.log"));
+    wait_streaming(&server, &mut stream, "async");
+    server.sql("CREATE TABLE markers (n int PRIMARY KEY)");
+    r.run(&["--plan", plan.to_str().expect("utf8"), "backup", COMPONENT]).ok();
+    server.sql("INSERT INTO markers VALUES (1)");
+    let (segment, end): (String, String) = {
+        let row = server.client().query_one("SELECT pg_walfile_name(pg_current_wal_lsn()), pg_current_wal_lsn()::text", &[]).expect("q");
+        (row.get(0), row.get(1))
+    };
+    let offset = lsn(&end) % (16 << 20);
+    let repo_id = std::fs::read_to_string(repo.join("config")).ok().and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok()).and_then(|c| c["id"].as_str().map(str::to_owned)).expect("repository id");
+    let spool_file = work.join("cache/reprise/wal-stream").join(repo_id).join(COMPONENT).join(format!("{segment}.spool"));
+    wait_for("the commit in the spool", Duration::from_secs(15), || (std::fs::metadata(&spool_file).is_ok_and(|m| m.len() >= offset)).then_some(()));
+    stream.kill_9();
+    server.kill_9_and_destroy();
+
+    let (first, _, stderr) = restore_started(&r, &plan, &bin, "latest", &work.join("before-upload"));
+    assert!(stderr.contains("holds WAL the repository lacks") && stderr.contains("--upload-only"), "restore did not warn about the spool: {stderr}");
+    let n: i64 = first.connect("postgres").expect("connect").query_one("SELECT count(*) FROM markers", &[]).expect("q").get(0);
+    assert_eq!(n, 0, "the commit was in the repository already: this test proves nothing");
+    drop(first);
+
+    let saved = r.run(&["--json", "--plan", plan.to_str().expect("utf8"), "wal-stream", COMPONENT, "--upload-only"]).ok().json();
+    assert!(saved["ranges_stored"].as_u64().expect("count") >= 1, "{saved}");
+    let (second, _, stderr) = restore_started(&r, &plan, &bin, "latest", &work.join("after-upload"));
+    assert!(!stderr.contains("holds WAL the repository lacks"), "still warns after the upload: {stderr}");
+    let n: i64 = second.connect("postgres").expect("connect").query_one("SELECT count(*) FROM markers", &[]).expect("q").get(0);
+    assert_eq!(n, 1, "the spool's commit is not in the restore after --upload-only");
+}
+
+/// `status` of a streamed component: RPO 0 measured against the server
+/// while the synchronous stream runs; when it is killed, an alert rather
+/// than "ok".
+#[test]
+fn status_of_a_stream_is_zero_when_stored_and_an_alert_when_it_stops() {
+    let Some(bin) = pg_bin() else { return };
+    let work = TestDir::new("stream-status");
+    open_to_server(work.path());
+    let server = Server::start(&bin, &work.join("pg"), &[("synchronous_standby_names", "reprise_db")], LOCAL_HBA);
+    let repo = work.join("repo");
+    let plan = work.join("reprise.toml");
+    write_plan(&plan, repo.to_str().expect("utf8"), &server.conn_string(), Some(&server.cluster.data_dir), "\n[components.db.objectives]\nrpo = \"1m\"\n");
+    let r = Reprise::at(work.path(), repo.clone());
+    r.init();
+    let mut stream = Stream::start(&r, &plan, &["--synchronous"], work.join("stream.log"));
+    wait_streaming(&server, &mut stream, "sync");
+    server.sql("CREATE TABLE markers (n int PRIMARY KEY)");
+    r.run(&["--plan", plan.to_str().expect("utf8"), "backup", COMPONENT]).ok();
+    server.sql("INSERT INTO markers VALUES (1)");
+    let p = plan.to_str().expect("utf8");
+    let status = r.run(&["--json", "--plan", p, "status", COMPONENT]).ok().json();
+    let pg = &status[0]["postgres"];
+    assert_eq!(pg["rpo_basis"], "server", "{status}");
+    assert_eq!(pg["rpo_seconds"].as_f64(), Some(0.0), "every acknowledged commit is stored: {status}");
+    assert_eq!(pg["stream"]["active"], true, "{status}");
+    assert_eq!(pg["stream"]["sync_state"], "sync", "{status}");
+    assert_eq!(status[0]["alerts"], serde_json::json!([]), "{status}");
+    let newest = status[0]["newest_restorable"].as_str().expect("restorable").parse::<jiff::Timestamp>().expect("time");
+    assert!(jiff::Timestamp::now().duration_since(newest).as_secs_f64() < 5.0, "restorable until {newest}, not now: {status}");
+    let human = r.run(&["--plan", p, "status", COMPONENT]).ok().stdout;
+    assert!(human.lines().next().is_some() && human.contains("  ok"), "{human}");
+
+    stream.kill_9();
+    wait_for("the slot to be inactive", Duration::from_secs(30), || (server.one("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'reprise_db'") == "false").then_some(()));
+    let status = r.run(&["--json", "--plan", p, "status", COMPONENT]).ok().json();
+    let alerts = status[0]["alerts"].as_array().expect("alerts");
+    assert!(alerts.iter().any(|a| a.as_str().is_some_and(|a| a.contains("wal-stream is not running"))), "{status}");
+    let human = r.run(&["--plan", p, "status", COMPONENT]).ok().stdout;
+    assert!(human.contains("ALERT") && !human.contains("  ok"), "a stopped stream must not read as ok: {human}");
+}
