@@ -48,7 +48,15 @@ impl Archiving {
             reprise_postgres::cluster::hand_over(&p, if p.is_dir() { 0o755 } else { 0o644 }).expect("hand over");
         }
         reprise_postgres::cluster::hand_over(&credential, 0o600).expect("hand over");
-        let push = format!("{} --repo {} --key-file {} wal-push {COMPONENT} %p", env!("CARGO_BIN_EXE_reprise"), repo.display(), credential.display());
+        // Archiving stalls while the file `stall` exists (settings given
+        // on the server's command line cannot be changed by ALTER SYSTEM).
+        let push = format!(
+            "test ! -e {} && {} --repo {} --key-file {} wal-push {COMPONENT} %p",
+            work.join("stall").display(),
+            env!("CARGO_BIN_EXE_reprise"),
+            repo.display(),
+            credential.display()
+        );
         let server = Server::start(&bin, &work.join("pg"), &[("archive_mode", "on"), ("archive_command", &push)], HBA);
         let plan = work.join("reprise.toml");
         write_plan(&plan, repo.to_str().expect("utf8"), &server.conn_string(), Some(&server.cluster.data_dir), "");
@@ -159,13 +167,12 @@ fn status_measures_a_stalled_archiver_against_the_server() {
     let before_switch = jiff::Timestamp::now();
     a.archive_now();
     let after_switch = jiff::Timestamp::now();
-    // Archiving stalls (a wal-push that cannot succeed); a commit is at risk.
-    a.server.sql("ALTER SYSTEM SET archive_command = 'false'");
-    a.server.sql("SELECT pg_reload_conf()");
-    std::thread::sleep(Duration::from_millis(300));
+    // Archiving stalls (archive_command fails); a commit is at risk.
+    std::fs::write(a.work.join("stall"), b"").expect("stall");
     a.server.sql("INSERT INTO t VALUES (1, clock_timestamp())");
     let committed: jiff::Timestamp = a.server.one("SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM t").parse().expect("time");
     a.server.sql("SELECT pg_switch_wal()");
+    pgenv::wait_for("a failed archiving attempt", Duration::from_secs(30), || (a.server.one("SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver") != "").then_some(()));
     std::thread::sleep(Duration::from_secs(3));
     let t0 = jiff::Timestamp::now();
     let st = a.status();

@@ -584,7 +584,9 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     c.start(&settings)?;
     // Ready, then out of recovery (promoted at the target, or at the end of the archive).
     let deadline = Duration::from_secs(6 * 3600);
-    c.wait_ready(deadline)?;
+    // A WAL file recovery needed could not be read: that is the cause,
+    // and it is damage, not a wrong target (also below).
+    c.wait_ready(deadline).map_err(|e| server.failure().unwrap_or(e))?;
     let mut client = None;
     loop {
         if opts.cancel.is_cancelled() {
@@ -602,8 +604,6 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
                 client = None;
                 std::thread::sleep(Duration::from_millis(100));
                 if !c.alive() {
-                    // A WAL file recovery needed could not be read: that is
-                    // the cause, and it is damage, not a wrong target.
                     if let Some(e) = server.failure() {
                         return Err(e);
                     }
