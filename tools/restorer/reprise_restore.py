@@ -5,7 +5,7 @@ Written from docs/FORMAT.md alone, so that snapshots stay readable without the
 reprise binary. Section numbers in comments ("§6.1") refer to that document.
 
     python3 reprise_restore.py --repo DIR (--recovery-key FILE | --password-env VAR)
-                               [--snapshot ID-or-prefix|latest] [--list] --target DIR
+                               [--snapshot ID-or-prefix|latest] [--list] --target DIR [--wal-dir DIR]
 """
 import argparse
 import base64
@@ -431,6 +431,134 @@ class Restorer:
             os.utime(path, ns=(node["mtime_ns"], node["mtime_ns"]), follow_symlinks=not is_link)
 
 
+# ---------------------------------------------------------------- WAL (§10)
+
+WAL_MAGIC = b"RPRSWAL1"
+SEGMENT_SIZE = 16 * 1024 * 1024
+HEX = set("0123456789ABCDEFabcdef")
+
+
+def is_hex(s, n):
+    return len(s) == n and all(c in HEX for c in s)
+
+
+def open_wal_object(path, name, keys):
+    """§10: magic || u32 H || header (H, §2.2) || sealed key (80, §2.1) || body; returns the plaintext."""
+    data = read(path)
+    if data[:8] != WAL_MAGIC or len(data) < 12:
+        raise RestoreError(f"WAL object {name}: bad magic")
+    h, = struct.unpack_from("<I", data, 8)
+    header = cbor2.loads(catalog_open(keys["catalog_key"], data[12:12 + h], b"reprise wal header v1",
+                                      f"WAL object {name} header"))
+    if header.get("version") != 1:
+        raise RestoreError(f"WAL object {name}: version {header.get('version')!r} unknown")
+    if header.get("name") != name:
+        raise RestoreError(f"WAL object {name}: its header names {header.get('name')!r}")
+    rest = data[12 + h:]
+    file_key = hpke_open(keys["recovery_secret"], rest[:80], b"reprise wal key v1", f"WAL object {name} key")
+    try:
+        plain = AESGCM(file_key).decrypt(b"\0" * 12, rest[80:], b"reprise wal v1" + name.encode())
+    except InvalidTag:
+        raise RestoreError(f"WAL object {name}: damaged (AES-GCM authentication failed)") from None
+    if plain[:1] == b"\0":
+        body = plain[1:]
+    elif plain[:1] == b"\1":
+        body = zstd_frame(plain[1:], f"WAL object {name}")
+    else:
+        raise RestoreError(f"WAL object {name}: unknown compression byte {plain[:1].hex()}")
+    if len(body) != header.get("size") or blake3.blake3(body, key=keys["id_key"]).digest() != header.get("hash"):
+        raise RestoreError(f"WAL object {name}: damaged (length or keyed BLAKE3 differs from its header)")
+    return body
+
+
+def list_wal(repo, component):
+    """§1, §10: wal/<component>/<group>/<name> -> {name: path}."""
+    root, found = os.path.join(repo, "wal", component), {}
+    for group in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        gdir = os.path.join(root, group)
+        for name in sorted(os.listdir(gdir)) if os.path.isdir(gdir) else []:
+            found[name] = os.path.join(gdir, name)
+    return found
+
+
+def stream_range(name):
+    """§10.1: '<segment>.stream.<FROM>-<TO>' -> (segment, FROM, TO), else None."""
+    seg, sep, rng = name.partition(".stream.")
+    frm, dash, to = rng.partition("-")
+    if sep and dash and is_hex(seg, 24) and is_hex(frm, 8) and is_hex(to, 8) and int(frm, 16) < int(to, 16):
+        return seg, int(frm, 16), int(to, 16)
+    return None
+
+
+def assemble_streamed(ranges, objects, keys):
+    """§10.1 step 2: contiguous ranges from offset 0, overlaps equal, zeros after."""
+    out, covered = bytearray(SEGMENT_SIZE), 0
+    for frm, to, name in sorted(ranges):
+        if frm > covered:
+            break  # a hole: what follows it is unusable
+        if to <= covered:
+            continue
+        if to > SEGMENT_SIZE:
+            raise RestoreError(f"WAL object {name}: range ends past the 16 MiB segment")
+        data = open_wal_object(objects[name], name, keys)
+        if len(data) != to - frm:
+            raise RestoreError(f"WAL object {name}: {len(data)} bytes for a range of {to - frm}")
+        if out[frm:covered] != data[:covered - frm]:
+            raise RestoreError(f"WAL object {name}: disagrees with an overlapping range of its segment")
+        out[frm:to] = data
+        covered = to
+    return bytes(out) if covered else None
+
+
+def restore_wal(repo, component, keys, wal_dir):
+    """Writes every WAL file of the component into wal_dir as recovery reads them (§10.1)."""
+    objects = list_wal(repo, component)
+    if not objects:
+        raise RestoreError(f"no WAL of component {component!r} in the repository")
+    os.makedirs(wal_dir, exist_ok=True)
+    ranges, copies, written = {}, {}, 0
+    for name in objects:
+        r = stream_range(name)
+        if r:
+            ranges.setdefault(r[0], []).append((r[1], r[2], name))
+            continue
+        seg, sep, millis = name.partition(".partial.")
+        if sep and is_hex(seg, 24) and millis.isdigit():
+            copies[seg] = max(copies.get(seg, (-1, None)), (int(millis), name))
+            continue
+        write_wal_file(wal_dir, name, open_wal_object(objects[name], name, keys))  # §10 step 1
+        written += 1
+    for seg in sorted(set(ranges) | set(copies)):
+        if seg in objects:
+            continue  # the whole segment was written above
+        data = assemble_streamed(ranges.get(seg, []), objects, keys)
+        if data is None and seg in copies:
+            data = open_wal_object(objects[copies[seg][1]], copies[seg][1], keys)  # §10.1 step 3
+        if data is not None:
+            write_wal_file(wal_dir, seg, data)
+            written += 1
+    return written
+
+
+def write_wal_file(wal_dir, name, data):
+    if "/" in name or name in (".", ".."):
+        raise RestoreError(f"refusing unsafe WAL file name {name!r}")
+    fd = os.open(os.path.join(wal_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def prepare_recovery(target, wal_dir):
+    """§10.2: recovery.signal, and a restore_command that copies from wal_dir."""
+    pgdata = os.path.join(target, "pgdata")
+    if not os.path.isdir(pgdata):
+        raise RestoreError(f"{pgdata}: the snapshot holds no pgdata/ (not a postgres-base snapshot)")
+    open(os.path.join(pgdata, "recovery.signal"), "wb").close()
+    quoted = os.path.abspath(wal_dir).replace("'", "''")
+    with open(os.path.join(pgdata, "postgresql.auto.conf"), "a") as f:
+        f.write(f"\n# written by reprise_restore.py\nrestore_command = 'cp \"{quoted}/%f\" \"%p\"'\n")
+
+
 def main():
     p = argparse.ArgumentParser(description="Restore a reprise snapshot without reprise (docs/FORMAT.md).")
     p.add_argument("--repo", required=True, help="local repository directory")
@@ -440,6 +568,9 @@ def main():
     p.add_argument("--snapshot", default="latest", help="snapshot ID, unique prefix, or 'latest' (default)")
     p.add_argument("--list", action="store_true", help="list snapshots and exit")
     p.add_argument("--target", help="empty or new directory to restore into")
+    p.add_argument("--wal-dir", metavar="DIR", help="also write the snapshot's component's WAL here (segments, "
+                   "history files, streamed segments assembled, §10); for a postgres-base snapshot, set up "
+                   "recovery in TARGET/pgdata to read it")
     a = p.parse_args()
     if not a.list and not a.target:
         p.error("--target is required unless --list is given")
@@ -476,6 +607,12 @@ def main():
     print(f"restored snapshot {name[:8]} ({header.get('time')}, {header.get('host')}) to {target}: "
           f"{r.files} files, {r.bytes} bytes, {r.dirs} dirs, {r.symlinks} symlinks, "
           f"{r.hardlinks} hard links, {r.skipped} skipped")
+    if a.wal_dir:
+        count = restore_wal(a.repo, header.get("component", ""), keys, a.wal_dir)
+        if header.get("kind") == "postgres-base":
+            prepare_recovery(target, a.wal_dir)
+        print(f"wrote {count} WAL files of component {header.get('component')!r} to {a.wal_dir}"
+              + ("; recovery set up in pgdata/ (start the server on it)" if header.get("kind") == "postgres-base" else ""))
     return 0
 
 

@@ -418,3 +418,70 @@ fn status_of_a_stream_is_zero_when_stored_and_an_alert_when_it_stops() {
     let human = r.run(&["--plan", p, "status", COMPONENT]).ok().stdout;
     assert!(human.contains("ALERT") && !human.contains("  ok"), "a stopped stream must not read as ok: {human}");
 }
+
+fn restorer_python() -> Option<String> {
+    let py = std::env::var("REPRISE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&py).args(["-c", "import cryptography.hazmat.primitives.hpke, zstandard, blake3, cbor2, argon2"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "the independent restorer needs Python packages ({py}); run scripts/test-all");
+        eprintln!("skipped: {py} cannot run the independent restorer");
+        return None;
+    }
+    Some(py)
+}
+
+/// The independent restorer (tools/restorer, written from docs/FORMAT.md)
+/// restores the base backup and the WAL, the last segment assembled from
+/// its streamed ranges (the stream was killed mid-segment with the
+/// server), and PostgreSQL replays it to every acknowledged commit.
+#[test]
+fn the_independent_restorer_replays_streamed_wal_to_every_acknowledged_commit() {
+    let Some(bin) = pg_bin() else { return };
+    let Some(py) = restorer_python() else { return };
+    let work = TestDir::new("restorer-wal");
+    open_to_server(work.path());
+    let mut server = Server::start(&bin, &work.join("pg"), &[("synchronous_standby_names", "reprise_db")], LOCAL_HBA);
+    let repo = work.join("repo");
+    let plan = work.join("reprise.toml");
+    write_plan(&plan, repo.to_str().expect("utf8"), &server.conn_string(), Some(&server.cluster.data_dir), "");
+    let r = Reprise::at(work.path(), repo.clone());
+    r.init();
+    let key = work.join("recovery.key");
+    r.run(&["key", "export-recovery", "-o", key.to_str().expect("utf8")]).ok();
+    let mut stream = Stream::start(&r, &plan, &["--synchronous"], work.join("stream.log"));
+    wait_streaming(&server, &mut stream, "sync");
+    server.sql("CREATE TABLE acked (id bigint PRIMARY KEY)");
+    r.run(&["--plan", plan.to_str().expect("utf8"), "backup", COMPONENT]).ok();
+    let load = Load::start(&server, 2);
+    wait_for("100 acknowledged commits", Duration::from_secs(120), || (load.count() >= 100).then_some(()));
+    server.kill_9_and_destroy();
+    stream.kill_9();
+    let acked = load.finish();
+    let names = wal_objects(&repo);
+    let last_whole = names.iter().filter(|n| n.len() == 24).max().cloned().unwrap_or_default();
+    assert!(names.iter().any(|n| n.contains(".stream.") && n[..24] > *last_whole), "the newest WAL should exist only as ranges: {names:?}");
+
+    let target = work.join("independent");
+    let wal_dir = work.join("independent-wal");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/restorer/reprise_restore.py");
+    let out = std::process::Command::new(&py)
+        .arg(&script)
+        .args(["--repo", repo.to_str().expect("utf8"), "--recovery-key", key.to_str().expect("utf8"), "--target", target.to_str().expect("utf8"), "--wal-dir", wal_dir.to_str().expect("utf8")])
+        .output()
+        .expect("run the restorer");
+    assert!(out.status.success(), "the independent restorer failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for p in [&target, &wal_dir] {
+        let _ = std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(p).status();
+    }
+    let run = work.join("independent.run");
+    std::fs::create_dir_all(&run).expect("mkdir");
+    open_to_server(&run);
+    let mut c = reprise_postgres::cluster::Cluster::existing(bin.clone(), &target.join("pgdata"), &run, reprise_postgres::cluster::OnDrop::Stop).expect("cluster");
+    c.start(&[]).expect("start the independently restored server");
+    c.wait_ready(Duration::from_secs(120)).expect("ready");
+    let mut client = c.connect("postgres").expect("connect");
+    wait_for("the end of recovery", Duration::from_secs(120), || (!client.query_one("SELECT pg_is_in_recovery()", &[]).expect("q").get::<_, bool>(0)).then_some(()));
+    let ids: std::collections::BTreeSet<i64> = client.query("SELECT id FROM acked", &[]).expect("q").iter().map(|row| row.get(0)).collect();
+    let missing = acked.iter().filter(|id| !ids.contains(id)).count();
+    assert_eq!(missing, 0, "{missing} of {} acknowledged commits missing after the independent restore", acked.len());
+}
