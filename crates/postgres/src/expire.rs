@@ -13,7 +13,9 @@
 //!   that a monthly or yearly base backup restores years later;
 //! * **every history file** (a few bytes each; timeline paths need them).
 //!
-//! Nothing else is kept. With no base backup at all, nothing is removed: WAL
+//! Nothing else is kept, and streamed ranges of a segment that `wal-stream`
+//! has since stored whole go too (no restore reads them; a stream writing
+//! with a write-only credential cannot delete them itself). With no base backup at all, nothing is removed: WAL
 //! with nothing to replay it onto may be all there is while the first base
 //! backup runs.
 
@@ -88,6 +90,17 @@ impl KeepRule {
     }
 }
 
+/// Whether `file` is a streamed piece (a byte range, or an older version's
+/// whole copy) of a segment that is stored whole: no restore reads it
+/// (FORMAT.md §10.1), so retention removes it even within what it keeps.
+#[must_use]
+pub fn superseded(file: &str, whole_segments: &std::collections::HashSet<&str>) -> bool {
+    match walname::classify(file) {
+        Some(WalFile::StreamPiece { segment, .. } | WalFile::StreamPartial { segment, .. }) => whole_segments.contains(segment.as_str()),
+        _ => false,
+    }
+}
+
 /// What WAL retention did (or would do) for one component.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WalExpiry {
@@ -131,8 +144,10 @@ pub fn expire(repo: &Repository, component: &str, kept: &[BaseBackupInfo], windo
     out.anchor_backup = Some(rule.anchor);
     out.anchor_stop = Some(rule.anchor_stop);
     out.note.clone_from(&rule.shortfall);
-    for (file, size) in files {
-        if rule.keeps(&file) {
+    let whole: std::collections::HashSet<&str> = files.iter().filter(|(f, _)| matches!(walname::classify(f), Some(WalFile::Segment(_)))).map(|(f, _)| f.as_str()).collect();
+    let superseded: Vec<bool> = files.iter().map(|(f, _)| superseded(f, &whole)).collect();
+    for ((file, size), superseded) in files.into_iter().zip(superseded) {
+        if rule.keeps(&file) && !superseded {
             out.kept_files += 1;
             out.kept_bytes += size;
             continue;
@@ -175,6 +190,16 @@ mod tests {
 
     fn name(timeline: u32, number: u64) -> String {
         Segment { timeline, number }.name(SEG)
+    }
+
+    #[test]
+    fn streamed_ranges_of_a_segment_stored_whole_are_superseded() {
+        let whole: std::collections::HashSet<&str> = ["000000010000000000000005"].into_iter().collect();
+        assert!(superseded("000000010000000000000005.stream.00000000-00002000", &whole));
+        assert!(superseded("000000010000000000000005.partial.1700000000000", &whole));
+        assert!(!superseded("000000010000000000000006.stream.00000000-00002000", &whole), "the segment still being written needs its ranges");
+        assert!(!superseded("000000010000000000000005", &whole));
+        assert!(!superseded("000000010000000000000005.partial", &whole), "a promotion's partial segment is not a stream piece");
     }
 
     #[test]
