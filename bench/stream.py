@@ -160,6 +160,7 @@ def main():
     ap.add_argument("--reprise", default=os.path.join(ROOT, "target/release/reprise"))
     ap.add_argument("--bindir", default=max(glob.glob("/usr/lib/postgresql/*/bin")))
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--clients", default="1,8")
     ap.add_argument("--storage", default="local,s3")
     ap.add_argument("--moto", default=os.environ.get("REPRISE_TEST_MOTO", shutil.which("moto_server") or ""))
@@ -185,15 +186,14 @@ def main():
         env0 = {k: v for k, v in os.environ.items() if not k.startswith("REPRISE_")}
         env0.update({"REPRISE_PASSWORD": PASSWORD, "XDG_CACHE_HOME": os.path.join(a.work, "cache")})
 
-        def measure(config, storage, extra=None):
-            for c in clients:
-                tag = f"{config}-{storage}-{c}"
-                log(f"{tag}: pgbench {a.seconds}s")
-                r = pgbench(server, c, a.seconds, tag, a.work)
-                r.update({"config": config, "storage": storage, "clients": c})
-                if extra:
-                    r.update(extra(r))
-                results.append(r)
+        def measure(config, storage):
+            for rep in range(a.repeat):
+                for c in clients:
+                    tag = f"{config}-{storage}-{c}-{rep}".replace(" ", "_").replace("/", "_")
+                    log(f"{tag}: pgbench {a.seconds}s")
+                    r = pgbench(server, c, a.seconds, tag, a.work)
+                    r.update({"config": config, "storage": storage, "clients": c, "repetition": rep})
+                    results.append(r)
 
         server.waits_for("")
         measure("no standby", "-")
@@ -228,22 +228,23 @@ def main():
             with open(plan, "w") as f:
                 f.write(f'[repositories.main]\nurl = "{url}"\n\n[components.db]\ntype = "postgres"\nconnection = "{server.conn()}"\n')
             label = "local disk" if storage == "local" else "S3 (moto)"
-            for synchronous in (False, True):
-                config = "reprise wal-stream --synchronous" if synchronous else "reprise wal-stream (asynchronous)"
-                for c in clients:
-                    stream = Stream(a.reprise, plan, env, synchronous, os.path.join(a.work, f"stream-{storage}-{synchronous}-{c}.log"))
-                    server.wait_for("reprise_db", "async")
-                    server.waits_for("reprise_db" if synchronous else "")
-                    if synchronous:
-                        server.wait_for("reprise_db", "sync")
-                    tag = f"{config}-{storage}-{c}"
-                    log(f"{tag}: pgbench {a.seconds}s")
-                    r = pgbench(server, c, a.seconds, tag.replace(" ", "_").replace("/", "_"), a.work)
-                    server.waits_for("")
-                    report = stream.stop()
-                    r.update({"config": config, "storage": label, "clients": c, "ranges_stored": report.get("ranges_stored"),
-                              "commits_per_range": round(r["transactions"] / max(1, report.get("ranges_stored") or 1), 1)})
-                    results.append(r)
+            for rep in range(a.repeat):
+                for synchronous in (False, True):
+                    config = "reprise wal-stream --synchronous" if synchronous else "reprise wal-stream (asynchronous)"
+                    for c in clients:
+                        stream = Stream(a.reprise, plan, env, synchronous, os.path.join(a.work, f"stream-{storage}-{synchronous}-{c}-{rep}.log"))
+                        server.wait_for("reprise_db", "async")
+                        server.waits_for("reprise_db" if synchronous else "")
+                        if synchronous:
+                            server.wait_for("reprise_db", "sync")
+                        tag = f"{config}-{storage}-{c}-{rep}"
+                        log(f"{tag}: pgbench {a.seconds}s")
+                        r = pgbench(server, c, a.seconds, tag.replace(" ", "_").replace("/", "_"), a.work)
+                        server.waits_for("")
+                        report = stream.stop()
+                        r.update({"config": config, "storage": label, "clients": c, "repetition": rep, "ranges_stored": report.get("ranges_stored"),
+                                  "commits_per_range": r["transactions"] / max(1, report.get("ranges_stored") or 1)})
+                        results.append(r)
     finally:
         server.stop()
         if mproc:
@@ -258,11 +259,20 @@ def main():
         f"Command: `{a.cmdline}`; {a.seconds} s per run; pgbench, one single-row INSERT per transaction; "
         f"PostgreSQL {os.path.basename(os.path.dirname(a.bindir))}; {os.cpu_count()} CPUs ({cpu}); load average at the end {os.getloadavg()[0]:.1f}.",
         "",
+        f"Medians of {a.repeat} runs, [min–max].",
+        "",
         "| setup | storage | clients | tps | latency mean (ms) | p50 | p99 | commits per stored range |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    groups = {}
     for r in results:
-        lines.append(f"| {r['config']} | {r['storage']} | {r['clients']} | {r['tps']:.0f} | {r['latency_ms_mean']:.2f} | {r['latency_ms_p50']:.2f} | {r['latency_ms_p99']:.2f} | {r.get('commits_per_range', '-')} |")
+        groups.setdefault((r["config"], r["storage"], r["clients"]), []).append(r)
+    for (config, storage, c), rs in groups.items():
+        med = lambda k: statistics.median(x[k] for x in rs)  # noqa: E731
+        span = lambda k, f: f"[{min(x[k] for x in rs):{f}}–{max(x[k] for x in rs):{f}}]"  # noqa: E731
+        cpr = f"{med('commits_per_range'):.1f}" if "commits_per_range" in rs[0] else "-"
+        lines.append(f"| {config} | {storage} | {c} | {med('tps'):.0f} {span('tps', '.0f')} | {med('latency_ms_mean'):.2f} {span('latency_ms_mean', '.2f')} | "
+                     f"{med('latency_ms_p50'):.2f} | {med('latency_ms_p99'):.2f} | {cpr} |")
     report = "\n".join(lines) + "\n"
     print(report)
     out = a.out or os.path.join(HERE, "results", f"stream-{datetime.date.today()}-{commit}.md")
