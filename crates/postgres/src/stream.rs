@@ -581,13 +581,24 @@ pub fn save_spool(repo: &Repository, component: &str, spool: &Path) -> Result<Sp
         return Ok(report);
     }
     let view = ArchiveView::load(repo, component)?;
-    // Complete segments the repository already holds whole: spool files to drop.
     if let Ok(dir) = std::fs::read_dir(spool) {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(seg) = name.strip_suffix(".spool").and_then(|s| Segment::parse(s, SEGMENT))
-                && view.segments.get(&seg.timeline).is_some_and(|s| s.contains(&seg.number))
-            {
+            let Some(seg) = name.strip_suffix(".spool").and_then(|s| Segment::parse(s, SEGMENT)) else { continue };
+            if view.segments.get(&seg.timeline).is_some_and(|s| s.contains(&seg.number)) {
+                // Held whole already: the spool file has nothing more.
+                let _ = std::fs::remove_file(e.path());
+                report.files_removed += 1;
+            } else if u64::from(view.streamed_end(seg)) == SEGMENT && e.metadata().is_ok_and(|m| m.len() == SEGMENT) {
+                // Stored as ranges, but the stream stopped before it stored
+                // the segment whole: do it from the spool.
+                let data = std::fs::read(e.path()).map_err(|err| PgError::io(e.path(), err))?;
+                let system_identifier = walname::long_page_header(&data).map_or(0, |h| h.system_identifier);
+                match wal::store(repo, component, &seg.name(SEGMENT), &data, jiff::Timestamp::now(), system_identifier) {
+                    Ok(_) => report.segments_archived += 1,
+                    Err(PgError::WalConflict { .. }) => {}
+                    Err(err) => return Err(err),
+                }
                 let _ = std::fs::remove_file(e.path());
                 report.files_removed += 1;
             }

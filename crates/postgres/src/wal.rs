@@ -509,15 +509,28 @@ pub fn check_chain(view: &ArchiveView, component: &str, needed: &[Segment]) -> R
     })
 }
 
-/// Waits until `file` is archived, polling, for at most `timeout`.
+/// Waits until `file` is archived, polling, for at most `timeout`. A
+/// segment whose streamed ranges cover it whole counts (a stream stopped
+/// before it stored the segment under its own name).
 pub fn wait_archived(repo: &Repository, component: &str, file: &str, timeout: Duration) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     let object = object_name(component, file);
+    let segment = Segment::parse(file, walname::DEFAULT_SEGMENT_SIZE);
+    let mut last_listing = std::time::Instant::now();
     loop {
         match repo.backend().size(ObjectKind::Wal, &object) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(reprise_engine::Error::from(e).into()),
+        }
+        // Listing is dearer than a size request: every few seconds.
+        if let Some(s) = segment
+            && last_listing.elapsed() >= Duration::from_secs(2)
+        {
+            last_listing = std::time::Instant::now();
+            if u64::from(ArchiveView::load(repo, component)?.streamed_end(s)) == walname::DEFAULT_SEGMENT_SIZE {
+                return Ok(());
+            }
         }
         if std::time::Instant::now() >= deadline {
             return Err(PgError::ArchiveTimeout { name: file.to_owned(), seconds: timeout.as_secs() });
