@@ -485,3 +485,40 @@ fn the_independent_restorer_replays_streamed_wal_to_every_acknowledged_commit() 
     let missing = acked.iter().filter(|id| !ids.contains(id)).count();
     assert_eq!(missing, 0, "{missing} of {} acknowledged commits missing after the independent restore", acked.len());
 }
+
+/// The server restarts under a synchronous stream: the stream reconnects,
+/// asks again for the segment it was storing (from its first byte, so that
+/// it can store it whole later), stores only what the repository lacks,
+/// and the commits before and after the restart all restore.
+#[test]
+fn a_stream_resumes_after_the_server_restarts() {
+    let Some(bin) = pg_bin() else { return };
+    let work = TestDir::new("stream-resume");
+    open_to_server(work.path());
+    let mut server = Server::start(&bin, &work.join("pg"), &[("synchronous_standby_names", "reprise_db")], LOCAL_HBA);
+    let repo = work.join("repo");
+    let plan = work.join("reprise.toml");
+    write_plan(&plan, repo.to_str().expect("utf8"), &server.conn_string(), Some(&server.cluster.data_dir), "");
+    let r = Reprise::at(work.path(), repo.clone());
+    r.init();
+    let mut stream = Stream::start(&r, &plan, &["--synchronous"], work.join("stream.log"));
+    wait_streaming(&server, &mut stream, "sync");
+    server.sql("CREATE TABLE acked (id bigint PRIMARY KEY)");
+    r.run(&["--plan", plan.to_str().expect("utf8"), "backup", COMPONENT]).ok();
+    server.sql("INSERT INTO acked SELECT generate_series(900000001, 900000050)");
+    let before = wal_objects(&repo).len();
+    server.restart();
+    wait_streaming(&server, &mut stream, "sync");
+    let load = Load::start(&server, 2);
+    wait_for("100 acknowledged commits after the restart", Duration::from_secs(120), || (load.count() >= 100).then_some(()));
+    server.kill_9_and_destroy();
+    stream.kill_9();
+    let acked = load.finish();
+    assert!(stream.output().contains("reconnecting"), "the stream did not see the restart: {}", stream.output());
+    assert!(wal_objects(&repo).len() > before, "nothing stored after the restart");
+    let (restored, _, _) = restore_started(&r, &plan, &bin, "latest", &work.join("restored"));
+    let ids: std::collections::BTreeSet<i64> = restored.connect("postgres").expect("connect").query("SELECT id FROM acked", &[]).expect("q").iter().map(|row| row.get(0)).collect();
+    assert!((900_000_001..=900_000_050).all(|i| ids.contains(&i)), "commits from before the restart are missing");
+    let missing = acked.iter().filter(|id| !ids.contains(id)).count();
+    assert_eq!(missing, 0, "{missing} of {} commits acknowledged after the restart are missing", acked.len());
+}

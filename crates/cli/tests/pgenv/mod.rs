@@ -36,6 +36,7 @@ pub fn open_to_server(dir: &Path) {
 pub struct Server {
     pub cluster: Cluster,
     pub bin: PgBin,
+    settings: Vec<(String, String)>,
 }
 
 impl Server {
@@ -47,7 +48,15 @@ impl Server {
         all.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         c.start(&all).expect("start");
         c.wait_ready(Duration::from_secs(60)).expect("ready");
-        Server { cluster: c, bin: bin.clone() }
+        Server { cluster: c, bin: bin.clone(), settings: all }
+    }
+
+    /// A clean restart (`pg_ctl stop -m fast`, then start): every
+    /// connection, the stream's included, is closed.
+    pub fn restart(&mut self) {
+        self.cluster.stop("fast");
+        self.cluster.start(&self.settings).expect("start");
+        self.cluster.wait_ready(Duration::from_secs(60)).expect("ready");
     }
 
     pub fn client(&self) -> postgres::Client {
