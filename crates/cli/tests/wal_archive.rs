@@ -13,6 +13,8 @@
 //!   server, the bound from the newest archived file; with the server but
 //!   its WAL unreadable, the bound from the archive's end.
 
+#![allow(clippy::duration_suboptimal_units, reason = "Duration::from_mins is newer than the workspace's rust-version (1.85)")]
+
 mod common;
 mod pgenv;
 
@@ -172,7 +174,7 @@ fn status_measures_a_stalled_archiver_against_the_server() {
     a.server.sql("INSERT INTO t VALUES (1, clock_timestamp())");
     let committed: jiff::Timestamp = a.server.one("SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM t").parse().expect("time");
     a.server.sql("SELECT pg_switch_wal()");
-    pgenv::wait_for("a failed archiving attempt", Duration::from_secs(30), || (a.server.one("SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver") != "").then_some(()));
+    pgenv::wait_for("a failed archiving attempt", Duration::from_secs(30), || (!a.server.one("SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver").is_empty()).then_some(()));
     std::thread::sleep(Duration::from_secs(3));
     let t0 = jiff::Timestamp::now();
     let st = a.status();

@@ -17,6 +17,8 @@
 //! (`--upload-only`) after `restore` warned about it; `status` of a stream
 //! (RPO 0 when everything is stored, an alert when it is not running).
 
+#![allow(clippy::duration_suboptimal_units, reason = "Duration::from_mins is newer than the workspace's rust-version (1.85)")]
+
 mod common;
 mod pgenv;
 

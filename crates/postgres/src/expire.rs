@@ -94,7 +94,7 @@ impl KeepRule {
 /// whole copy) of a segment that is stored whole: no restore reads it
 /// (FORMAT.md §10.1), so retention removes it even within what it keeps.
 #[must_use]
-pub fn superseded(file: &str, whole_segments: &std::collections::HashSet<&str>) -> bool {
+pub fn superseded(file: &str, whole_segments: &std::collections::BTreeSet<&str>) -> bool {
     match walname::classify(file) {
         Some(WalFile::StreamPiece { segment, .. } | WalFile::StreamPartial { segment, .. }) => whole_segments.contains(segment.as_str()),
         _ => false,
@@ -144,7 +144,7 @@ pub fn expire(repo: &Repository, component: &str, kept: &[BaseBackupInfo], windo
     out.anchor_backup = Some(rule.anchor);
     out.anchor_stop = Some(rule.anchor_stop);
     out.note.clone_from(&rule.shortfall);
-    let whole: std::collections::HashSet<&str> = files.iter().filter(|(f, _)| matches!(walname::classify(f), Some(WalFile::Segment(_)))).map(|(f, _)| f.as_str()).collect();
+    let whole: std::collections::BTreeSet<&str> = files.iter().filter(|(f, _)| matches!(walname::classify(f), Some(WalFile::Segment(_)))).map(|(f, _)| f.as_str()).collect();
     let superseded: Vec<bool> = files.iter().map(|(f, _)| superseded(f, &whole)).collect();
     for ((file, size), superseded) in files.into_iter().zip(superseded) {
         if rule.keeps(&file) && !superseded {
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn streamed_ranges_of_a_segment_stored_whole_are_superseded() {
-        let whole: std::collections::HashSet<&str> = ["000000010000000000000005"].into_iter().collect();
+        let whole: std::collections::BTreeSet<&str> = ["000000010000000000000005"].into_iter().collect();
         assert!(superseded("000000010000000000000005.stream.00000000-00002000", &whole));
         assert!(superseded("000000010000000000000005.partial.1700000000000", &whole));
         assert!(!superseded("000000010000000000000006.stream.00000000-00002000", &whole), "the segment still being written needs its ranges");
