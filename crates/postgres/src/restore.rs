@@ -64,6 +64,11 @@ impl Target {
     /// in the local time zone), an LSN (`0/3000060`, or `lsn:0/3000060`),
     /// or `name:RESTORE_POINT`.
     pub fn parse(s: &str) -> std::result::Result<Target, String> {
+        Target::parse_in(s, &jiff::tz::TimeZone::system())
+    }
+
+    /// [`Target::parse`], reading a time without offset in `zone`.
+    pub fn parse_in(s: &str, zone: &jiff::tz::TimeZone) -> std::result::Result<Target, String> {
         let s = s.trim();
         match s {
             "latest" => return Ok(Target::Latest),
@@ -83,7 +88,7 @@ impl Target {
             return Ok(Target::Time(t));
         }
         if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-            if let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::system()) {
+            if let Ok(z) = dt.to_zoned(zone.clone()) {
                 return Ok(Target::Time(z.timestamp()));
             }
         }
@@ -626,4 +631,65 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     remove_recovery_block(&opts.to)?;
     let _ = std::fs::remove_dir_all(&spool);
     Ok(c)
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::{Target, recovery_lines};
+    use jiff::tz::TimeZone;
+
+    fn paris() -> TimeZone {
+        TimeZone::get("Europe/Paris").expect("tzdata has Europe/Paris")
+    }
+
+    fn time(s: &str) -> Target {
+        Target::Time(s.parse().expect("timestamp"))
+    }
+
+    #[test]
+    fn local_time_as_the_readme_writes_it_is_read_in_the_local_zone() {
+        // README: --at "2026-11-21 10:29:00": Paris is UTC+1 in November, +2 in July.
+        assert_eq!(Target::parse_in("2026-11-21 10:29:00", &paris()), Ok(time("2026-11-21T09:29:00Z")));
+        assert_eq!(Target::parse_in("2026-07-01 10:29:00", &paris()), Ok(time("2026-07-01T08:29:00Z")));
+        assert_eq!(Target::parse_in("2026-11-21 10:29", &paris()), Ok(time("2026-11-21T09:29:00Z")));
+        assert_eq!(Target::parse_in("2026-11-21 10:29:00.000250", &paris()), Ok(time("2026-11-21T09:29:00.00025Z")));
+        // The same words in UTC: no shift.
+        assert_eq!(Target::parse_in("2026-11-21 10:29:00", &TimeZone::UTC), Ok(time("2026-11-21T10:29:00Z")));
+    }
+
+    #[test]
+    fn times_with_an_offset_ignore_the_local_zone() {
+        assert_eq!(Target::parse_in("2026-11-21T10:30:00Z", &paris()), Ok(time("2026-11-21T10:30:00Z")));
+        assert_eq!(Target::parse_in("2026-11-21T11:30:00+01:00", &paris()), Ok(time("2026-11-21T10:30:00Z")));
+        assert_eq!(Target::parse_in(" 2026-11-21T10:30:00.123456Z ", &paris()), Ok(time("2026-11-21T10:30:00.123456Z")));
+    }
+
+    #[test]
+    fn lsns_names_and_keywords() {
+        let lsn = |s: &str| Target::Lsn(s.parse().expect("lsn"));
+        assert_eq!(Target::parse("0/3000060"), Ok(lsn("0/3000060")));
+        assert_eq!(Target::parse("lsn:16/B374D848"), Ok(lsn("16/B374D848")));
+        assert_eq!(Target::parse("name:before-migration"), Ok(Target::Name("before-migration".into())));
+        assert_eq!(Target::parse("latest"), Ok(Target::Latest));
+        assert_eq!(Target::parse("immediate"), Ok(Target::Immediate));
+        for bad in ["name:", "0/XYZ", "yesterday", "2026-13-01 10:00", "lsn:"] {
+            assert!(Target::parse(bad).is_err(), "{bad} was accepted");
+        }
+        let e = Target::parse("yesterday").expect_err("refused");
+        assert!(e.contains("2026-11-21T10:30:00Z") && e.contains("name:RESTORE_POINT"), "{e}");
+    }
+
+    #[test]
+    fn recovery_target_time_keeps_microseconds_in_utc() {
+        // PostgreSQL compares commit times to the microsecond: a target
+        // rounded to the second, or written without its offset, moves it.
+        let lines = recovery_lines(&time("2026-11-21T10:30:00.000001Z"), "true");
+        assert!(lines.contains("recovery_target_time = '2026-11-21 10:30:00.000001+00'"), "{lines}");
+        // Nanoseconds are cut, never rounded up past a commit.
+        let lines = recovery_lines(&time("2026-11-21T10:30:00.0000019Z"), "true");
+        assert!(lines.contains("recovery_target_time = '2026-11-21 10:30:00.000001+00'"), "{lines}");
+        assert!(!lines.contains("recovery_target_inclusive"), "inclusive is PostgreSQL's default: a commit at the target time is replayed");
+        let lines = recovery_lines(&Target::Lsn("0/3000060".parse().expect("lsn")), "true");
+        assert!(lines.contains("recovery_target_lsn = '0/3000060'"), "{lines}");
+    }
 }

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod keys;
 pub mod plan;
 pub mod postgres;
+pub mod repair;
 pub mod restore;
 pub mod retention;
 pub mod status;

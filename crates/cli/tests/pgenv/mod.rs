@@ -2,8 +2,11 @@
 //! wal_archive.rs): started by the test as the `postgres` account, killed
 //! with `kill -9` when a test says the host is lost, removed at the end.
 //!
-//! When PostgreSQL is not installed the tests fail if
-//! REPRISE_TEST_REQUIRE_ALL is set, and are skipped with a message otherwise.
+//! Beside `common::pg` (a cluster archiving through a credential): these
+//! tests need several servers, settings of their own and `kill -9` of a
+//! whole server. When PostgreSQL is not installed the tests fail if
+//! REPRISE_TEST_REQUIRE_ALL is set, and say they are skipped otherwise
+//! (`common::skip`).
 #![allow(dead_code, clippy::pedantic)]
 
 use std::path::{Path, PathBuf};
@@ -17,14 +20,7 @@ use crate::common::Reprise;
 pub const COMPONENT: &str = "db";
 
 pub fn pg_bin() -> Option<PgBin> {
-    match PgBin::find(None) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "PostgreSQL is required: {e}");
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    crate::common::pg::pg_bin()
 }
 
 /// Lets the server account reach into a test directory.
