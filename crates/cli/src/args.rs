@@ -478,9 +478,13 @@ pub struct RestoreArgs {
     /// what differs, remove what the snapshot does not have
     #[arg(long, conflicts_with = "overwrite")]
     pub delta: bool,
-    /// PostgreSQL: where tablespace OID goes (repeatable)
-    #[arg(long = "tablespace", value_name = "OID=DIR")]
+    /// PostgreSQL: restore tablespace OID into DIR (repeatable; default
+    /// DATADIR.tablespaces/OID, never the original folder)
+    #[arg(long = "tablespace", visible_alias = "tablespace-map", value_name = "OID=DIR")]
     pub tablespaces: Vec<String>,
+    /// PostgreSQL: restore every tablespace not named by --tablespace into DIR/OID
+    #[arg(long = "tablespace-dir", value_name = "DIR")]
+    pub tablespace_dir: Option<PathBuf>,
     /// PostgreSQL logical: load the dump into this server (connection string)
     #[arg(long, value_name = "CONNECTION")]
     pub into: Option<String>,

@@ -379,7 +379,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             to: restored.clone(),
             start: true,
             delta: false,
-            tablespace_map: Default::default(),
+            tablespace_map: reprise_postgres::tablespaces::TablespaceMap::default(),
             standalone_fetch: String::new(),
             exe: opts.exe.clone(),
             bin: None,

@@ -5,7 +5,10 @@
 //!    backup to the target is archived (a gap is reported, not discovered
 //!    half-way through recovery);
 //! 3. restore the data directory (in parallel, every chunk verified; or in
-//!    place with `delta`, writing only what differs) and tablespaces;
+//!    place with `delta`, writing only what differs) and the tablespaces,
+//!    each into a folder of its own, never production's unless asked
+//!    (`crate::tablespaces` says why the links and `tablespace_map` are
+//!    rewritten);
 //! 4. write the recovery settings;
 //! 5. with `start`, run the server privately, feed it WAL from a spool that
 //!    this process fills ahead of replay, wait until it reaches the target
@@ -16,7 +19,7 @@
 //! process for files through the spool folder, so no key is ever written to
 //! disk for recovery.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,7 @@ use reprise_engine::{CancelToken, Progress, Repository};
 
 use crate::cluster::{self, Cluster, OnDrop, PgBin, shell_quote};
 use crate::error::{PgError, Result};
+use crate::tablespaces::{self, Placement, TablespaceMap};
 use crate::wal::{self, ArchiveView};
 use crate::walname::{self, Lsn, Segment};
 
@@ -239,8 +243,8 @@ pub struct PitrOptions {
     pub start: bool,
     /// Update an existing data directory in place.
     pub delta: bool,
-    /// Where tablespaces go (by OID); default `<to>.tablespaces/<oid>`.
-    pub tablespace_map: BTreeMap<u32, PathBuf>,
+    /// Where tablespaces go; by default `<to>.tablespaces/<oid>`.
+    pub tablespace_map: TablespaceMap,
     /// `restore_command` for a restore the user starts later.
     pub standalone_fetch: String,
     /// The reprise executable (for the spool-only `restore_command`).
@@ -271,6 +275,8 @@ pub struct PitrOutcome {
     pub socket_dir: Option<PathBuf>,
     /// Where replay ended (LSN), for started restores.
     pub reached_lsn: Option<String>,
+    /// Where each tablespace was restored.
+    pub tablespaces: Vec<Placement>,
 }
 
 const BLOCK_BEGIN: &str = "# --- reprise restore: recovery settings (removed after promotion) ---";
@@ -332,8 +338,35 @@ fn sanitize_config(data_dir: &Path) -> Result<()> {
     std::fs::write(&path, out).map_err(|e| PgError::io(&path, e))
 }
 
-/// Restores the files of `base` into `opts.to`.
-fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, progress: &dyn Progress) -> Result<reprise_engine::restore::RestoreOutcome> {
+/// Where `base`'s tablespaces go for this restore, checked before anything
+/// is written (see `crate::tablespaces`).
+fn place_tablespaces(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions) -> Result<Vec<Placement>> {
+    let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+    let body = repo.snapshot_body(&base.id)?;
+    let stored = tablespaces::stored(repo, &index, &body.tree, &base.id)?;
+    let placements = tablespaces::place(&stored, &opts.to, &opts.tablespace_map, &base.id)?;
+    tablespaces::check_targets(&placements, opts.delta)?;
+    Ok(placements)
+}
+
+/// Fails with the files of `what` a restore found damaged, if any.
+fn refuse_damaged(out: &reprise_engine::restore::RestoreOutcome, what: &str, base: &BaseBackupInfo) -> Result<()> {
+    let Some(first) = out.damaged.first() else { return Ok(()) };
+    Err(PgError::Engine(reprise_engine::Error::Damaged {
+        object: format!("{} file(s) of {what} in base backup {}, first {}", out.damaged.len(), base.id.short(), first.path),
+        source: reprise_engine::format::FormatError::Malformed(first.reason.clone()),
+    }))
+}
+
+/// Restores the files of `base` into `opts.to`, and its tablespaces where
+/// `placements` say.
+fn restore_base(
+    repo: &Repository,
+    base: &BaseBackupInfo,
+    placements: &[Placement],
+    opts: &PitrOptions,
+    progress: &dyn Progress,
+) -> Result<reprise_engine::restore::RestoreOutcome> {
     let owner = cluster::server_account();
     let mut ro = RestoreOptions::new(&opts.to);
     ro.subpath = b"pgdata".to_vec();
@@ -344,13 +377,7 @@ fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, pr
         ro.threads = opts.threads;
     }
     let out = restore_files(repo, &base.id, &ro, progress)?;
-    if !out.damaged.is_empty() {
-        let first = &out.damaged[0];
-        return Err(PgError::Engine(reprise_engine::Error::Damaged {
-            object: format!("{} file(s) of base backup {}, first {}", out.damaged.len(), base.id.short(), first.path),
-            source: reprise_engine::format::FormatError::Malformed(first.reason.clone()),
-        }));
-    }
+    refuse_damaged(&out, "the data directory", base)?;
     // Configuration kept outside the data directory comes along if the
     // data directory has none (Debian layout), made safe to start here.
     if !opts.to.join("postgresql.conf").exists() {
@@ -365,30 +392,40 @@ fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, pr
             sanitize_config(&opts.to)?;
         }
     }
-    // Tablespaces: restore each and point its pg_tblspc link at it.
-    let tblspc = opts.to.join("pg_tblspc");
-    if let Ok(entries) = std::fs::read_dir(&tblspc) {
-        for e in entries.flatten() {
-            let Some(oid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            let dest = opts.tablespace_map.get(&oid).cloned().unwrap_or_else(|| {
-                let mut p = opts.to.clone().into_os_string();
-                p.push(format!(".tablespaces/{oid}"));
-                PathBuf::from(p)
-            });
-            let mut to = RestoreOptions::new(&dest);
-            to.subpath = format!("tablespaces/{oid}").into_bytes();
-            to.owner_override = owner;
-            to.delta = opts.delta;
-            restore_files(repo, &base.id, &to, &reprise_engine::NoProgress)?;
-            if let Some(parent) = dest.parent() {
-                cluster::hand_over(parent, 0o700)?;
-            }
-            let link = e.path();
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&dest, &link).map_err(|err| PgError::io(&link, err))?;
+    let default_root = {
+        let mut p = opts.to.clone().into_os_string();
+        p.push(".tablespaces");
+        PathBuf::from(p)
+    };
+    for p in placements {
+        let mut to = RestoreOptions::new(&p.location);
+        to.subpath = format!("tablespaces/{}", p.oid).into_bytes();
+        to.owner_override = owner;
+        to.delta = opts.delta;
+        to.cancel = opts.cancel.clone();
+        if opts.threads > 0 {
+            to.threads = opts.threads;
+        }
+        let restored = restore_files(repo, &base.id, &to, progress)?;
+        refuse_damaged(&restored, &format!("tablespace {}", p.oid), base)?;
+        if p.location.parent() == Some(default_root.as_path()) {
+            // Made by this restore, for the server account alone.
+            cluster::hand_over(&default_root, 0o700)?;
         }
     }
+    tablespaces::relink(&opts.to, placements)?;
     Ok(out)
+}
+
+/// Removes what `dir` holds, keeping the folder itself.
+fn empty_folder(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let path = e.path();
+        let r = if e.file_type().is_ok_and(|t| t.is_dir()) { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        r.map_err(|err| PgError::io(&path, err))?;
+    }
+    Ok(())
 }
 
 /// Fills the spool with WAL files PostgreSQL asks for (`NAME.want`) and
@@ -496,6 +533,9 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     let bases = base_backups(repo, &opts.component)?;
     let list = candidates(&opts.component, &bases, &opts.target)?;
     let mut last_err = None;
+    // Tablespace folders written by earlier attempts.
+    let mut written: Vec<PathBuf> = Vec::new();
+    let mut attempted = false;
     for base in &list {
         let needed = match plan_wal(repo, &opts.component, base, &opts.target) {
             Ok(n) => n,
@@ -504,11 +544,17 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
                 continue;
             }
         };
-        if opts.to.exists() && !opts.delta && list.len() > 1 {
-            // A retry with an older base backup starts from an empty folder.
-            let _ = std::fs::remove_dir_all(&opts.to);
+        if attempted && !opts.delta {
+            // A retry with an older base backup starts from empty folders
+            // (each was checked empty or absent before the first attempt).
+            for dir in std::iter::once(&opts.to).chain(&written) {
+                empty_folder(dir)?;
+            }
         }
-        let files = restore_base(repo, base, opts, progress)?;
+        let placements = place_tablespaces(repo, base, opts)?;
+        attempted = true;
+        written.extend(placements.iter().map(|p| p.location.clone()));
+        let files = restore_base(repo, base, &placements, opts, progress)?;
         let restore_ms = started.elapsed().as_millis() as u64;
         let mut outcome = PitrOutcome {
             base_backup: base.id.to_hex(),
@@ -519,6 +565,7 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
             bytes: files.bytes,
             bytes_unchanged: files.bytes_unchanged,
             restore_ms,
+            tablespaces: placements,
             ..PitrOutcome::default()
         };
         let signal = opts.to.join("recovery.signal");

@@ -95,12 +95,21 @@ pub fn wal_fetch(global: &crate::args::Global, args: &WalFetchArgs, cancel: &rep
     let found = if args.spool_only {
         fetch_from_spool(args.spool.as_deref().expect("clap requires --spool"), &args.file, &args.destination)?
     } else {
-        let ctx = Context::new(global.clone(), cancel.clone()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
-        let component = ctx.plan.as_ref().and_then(|p| p.components.get(&args.component));
-        let repo = ctx.open(component).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
         let spool = args.spool.clone().or_else(|| args.destination.parent().map(|p| p.join("reprise-spool")));
-        let r = wal::fetch(&repo, &args.component, &args.file, &args.destination, spool.as_deref()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
-        r == wal::FetchOutcome::Restored
+        // A prefetched file first: recovery goes on while storage is down.
+        let spooled = match &spool {
+            Some(dir) => wal::take_from_spool(dir, &args.file, &args.destination).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?,
+            None => false,
+        };
+        if spooled {
+            true
+        } else {
+            let ctx = Context::new(global.clone(), cancel.clone()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            let component = ctx.plan.as_ref().and_then(|p| p.components.get(&args.component));
+            let repo = ctx.open(component).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            let r = wal::fetch(&repo, &args.component, &args.file, &args.destination, spool.as_deref()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            r == wal::FetchOutcome::Restored
+        }
     };
     if found {
         Ok(())
@@ -228,11 +237,13 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
     }
     let target = Target::parse(args.at.as_deref().unwrap_or("latest")).map_err(exit::usage)?;
     warn_spool_ahead(ctx, &repo, &c.name)?;
-    let mut tablespace_map = std::collections::BTreeMap::new();
+    let mut tablespace_map = reprise_postgres::tablespaces::TablespaceMap { by_oid: std::collections::BTreeMap::new(), under: args.tablespace_dir.as_deref().map(std::path::absolute).transpose()? };
     for t in &args.tablespaces {
-        let (oid, dir) = t.split_once('=').ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR")))?;
-        let oid: u32 = oid.parse().map_err(|_| exit::usage(format!("--tablespace {t}: OID must be a number")))?;
-        tablespace_map.insert(oid, PathBuf::from(dir));
+        let (oid, dir) = t.split_once('=').filter(|(_, d)| !d.is_empty()).ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
+        let oid: u32 = oid.parse().map_err(|_| exit::usage(format!("--tablespace {t}: OID must be a number (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
+        if tablespace_map.by_oid.insert(oid, std::path::absolute(dir)?).is_some() {
+            return Err(exit::usage(format!("--tablespace {oid}=... is given twice: give each tablespace one folder")));
+        }
     }
     if args.to.exists() && !args.delta && std::fs::read_dir(&args.to).map(|mut d| d.next().is_some()).unwrap_or(false) {
         return Err(exit::usage(format!("{} is not empty: restore into a new directory, or pass --delta to update an existing copy in place", args.to.display())));
@@ -267,6 +278,9 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
             if args.delta { format!(" written, {} already right", bytes(out.bytes_unchanged)) } else { String::new() },
             out.wal_segments
         ));
+        for t in &out.tablespaces {
+            ctx.say(format!("tablespace {} restored to {}{}", t.oid, t.location.display(), t.original.as_ref().map(|o| format!(" (was {})", o.display())).unwrap_or_default()));
+        }
         if let Some(c) = &cluster {
             ctx.say(format!(
                 "recovered to {} and promoted: files {:.1}s + recovery {:.1}s = {:.1}s (measured recovery time)",

@@ -183,13 +183,25 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
 /// A started restore of `target` (reprise restore --start --keep-running):
 /// returns the restored cluster for inspection (stopped when dropped).
 pub fn restore_started(env: &Env, target: &str, to: &Path) -> (Cluster, serde_json::Value) {
-    let out = env.json(&["restore", COMPONENT, "--at", target, "--to", to.to_str().expect("utf8"), "--start", "--keep-running"]);
+    restore_started_with(env, target, to, &[])
+}
+
+/// [`restore_started`] with more arguments.
+pub fn restore_started_with(env: &Env, target: &str, to: &Path, extra: &[&str]) -> (Cluster, serde_json::Value) {
+    let mut args = vec!["restore", COMPONENT, "--at", target, "--to", to.to_str().expect("utf8"), "--start", "--keep-running"];
+    args.extend_from_slice(extra);
+    let out = env.json(&args);
+    (cluster_of(env, to, &out), out)
+}
+
+/// The cluster a started restore into `to` left running (stopped when dropped).
+pub fn cluster_of(env: &Env, to: &Path, out: &serde_json::Value) -> Cluster {
     let mut run = to.to_path_buf().into_os_string();
     run.push(".run");
     let mut c = Cluster::existing(env.bin.clone(), to, Path::new(&run), OnDrop::Stop).expect("cluster");
     c.port = out["port"].as_u64().expect("port") as u16;
     c.socket_dir = PathBuf::from(out["socket_dir"].as_str().expect("socket"));
-    (c, out)
+    c
 }
 
 pub fn amcheck(env: &Env, c: &Cluster) {

@@ -236,7 +236,7 @@ fn scratch_state(repo: &Arc<Repository>, opts: &RowRecoveryOptions, tables: &[Li
         to: dir.join("data"),
         start: true,
         delta: false,
-        tablespace_map: BTreeMap::default(),
+        tablespace_map: crate::tablespaces::TablespaceMap::default(),
         standalone_fetch: String::new(),
         exe: opts.exe.clone(),
         bin: opts.bin.clone(),
