@@ -19,7 +19,7 @@
 //! process for files through the spool folder, so no key is ever written to
 //! disk for recovery.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
