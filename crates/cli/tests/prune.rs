@@ -345,11 +345,6 @@ fn concurrent_write_only_backups_forgets_and_prunes_then_every_snapshot_restores
         // the first marks, later ones sweep what an earlier round marked.
         std::thread::sleep(Duration::from_millis(rng.range(0, 500)));
         prune(&r);
-        let race = forced_race(&r, &dumper, &dump_cred, &dump, round, round % 2 == 0);
-        if let Some(id) = &race.snapshot {
-            dumps.insert(id.clone(), dump.clone());
-        }
-        races.push(race);
         std::thread::sleep(Duration::from_millis(rng.range(0, 500)));
         prune(&r);
         for ((child, line), ((dir, _, _), m)) in backups.into_iter().zip(hosts.iter().zip(manifests)) {
@@ -363,6 +358,15 @@ fn concurrent_write_only_backups_forgets_and_prunes_then_every_snapshot_restores
                 refused += 1;
             }
         }
+        // The forced race runs once the hosts' backups are done: it tells
+        // the dump's packs from the others by what appeared while it ran,
+        // which a concurrent backup would blur (under load, a host's packs
+        // landed in that window and the check failed for them).
+        let race = forced_race(&r, &dumper, &dump_cred, &dump, round, round % 2 == 0);
+        if let Some(id) = &race.snapshot {
+            dumps.insert(id.clone(), dump.clone());
+        }
+        races.push(race);
     }
     // Let every mark come due, sweep, and verify everything.
     std::thread::sleep(RACE_GRACE + Duration::from_millis(100));
