@@ -44,11 +44,22 @@ pub enum ObjectKind {
     Hold,
     /// Prune marks: packs condemned, deleted after a grace period.
     PruneMark,
+    /// The administrator's trust records: revocations, the legacy record.
+    Trust,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 8] =
-        [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal, ObjectKind::Hold, ObjectKind::PruneMark];
+    pub const ALL: [ObjectKind; 9] = [
+        ObjectKind::Config,
+        ObjectKind::Key,
+        ObjectKind::Snapshot,
+        ObjectKind::Index,
+        ObjectKind::Pack,
+        ObjectKind::Wal,
+        ObjectKind::Hold,
+        ObjectKind::PruneMark,
+        ObjectKind::Trust,
+    ];
 
     /// The folder (or key prefix) objects of this kind live under.
     #[must_use]
@@ -62,6 +73,7 @@ impl ObjectKind {
             ObjectKind::Wal => "wal",
             ObjectKind::Hold => "holds",
             ObjectKind::PruneMark => "prune",
+            ObjectKind::Trust => "trust",
         }
     }
 
@@ -116,6 +128,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Wal => "WAL file",
             ObjectKind::Hold => "hold",
             ObjectKind::PruneMark => "prune mark",
+            ObjectKind::Trust => "trust record",
         })
     }
 }

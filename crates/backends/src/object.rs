@@ -451,6 +451,15 @@ impl ObjectBackend {
                     Err(r) if r.kind == ErrorKind::NotFound => Err(BackendError::new(ErrorKind::Unavailable, &self.location, key.as_ref(), format!("create refused but no object found ({}); trying again", e.message))),
                     Err(r) => Err(r),
                 },
+                // A create-only Azure SAS (`c`, no `w`) is refused a Put
+                // Blob over an existing name with 403, not 409: the name is
+                // taken, which callers must be told as such (a WAL name
+                // another writer took, the same file pushed again).
+                Err(e) if e.kind == ErrorKind::PermissionDenied && self.service == Service::Azure => match self.read(kind, name) {
+                    Ok(existing) if existing == bytes => Ok(()),
+                    Ok(_) => Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, key.as_ref(), "an object of this name exists".to_owned())),
+                    Err(_) => Err(e),
+                },
                 other => other,
             }
         })

@@ -184,7 +184,11 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     for entry in walk_dirs(&repo_dir) {
         cluster::hand_over(&entry, 0o755)?;
     }
-    std::fs::write(&credential, &*repo.secrets().to_write_credential())?;
+    // A write credential of its own (its own domain and signing key), whose
+    // public record the administrator endorses.
+    let writer = repo.new_credential()?;
+    std::fs::write(&credential, &*writer.to_write_credential().map_err(|e| reprise_engine::Error::InvalidArgument(e.to_string()))?)?;
+    repo.record_credential(&writer, "demo database host", None)?;
     cluster::hand_over(&credential, 0o600)?;
     let documents = workdir.join("medicapp/legal_documents_signed");
     std::fs::write(

@@ -27,8 +27,10 @@ pub mod index;
 pub mod keys;
 pub mod mark;
 pub mod pack;
+pub mod sign;
 pub mod snapshot;
 pub mod tree;
+pub mod trust;
 pub mod wal;
 
 pub use error::FormatError;

@@ -79,6 +79,8 @@ impl KeepRule {
     /// Whether an archived file (its name within the component) is kept.
     #[must_use]
     pub fn keeps(&self, file: &str) -> bool {
+        // A copy stored beside a name another writer took goes with its name.
+        let file = base_name(file);
         let segment_name = match walname::classify(file) {
             Some(WalFile::Segment(s)) => s,
             Some(WalFile::Partial | WalFile::BackupHistory | WalFile::StreamPartial { .. } | WalFile::StreamPiece { .. }) => file[..24].to_owned(),
@@ -90,12 +92,18 @@ impl KeepRule {
     }
 }
 
+/// The WAL file name a stored object stands for: `<file>@<key>` is a copy
+/// of `<file>` stored beside it (docs/FORMAT.md 10.1).
+fn base_name(object: &str) -> &str {
+    object.split_once('@').map_or(object, |(f, _)| f)
+}
+
 /// Whether `file` is a streamed piece (a byte range, or an older version's
 /// whole copy) of a segment that is stored whole: no restore reads it
-/// (FORMAT.md §10.1), so retention removes it even within what it keeps.
+/// (FORMAT.md §10.2), so retention removes it even within what it keeps.
 #[must_use]
 pub fn superseded(file: &str, whole_segments: &std::collections::BTreeSet<&str>) -> bool {
-    match walname::classify(file) {
+    match walname::classify(base_name(file)) {
         Some(WalFile::StreamPiece { segment, .. } | WalFile::StreamPartial { segment, .. }) => whole_segments.contains(segment.as_str()),
         _ => false,
     }
@@ -144,7 +152,20 @@ pub fn expire(repo: &Repository, component: &str, kept: &[BaseBackupInfo], windo
     out.anchor_backup = Some(rule.anchor);
     out.anchor_stop = Some(rule.anchor_stop);
     out.note.clone_from(&rule.shortfall);
-    let whole: std::collections::BTreeSet<&str> = files.iter().filter(|(f, _)| matches!(walname::classify(f), Some(WalFile::Segment(_)))).map(|(f, _)| f.as_str()).collect();
+    // A segment counts as stored whole, making its ranges superfluous, only
+    // when a trusted writer stored it from this server: a segment name
+    // another writer planted must not get the genuine ranges removed.
+    if let Some(b) = kept.iter().max_by_key(|b| (b.stop_time, b.stop_lsn)) {
+        crate::wal::expect_system_identifier(b.system_identifier);
+    }
+    let named_whole: std::collections::BTreeSet<&str> = files.iter().map(|(f, _)| base_name(f)).filter(|f| matches!(walname::classify(f), Some(WalFile::Segment(_)))).collect();
+    let with_ranges: std::collections::BTreeSet<&str> = files.iter().filter(|(f, _)| superseded(f, &named_whole)).map(|(f, _)| &f[..24]).collect();
+    let mut whole = std::collections::BTreeSet::new();
+    for segment in with_ranges {
+        if crate::wal::trusted(repo, component, segment, false)?.is_some() {
+            whole.insert(segment);
+        }
+    }
     let superseded: Vec<bool> = files.iter().map(|(f, _)| superseded(f, &whole)).collect();
     for ((file, size), superseded) in files.into_iter().zip(superseded) {
         if rule.keeps(&file) && !superseded {

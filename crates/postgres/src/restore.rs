@@ -182,7 +182,12 @@ fn candidates(component: &str, bases: &[BaseBackupInfo], target: &Target) -> Res
 /// The WAL segments recovery from `base` to `target` will ask for, checked
 /// present in the archive. Returns them in replay order.
 pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, target: &Target) -> Result<Vec<Segment>> {
-    let view = ArchiveView::load(repo, component)?;
+    wal::expect_system_identifier(base.system_identifier);
+    let mut view = ArchiveView::load(repo, component)?;
+    // Ranges no trusted writer stored from this server are not WAL to plan on.
+    for timeline in view.timelines() {
+        view.keep_trusted_tail(repo, component, timeline)?;
+    }
     let seg = base.segment_size;
     let start = base.start_segment();
     if let Target::Immediate = target {
@@ -341,7 +346,7 @@ fn sanitize_config(data_dir: &Path) -> Result<()> {
 /// Where `base`'s tablespaces go for this restore, checked before anything
 /// is written (see `crate::tablespaces`).
 fn place_tablespaces(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions) -> Result<Vec<Placement>> {
-    let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+    let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
     let body = repo.snapshot_body(&base.id)?;
     let stored = tablespaces::stored(repo, &index, &body.tree, &base.id)?;
     let placements = tablespaces::place(&stored, &opts.to, &opts.tablespace_map, &base.id)?;
@@ -381,7 +386,7 @@ fn restore_base(
     // Configuration kept outside the data directory comes along if the
     // data directory has none (Debian layout), made safe to start here.
     if !opts.to.join("postgresql.conf").exists() {
-        let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+        let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
         let body = repo.snapshot_body(&base.id)?;
         if let Ok(Some(_)) = reprise_engine::walk::find(repo, &index, &body.tree, b"config") {
             let mut co = RestoreOptions::new(&opts.to);
@@ -537,6 +542,9 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     let mut written: Vec<PathBuf> = Vec::new();
     let mut attempted = false;
     for base in &list {
+        // WAL from another server under this server's names is not taken
+        // (docs/FORMAT.md 10.1).
+        wal::expect_system_identifier(base.system_identifier);
         let needed = match plan_wal(repo, &opts.component, base, &opts.target) {
             Ok(n) => n,
             Err(e) => {

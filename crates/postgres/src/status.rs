@@ -108,7 +108,14 @@ pub fn status(repo: &Repository, component: &str, live: Option<(&str, Option<&st
 pub fn status_at(repo: &Repository, component: &str, live: Option<&Live<'_>>) -> Result<PgStatus> {
     let now = jiff::Timestamp::now();
     let bases = base_backups(repo, component)?;
-    let view = ArchiveView::load(repo, component)?;
+    let mut view = ArchiveView::load(repo, component)?;
+    // A range name nobody trusted stored must not count as stored WAL.
+    if let Some(b) = bases.last() {
+        wal::expect_system_identifier(b.system_identifier);
+    }
+    for timeline in view.timelines() {
+        view.keep_trusted_tail(repo, component, timeline)?;
+    }
     let mut st = PgStatus { component: component.to_owned(), base_backups: bases.len(), wal_files: view.files, wal_bytes: view.total_bytes, ..PgStatus::default() };
     if let Some(b) = bases.last() {
         st.last_base_backup = Some(b.id.to_hex());

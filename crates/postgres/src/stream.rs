@@ -3,7 +3,7 @@
 //! reprise connects to the server as a physical standby
 //! ([`crate::replication`]) through a slot, and stores the WAL it receives
 //! as write-once byte ranges of the segment being written
-//! (`<segment>.stream.<FROM>-<TO>`, docs/FORMAT.md §10.1), then each
+//! (`<segment>.stream.<FROM>-<TO>`, docs/FORMAT.md §10.2), then each
 //! completed segment whole under its own name, as `wal-push` would. The
 //! position it reports to the server as written, flushed and applied is
 //! always the end of what the repository holds ([`Writer::store`] reports
@@ -192,7 +192,16 @@ fn session(repo: &Arc<Repository>, opts: &StreamOptions, cancel: &CancelToken, s
         tracing::info!("created replication slot {slot}");
     }
     let slot_pos = c.slot_position(&slot)?;
-    let view = ArchiveView::load(repo, &opts.component)?;
+    // Only ranges this server's trusted writers stored say what the
+    // repository holds: a planted range name must not be acknowledged.
+    wal::expect_system_identifier(id.system_identifier);
+    let mut view = ArchiveView::load(repo, &opts.component)?;
+    view.keep_trusted_tail(repo, &opts.component, id.timeline)?;
+    if let Some((_, tli)) = slot_pos
+        && tli != id.timeline
+    {
+        view.keep_trusted_tail(repo, &opts.component, tli)?;
+    }
     let (timeline, start, stored) = start_point(&view, id.timeline, id.flushed, slot_pos);
     if stored.is_some_and(|s| timeline == id.timeline && s > id.flushed) {
         return Err(PgError::Invalid(format!(
@@ -573,6 +582,17 @@ pub fn spool_ahead(view: &ArchiveView, spool: &Path) -> Vec<SpoolAhead> {
     out
 }
 
+/// The system identifier in the first page of a spool file, if any.
+fn spool_system_identifier(spool: &Path) -> Option<u64> {
+    std::fs::read_dir(spool).ok()?.flatten().find_map(|e| {
+        let name = e.file_name();
+        Segment::parse(name.to_str()?.strip_suffix(".spool")?, SEGMENT)?;
+        let mut page = vec![0u8; 64];
+        std::fs::File::open(e.path()).ok()?.read_exact_at(&mut page, 0).ok()?;
+        walname::long_page_header(&page).map(|h| h.system_identifier)
+    })
+}
+
 /// Stores what a spool holds beyond the repository, without any server:
 /// `wal-stream --upload-only`, and the first thing every stream does.
 pub fn save_spool(repo: &Repository, component: &str, spool: &Path) -> Result<SpoolReport> {
@@ -580,7 +600,16 @@ pub fn save_spool(repo: &Repository, component: &str, spool: &Path) -> Result<Sp
     if !spool.exists() {
         return Ok(report);
     }
-    let view = ArchiveView::load(repo, component)?;
+    let mut view = ArchiveView::load(repo, component)?;
+    // The spool's own first page names its server: only that server's
+    // trusted ranges count as stored (a planted range name would otherwise
+    // make the spool's WAL look saved).
+    if let Some(id) = spool_system_identifier(spool) {
+        wal::expect_system_identifier(id);
+    }
+    for timeline in view.timelines() {
+        view.keep_trusted_tail(repo, component, timeline)?;
+    }
     if let Ok(dir) = std::fs::read_dir(spool) {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();

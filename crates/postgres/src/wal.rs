@@ -13,18 +13,34 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use reprise_engine::Repository;
 use reprise_engine::backends::{ErrorKind, ObjectKind};
-use reprise_engine::format::wal::{self as walfmt, WalHeader};
+use reprise_engine::format::wal::WalHeader;
+use reprise_engine::walobj;
 
 use crate::error::{PgError, Result};
 use crate::walname::{self, Lsn, Segment, WalFile};
 
-/// zstd level for WAL: level 1 keeps `wal-push` ahead of a busy server.
-const WAL_ZSTD_LEVEL: i32 = 1;
-
 fn object_name(component: &str, file: &str) -> String {
     format!("{component}/{file}")
+}
+
+/// The system identifier of the server whose WAL is being read (from the
+/// base backup a restore starts from, or the data directory `wal-fetch`
+/// runs in): when a WAL name holds a file of another server, the copy a
+/// trusted writer stored beside it is taken instead (docs/FORMAT.md 10.1).
+/// 0: unknown.
+static SYSTEM_IDENTIFIER: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the server whose WAL this process reads (see [`SYSTEM_IDENTIFIER`]).
+pub fn expect_system_identifier(id: u64) {
+    SYSTEM_IDENTIFIER.store(id, Ordering::Relaxed);
+}
+
+fn expected_system_identifier() -> Option<u64> {
+    Some(SYSTEM_IDENTIFIER.load(Ordering::Relaxed)).filter(|&i| i != 0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -51,16 +67,18 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
     store(repo, component, name, &data, modified, system_identifier)
 }
 
-/// Seals `data` as the WAL object `name` of `component` and creates it.
-/// Every WAL object reprise writes goes through here (archived files,
-/// streamed byte ranges, segments the stream completes, history files), so
-/// they all share one encoding (docs/FORMAT.md §10).
+/// Seals `data` as the WAL object `name` of `component`, signed by this
+/// key in its own domain, and creates it. Every WAL object reprise writes
+/// goes through here (archived files, streamed byte ranges, segments the
+/// stream completes, history files), so they all share one encoding and
+/// one answer to a name another writer took first (docs/FORMAT.md §10).
 ///
-/// The same name with the same keyed hash is success (a retry, or a second
-/// writer with the same bytes); another hash is a loud refusal.
+/// The same name with the same keyed hash is success (a retry); a name
+/// another writer took is no obstacle (stored beside it, and reported); a
+/// different file of this key's own domain under the name is a loud
+/// refusal.
 pub fn store(repo: &Repository, component: &str, name: &str, data: &[u8], modified: jiff::Timestamp, system_identifier: u64) -> Result<PushOutcome> {
-    let secrets = &repo.secrets().write;
-    let hash = secrets.id_key.blob_id(data);
+    let hash = walobj::hash(repo, data)?;
     let header = WalHeader {
         version: 1,
         name: name.to_owned(),
@@ -71,21 +89,12 @@ pub fn store(repo: &Repository, component: &str, name: &str, data: &[u8], modifi
         host: reprise_engine::repository::hostname(),
         system_identifier,
     };
-    let sealed = walfmt::seal(&header, data, WAL_ZSTD_LEVEL, &secrets.catalog_key, &secrets.recovery_public);
-    let object = object_name(component, name);
-    match repo.backend().create(ObjectKind::Wal, &object, &sealed) {
-        Ok(()) => Ok(PushOutcome::Archived),
-        Err(e) if e.kind == ErrorKind::AlreadyExists => {
-            let existing = repo.backend().read(ObjectKind::Wal, &object).map_err(reprise_engine::Error::from)?;
-            let old = walfmt::open_header(&existing, &secrets.catalog_key)
-                .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e })?;
-            if old.hash == hash && old.size == header.size {
-                Ok(PushOutcome::AlreadyArchived)
-            } else {
-                Err(PgError::WalConflict { name: name.to_owned() })
-            }
-        }
-        Err(e) => Err(reprise_engine::Error::from(e).into()),
+    // A name another writer took first does not block the genuine file:
+    // it is stored beside it (walobj::create) and the squatting reported.
+    match walobj::create(repo, &object_name(component, name), &header, data)? {
+        Ok(walobj::Created::Stored | walobj::Created::Beside { .. }) => Ok(PushOutcome::Archived),
+        Ok(walobj::Created::AlreadyThere) => Ok(PushOutcome::AlreadyArchived),
+        Err(walobj::Conflict) => Err(PgError::WalConflict { name: name.to_owned() }),
     }
 }
 
@@ -110,12 +119,17 @@ pub fn read_or_partial(repo: &Repository, component: &str, file: &str) -> Result
     let mut newest_copy = None;
     for o in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
         let Some(rest) = o.name.strip_prefix(&prefix) else { continue };
+        // A range stored beside a name another writer took (FORMAT.md
+        // 10.1) is the same range: [`trusted`] picks the copy.
+        let rest = rest.split_once('@').map_or(rest, |(r, _)| r);
         match walname::classify(&format!("{file}.{rest}")) {
             Some(WalFile::StreamPiece { from, to, .. }) => pieces.push((from, to)),
             Some(WalFile::StreamPartial { millis, .. }) => newest_copy = newest_copy.max(Some(millis)),
             _ => {}
         }
     }
+    pieces.sort_unstable();
+    pieces.dedup();
     if let Some(assembled) = assemble_streamed(repo, component, file, &pieces)? {
         return Ok(Some(assembled));
     }
@@ -151,59 +165,43 @@ pub fn contiguous_end(pieces: &[(u32, u32)]) -> u32 {
     covering_pieces(pieces).last().map_or(0, |p| p.1)
 }
 
-/// One stored range as read: its place among the chosen ranges, header, bytes.
-type PieceRead = (usize, WalHeader, Vec<u8>);
+/// One stored range as read: its place among the chosen ranges, header,
+/// bytes (when asked for).
+type PieceRead = (usize, WalHeader, Option<Vec<u8>>);
 
 /// Pieces read at once while assembling a streamed segment.
 const ASSEMBLY_THREADS: usize = 8;
 
 /// Assembles a streamed segment from its stored ranges; `None` if they do
-/// not start at offset 0. Overlapping ranges must agree byte for byte
-/// (they are the same WAL received twice); a disagreement is damage.
+/// not start at offset 0. Only ranges a trusted writer stored, from the
+/// server being recovered, count ([`trusted`]): a range name no trusted
+/// copy answers for (another writer's, forged) is left out and the covering
+/// ranges are chosen again without it. Overlapping trusted ranges must
+/// agree byte for byte (the same WAL received twice); a disagreement is
+/// damage.
 fn assemble_streamed(repo: &Repository, component: &str, segment: &str, pieces: &[(u32, u32)]) -> Result<Option<(WalHeader, Vec<u8>)>> {
-    let chosen = covering_pieces(pieces);
-    let Some(&(_, end)) = chosen.last() else { return Ok(None) };
     let size = walname::DEFAULT_SEGMENT_SIZE as usize;
-    if end as usize > size {
-        return Err(PgError::Invalid(format!("{segment}: a stored range ends at {end}, past the 16 MiB segment")));
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<PieceRead>>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = (0..ASSEMBLY_THREADS.min(chosen.len()))
-            .map(|_| {
-                sc.spawn(|| {
-                    let mut got = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(from, to)) = chosen.get(i) else { return Ok(got) };
-                        let name = walname::piece_name(segment, from, to);
-                        match read(repo, component, &name)? {
-                            Some((h, data)) if data.len() == (to - from) as usize => got.push((i, h, data)),
-                            Some(_) => {
-                                return Err(reprise_engine::Error::Damaged {
-                                    object: ObjectKind::Wal.path(&object_name(component, &name)),
-                                    source: reprise_engine::format::FormatError::Malformed("its length differs from the range its name gives".into()),
-                                }
-                                .into());
-                            }
-                            // Removed since the listing (forget): not there.
-                            None => return Err(PgError::Invalid(format!("{name} disappeared while the segment was assembled: try again"))),
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("assembly thread panicked")).collect()
-    });
-    let mut parts = Vec::with_capacity(chosen.len());
-    for r in results {
-        parts.extend(r?);
-    }
-    parts.sort_by_key(|p| p.0);
+    // Only a writer this reader does not trust names a range past the end.
+    let mut candidates: Vec<(u32, u32)> = pieces.iter().copied().filter(|p| p.1 as usize <= size).collect();
+    let (chosen, parts) = loop {
+        let chosen = covering_pieces(&candidates);
+        if chosen.is_empty() {
+            return Ok(None);
+        }
+        let (parts, ignored) = read_pieces(repo, component, segment, &chosen, true)?;
+        if ignored.is_empty() {
+            break (chosen, parts);
+        }
+        for p in &ignored {
+            tracing::warn!("{}: no trusted copy from this server: ignored", ObjectKind::Wal.path(&object_name(component, &walname::piece_name(segment, p.0, p.1))));
+        }
+        candidates.retain(|p| !ignored.contains(p));
+    };
     let mut out = vec![0u8; size];
     let mut covered = 0usize;
     let mut newest: Option<WalHeader> = None;
     for (i, h, data) in parts {
+        let data = data.expect("content asked for");
         let from = chosen[i].0 as usize;
         let overlap = covered - from;
         if out[from..covered] != data[..overlap] {
@@ -225,32 +223,81 @@ fn assemble_streamed(repo: &Repository, component: &str, segment: &str, pieces: 
     Ok(Some((header, out)))
 }
 
-/// Reads and decrypts one archived file; `None` if it is not archived.
-pub fn read(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
-    let object = object_name(component, file);
-    let bytes = match repo.backend().read(ObjectKind::Wal, &object) {
-        Ok(b) => b,
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(reprise_engine::Error::from(e).into()),
-    };
-    let recovery = repo.recovery("reading archived WAL")?;
-    let s = &repo.secrets().write;
-    let (h, data) = walfmt::open(&bytes, &s.catalog_key, &s.id_key, recovery)
-        .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e })?;
-    Ok(Some((h, data)))
+/// Reads the chosen ranges of `segment` in parallel (with their content,
+/// or headers only): those that verify, in order, and the ranges of which
+/// no trusted copy exists.
+fn read_pieces(repo: &Repository, component: &str, segment: &str, chosen: &[(u32, u32)], content: bool) -> Result<(Vec<PieceRead>, Vec<(u32, u32)>)> {
+    let ignored = parking_lot::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<PieceRead>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..ASSEMBLY_THREADS.min(chosen.len()))
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut got = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(from, to)) = chosen.get(i) else { return Ok(got) };
+                        let name = walname::piece_name(segment, from, to);
+                        match trusted(repo, component, &name, content)? {
+                            Some((h, data)) if data.as_ref().is_none_or(|d| d.len() == (to - from) as usize) && h.size == u64::from(to - from) => got.push((i, h, data)),
+                            Some(_) => {
+                                return Err(reprise_engine::Error::Damaged {
+                                    object: ObjectKind::Wal.path(&object_name(component, &name)),
+                                    source: reprise_engine::format::FormatError::Malformed("its length differs from the range its name gives".into()),
+                                }
+                                .into());
+                            }
+                            None => match repo.backend().size(ObjectKind::Wal, &object_name(component, &name)) {
+                                // Removed since the listing (forget): not there.
+                                Err(e) if e.kind == ErrorKind::NotFound => {
+                                    return Err(PgError::Invalid(format!("{name} disappeared while the segment was assembled: try again")));
+                                }
+                                Err(e) => return Err(reprise_engine::Error::from(e).into()),
+                                // There, but no trusted copy: not this server's WAL.
+                                Ok(_) => ignored.lock().push((from, to)),
+                            },
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("assembly thread panicked")).collect()
+    });
+    let mut parts = Vec::with_capacity(chosen.len());
+    for r in results {
+        parts.extend(r?);
+    }
+    parts.sort_by_key(|p| p.0);
+    Ok((parts, ignored.into_inner()))
 }
 
-/// Reads only the header of an archived file (write secrets suffice).
+/// A WAL object as [`read`] or [`header`] find it, but only when a trusted
+/// writer stored it and, the server being recovered known, it comes from
+/// that server: what a streamed range must be to count. [`walobj::read`]
+/// prefers a fitting copy beside the name; its fallback (a copy of another
+/// server) is refused here.
+pub fn trusted(repo: &Repository, component: &str, file: &str, content: bool) -> Result<Option<(WalHeader, Option<Vec<u8>>)>> {
+    if content {
+        repo.recovery("reading archived WAL")?;
+    }
+    let expected = expected_system_identifier();
+    Ok(walobj::read(repo, &object_name(component, file), content, expected)?
+        .filter(|r| expected.is_none_or(|want| r.header.system_identifier == want))
+        .map(|r| (r.header, r.data)))
+}
+
+/// Reads and decrypts one archived file (a trusted copy: see
+/// `walobj::read`); `None` if it is not archived.
+pub fn read(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
+    repo.recovery("reading archived WAL")?;
+    let found = walobj::read(repo, &object_name(component, file), true, expected_system_identifier())?;
+    Ok(found.map(|r| (r.header, r.data.expect("content asked for"))))
+}
+
+/// Reads only the header of an archived file (this key's domain's secrets
+/// suffice).
 pub fn header(repo: &Repository, component: &str, file: &str) -> Result<Option<WalHeader>> {
-    let object = object_name(component, file);
-    let bytes = match repo.backend().read(ObjectKind::Wal, &object) {
-        Ok(b) => b,
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(reprise_engine::Error::from(e).into()),
-    };
-    walfmt::open_header(&bytes, &repo.secrets().write.catalog_key)
-        .map(Some)
-        .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e }.into())
+    Ok(walobj::read(repo, &object_name(component, file), false, expected_system_identifier())?.map(|r| r.header))
 }
 
 /// When the newest stored WAL of segment `s` was written on the server: the
@@ -308,6 +355,14 @@ pub fn take_from_spool(spool: &Path, file: &str, dest: &Path) -> Result<bool> {
 /// following calls.
 pub fn fetch(repo: &Repository, component: &str, file: &str, dest: &Path, spool: Option<&Path>) -> Result<FetchOutcome> {
     let kind = walname::classify(file).ok_or_else(|| PgError::BadWalName(file.to_owned()))?;
+    // PostgreSQL runs restore_command in the data directory it recovers:
+    // its control file names the server whose WAL is wanted.
+    if expected_system_identifier().is_none()
+        && let Ok(control) = std::fs::read("global/pg_control")
+        && let Some(id) = control.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    {
+        expect_system_identifier(id);
+    }
     if let Some(spool) = spool {
         if take_from_spool(spool, file, dest)? {
             return Ok(FetchOutcome::Restored);
@@ -375,6 +430,8 @@ impl ArchiveView {
         let mut view = ArchiveView::default();
         for obj in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
             let Some(file) = obj.name.strip_prefix(&prefix) else { continue };
+            // A file stored beside a name another writer took (FORMAT.md 10.1).
+            let file = file.split_once('@').map_or(file, |(f, _)| f);
             view.files += 1;
             view.total_bytes += obj.size;
             match walname::classify(file) {
@@ -397,6 +454,36 @@ impl ArchiveView {
             }
         }
         Ok(view)
+    }
+
+    /// Leaves out the streamed ranges that decide where the stored WAL of
+    /// `timeline` ends ([`ArchiveView::stored_end`]) unless a trusted writer
+    /// stored them from the server being read ([`trusted`], headers only:
+    /// a write-only key can do it). A range name anyone else planted must
+    /// not make a stream believe, and report to the server as flushed, WAL
+    /// the repository does not hold.
+    pub fn keep_trusted_tail(&mut self, repo: &Repository, component: &str, timeline: u32) -> Result<()> {
+        let archived = self.segments.get(&timeline).and_then(|set| set.iter().next_back().copied());
+        loop {
+            let Some(s) = self.streamed_segments().filter(|s| s.timeline == timeline && archived.is_none_or(|a| s.number > a)).max_by_key(|s| s.number) else {
+                return Ok(());
+            };
+            let name = s.name(walname::DEFAULT_SEGMENT_SIZE);
+            let pieces = self.streamed.get_mut(&name).expect("listed");
+            pieces.retain(|p| u64::from(p.1) <= walname::DEFAULT_SEGMENT_SIZE);
+            let chosen = covering_pieces(pieces);
+            let (_, ignored) = if chosen.is_empty() { (Vec::new(), Vec::new()) } else { read_pieces(repo, component, &name, &chosen, false)? };
+            if ignored.is_empty() && !chosen.is_empty() {
+                return Ok(());
+            }
+            for p in &ignored {
+                tracing::warn!("{}: no trusted copy from this server: ignored", ObjectKind::Wal.path(&object_name(component, &walname::piece_name(&name, p.0, p.1))));
+            }
+            pieces.retain(|p| !ignored.contains(p));
+            if covering_pieces(pieces).is_empty() {
+                self.streamed.remove(&name);
+            }
+        }
     }
 
     /// Whether recovery can read segment `s`: archived whole, or streamed

@@ -101,7 +101,7 @@ pub enum WalFile {
     StreamPartial { segment: String, millis: u64 },
     /// `<segment>.stream.<FROM>-<TO>`: bytes `FROM..TO` (offsets within the
     /// segment, 8 hex digits each) of a segment being streamed, stored as
-    /// soon as they are received (docs/FORMAT.md §10.1).
+    /// soon as they are received (docs/FORMAT.md §10.2).
     StreamPiece { segment: String, from: u32, to: u32 },
 }
 

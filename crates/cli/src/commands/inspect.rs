@@ -19,6 +19,17 @@ pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
         args.component.as_ref().is_none_or(|c| &h.component == c) && args.host.as_ref().is_none_or(|x| &h.host == x)
     };
     let list: Vec<_> = all.into_iter().filter(|s| keep(&s.header)).collect();
+    // A snapshot nobody trusted wrote is not damage: it is reported (with
+    // the key that signed it) and counts for nothing.
+    let (untrusted, bad): (Vec<_>, Vec<_>) = bad.into_iter().partition(|(_, e)| matches!(e, reprise_engine::Error::Untrusted { .. }));
+    for (_, e) in &untrusted {
+        errln!("reprise: warning: {e}");
+    }
+    for s in &list {
+        if let Some(w) = &s.warning {
+            errln!("reprise: warning: snapshot {} {w}: it is never taken as `latest`", s.id.short());
+        }
+    }
     // A damaged snapshot is listed too (it may be the newest), unless its
     // header still authenticates and says it is outside the filter.
     let damaged: Vec<(String, String, Option<reprise_engine::format::snapshot::SnapshotHeader>)> = bad
@@ -46,17 +57,18 @@ pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
         }
         ctx.print_json(&docs)?;
     } else {
-        ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  tags", "id", "time (UTC)", "host", "component", "size", "files"));
+        ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {:<14} tags", "id", "time (UTC)", "host", "component", "size", "files", "writer"));
         for s in &list {
             let h = &s.header;
             ctx.say(format!(
-                "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {}",
+                "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {:<14} {}",
                 s.id.short(),
                 h.time.strftime("%Y-%m-%d %H:%M:%S"),
                 h.host,
                 h.component,
                 bytes(h.summary.bytes),
                 h.summary.files,
+                s.writer.short(),
                 h.tags.join(",")
             ));
         }
@@ -103,9 +115,10 @@ struct LsEntry {
 
 pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
     let repo = ctx.open(None)?;
+    repo.require_full("listing a snapshot's contents")?;
     let snap = find_snapshot(&repo, &args.snapshot, None)?;
     let body = repo.snapshot_body(&snap.id)?;
-    let (index, _) = MasterIndex::load(&repo)?;
+    let (index, _) = MasterIndex::load(&repo, &snap.domain)?;
     let prefix: Vec<u8> = args.path.as_deref().unwrap_or("").trim_matches('/').as_bytes().to_vec();
     let mut entries = Vec::new();
     walk::walk(&repo, &index, &body.tree, &mut |path, node| {
@@ -160,12 +173,17 @@ pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
 
 pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
     let repo = ctx.open(None)?;
+    repo.require_full("comparing snapshots")?;
     let a = find_snapshot(&repo, &args.from, None)?;
     let b = find_snapshot(&repo, &args.to, None)?;
-    let (index, _) = MasterIndex::load(&repo)?;
+    let (index_a, _) = MasterIndex::load(&repo, &a.domain)?;
+    let index_b = if b.domain == a.domain { None } else { Some(MasterIndex::load(&repo, &b.domain)?.0) };
     let ta = repo.snapshot_body(&a.id)?.tree;
     let tb = repo.snapshot_body(&b.id)?.tree;
-    let changes = reprise_engine::diff::diff(&repo, &index, &ta, &tb)?;
+    if index_b.is_some() {
+        errln!("reprise: note: the two snapshots were written by different writers (domains {} and {}): files are compared by size and modification time", a.domain, b.domain);
+    }
+    let changes = reprise_engine::diff::diff(&repo, &index_a, index_b.as_ref().unwrap_or(&index_a), &ta, &tb)?;
     if ctx.json() {
         let docs: Vec<serde_json::Value> = changes
             .iter()

@@ -24,6 +24,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         return Err(exit::usage("--at, --start, --tablespace and --into apply to PostgreSQL components: name one from the plan"));
     }
     let repo = ctx.open(component)?;
+    repo.require_full("restoring")?;
     let snap = match component {
         Some(c) => find_snapshot(&repo, "latest", Some(&c.name))?,
         None => find_snapshot(&repo, spec, None)?,

@@ -121,7 +121,11 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             }
         }
         HoldCommand::List => {
-            let all = holds::list(&repo)?;
+            let (all, ignored) = holds::list_all(&repo)?;
+            // Holds a writer planted count for nothing: said, not listed.
+            for (object, why) in &ignored {
+                errln!("reprise: warning: {object}: {why}");
+            }
             if ctx.json() {
                 ctx.print_json(&all)?;
             } else if all.is_empty() {
@@ -133,11 +137,12 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             }
         }
         HoldCommand::Remove { hold } => {
-            let h = holds::remove(&repo, hold)?;
-            if ctx.json() {
-                ctx.print_json(&h)?;
-            } else {
-                outln!("hold {} lifted from snapshot {} (it was: {})", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.reason);
+            let (id, h) = holds::remove(&repo, hold)?;
+            match (ctx.json(), h) {
+                (true, Some(h)) => ctx.print_json(&h)?,
+                (true, None) => ctx.print_json(&serde_json::json!({ "id": id, "ignored": true }))?,
+                (false, Some(h)) => outln!("hold {} lifted from snapshot {} (it was: {})", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.reason),
+                (false, None) => outln!("removed {}, a hold object the administrator did not sign (it protected nothing)", &id.to_hex()[..8]),
             }
         }
     }
