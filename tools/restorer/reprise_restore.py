@@ -597,7 +597,7 @@ class Restorer:
 
 # ---------------------------------------------------------------- WAL (§10)
 
-WAL_MAGIC = b"RPRSWAL1"
+WAL_MAGIC, WAL2 = b"RPRSWAL1", b"RPRSWAL2"  # version 1 (legacy), version 2
 SEGMENT_SIZE = 16 * 1024 * 1024
 HEX = set("0123456789ABCDEFabcdef")
 
@@ -606,22 +606,37 @@ def is_hex(s, n):
     return len(s) == n and all(c in HEX for c in s)
 
 
-def open_wal_object(path, name, keys):
-    """§10: magic || u32 H || header (H, §2.2) || sealed key (80, §2.1) || body; returns the plaintext."""
+def base_name(name):
+    """§10.1: '<file>@<writer>' is a copy of <file> stored beside a name another writer took."""
+    return name.partition("@")[0]
+
+
+def open_wal_object(path, name, component, keys, trust):
+    """§10: v2 magic || domain (32) || u32 H || header (H, §2.2) || sealed key (80, §2.1) || body || signature
+    block (§2.4); v1 without domain and signature. Checks the signature and judges the signer (§2.5): raises
+    RestoreError saying why the object is ignored. Returns (header, plaintext)."""
     data = read(path)
-    if data[:8] != WAL_MAGIC or len(data) < 12:
+    if data[:8] == WAL2 and len(data) >= 44 + SIG_BLOCK:
+        signer, data = verify_signed(b"wal", keys["repo_id"], data, f"WAL object {name}")
+        domain, data = data[8:40], data[40:]
+        aad = b"reprise wal header v2"
+    elif data[:8] == WAL_MAGIC and len(data) >= 12:
+        signer, domain, data = None, None, data[8:]
+        aad = b"reprise wal header v1"
+    else:
         raise RestoreError(f"WAL object {name}: bad magic")
-    h, = struct.unpack_from("<I", data, 8)
-    header = cbor2.loads(catalog_open(keys["catalog_key"], data[12:12 + h], b"reprise wal header v1",
-                                      f"WAL object {name} header"))
+    domain = trust.judge("wal", f"{component}/{name}", signer, domain)
+    id_key, catalog_key = domain_keys(keys, domain)
+    h, = struct.unpack_from("<I", data, 0)
+    header = cbor2.loads(catalog_open(catalog_key, data[4:4 + h], aad, f"WAL object {name} header"))
     if header.get("version") != 1:
         raise RestoreError(f"WAL object {name}: version {header.get('version')!r} unknown")
-    if header.get("name") != name:
-        raise RestoreError(f"WAL object {name}: its header names {header.get('name')!r}")
-    rest = data[12 + h:]
+    if header.get("name") != base_name(name):
+        raise RestoreError(f"WAL object {name}: its header names {header.get('name')!r} (a file copied under another name)")
+    rest = data[4 + h:]
     file_key = hpke_open(keys["recovery_secret"], rest[:80], b"reprise wal key v1", f"WAL object {name} key")
     try:
-        plain = AESGCM(file_key).decrypt(b"\0" * 12, rest[80:], b"reprise wal v1" + name.encode())
+        plain = AESGCM(file_key).decrypt(b"\0" * 12, rest[80:], b"reprise wal v1" + header["name"].encode())
     except InvalidTag:
         raise RestoreError(f"WAL object {name}: damaged (AES-GCM authentication failed)") from None
     if plain[:1] == b"\0":
@@ -630,19 +645,43 @@ def open_wal_object(path, name, keys):
         body = zstd_frame(plain[1:], f"WAL object {name}")
     else:
         raise RestoreError(f"WAL object {name}: unknown compression byte {plain[:1].hex()}")
-    if len(body) != header.get("size") or blake3.blake3(body, key=keys["id_key"]).digest() != header.get("hash"):
+    if len(body) != header.get("size") or blake3.blake3(body, key=id_key).digest() != header.get("hash"):
         raise RestoreError(f"WAL object {name}: damaged (length or keyed BLAKE3 differs from its header)")
-    return body
+    return header, body
 
 
 def list_wal(repo, component):
-    """§1, §10: wal/<component>/<group>/<name> -> {name: path}."""
-    root, found = os.path.join(repo, "wal", component), {}
+    """§1, §10: wal/<component>/<group>/<name> -> {file name: [object names, the plain name first]}, and
+    {object name: path}."""
+    root, files, paths = os.path.join(repo, "wal", component), {}, {}
     for group in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         gdir = os.path.join(root, group)
         for name in sorted(os.listdir(gdir)) if os.path.isdir(gdir) else []:
-            found[name] = os.path.join(gdir, name)
-    return found
+            paths[name] = os.path.join(gdir, name)
+            files.setdefault(base_name(name), []).append(name)
+    for names in files.values():
+        names.sort(key=lambda n: (n != base_name(n), n))
+    return files, paths
+
+
+def read_wal_file(file, objects, component, keys, trust, system_id, strict):
+    """§10.1: the plain name when it is trusted and (system_id known) from that server, else the first copy
+    beside it that is. Not strict (whole files): a trusted copy of another server when no copy fits, as
+    reprise does. Strict (streamed ranges, §10.2): only a fitting copy counts. None: no trusted copy."""
+    files, paths = objects
+    fallback = None
+    for name in files.get(file, []):
+        try:
+            header, body = open_wal_object(paths[name], name, component, keys, trust)
+        except RestoreError as e:
+            warn(f"WAL object {component}/{name} ignored: {e}")
+            continue
+        if not system_id or header.get("system_identifier") == system_id:
+            return body
+        if fallback is None:
+            fallback = body
+        warn(f"WAL object {component}/{name}: from server {header.get('system_identifier')}, not {system_id}")
+    return None if strict else fallback
 
 
 def stream_range(name):
@@ -654,34 +693,42 @@ def stream_range(name):
     return None
 
 
-def assemble_streamed(ranges, objects, keys):
-    """§10.2 step 2: contiguous ranges from offset 0, overlaps equal, zeros after."""
-    out, covered = bytearray(SEGMENT_SIZE), 0
-    for frm, to, name in sorted(ranges):
-        if frm > covered:
-            break  # a hole: what follows it is unusable
-        if to <= covered:
-            continue
-        if to > SEGMENT_SIZE:
-            raise RestoreError(f"WAL object {name}: range ends past the 16 MiB segment")
-        data = open_wal_object(objects[name], name, keys)
-        if len(data) != to - frm:
-            raise RestoreError(f"WAL object {name}: {len(data)} bytes for a range of {to - frm}")
-        if out[frm:covered] != data[:covered - frm]:
-            raise RestoreError(f"WAL object {name}: disagrees with an overlapping range of its segment")
-        out[frm:to] = data
-        covered = to
-    return bytes(out) if covered else None
+def assemble_streamed(ranges, read_range):
+    """§10.2 step 2: contiguous ranges from offset 0, overlaps equal, zeros after; ranges with no trusted
+    copy from this server (read_range gives None) are left out and the covering ranges chosen again."""
+    candidates = sorted(r for r in ranges if r[1] <= SEGMENT_SIZE)
+    while True:
+        out, covered, left_out = bytearray(SEGMENT_SIZE), 0, None
+        for frm, to, name in candidates:
+            if frm > covered:
+                break  # a hole: what follows it is unusable
+            if to <= covered:
+                continue
+            data = read_range(name)
+            if data is None:
+                left_out = (frm, to, name)
+                break
+            if len(data) != to - frm:
+                raise RestoreError(f"WAL object {name}: {len(data)} bytes for a range of {to - frm}")
+            if out[frm:covered] != data[:covered - frm]:
+                raise RestoreError(f"WAL object {name}: disagrees with an overlapping range of its segment")
+            out[frm:to] = data
+            covered = to
+        if left_out is None:
+            return bytes(out) if covered else None
+        candidates.remove(left_out)
 
 
-def restore_wal(repo, component, keys, wal_dir):
-    """Writes every WAL file of the component into wal_dir as recovery reads them (§10.1)."""
+def restore_wal(repo, component, keys, trust, wal_dir, system_id=None):
+    """Writes every WAL file of the component into wal_dir as recovery reads them (§10.2). system_id: the
+    server being recovered (from the restored pg_control), when known."""
     objects = list_wal(repo, component)
-    if not objects:
+    files = objects[0]
+    if not files:
         raise RestoreError(f"no WAL of component {component!r} in the repository")
     os.makedirs(wal_dir, exist_ok=True)
     ranges, copies, written = {}, {}, 0
-    for name in objects:
+    for name in files:
         r = stream_range(name)
         if r:
             ranges.setdefault(r[0], []).append((r[1], r[2], name))
@@ -690,14 +737,16 @@ def restore_wal(repo, component, keys, wal_dir):
         if sep and is_hex(seg, 24) and millis.isdigit():
             copies[seg] = max(copies.get(seg, (-1, None)), (int(millis), name))
             continue
-        write_wal_file(wal_dir, name, open_wal_object(objects[name], name, keys))  # §10 step 1
-        written += 1
+        data = read_wal_file(name, objects, component, keys, trust, system_id, False)  # §10 step 1
+        if data is not None:
+            write_wal_file(wal_dir, name, data)
+            written += 1
     for seg in sorted(set(ranges) | set(copies)):
-        if seg in objects:
+        if os.path.exists(os.path.join(wal_dir, seg)):
             continue  # the whole segment was written above
-        data = assemble_streamed(ranges.get(seg, []), objects, keys)
+        data = assemble_streamed(ranges.get(seg, []), lambda n: read_wal_file(n, objects, component, keys, trust, system_id, True))
         if data is None and seg in copies:
-            data = open_wal_object(objects[copies[seg][1]], copies[seg][1], keys)  # §10.2 step 3
+            data = read_wal_file(copies[seg][1], objects, component, keys, trust, system_id, False)  # §10.2 step 3
         if data is not None:
             write_wal_file(wal_dir, seg, data)
             written += 1
@@ -773,7 +822,10 @@ def main():
           f"{r.files} files, {r.bytes} bytes, {r.dirs} dirs, {r.symlinks} symlinks, "
           f"{r.hardlinks} hard links, {r.skipped} skipped")
     if a.wal_dir:
-        count = restore_wal(a.repo, header.get("component", ""), keys, a.wal_dir)
+        # §10.1: the server being recovered, from the restored control file (its first 8 bytes).
+        control = os.path.join(target, "pgdata", "global", "pg_control")
+        system_id = struct.unpack("<Q", read(control)[:8])[0] if os.path.isfile(control) else None
+        count = restore_wal(a.repo, header.get("component", ""), keys, trust, a.wal_dir, system_id)
         if header.get("kind") == "postgres-base":
             prepare_recovery(target, a.wal_dir)
         print(f"wrote {count} WAL files of component {header.get('component')!r} to {a.wal_dir}"

@@ -533,3 +533,135 @@ fn a_stream_resumes_after_the_server_restarts() {
     let missing = acked.iter().filter(|id| !ids.contains(id)).count();
     assert_eq!(missing, 0, "{missing} of {} commits acknowledged after the restart are missing", acked.len());
 }
+
+/// Format 2 (issue 14) meets streaming (issue 12): the production host
+/// streams with its own write-only credential, and another host's write
+/// credential — a compromised writer of the same repository — forges WAL
+/// for the same component: it takes the name of the segment being streamed
+/// before the stream completes it, and once the database host is lost it
+/// plants ranges that would carry the last segment on past what was
+/// acknowledged, cover it whole, or start a segment the server never wrote.
+/// A restore from the repository takes none of them and reaches every
+/// acknowledged commit; so does the independent restorer; `check` names
+/// every forged object and its writer.
+#[test]
+fn a_range_forged_with_another_write_credential_is_ignored_by_restore_and_reported_by_check() {
+    let Some(bin) = pg_bin() else { return };
+    let Some(py) = restorer_python() else { return };
+    let work = TestDir::new("forged-ranges");
+    open_to_server(work.path());
+    let mut server = Server::start(&bin, &work.join("pg"), &[("synchronous_standby_names", "reprise_db")], LOCAL_HBA);
+    let repo = work.join("repo");
+    let plan = work.join("reprise.toml");
+    let p = plan.to_str().expect("utf8");
+    write_plan(&plan, repo.to_str().expect("utf8"), &server.conn_string(), Some(&server.cluster.data_dir), "");
+    let admin = Reprise::at(work.path(), repo.clone());
+    admin.init();
+    let credential = |host: &str| -> (PathBuf, String) {
+        let path = work.join(format!("{host}.credential"));
+        let out = admin.run(&["--json", "key", "add", "--write-only", "--credential", path.to_str().expect("utf8"), "--label", host, "--host", host]).ok().json();
+        (path, out["key_id"].as_str().expect("key_id").to_owned())
+    };
+    let (db_cred, db_key) = credential("db-host");
+    let (other_cred, other_key) = credential("other-host");
+    let db_host = Reprise::at(work.path(), repo.clone()).without_password().with_env("REPRISE_KEY_FILE", &db_cred).with_cache(work.join("db-host-cache"));
+    let forge = |file: &str| {
+        let out = std::process::Command::new(&py)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacker.py"))
+            .args(["--store", "local", "--path", repo.to_str().expect("utf8"), "--credential", other_cred.to_str().expect("utf8")])
+            .args(["squat-wal", "--component", COMPONENT, "--file", file])
+            .output()
+            .expect("run the attacker");
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"created\": true"), "forging {file}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    };
+
+    // The production host streams and backs up with its write-only credential.
+    let mut stream = Stream::start(&db_host, &plan, &["--synchronous"], work.join("stream.log"));
+    wait_streaming(&server, &mut stream, "sync");
+    server.sql("CREATE TABLE acked (id bigint PRIMARY KEY)");
+    db_host.run(&["--plan", p, "backup", COMPONENT]).ok();
+    let streamed_segment = |names: &[String]| names.iter().filter_map(|n| n.split_once(".stream.").map(|(s, _)| s.to_owned())).max().expect("a streamed segment");
+    // The segment being streamed: its name is taken before the stream
+    // completes it.
+    // (A write first: at a segment's very start the function names the one before.)
+    server.sql("CREATE TABLE after_backup (n int)");
+    let current = server.one("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    assert!(!wal_objects(&repo).contains(&current), "{current} is still being written");
+    forge(&current);
+    let load = Load::start(&server, 2);
+    wait_for("100 acknowledged commits", Duration::from_secs(120), || (load.count() >= 100).then_some(()));
+    server.sql("SELECT pg_switch_wal()");
+    let beside = wait_for("the completed segment stored beside the taken name", Duration::from_secs(60), || {
+        wal_objects(&repo).into_iter().find(|n| n.starts_with(&format!("{current}@")))
+    });
+    assert_eq!(&beside[25..], &db_key[..16], "stored beside under the stream's own key");
+    let after = load.count();
+    wait_for("50 more acknowledged commits", Duration::from_secs(120), || (load.count() >= after + 50).then_some(()));
+    server.kill_9_and_destroy();
+    stream.kill_9();
+    let acked = load.finish();
+    assert!(stream.output().contains("taken"), "the stream reports the name taken: {}", stream.output());
+
+    // The repository frozen; the other writer plants ranges.
+    let names = wal_objects(&repo);
+    let last = streamed_segment(&names);
+    let genuine_end = names.iter().filter_map(|n| n.strip_prefix(&format!("{last}.stream.")).and_then(|r| r.split_once('-')).map(|(_, to)| u32::from_str_radix(to, 16).expect("hex"))).max().expect("ranges");
+    let next = format!("{}{:08X}", &last[..16], u32::from_str_radix(&last[16..], 16).expect("hex") + 1);
+    let forged = [format!("{last}.stream.{genuine_end:08X}-01000000"), format!("{last}.stream.00000000-01000000"), format!("{next}.stream.00000000-00002000")];
+    for f in &forged {
+        forge(f);
+    }
+
+    // A restore from the repository reaches every acknowledged commit.
+    let (restored, _, stderr) = restore_started(&admin, &plan, &bin, "latest", &work.join("restored"));
+    let ids: std::collections::BTreeSet<i64> = restored.connect("postgres").expect("connect").query("SELECT id FROM acked", &[]).expect("q").iter().map(|r| r.get(0)).collect();
+    drop(restored);
+    let missing = acked.iter().filter(|id| !ids.contains(id)).count();
+    assert_eq!(missing, 0, "{missing} of {} acknowledged commits missing; restore said: {stderr}", acked.len());
+    assert!(stderr.contains("ignored"), "the restore says what it left out: {stderr}");
+
+    // check --read-data names every forged object and its writer.
+    let out = admin.check(&["--read-data"]);
+    assert_eq!(out.code, 6, "{}", out.describe());
+    let problems: Vec<(String, String)> = out.json()["problems"].as_array().expect("problems").iter().map(|p| (p["object"].as_str().expect("o").to_owned(), p["message"].as_str().expect("m").to_owned())).collect();
+    let about = |object: &str, what: &str| {
+        assert!(
+            problems.iter().any(|(o, m)| o.ends_with(object) && m.contains(what) && m.contains(&other_key[..12])),
+            "no problem about {object} saying {what} and naming {}: {problems:#?}",
+            &other_key[..12]
+        );
+    };
+    for f in &forged {
+        about(f, "another server");
+    }
+    about(&current, "another server");
+    assert!(problems.iter().any(|(o, m)| o.ends_with(&beside) && m.contains("taken") && m.contains(&other_key[..12])), "the taken name is reported: {problems:#?}");
+
+    // The independent restorer, written from FORMAT.md, leaves them out too.
+    let key = work.join("recovery.key");
+    admin.run(&["key", "export-recovery", "-o", key.to_str().expect("utf8")]).ok();
+    let target = work.join("independent");
+    let wal_dir = work.join("independent-wal");
+    let out = std::process::Command::new(&py)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/restorer/reprise_restore.py"))
+        .args(["--repo", repo.to_str().expect("utf8"), "--recovery-key", key.to_str().expect("utf8"), "--target", target.to_str().expect("utf8"), "--wal-dir", wal_dir.to_str().expect("utf8")])
+        .output()
+        .expect("run the restorer");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the independent restorer failed: {said}");
+    assert!(said.contains("from server 0, not"), "the independent restorer says what it left out: {said}");
+    for p in [&target, &wal_dir] {
+        let _ = std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(p).status();
+    }
+    let run = work.join("independent.run");
+    std::fs::create_dir_all(&run).expect("mkdir");
+    open_to_server(&run);
+    let mut c = reprise_postgres::cluster::Cluster::existing(bin.clone(), &target.join("pgdata"), &run, reprise_postgres::cluster::OnDrop::Stop).expect("cluster");
+    c.start(&[]).expect("start the independently restored server");
+    c.wait_ready(Duration::from_secs(120)).expect("ready");
+    let mut client = c.connect("postgres").expect("connect");
+    wait_for("the end of recovery", Duration::from_secs(120), || (!client.query_one("SELECT pg_is_in_recovery()", &[]).expect("q").get::<_, bool>(0)).then_some(()));
+    let ids: std::collections::BTreeSet<i64> = client.query("SELECT id FROM acked", &[]).expect("q").iter().map(|row| row.get(0)).collect();
+    let missing = acked.iter().filter(|id| !ids.contains(id)).count();
+    assert_eq!(missing, 0, "{missing} of {} acknowledged commits missing after the independent restore", acked.len());
+}

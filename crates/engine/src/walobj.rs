@@ -143,6 +143,23 @@ pub fn verify(repo: &Repository, object: &str) -> Result<std::result::Result<(),
     })
 }
 
+/// The header of one stored WAL object (a copy beside a name included) and
+/// who signed it, when a trusted writer stored it and this key can read its
+/// domain; `None` otherwise (gone, or untrusted: [`verify`] reports those).
+/// For checks that need what the file says of itself, such as the server
+/// it comes from.
+pub fn trusted_header(repo: &Repository, object: &str) -> Result<Option<(WalHeader, String)>> {
+    let bytes = match repo.backend().read(ObjectKind::Wal, object) {
+        Ok(b) => b,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (verdict, signer) = judge(repo, object, &bytes);
+    let Verdict::Trusted { domain, .. } = verdict else { return Ok(None) };
+    let Ok(keys) = repo.domain_keys(&domain) else { return Ok(None) };
+    Ok(walfmt::open_header(&bytes, &keys.catalog_key).ok().map(|h| (h, repo.trust().describe(signer.as_ref()))))
+}
+
 /// A WAL file as read: the object it came from, its header, and (when the
 /// content was asked for) its plaintext.
 #[derive(Debug)]

@@ -240,13 +240,9 @@ fn read_pieces(repo: &Repository, component: &str, segment: &str, chosen: &[(u32
                         let name = walname::piece_name(segment, from, to);
                         match trusted(repo, component, &name, content)? {
                             Some((h, data)) if data.as_ref().is_none_or(|d| d.len() == (to - from) as usize) && h.size == u64::from(to - from) => got.push((i, h, data)),
-                            Some(_) => {
-                                return Err(reprise_engine::Error::Damaged {
-                                    object: ObjectKind::Wal.path(&object_name(component, &name)),
-                                    source: reprise_engine::format::FormatError::Malformed("its length differs from the range its name gives".into()),
-                                }
-                                .into());
-                            }
+                            // A trusted copy whose length is not the range its
+                            // name gives was not stored by a stream: ignored.
+                            Some(_) => ignored.lock().push((from, to)),
                             None => match repo.backend().size(ObjectKind::Wal, &object_name(component, &name)) {
                                 // Removed since the listing (forget): not there.
                                 Err(e) if e.kind == ErrorKind::NotFound => {
@@ -541,6 +537,48 @@ impl ArchiveView {
             .max();
         archived.max(streamed).map(Lsn)
     }
+}
+
+/// WAL objects that come from another server than the component's base
+/// backups (segments, streamed ranges, partial copies: every file that
+/// names its server), with what `check` says of each. A trusted writer can
+/// still store any name in its own domain; restores take only the copies
+/// of the server being recovered (docs/FORMAT.md 10.1, 10.2), and this
+/// names the others and their writer. Components without a base backup
+/// are skipped (no server to compare with).
+pub fn foreign_servers(repo: &Repository) -> Result<Vec<(String, String)>> {
+    let mut servers: BTreeMap<String, Option<BTreeSet<u64>>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for o in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
+        let Some((component, file)) = o.name.rsplit_once('/') else { continue };
+        let file = file.split_once('@').map_or(file, |(f, _)| f);
+        if !matches!(walname::classify(file), Some(WalFile::Segment(_) | WalFile::StreamPiece { .. } | WalFile::StreamPartial { .. })) {
+            continue;
+        }
+        let known = match servers.get(component) {
+            Some(k) => k.clone(),
+            None => {
+                let ids: BTreeSet<u64> = crate::restore::base_backups(repo, component)?.iter().map(|b| b.system_identifier).filter(|&i| i != 0).collect();
+                let k = (!ids.is_empty()).then_some(ids);
+                servers.insert(component.to_owned(), k.clone());
+                k
+            }
+        };
+        let Some(known) = known else { continue };
+        let Some((h, who)) = walobj::trusted_header(repo, &o.name)? else { continue };
+        if !known.contains(&h.system_identifier) {
+            let ids: Vec<String> = known.iter().map(u64::to_string).collect();
+            out.push((
+                ObjectKind::Wal.path(&o.name),
+                format!(
+                    "written by {who} for another server (system identifier {}; the base backups of '{component}' are of {}): restores ignore it",
+                    h.system_identifier,
+                    ids.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The timeline path from `from` to `to`: `(timeline, first segment on it)`,
