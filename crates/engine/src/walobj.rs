@@ -179,6 +179,7 @@ pub struct WalRead {
 /// and verifies the whole file (the recovery key); else the header only.
 pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: Option<u64>) -> Result<Option<WalRead>> {
     let file = object.rsplit_once('/').map_or(object, |(_, f)| f);
+    let mut damage = None;
     let (first, problem) = match open(repo, object, file, content)? {
         Opened::Missing => return Ok(None),
         Opened::Good(r) => {
@@ -189,6 +190,11 @@ pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: O
             (Some(r), format!("it does not come from the server being recovered (system identifier {found}, not {})", system_identifier.unwrap_or_default()))
         }
         Opened::Bad(why) => (None, why),
+        Opened::Damaged(e) => {
+            let why = e.to_string();
+            damage = Some(e);
+            (None, why)
+        }
     };
     // Abnormal (or a file that names no server, such as a timeline
     // history): look beside it, for every key this reader knows.
@@ -203,6 +209,12 @@ pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: O
             tracing::warn!("{}: {problem}; using {}, stored beside it", ObjectKind::Wal.path(object), ObjectKind::Wal.path(&alt));
             return Ok(Some(*r));
         }
+    }
+    // Bytes that do not verify at all (altered, truncated) under a name no
+    // trusted copy answers for: the file may be the genuine one, damaged.
+    // Ending recovery there would promote with WAL missing; stop instead.
+    if let Some(e) = damage {
+        return Err(Error::damaged(ObjectKind::Wal.path(object), e));
     }
     if first.is_none() {
         tracing::warn!("{}: ignored: {problem}", ObjectKind::Wal.path(object));
@@ -226,6 +238,9 @@ enum Opened {
     Good(Box<WalRead>),
     /// There, but not a file this reader may use: why.
     Bad(String),
+    /// There, but its bytes do not verify (bad magic, truncated, signature
+    /// that does not check): damaged, or garbage.
+    Damaged(reprise_format::FormatError),
 }
 
 fn open(repo: &Repository, object: &str, file: &str, content: bool) -> Result<Opened> {
@@ -234,6 +249,15 @@ fn open(repo: &Repository, object: &str, file: &str, content: bool) -> Result<Op
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(Opened::Missing),
         Err(e) => return Err(e.into()),
     };
+    match walfmt::domain_of(&bytes) {
+        Err(e) => return Ok(Opened::Damaged(e)),
+        Ok(Some(_)) => {
+            if let Err(e) = reprise_format::sign::verify_object(ObjectType::Wal, &repo.id(), &bytes) {
+                return Ok(Opened::Damaged(e));
+            }
+        }
+        Ok(None) => {}
+    }
     let (verdict, _) = judge(repo, object, &bytes);
     let (domain, by) = match verdict {
         Verdict::Trusted { domain, by } => (domain, by),
