@@ -611,20 +611,27 @@ def base_name(name):
     return name.partition("@")[0]
 
 
+class WalDamaged(RestoreError):
+    """A WAL object whose bytes do not verify at all (§10.1): bad magic, truncated, signature that fails."""
+
+
 def open_wal_object(path, name, component, keys, trust):
     """§10: v2 magic || domain (32) || u32 H || header (H, §2.2) || sealed key (80, §2.1) || body || signature
     block (§2.4); v1 without domain and signature. Checks the signature and judges the signer (§2.5): raises
     RestoreError saying why the object is ignored. Returns (header, plaintext)."""
     data = read(path)
     if data[:8] == WAL2 and len(data) >= 44 + SIG_BLOCK:
-        signer, data = verify_signed(b"wal", keys["repo_id"], data, f"WAL object {name}")
+        try:
+            signer, data = verify_signed(b"wal", keys["repo_id"], data, f"WAL object {name}")
+        except RestoreError as e:
+            raise WalDamaged(str(e)) from None
         domain, data = data[8:40], data[40:]
         aad = b"reprise wal header v2"
     elif data[:8] == WAL_MAGIC and len(data) >= 12:
         signer, domain, data = None, None, data[8:]
         aad = b"reprise wal header v1"
     else:
-        raise RestoreError(f"WAL object {name}: bad magic")
+        raise WalDamaged(f"WAL object {name}: bad magic or truncated")
     domain = trust.judge("wal", f"{component}/{name}", signer, domain)
     id_key, catalog_key = domain_keys(keys, domain)
     h, = struct.unpack_from("<I", data, 0)
@@ -669,10 +676,13 @@ def read_wal_file(file, objects, component, keys, trust, system_id, strict):
     beside it that is. Not strict (whole files): a trusted copy of another server when no copy fits, as
     reprise does. Strict (streamed ranges, §10.2): only a fitting copy counts. None: no trusted copy."""
     files, paths = objects
-    fallback = None
+    fallback, damaged = None, None
     for name in files.get(file, []):
         try:
             header, body = open_wal_object(paths[name], name, component, keys, trust)
+        except WalDamaged as e:
+            damaged = damaged or e
+            continue
         except RestoreError as e:
             warn(f"WAL object {component}/{name} ignored: {e}")
             continue
@@ -681,6 +691,9 @@ def read_wal_file(file, objects, component, keys, trust, system_id, strict):
         if fallback is None:
             fallback = body
         warn(f"WAL object {component}/{name}: from server {header.get('system_identifier')}, not {system_id}")
+    if damaged and fallback is None:
+        # §10.1: the file may be the genuine one, damaged; recovery must not end there.
+        raise damaged
     return None if strict else fallback
 
 
