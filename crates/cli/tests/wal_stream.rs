@@ -565,11 +565,14 @@ fn a_range_forged_with_another_write_credential_is_ignored_by_restore_and_report
     let (db_cred, db_key) = credential("db-host");
     let (other_cred, other_key) = credential("other-host");
     let db_host = Reprise::at(work.path(), repo.clone()).without_password().with_env("REPRISE_KEY_FILE", &db_cred).with_cache(work.join("db-host-cache"));
+    // A forged file; a range gets the length its name gives.
     let forge = |file: &str| {
+        let size = file.split_once(".stream.").and_then(|(_, r)| r.split_once('-')).map(|(a, b)| (u32::from_str_radix(b, 16).expect("hex") - u32::from_str_radix(a, 16).expect("hex")).to_string());
         let out = std::process::Command::new(&py)
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacker.py"))
             .args(["--store", "local", "--path", repo.to_str().expect("utf8"), "--credential", other_cred.to_str().expect("utf8")])
             .args(["squat-wal", "--component", COMPONENT, "--file", file])
+            .args(size.iter().flat_map(|s| ["--size", s.as_str()]))
             .output()
             .expect("run the attacker");
         assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"created\": true"), "forging {file}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -597,18 +600,37 @@ fn a_range_forged_with_another_write_credential_is_ignored_by_restore_and_report
     assert_eq!(&beside[25..], &db_key[..16], "stored beside under the stream's own key");
     let after = load.count();
     wait_for("50 more acknowledged commits", Duration::from_secs(120), || (load.count() >= after + 50).then_some(()));
+    assert!(stream.output().contains("taken"), "the stream reports the name taken: {}", stream.output());
+    let genuine_end = |names: &[String], segment: &str| {
+        names.iter().filter_map(|n| n.strip_prefix(&format!("{segment}.stream.")).and_then(|r| r.split_once('-')).map(|(_, to)| u32::from_str_radix(&to[..8], 16).expect("hex"))).max().expect("ranges")
+    };
+    // The stream dies (commits wait); a range planted where its stored WAL
+    // ends, to the end of the segment, must not make the restarted stream
+    // believe, and acknowledge, WAL the repository lacks.
+    stream.kill_9();
+    let names = wal_objects(&repo);
+    let last = streamed_segment(&names);
+    let planted_tail = format!("{last}.stream.{:08X}-01000000", genuine_end(&names, &last));
+    forge(&planted_tail);
+    let mut stream = Stream::start(&db_host, &plan, &["--synchronous"], work.join("stream-2.log"));
+    wait_streaming(&server, &mut stream, "sync");
+    let after = load.count();
+    wait_for("50 more acknowledged commits after the restart", Duration::from_secs(120), || (load.count() >= after + 50).then_some(()));
     server.kill_9_and_destroy();
     stream.kill_9();
     let acked = load.finish();
-    assert!(stream.output().contains("taken"), "the stream reports the name taken: {}", stream.output());
 
-    // The repository frozen; the other writer plants ranges.
+    // The repository frozen; the other writer plants ranges: one carrying
+    // the last segment on past what was stored, one standing for all of it,
+    // one starting a segment the server never wrote.
     let names = wal_objects(&repo);
     let last = streamed_segment(&names);
-    let genuine_end = names.iter().filter_map(|n| n.strip_prefix(&format!("{last}.stream.")).and_then(|r| r.split_once('-')).map(|(_, to)| u32::from_str_radix(to, 16).expect("hex"))).max().expect("ranges");
+    let end = genuine_end(&names, &last);
     let next = format!("{}{:08X}", &last[..16], u32::from_str_radix(&last[16..], 16).expect("hex") + 1);
-    let forged = [format!("{last}.stream.{genuine_end:08X}-01000000"), format!("{last}.stream.00000000-01000000"), format!("{next}.stream.00000000-00002000")];
-    for f in &forged {
+    let whole = ["00000000", "00000001"].iter().map(|from| format!("{last}.stream.{from}-{end:08X}")).find(|n| !names.contains(n)).expect("a free name");
+    let mut forged = vec![planted_tail, format!("{last}.stream.{end:08X}-{:08X}", end + 0x2000), whole, format!("{next}.stream.00000000-00002000")];
+    forged.dedup();
+    for f in &forged[1..] {
         forge(f);
     }
 
