@@ -219,6 +219,7 @@ mod tests {
         assert!(superseded("000000010000000000000005.stream.00000000-00002000", &whole));
         assert!(superseded("000000010000000000000005.partial.1700000000000", &whole));
         assert!(!superseded("000000010000000000000006.stream.00000000-00002000", &whole), "the segment still being written needs its ranges");
+        assert!(superseded("000000010000000000000005.stream.00000000-00002000@0123456789abcdef", &whole), "a range stored beside a taken name goes with its range");
         assert!(!superseded("000000010000000000000005", &whole));
         assert!(!superseded("000000010000000000000005.partial", &whole), "a promotion's partial segment is not a stream piece");
     }
@@ -233,6 +234,8 @@ mod tests {
         assert!(rule.keeps("00000002.history"), "history files stay");
         assert!(!rule.keeps(&format!("{}.partial", name(1, 5))));
         assert!(rule.keeps(&format!("{}.partial.1700000000000", name(1, 25))));
+        assert!(!rule.keeps(&format!("{}@0123456789abcdef", name(1, 5))), "a copy beside a taken name expires with its name");
+        assert!(rule.keeps(&format!("{}@0123456789abcdef", name(1, 25))));
         assert!(rule.keeps(&format!("{}.stream.00000000-00002000", name(1, 25))));
         assert!(!rule.keeps(&format!("{}.stream.00000000-00002000", name(1, 6))), "stream pieces go with their segment");
         assert!(!rule.keeps(&format!("{}.00000028.backup", name(1, 4))));
