@@ -169,6 +169,9 @@ pub fn contiguous_end(pieces: &[(u32, u32)]) -> u32 {
 /// bytes (when asked for).
 type PieceRead = (usize, WalHeader, Option<Vec<u8>>);
 
+/// Ranges read, and ranges left out (no trusted copy from this server).
+type PiecesRead = (Vec<PieceRead>, Vec<(u32, u32)>);
+
 /// Pieces read at once while assembling a streamed segment.
 const ASSEMBLY_THREADS: usize = 8;
 
@@ -226,7 +229,7 @@ fn assemble_streamed(repo: &Repository, component: &str, segment: &str, pieces: 
 /// Reads the chosen ranges of `segment` in parallel (with their content,
 /// or headers only): those that verify, in order, and the ranges of which
 /// no trusted copy exists.
-fn read_pieces(repo: &Repository, component: &str, segment: &str, chosen: &[(u32, u32)], content: bool) -> Result<(Vec<PieceRead>, Vec<(u32, u32)>)> {
+fn read_pieces(repo: &Repository, component: &str, segment: &str, chosen: &[(u32, u32)], content: bool) -> Result<PiecesRead> {
     let ignored = parking_lot::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<Vec<PieceRead>>> = std::thread::scope(|sc| {
@@ -555,16 +558,11 @@ pub fn foreign_servers(repo: &Repository) -> Result<Vec<(String, String)>> {
         if !matches!(walname::classify(file), Some(WalFile::Segment(_) | WalFile::StreamPiece { .. } | WalFile::StreamPartial { .. })) {
             continue;
         }
-        let known = match servers.get(component) {
-            Some(k) => k.clone(),
-            None => {
-                let ids: BTreeSet<u64> = crate::restore::base_backups(repo, component)?.iter().map(|b| b.system_identifier).filter(|&i| i != 0).collect();
-                let k = (!ids.is_empty()).then_some(ids);
-                servers.insert(component.to_owned(), k.clone());
-                k
-            }
-        };
-        let Some(known) = known else { continue };
+        if !servers.contains_key(component) {
+            let ids: BTreeSet<u64> = crate::restore::base_backups(repo, component)?.iter().map(|b| b.system_identifier).filter(|&i| i != 0).collect();
+            servers.insert(component.to_owned(), (!ids.is_empty()).then_some(ids));
+        }
+        let Some(known) = servers[component].clone() else { continue };
         let Some((h, who)) = walobj::trusted_header(repo, &o.name)? else { continue };
         if !known.contains(&h.system_identifier) {
             let ids: Vec<String> = known.iter().map(u64::to_string).collect();
