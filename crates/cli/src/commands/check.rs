@@ -53,7 +53,15 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
     };
     let repo = ctx.open(None)?;
     let progress = ctx.progress("check");
-    let report = check(&repo, &CheckOptions { read_data, cancel: ctx.cancel.clone() }, progress.as_ref())?;
+    let mut report = check(&repo, &CheckOptions { read_data, cancel: ctx.cancel.clone() }, progress.as_ref())?;
+    // WAL of another server than its component's base backups (a writer
+    // may store any name in its own domain; restores ignore such files).
+    if read_data == ReadData::All && report.content_verified {
+        let foreign = reprise_postgres::wal::foreign_servers(&repo).map_err(crate::commands::postgres::pg_error)?;
+        report.problems.extend(foreign.into_iter().map(|(object, message)| reprise_engine::check::Problem { object, message }));
+        report.problems.sort();
+        report.problems.dedup();
+    }
     drop(progress);
     let group = match read_data {
         ReadData::Group { n, m } => Some(format!("{n}/{m}")),

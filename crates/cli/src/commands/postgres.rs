@@ -174,6 +174,30 @@ fn standalone_fetch(ctx: &Context, component: &str) -> String {
     cmd
 }
 
+/// A stream killed on this host may have left WAL in its spool that the
+/// repository lacks: a restore without it would miss those commits (never
+/// acknowledged in synchronous mode, but written by the server).
+fn warn_spool_ahead(ctx: &Context, repo: &reprise_engine::Repository, component: &str) -> Result<()> {
+    let spool = default_stream_spool(ctx, repo, component);
+    if !spool.exists() {
+        return Ok(());
+    }
+    let view = wal::ArchiveView::load(repo, component).map_err(pg_error)?;
+    let ahead = reprise_postgres::stream::spool_ahead(&view, &spool);
+    if let Some(first) = ahead.first() {
+        let more: u64 = ahead.iter().map(|a| a.spool_bytes - a.stored_bytes).sum();
+        eprintln!(
+            "reprise: warning: the wal-stream spool {} holds WAL the repository lacks ({} in {} file(s), from segment {} at byte {}): run `reprise wal-stream {component} --upload-only` first to restore it too",
+            spool.display(),
+            bytes(more),
+            ahead.len(),
+            first.segment,
+            first.stored_bytes
+        );
+    }
+    Ok(())
+}
+
 /// `restore COMPONENT --at ... --to ...` for a PostgreSQL component.
 pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, args: &RestoreArgs) -> Result<()> {
     let repo = ctx.open(Some(c))?;
@@ -212,6 +236,7 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
         return Ok(());
     }
     let target = Target::parse(args.at.as_deref().unwrap_or("latest")).map_err(exit::usage)?;
+    warn_spool_ahead(ctx, &repo, &c.name)?;
     let mut tablespace_map = reprise_postgres::tablespaces::TablespaceMap { by_oid: std::collections::BTreeMap::new(), under: args.tablespace_dir.as_deref().map(std::path::absolute).transpose()? };
     for t in &args.tablespaces {
         let (oid, dir) = t.split_once('=').filter(|(_, d)| !d.is_empty()).ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
@@ -403,37 +428,66 @@ fn shorten(s: &str) -> String {
 /// Status of one PostgreSQL component.
 pub fn status_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan) -> Result<pgstatus::PgStatus> {
     let repo = ctx.open(Some(c))?;
-    pgstatus::status(&repo, &c.name, Some((&pg.connection, pg.password_env.as_deref()))).map_err(pg_error)
+    let live = pgstatus::Live { connection: &pg.connection, password_env: pg.password_env.as_deref(), data_directory: pg.data_directory.as_deref() };
+    pgstatus::status_at(&repo, &c.name, Some(&live)).map_err(pg_error)
+}
+
+/// The spool `wal-stream` uses for a component unless `--spool` says
+/// otherwise: per repository, so that WAL received for one repository is
+/// never stored into another.
+pub fn default_stream_spool(ctx: &Context, repo: &reprise_engine::Repository, component: &str) -> PathBuf {
+    ctx.cache_dir().join("wal-stream").join(repo.id().to_hex()).join(component)
 }
 
 pub fn wal_stream(ctx: &Context, args: &WalStreamArgs) -> Result<()> {
     let c = ctx.component(&args.component)?;
     let pg = pg_plan(c).filter(|p| p.mode == PostgresMode::Physical).ok_or_else(|| exit::usage(format!("wal-stream needs a physical postgres component; '{}' is not one", c.name)))?;
     let repo = ctx.open(Some(c))?;
+    let spool = args.spool.clone().unwrap_or_else(|| default_stream_spool(ctx, &repo, &c.name));
+    if args.upload_only {
+        let saved = reprise_postgres::stream::save_spool(&repo, &c.name, &spool).map_err(pg_error)?;
+        if ctx.json() {
+            return ctx.print_json(&saved);
+        }
+        ctx.say(format!(
+            "{}: stored {} range(s) ({}) and {} whole segment(s) from {}; the repository now holds everything the spool had",
+            c.name,
+            saved.ranges_stored,
+            bytes(saved.bytes_stored),
+            saved.segments_archived,
+            spool.display()
+        ));
+        return Ok(());
+    }
     let opts = reprise_postgres::stream::StreamOptions {
         component: c.name.clone(),
         connection: pg.connection.clone(),
         password_env: pg.password_env.clone(),
-        spool: args.spool.clone().unwrap_or_else(|| ctx.cache_dir().join("wal-stream").join(&c.name)),
+        spool,
         synchronous: args.synchronous,
-        partial_interval: Duration::from_secs(args.partial_interval.max(1)),
-        bin: pg.bin_dir.clone(),
+        upload_interval: Duration::from_secs(args.partial_interval.max(1)),
         duration: args.duration.map(Duration::from_secs),
     };
     if !ctx.json() {
         ctx.say(format!(
-            "streaming {} through slot {} into the repository (segment in progress uploaded every {}s){}; Ctrl-C to stop",
+            "streaming {} through slot {} into the repository ({}){}; Ctrl-C to stop",
             c.name,
             reprise_postgres::stream::slot_name(&c.name),
-            args.partial_interval,
-            if args.synchronous { format!("; synchronous: set synchronous_standby_names = '{}' on the server for RPO 0", reprise_postgres::stream::application_name(&c.name)) } else { String::new() }
+            if args.synchronous { "each commit stored before it is acknowledged".to_owned() } else { format!("stored every {}s", args.partial_interval.max(1)) },
+            if args.synchronous { format!("; the server waits for it with synchronous_standby_names = '{}'", reprise_postgres::stream::application_name(&c.name)) } else { String::new() }
         ));
     }
     let report = reprise_postgres::stream::stream(&repo, &opts, &ctx.cancel).map_err(pg_error)?;
     if ctx.json() {
         ctx.print_json(&report)?;
     } else {
-        ctx.say(format!("stopped: {} segment(s) archived, {} partial upload(s)", report.segments_archived, report.partial_uploads));
+        ctx.say(format!(
+            "stopped: {} received, {} range(s) and {} whole segment(s) stored{}",
+            bytes(report.bytes_received),
+            report.ranges_stored,
+            report.segments_archived,
+            report.stored_lsn.map(|l| format!("; the repository holds WAL up to {l}")).unwrap_or_default()
+        ));
     }
     Ok(())
 }

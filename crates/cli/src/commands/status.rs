@@ -31,6 +31,9 @@ struct ComponentStatus {
     copies: Posture,
     /// Storage-level immutability (S3 Object Lock, Azure immutability).
     immutability: Option<ImmutabilityStatus>,
+    /// What needs attention now, whatever the RPO says (a WAL stream not
+    /// running, an archiver failing).
+    alerts: Vec<String>,
 }
 
 /// One repository that holds (or should hold) a component.
@@ -186,6 +189,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             postgres: None,
             copies: posture(ctx, plan, c, &mut cache, now),
             immutability: None,
+            alerts: Vec::new(),
         };
         match (&c.kind, pg_plan(c)) {
             (ComponentKind::Postgres(_), Some(pg)) if pg.mode == PostgresMode::Physical => {
@@ -195,6 +199,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
                 st.newest_restorable = s.newest_restorable;
                 st.oldest_restorable = s.oldest_restorable;
                 st.pitr_window_seconds = s.pitr_window_seconds;
+                st.alerts.clone_from(&s.alerts);
                 st.postgres = Some(s);
                 let repo = ctx.open(Some(c))?;
                 st.immutability = Some(immutability::status(&repo, c, &repo.snapshots()?.0));
@@ -232,10 +237,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             s.rpo_objective_seconds.map_or_else(|| "-".to_owned(), |o| human(o as f64)),
             f(s.newest_restorable),
             s.pitr_window_seconds.map_or_else(|| "-".to_owned(), human),
-            match s.rpo_met {
-                Some(true) => "  ok",
-                Some(false) => "  OBJECTIVE MISSED",
-                None => "",
+            match (s.rpo_met, s.alerts.is_empty()) {
+                (Some(false), _) => "  OBJECTIVE MISSED",
+                (_, false) => "  ALERT",
+                (Some(true), true) => "  ok",
+                (None, true) => "",
             }
         ));
         let p = &s.copies;
@@ -261,6 +267,9 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
                 )),
             }
         }
+        for a in &s.alerts {
+            ctx.say(format!("  ALERT: {a}"));
+        }
         if let Some(i) = &s.immutability {
             ctx.say(format!("  immutability: {}", i.reason));
         }
@@ -268,10 +277,13 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             if let Some(g) = &pg.gap {
                 ctx.say(format!("  WAL gap: {g} is missing; restores cannot cross it (take a new base backup)"));
             }
-            if let Some(srv) = &pg.server {
-                if let Some(f) = &srv.last_failed_wal {
-                    ctx.say(format!("  archiver: last failure on {f} at {}", srv.last_failed_time.as_deref().unwrap_or("?")));
-                }
+            if let Some(st) = &pg.stream {
+                ctx.say(format!(
+                    "  stream: slot {} {}{}",
+                    st.slot,
+                    if st.active { "connected" } else { "NOT CONNECTED" },
+                    st.sync_state.as_deref().map(|s| format!(", {s}")).unwrap_or_default()
+                ));
             }
         }
     }
