@@ -35,6 +35,9 @@ pub struct ComponentStatus {
     pub copies: Posture,
     /// Storage-level immutability (S3 Object Lock, Azure immutability).
     pub immutability: Option<ImmutabilityStatus>,
+    /// What needs attention now, whatever the RPO says (a WAL stream not
+    /// running, an archiver failing).
+    pub alerts: Vec<String>,
 }
 
 /// One repository that holds (or should hold) a component.
@@ -179,16 +182,19 @@ pub fn status(ws: &Workspace, components: &[String]) -> Result<Vec<ComponentStat
             postgres: None,
             copies: posture(ws, plan, c, &mut cache, now),
             immutability: None,
+            alerts: Vec::new(),
         };
         let repo = ws.open(Some(c))?;
         match (&c.kind, pg_plan(c)) {
             (ComponentKind::Postgres(_), Some(pg)) if pg.mode == PostgresMode::Physical => {
-                let s = reprise_postgres::status::status(&repo, &c.name, Some((&pg.connection, pg.password_env.as_deref())))?;
+                let live = reprise_postgres::status::Live { connection: &pg.connection, password_env: pg.password_env.as_deref(), data_directory: pg.data_directory.as_deref() };
+                let s = reprise_postgres::status::status_at(&repo, &c.name, Some(&live))?;
                 st.last_backup = s.last_base_backup_time;
                 st.rpo_seconds = s.rpo_seconds;
                 st.newest_restorable = s.newest_restorable;
                 st.oldest_restorable = s.oldest_restorable;
                 st.pitr_window_seconds = s.pitr_window_seconds;
+                st.alerts.clone_from(&s.alerts);
                 st.postgres = Some(s);
                 st.immutability = Some(immutability::status(&repo, c, &repo.snapshots()?.0));
             }
