@@ -255,9 +255,15 @@ pub fn open(url: &str) -> Result<Arc<dyn Backend>, BackendError> {
 /// snapshots and WAL files created (S3 Object Lock; Azure version-level
 /// immutability policies; ignored by local directories: see [`lock`]).
 pub fn open_with_lock(url: &str, lock: Option<Lock>) -> Result<Arc<dyn Backend>, BackendError> {
+    open_with(url, lock, &Credentials::from_env())
+}
+
+/// [`open_with_lock`] with the storage credentials given, rather than
+/// those of the process environment (credentials per repository).
+pub fn open_with(url: &str, lock: Option<Lock>, credentials: &Credentials) -> Result<Arc<dyn Backend>, BackendError> {
     if let Some(parsed) = ObjectUrl::parse(url) {
         let parsed = parsed.map_err(|m| BackendError::new(ErrorKind::Other, url.split('?').next().unwrap_or(url), "", m))?;
-        return Ok(Arc::new(ObjectBackend::open(&parsed, &Credentials::from_env())?.with_lock(lock)));
+        return Ok(Arc::new(ObjectBackend::open(&parsed, credentials)?.with_lock(lock)));
     }
     let path = url.strip_prefix("local:").or_else(|| url.strip_prefix("file://")).unwrap_or(url);
     if path.is_empty() || path.contains("://") {

@@ -237,6 +237,50 @@ fn the_last_full_key_and_the_key_in_use_cannot_be_removed() {
     second.run(&["key", "remove", "ffffffffffff"]).expect_code(3).assert_one_line_error();
 }
 
+/// The bug this pins: `diff` read both snapshots' trees through one
+/// domain's index, but a write-only host's snapshot lives in its own
+/// domain (its own blob IDs), so comparing it with an administrator's
+/// snapshot found none of its trees. Each side is read in its own domain,
+/// files compared by size and time, and the note says so.
+#[test]
+fn diff_of_two_writers_snapshots_reads_each_in_its_own_domain() {
+    let fx = fixture("wo-diff-domains");
+    settle(&fx.src);
+    let theirs = id_of(&fx.wo.backup_paths(&[&fx.src]));
+    let ours = id_of(&fx.full.backup_paths(&[&fx.src]));
+    let out = fx.full.run(&["--json", "diff", &theirs, &ours]).ok();
+    assert!(out.stderr.contains("different writers"), "{}", out.describe());
+    let changes = out.json();
+    assert!(
+        changes.as_array().unwrap().iter().all(|c| c["change"] != "added" && c["change"] != "removed" && c["change"] != "modified"),
+        "the same files, backed up by two writers, differ in nothing: {changes}"
+    );
+}
+
+/// The bug this pins: deleting a writer's key file is not what `key
+/// remove` must do to a write-only key. Its endorsement is what makes its
+/// objects count, so a bare deletion would disown everything it ever
+/// backed up; and the key, its file gone, would be listed as nothing at
+/// all. `key remove` of a writer revokes it instead: what it wrote before
+/// stays listed and restorable, the key is listed as revoked, and it can
+/// no longer open the repository.
+#[test]
+fn removing_a_write_only_key_revokes_it_and_keeps_what_it_wrote() {
+    let fx = fixture("wo-remove-revokes");
+    let id = id_of(&fx.wo.backup_paths(&[&fx.src]));
+    let removed = fx.full.run(&["--json", "key", "remove", &fx.wo_key]).ok().json();
+    let listed: Vec<String> = fx.full.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    assert!(listed.contains(&id), "the removed writer's earlier snapshot is still listed: {listed:?}");
+    let target = fx.t.join("restored");
+    fx.full.restore(&snap_path(&id, &fx.src), &target, &[] as &[&str]).ok();
+    assert_trees_equal(&fx.src, &target);
+    fx.wo.run(&["snapshots"]).expect_code(4);
+    assert_eq!(removed["revocation"]["snapshots"], 1, "the removal is a revocation that counts what the key wrote: {removed}");
+    let keys = fx.full.run(&["--json", "key", "list"]).ok().json();
+    let key_id = removed["revocation"]["key_id"].as_str().unwrap();
+    assert!(keys.as_array().unwrap().iter().any(|k| k["key_id"] == key_id && k["status"] == "revoked"), "{keys}");
+}
+
 #[test]
 fn recovery_key_export_and_use() {
     let fx = fixture("recovery");

@@ -1,19 +1,17 @@
-//! What a physical component can be restored to, and the data at risk now.
+//! What a physical component's repository and live server say, measured:
+//! the facts `status` is judged from (the judging — what the recovery
+//! point is, when to alert — is the operations layer's,
+//! `reprise_ops::status`).
 //!
-//! The recovery point achieved is the age of the oldest *committed* change
-//! the repository does not hold, zero when there is none. With the server
-//! reachable it is measured (`rpo_basis: "server"`): the WAL past the end
-//! of what the repository holds — archived segments and streamed ranges
-//! alike ([`ArchiveView::stored_end`]) — is read from the server and walked
-//! to its first commit record ([`crate::walrecord`]); records PostgreSQL
-//! writes on its own (`RUNNING_XACTS`, checkpoints) are not data at risk.
-//! When that WAL cannot be read, or without a server, the figure is an
-//! upper bound: the time since the newest stored WAL was written
-//! (`server-bound`, `archive`).
-//!
-//! A streamed component (its replication slot exists on the server) whose
-//! stream is not connected is an alert: nothing reaches the repository, and
-//! with synchronous replication every commit waits.
+//! The data at risk starts at the oldest *committed* change the repository
+//! does not hold. With the server reachable it is looked for: the WAL past
+//! the end of what the repository holds — archived segments and streamed
+//! ranges alike ([`ArchiveView::stored_end`]) — is read from the server
+//! and walked to its first commit record ([`crate::walrecord`]); records
+//! PostgreSQL writes on its own (`RUNNING_XACTS`, checkpoints) are not data
+//! at risk. When that WAL cannot be read, what is known is when the stored
+//! WAL ends ([`Unstored::Unreadable`]). The server's archiver and the
+//! stream's replication slot are read as they are.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +34,8 @@ pub struct ServerArchiver {
     pub last_archived_time: Option<jiff::Timestamp>,
     pub last_failed_wal: Option<String>,
     pub last_failed_time: Option<jiff::Timestamp>,
+    /// The server's `archive_mode` (`off` when only a stream takes WAL).
+    pub archive_mode: String,
 }
 
 /// The replication slot and connection of `wal-stream`, seen from the server.
@@ -50,8 +50,26 @@ pub struct StreamState {
     pub flush_lsn: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct PgStatus {
+/// What the repository lacks of the server's committed WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unstored {
+    /// No server was read (none given, unreachable, or nothing stored on
+    /// its timeline to measure from).
+    #[default]
+    NotMeasured,
+    /// The repository holds every commit the server wrote.
+    NoCommit,
+    /// The oldest commit the repository lacks.
+    Commit(jiff::Timestamp),
+    /// The server is ahead but its WAL could not be read; the unstored WAL
+    /// was written after the stored WAL ending at `stored_end_written`.
+    Unreadable { stored_end_written: Option<jiff::Timestamp> },
+}
+
+/// One physical component, measured: what the repository holds, what a
+/// restore can reach by the WAL chain, and what the live server says.
+#[derive(Debug, Clone, Default)]
+pub struct PgMeasure {
     pub component: String,
     pub base_backups: usize,
     pub last_base_backup: Option<String>,
@@ -63,27 +81,15 @@ pub struct PgStatus {
     /// Where the WAL the repository holds ends (archived segments and
     /// streamed ranges), on the newest timeline.
     pub stored_wal_end: Option<String>,
-    /// Data that would be lost if the server vanished now, in seconds.
-    pub rpo_seconds: Option<f64>,
-    /// `server` (measured: the oldest commit the repository lacks, read
-    /// from the server's WAL), `server-bound` (the server is ahead but its
-    /// WAL could not be read: an upper bound), or `archive` (no server: an
-    /// upper bound from the newest stored WAL).
-    pub rpo_basis: String,
-    /// The commit the RPO is measured from, when there is one at risk.
-    pub oldest_unstored_commit: Option<jiff::Timestamp>,
-    /// The most recent point a restore can reach.
-    pub newest_restorable: Option<jiff::Timestamp>,
-    /// The oldest point a restore can reach with continuous WAL.
+    /// The end of the oldest base backup with unbroken WAL to the newest
+    /// stored segment (none: no such base backup).
     pub oldest_restorable: Option<jiff::Timestamp>,
-    pub pitr_window_seconds: Option<f64>,
     /// The first missing WAL segment after the oldest base backup, if any.
     pub gap: Option<String>,
     pub server: Option<ServerArchiver>,
+    /// Present when the stream's replication slot exists on the server.
     pub stream: Option<StreamState>,
-    /// What needs someone's attention now (a stream not running, an
-    /// archiver failing).
-    pub alerts: Vec<String>,
+    pub unstored: Unstored,
 }
 
 fn chain_complete(repo: &Repository, component: &str, view: &ArchiveView, base: &BaseBackupInfo, end: Segment) -> Result<Option<String>> {
@@ -101,12 +107,9 @@ pub struct Live<'a> {
     pub data_directory: Option<&'a Path>,
 }
 
-pub fn status(repo: &Repository, component: &str, live: Option<(&str, Option<&str>)>) -> Result<PgStatus> {
-    status_at(repo, component, live.map(|(connection, password_env)| Live { connection, password_env, data_directory: None }).as_ref())
-}
-
-pub fn status_at(repo: &Repository, component: &str, live: Option<&Live<'_>>) -> Result<PgStatus> {
-    let now = jiff::Timestamp::now();
+/// Measures `component`: its repository, and its server when `live` is
+/// given and reachable.
+pub fn measure(repo: &Repository, component: &str, live: Option<&Live<'_>>) -> Result<PgMeasure> {
     let bases = base_backups(repo, component)?;
     let mut view = ArchiveView::load(repo, component)?;
     // A range name nobody trusted stored must not count as stored WAL.
@@ -116,60 +119,46 @@ pub fn status_at(repo: &Repository, component: &str, live: Option<&Live<'_>>) ->
     for timeline in view.timelines() {
         view.keep_trusted_tail(repo, component, timeline)?;
     }
-    let mut st = PgStatus { component: component.to_owned(), base_backups: bases.len(), wal_files: view.files, wal_bytes: view.total_bytes, ..PgStatus::default() };
+    let mut m = PgMeasure { component: component.to_owned(), base_backups: bases.len(), wal_files: view.files, wal_bytes: view.total_bytes, ..PgMeasure::default() };
     if let Some(b) = bases.last() {
-        st.last_base_backup = Some(b.id.to_hex());
-        st.last_base_backup_time = Some(b.stop_time);
+        m.last_base_backup = Some(b.id.to_hex());
+        m.last_base_backup_time = Some(b.stop_time);
     }
     let seg = bases.last().map_or(walname::DEFAULT_SEGMENT_SIZE, |b| b.segment_size);
-    let mut chain_ok = false;
     if let Some(newest) = view.newest() {
-        st.newest_wal_written = wal::written(repo, component, &view, newest)?;
-        st.newest_wal = Some(newest.name(seg));
-        st.stored_wal_end = view.stored_end(newest.timeline).map(|l| l.to_string());
+        m.newest_wal_written = wal::written(repo, component, &view, newest)?;
+        m.newest_wal = Some(newest.name(seg));
+        m.stored_wal_end = view.stored_end(newest.timeline).map(|l| l.to_string());
         // The window opens at the oldest base backup with unbroken WAL to the newest segment.
         for b in &bases {
             match chain_complete(repo, component, &view, b, newest)? {
                 None => {
-                    st.oldest_restorable = Some(b.stop_time);
-                    chain_ok = true;
+                    m.oldest_restorable = Some(b.stop_time);
                     break;
                 }
                 Some(missing) => {
-                    if st.gap.is_none() {
-                        st.gap = Some(missing);
+                    if m.gap.is_none() {
+                        m.gap = Some(missing);
                     }
                 }
             }
         }
-        if chain_ok {
-            st.newest_restorable = st.newest_wal_written;
-        }
     }
-    st.rpo_basis = "archive".into();
-    st.rpo_seconds = st.newest_wal_written.map(|t| now.duration_since(t).as_secs_f64().max(0.0));
     if let Some(live) = live
         && let Ok(mut client) = conn::connect(live.connection, live.password_env)
     {
-        measure(&mut client, repo, component, &view, live, now, &mut st);
-        if chain_ok && st.rpo_basis == "server" {
-            // Everything committed up to `now - rpo` is stored.
-            st.newest_restorable = st.rpo_seconds.map(|r| now - jiff::SignedDuration::from_secs_f64(r));
-        }
+        read_server(&mut client, repo, component, &view, live, &mut m);
     }
-    if let (Some(a), Some(b)) = (st.oldest_restorable, st.newest_restorable) {
-        st.pitr_window_seconds = Some(b.duration_since(a).as_secs_f64().max(0.0));
-    }
-    Ok(st)
+    Ok(m)
 }
 
 fn from_epoch(secs: Option<f64>) -> Option<jiff::Timestamp> {
     secs.and_then(|s| jiff::Timestamp::from_microsecond((s * 1e6).round() as i64).ok())
 }
 
-/// Measures against the live server: its archiver, the stream's slot, and
-/// the oldest commit past what the repository holds.
-fn measure(client: &mut postgres::Client, repo: &Repository, component: &str, view: &ArchiveView, live: &Live<'_>, now: jiff::Timestamp, st: &mut PgStatus) {
+/// Reads the live server: its archiver, the stream's slot, and the
+/// oldest commit past what the repository holds.
+fn read_server(client: &mut postgres::Client, repo: &Repository, component: &str, view: &ArchiveView, live: &Live<'_>, m: &mut PgMeasure) {
     // Times as epoch seconds: PostgreSQL's text form ("+00") is not RFC 3339.
     let Ok(row) = client.query_one(
         "SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn()), last_archived_wal, extract(epoch FROM last_archived_time)::float8, \
@@ -187,61 +176,37 @@ fn measure(client: &mut postgres::Client, repo: &Repository, component: &str, vi
         last_archived_time: from_epoch(row.get(3)),
         last_failed_wal: row.get(4),
         last_failed_time: from_epoch(row.get(5)),
+        archive_mode: row.get(6),
     };
-    let archive_mode: String = row.get(6);
-    if archive_mode != "off"
-        && let (Some(f), Some(ft)) = (&server.last_failed_wal, server.last_failed_time)
-        && server.last_archived_time.is_none_or(|a| ft > a)
-    {
-        st.alerts.push(format!("archive_command fails: {f} could not be archived (last attempt {}); see the server log", ft.strftime("%Y-%m-%d %H:%M:%S")));
-    }
     let slot = stream::slot_name(component);
     if let Ok(Some(r)) = client.query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot]) {
-        let mut s = StreamState { slot: slot.clone(), active: r.get(0), ..StreamState::default() };
+        let mut s = StreamState { slot, active: r.get(0), ..StreamState::default() };
         if let Ok(Some(r)) = client.query_opt("SELECT sync_state, flush_lsn::text FROM pg_stat_replication WHERE application_name = $1", &[&stream::application_name(component)]) {
             s.sync_state = r.get(0);
             s.flush_lsn = r.get(1);
         }
-        if !s.active {
-            st.alerts.push(format!(
-                "wal-stream is not running: slot {slot} has no stream connected, so WAL does not reach the repository{}; start `reprise wal-stream {component}`",
-                if archive_mode == "off" { " (and with synchronous replication every commit waits)" } else { "" }
-            ));
-        }
-        st.stream = Some(s);
+        m.stream = Some(s);
     }
     let current: Option<Lsn> = server.current_lsn.parse().ok();
     let stored = view.stored_end(timeline);
-    st.server = Some(server);
-    let Some(current) = current else { return };
-    let Some(stored) = stored else {
-        // Nothing stored on this timeline: the archive bound stands.
+    m.server = Some(server);
+    let (Some(current), Some(stored)) = (current, stored) else {
+        // Nothing stored on this timeline: nothing to measure from.
         return;
     };
     if current <= stored {
-        st.rpo_basis = "server".into();
-        st.rpo_seconds = Some(0.0);
+        m.unstored = Unstored::NoCommit;
         return;
     }
     let mut source = ServerWal { client, data_directory: live.data_directory.map(Path::to_path_buf), timeline, cache: Vec::new() };
-    match walrecord::first_commit(&mut |n| source.segment(n), walname::DEFAULT_SEGMENT_SIZE, stored, current) {
-        Scan::NoCommit => {
-            st.rpo_basis = "server".into();
-            st.rpo_seconds = Some(0.0);
-        }
-        Scan::Commit { time, .. } => {
-            st.rpo_basis = "server".into();
-            st.oldest_unstored_commit = Some(time);
-            st.rpo_seconds = Some(now.duration_since(time).as_secs_f64().max(0.0));
-        }
+    m.unstored = match walrecord::first_commit(&mut |n| source.segment(n), walname::DEFAULT_SEGMENT_SIZE, stored, current) {
+        Scan::NoCommit => Unstored::NoCommit,
+        Scan::Commit { time, .. } => Unstored::Commit(time),
         Scan::Unreadable(why) => {
-            tracing::debug!("{component}: the WAL past {stored} cannot be read from the server ({why}): the RPO is an upper bound");
-            st.rpo_basis = "server-bound".into();
-            // The unstored WAL was written after the stored end was.
-            let bound = stored_end_written(repo, component, view, stored);
-            st.rpo_seconds = bound.map(|t| now.duration_since(t).as_secs_f64().max(0.0)).or(st.rpo_seconds);
+            tracing::debug!("{component}: the WAL past {stored} cannot be read from the server ({why})");
+            Unstored::Unreadable { stored_end_written: stored_end_written(repo, component, view, stored) }
         }
-    }
+    };
 }
 
 /// When the WAL ending at `stored` was written (its segment or range).

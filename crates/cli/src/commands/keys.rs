@@ -1,22 +1,15 @@
 //! `init` and `key ...`.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-
 use anyhow::Result;
-use reprise_engine::Repository;
 use reprise_engine::format::chunker::ChunkerParams;
 use reprise_engine::format::keys::Role;
-use reprise_engine::format::sign::KeyId;
+use reprise_ops::keys::{self, short};
 
 use crate::args::{InitArgs, KeyCommand};
 use crate::context::{self, Context};
 use crate::exit;
 
 pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
-    let target = ctx.target(None)?;
-    let backend = Context::backend(&target)?;
-    let pass = ctx.passphrase(&target.password, &format!("new passphrase for {}: ", target.url))?;
     let mut chunker = ChunkerParams::default();
     if let Some(kib) = args.chunk_size {
         let avg = kib.saturating_mul(1024);
@@ -24,25 +17,20 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
         chunker.validate().map_err(|e| exit::usage(format!("--chunk-size {kib}: {e}")))?;
     }
     let pack_size = args.pack_size.map_or(reprise_engine::format::config::DEFAULT_PACK_SIZE, |m| m.saturating_mul(1 << 20));
-    let repo = Repository::init_with(backend, &pass, context::kdf(&args.kdf), chunker, pack_size)?;
+    let created = keys::init(&ctx.ws, context::kdf(&args.kdf), chunker, pack_size)?;
     if ctx.json() {
-        ctx.print_json(&serde_json::json!({ "repository": target.url, "id": repo.id().to_hex(), "chunker": repo.config().chunker }))?;
+        ctx.print_json(&created)?;
     } else {
-        ctx.say(format!("created repository {} at {}", repo.id().short(), target.url));
+        ctx.say(format!("created repository {} at {}", &created.id[..8], created.repository));
         ctx.say("keep the passphrase safe, and export the recovery key for escrow: reprise key export-recovery -o FILE");
     }
     Ok(())
 }
 
-fn short(id: Option<&str>) -> &str {
-    id.map_or("-", |k| &k[..12])
-}
-
 pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
-    let repo = ctx.open(None)?;
     match cmd {
         KeyCommand::List => {
-            let keys = repo.keys()?;
+            let keys = keys::list(&ctx.ws)?;
             if ctx.json() {
                 return ctx.print_json(&keys);
             }
@@ -50,7 +38,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             for k in keys {
                 ctx.say(format!(
                     "{:<12} {:<10} {:<10} {:<16} {:<24} {:<14} {}{}",
-                    short(k.key_id.as_deref()),
+                    short(k.key_id.as_deref().unwrap_or("-")),
                     k.kind,
                     k.status,
                     k.info.created.strftime("%Y-%m-%d %H:%M"),
@@ -62,18 +50,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::Add { write_only: true, credential: Some(path), label, host, .. } => {
-            let secrets = repo.new_credential()?;
-            let bytes = secrets.to_write_credential().map_err(|e| exit::usage(e.to_string()))?;
-            // The credential file first: a record without its file vouches
-            // for nobody, a file without its record is refused (unendorsed).
-            write_secret_file(path, &bytes, "write credential")?;
-            let (_, key_id) = match repo.record_credential(&secrets, label, host.as_deref()) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = std::fs::remove_file(path);
-                    return Err(e.into());
-                }
-            };
+            let key_id = keys::write_credential(&ctx.ws, path, label, host.as_deref())?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "write_credential": path, "key_id": key_id.to_hex() }))?;
             } else {
@@ -86,9 +63,11 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::Add { write_only, label, host, new_password_file, kdf, .. } => {
+            // The repository is opened (its passphrase asked) before the new one.
+            ctx.ws.open(None)?;
             let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
             let role = if *write_only { Role::WriteOnly } else { Role::Full };
-            let (name, key_id) = repo.add_key(&pass, role, context::kdf(kdf), label, host.as_deref())?;
+            let (name, key_id) = keys::add(&ctx.ws, &pass, role, context::kdf(kdf), label, host.as_deref())?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "added": name, "key_id": key_id.to_hex(), "role": role }))?;
             } else {
@@ -96,39 +75,29 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::Remove { id } => {
-            let key = repo.find_key(id)?;
-            if key.info.role == Role::WriteOnly && key.status != "legacy" {
-                let report = revoke(&repo, &key, "removed")?;
+            let keys::Removed { key, revocation } = keys::remove(&ctx.ws, id)?;
+            if let Some(report) = revocation {
                 if ctx.json() {
                     return ctx.print_json(&serde_json::json!({ "removed": key.name, "revocation": report }));
                 }
-                ctx.say(format!("removed {} {}: what it wrote so far stays trusted ({} snapshot(s)); anything it writes from now on is ignored", key.kind, short(key.key_id.as_deref()), report.snapshots));
+                ctx.say(format!("removed {} {}: what it wrote so far stays trusted ({} snapshot(s)); anything it writes from now on is ignored", key.kind, short(key.key_id.as_deref().unwrap_or("-")), report.snapshots));
                 return Ok(());
             }
-            repo.remove_key(&key.name)?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "removed": key.name }))?;
             } else {
-                ctx.say(format!("removed key {}", short(key.key_id.as_deref().or(Some(&key.name)))));
+                ctx.say(format!("removed key {}", short(key.key_id.as_deref().unwrap_or(&key.name))));
             }
         }
         KeyCommand::Revoke { id, reason } => {
-            let key = repo.find_key(id)?;
-            if key.info.role != Role::WriteOnly || key.status == "legacy" {
-                return Err(exit::usage(format!(
-                    "key {} is a {} key: only write-only keys and credentials are revoked (remove a full-access key with `reprise key remove`)",
-                    short(key.key_id.as_deref().or(Some(&key.name))),
-                    if key.status == "legacy" { "format 1" } else { key.kind }
-                )));
-            }
-            let report = revoke(&repo, &key, reason)?;
+            let keys::Revoked { key, report } = keys::revoke(&ctx.ws, id, reason)?;
             if ctx.json() {
                 return ctx.print_json(&report);
             }
             ctx.say(format!(
                 "revoked {} {}{}: the {} snapshot(s), {} pack(s), {} index file(s) and {} WAL file(s) it signed so far stay trusted; anything it writes from now on is ignored and reported by `reprise check`",
                 key.kind,
-                &report.key_id[..12],
+                short(&report.key_id),
                 if report.label.is_empty() { String::new() } else { format!(" ({})", report.label) },
                 report.snapshots,
                 report.packs,
@@ -138,7 +107,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             ctx.say("now rotate the storage credential that host held (Azure: change or delete its SAS's stored access policy; S3: deactivate its access key), and give the rebuilt host a new key: reprise key add --write-only");
         }
         KeyCommand::Upgrade => {
-            let report = reprise_engine::upgrade::upgrade(&repo, repo_key_name(&repo).as_deref())?;
+            let report = keys::upgrade(&ctx.ws)?;
             if ctx.json() {
                 return ctx.print_json(&report);
             }
@@ -161,8 +130,9 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::Passwd { new_password_file, kdf } => {
+            ctx.ws.open(None)?;
             let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
-            let name = repo.change_passphrase(&pass, context::kdf(kdf))?;
+            let name = keys::change_passphrase(&ctx.ws, &pass, context::kdf(kdf))?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "key": name }))?;
             } else {
@@ -170,9 +140,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::ExportRecovery { output } => {
-            repo.require_full("exporting the recovery key")?;
-            let bytes = repo.secrets().to_recovery_file().map_err(|e| exit::usage(e.to_string()))?;
-            write_secret_file(output, &bytes, "recovery key")?;
+            keys::export_recovery(&ctx.ws, output)?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "recovery_key": output }))?;
             } else {
@@ -180,25 +148,5 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-fn repo_key_name(repo: &Repository) -> Option<String> {
-    repo.keys().ok()?.into_iter().find(|k| k.current).map(|k| k.name)
-}
-
-fn revoke(repo: &Repository, key: &reprise_engine::repository::KeyEntry, reason: &str) -> Result<reprise_engine::revoke::RevokeReport> {
-    let id: KeyId = key.key_id.as_deref().and_then(|k| k.parse().ok()).ok_or_else(|| exit::usage("this key has no key ID: run `reprise key upgrade` first"))?;
-    Ok(reprise_engine::revoke::revoke(repo, &id, reason)?)
-}
-
-/// Creates a file readable by its owner only, never over an existing one.
-fn write_secret_file(path: &std::path::Path, bytes: &[u8], what: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::AlreadyExists { exit::USAGE } else { exit::PERMISSION };
-        exit::with_code(code, format!("cannot create {}: {e} (a {what} is never written over an existing file)", path.display()))
-    })?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
     Ok(())
 }

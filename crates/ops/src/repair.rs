@@ -1,0 +1,54 @@
+//! `repair index | config | keys | marks`: clear the damage `check`
+//! reports (the protocols are `reprise_engine::repair`'s).
+
+use reprise_engine::repair::{self, ConfigRepair, IndexRepair, KeyRepair, MarkRepair};
+
+use crate::error::{Category, OpsError, Result};
+use crate::workspace::{Key, Workspace};
+use crate::{Verdict, count};
+
+/// The index rebuilt from the packs' own directories, and its verdict:
+/// packs whose directory cannot be read are damage.
+#[derive(Debug, serde::Serialize)]
+#[serde(transparent)]
+pub struct IndexRepaired(pub IndexRepair);
+
+impl Verdict for IndexRepaired {
+    fn failure(&self) -> Option<OpsError> {
+        let unreadable = self.0.unreadable_packs.len();
+        (unreadable > 0).then(|| {
+            OpsError::new(
+                Category::Damaged,
+                format!(
+                    "the index is repaired, but {} damaged themselves (listed): the files that need them cannot be restored from here; `reprise check --read-data` lists all damage",
+                    count(unreadable, "pack is", "packs are")
+                ),
+            )
+        })
+    }
+}
+
+pub fn index(ws: &Workspace, dry_run: bool) -> Result<IndexRepaired> {
+    Ok(IndexRepaired(repair::repair_index(&*ws.open(None)?, dry_run)?))
+}
+
+pub fn keys(ws: &Workspace, dry_run: bool) -> Result<KeyRepair> {
+    Ok(repair::repair_keys(&*ws.open(None)?, dry_run)?)
+}
+
+pub fn marks(ws: &Workspace, dry_run: bool) -> Result<MarkRepair> {
+    Ok(repair::repair_marks(&*ws.open(None)?, dry_run)?)
+}
+
+/// Writes the config again, from the key that opens the repository (and
+/// what can still be read of the old config), or from a copy's
+/// (`from`: a plan repository name or a URL).
+pub fn config(ws: &Workspace, from: Option<&str>, dry_run: bool) -> Result<ConfigRepair> {
+    let target = ws.target(None)?;
+    let backend = ws.backend(&target, None)?;
+    let from = from.map(|f| ws.backend(&ws.target_by_name_or_url(f), None)).transpose()?;
+    Ok(match ws.key(&target)? {
+        Key::Secrets(s) => repair::repair_config(&backend, repair::Key::Secrets(s), from.as_ref(), dry_run)?,
+        Key::Passphrase(p) => repair::repair_config(&backend, repair::Key::Passphrase(&p), from.as_ref(), dry_run)?,
+    })
+}
