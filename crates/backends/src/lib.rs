@@ -42,11 +42,24 @@ pub enum ObjectKind {
     Hold,
     /// Prune marks: packs condemned, deleted after a grace period.
     PruneMark,
+    /// The evidence ledger (`reprise_ledger`): records named
+    /// `<ledger>/records/<index>`, witnessed checkpoints named
+    /// `<ledger>/checkpoints/<size>`, and the `site` and `witness` markers.
+    Ledger,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 8] =
-        [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal, ObjectKind::Hold, ObjectKind::PruneMark];
+    pub const ALL: [ObjectKind; 9] = [
+        ObjectKind::Config,
+        ObjectKind::Key,
+        ObjectKind::Snapshot,
+        ObjectKind::Index,
+        ObjectKind::Pack,
+        ObjectKind::Wal,
+        ObjectKind::Hold,
+        ObjectKind::PruneMark,
+        ObjectKind::Ledger,
+    ];
 
     /// The folder (or key prefix) objects of this kind live under.
     #[must_use]
@@ -60,6 +73,7 @@ impl ObjectKind {
             ObjectKind::Wal => "wal",
             ObjectKind::Hold => "holds",
             ObjectKind::PruneMark => "prune",
+            ObjectKind::Ledger => "ledger",
         }
     }
 
@@ -98,6 +112,8 @@ impl ObjectKind {
                     _ => relative.to_owned(),
                 }
             }
+            // Ledger names are paths of their own (`<ledger>/records/<index>`).
+            ObjectKind::Ledger => relative.to_owned(),
             _ => relative.rsplit('/').next().unwrap_or(relative).to_owned(),
         }
     }
@@ -114,6 +130,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Wal => "WAL file",
             ObjectKind::Hold => "hold",
             ObjectKind::PruneMark => "prune mark",
+            ObjectKind::Ledger => "ledger object",
         })
     }
 }
