@@ -150,10 +150,10 @@ impl Backend for LocalBackend {
             return Err(self.err(&object, &e));
         }
         // Folders that repositories made by older versions may lack.
-        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark | ObjectKind::Ledger) {
-            if let Some(parent) = dest.parent() {
-                self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;
-            }
+        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark | ObjectKind::Ledger)
+            && let Some(parent) = dest.parent()
+        {
+            self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;
         }
         let linked = fs::hard_link(&tmp, &dest);
         let _ = fs::remove_file(&tmp);

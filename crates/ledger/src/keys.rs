@@ -1,0 +1,144 @@
+//! Who signs checkpoints, and whose signatures `verify` trusts.
+//!
+//! The ledger does not choose its keys: its caller passes a [`LedgerKeys`]
+//! holding the signer appends use (any `signed_note::Signer`) and the
+//! verifier keys it trusts, in the C2SP / Go `note` text form
+//! `<name>+<key id>+<base64(0x01 || Ed25519 public key)>` that auditors
+//! and witnesses exchange. Per-writer signing keys endorsed by the
+//! administrator (another branch of work) will plug in here without
+//! changing the ledger: each writer signs with its own key, `verify`
+//! trusts the endorsed ones.
+//!
+//! Until then, [`repository_keys`] derives one signing key per repository
+//! from the catalog key. That is the one place to change.
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use reprise_engine::Repository;
+use signed_note::{Signer, StandardVerifier, Verifier, VerifierList};
+
+use crate::error::{Error, Result};
+
+/// The signer of appends and the verifier keys trusted by `verify`.
+pub struct LedgerKeys {
+    signer: Option<Box<dyn Signer + Send + Sync>>,
+    trusted: Vec<(String, StandardVerifier)>,
+}
+
+impl std::fmt::Debug for LedgerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerKeys")
+            .field("signer", &self.signer.as_ref().map(|s| s.name().to_owned()))
+            .field("trusted", &self.trusted.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl LedgerKeys {
+    /// Keys that append with `signer` and trust `trusted` (which should
+    /// include the signer's own verifier key).
+    pub fn new(signer: Box<dyn Signer + Send + Sync>, trusted: &[String]) -> Result<LedgerKeys> {
+        Ok(LedgerKeys { signer: Some(signer), trusted: parse_trusted(trusted)? })
+    }
+
+    /// Keys that verify but cannot append (an auditor's).
+    pub fn verify_only(trusted: &[String]) -> Result<LedgerKeys> {
+        Ok(LedgerKeys { signer: None, trusted: parse_trusted(trusted)? })
+    }
+
+    pub(crate) fn signer(&self) -> Result<&(dyn Signer + Send + Sync)> {
+        self.signer.as_deref().ok_or_else(|| Error::Key("these ledger keys can only verify: appending needs a signing key".into()))
+    }
+
+    /// The trusted verifier keys, in C2SP text form.
+    pub fn trusted(&self) -> impl Iterator<Item = &str> {
+        self.trusted.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// The verifier key of the signer, when it is among the trusted ones
+    /// (what `proof` hands to an auditor).
+    #[must_use]
+    pub fn signer_key(&self) -> Option<&str> {
+        let s = self.signer.as_ref()?;
+        self.trusted.iter().find(|(_, v)| v.name() == s.name() && v.key_id() == s.key_id()).map(|(k, _)| k.as_str())
+    }
+
+    pub(crate) fn verifiers(&self) -> VerifierList {
+        VerifierList::new(self.trusted.iter().map(|(_, v)| Box::new(v.clone()) as Box<dyn Verifier>).collect())
+    }
+}
+
+fn parse_trusted(keys: &[String]) -> Result<Vec<(String, StandardVerifier)>> {
+    keys.iter()
+        .map(|k| {
+            StandardVerifier::new(k)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| Error::Key(format!("'{k}' is not a verifier key ({e}): give it as NAME+KEYID+BASE64, as `reprise ledger verify` prints it")))
+        })
+        .collect()
+}
+
+/// An Ed25519 key signing notes under a name (C2SP signed-note).
+pub struct NoteSigner {
+    name: String,
+    id: u32,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for NoteSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NoteSigner({}+{:08x})", self.name, self.id)
+    }
+}
+
+impl NoteSigner {
+    /// The signer of a 32-byte Ed25519 seed.
+    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<NoteSigner> {
+        if !signed_note::is_key_name_valid(name) {
+            return Err(Error::Key(format!("'{name}' cannot name a signing key: no spaces, no '+'")));
+        }
+        let key = SigningKey::from_bytes(seed);
+        let id = signed_note::key_id(name, &[&[1u8][..], key.verifying_key().as_bytes()].concat());
+        Ok(NoteSigner { name: name.to_owned(), id, key })
+    }
+
+    /// The verifier key, in C2SP text form.
+    #[must_use]
+    pub fn verifier_key(&self) -> String {
+        signed_note::new_ed25519_verifier_key(&self.name, &self.key.verifying_key())
+    }
+}
+
+impl Signer for NoteSigner {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key_id(&self) -> u32 {
+        self.id
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
+        Ok(self.key.try_sign(msg)?.to_vec())
+    }
+}
+
+/// The ledger keys of a repository: one Ed25519 key, derived from the
+/// catalog key, that signs and is trusted.
+///
+/// TEMPORARY. Every key of the repository (write-only ones included) holds
+/// the catalog key, so every writer can sign for every other: the storage's
+/// write-once rule and the witness are what keep history, not this key.
+/// When writers get their own endorsed signing keys, return those here:
+/// the writer's key as signer, every endorsed key as trusted.
+#[must_use]
+pub fn repository_keys(repo: &Repository) -> LedgerKeys {
+    let seed = blake3::derive_key("reprise ledger checkpoint signing key v1", repo.secrets().write.catalog_key.as_bytes());
+    let signer = NoteSigner::from_seed(&repository_key_name(repo), &seed).expect("the name is valid");
+    let trusted = vec![signer.verifier_key()];
+    LedgerKeys::new(Box::new(signer), &trusted).expect("a key this function made parses")
+}
+
+/// `reprise-ledger/<first 16 hex digits of the repository ID>`.
+fn repository_key_name(repo: &Repository) -> String {
+    format!("reprise-ledger/{}", &repo.id().to_hex()[..16])
+}
