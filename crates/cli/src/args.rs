@@ -40,6 +40,12 @@ pub struct Global {
     #[arg(long, global = true, env = "REPRISE_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Ledger witness: a second place every ledger checkpoint is written
+    /// to, which the writing hosts cannot rewrite [default: ledger.witness
+    /// in the plan]
+    #[arg(long, global = true, env = "REPRISE_LEDGER_WITNESS", value_name = "URL")]
+    pub witness: Option<String>,
+
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -103,6 +109,64 @@ pub enum Command {
     /// Delete data no snapshot needs, safely while backups run: packs are
     /// marked now and deleted by a later prune, after a grace period
     Prune(PruneArgs),
+    /// The evidence ledger: a tamper-evident record of every sensitive
+    /// operation, with signed checkpoints kept by a witness
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// List the recorded operations
+    Show {
+        /// Only from this entry position, time (RFC 3339 or a date) or
+        /// duration back from now (e.g. 7d)
+        #[arg(long, value_name = "POSITION|TIME|DURATION")]
+        since: Option<String>,
+        /// Only this ledger (an ID or unique prefix) [default: all]
+        #[arg(long, value_name = "ID")]
+        ledger: Option<String>,
+    },
+    /// Recompute every root, check every signature and every checkpoint,
+    /// the witness's included; name what was altered, removed, reordered
+    /// or forked (exit 6)
+    Verify {
+        /// Trust only this verifier key (NAME+ID+KEY, as verify prints it)
+        /// [default: the repository's own]
+        #[arg(long = "key", value_name = "VERIFIER_KEY")]
+        keys: Vec<String>,
+    },
+    /// Export the proof that an entry is in the ledger, for an auditor to
+    /// check offline
+    Proof {
+        /// The entry's position, as `ledger show` lists it (LEDGER:POSITION
+        /// for a ledger copied from another site)
+        entry: String,
+        /// Also prove that the tree of this size (from an earlier audit) is
+        /// a prefix of today's
+        #[arg(long, value_name = "SIZE")]
+        from_size: Option<u64>,
+        /// Write the proof to this file (refuses to overwrite) [default: stdout]
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Check an exported proof, offline (needs no repository)
+    CheckProof {
+        file: PathBuf,
+        /// The verifier key to trust (NAME+ID+KEY) [default: the keys the
+        /// proof lists, with a caution]
+        #[arg(long = "key", value_name = "VERIFIER_KEY")]
+        keys: Vec<String>,
+    },
+    /// Record a statement: a drill signed off, an incident declared (no
+    /// patient data)
+    Note { text: String },
+    /// Make a location a ledger witness (run once, by the account that
+    /// owns it)
+    WitnessInit {
+        /// A directory, s3://BUCKET/PREFIX or azure://ACCOUNT/CONTAINER/PREFIX
+        url: String,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -64,6 +64,9 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         if let Some(c) = cause.downcast_ref::<reprise_engine::Error>() {
             return for_category(c.category());
         }
+        if let Some(c) = cause.downcast_ref::<reprise_ledger::Error>() {
+            return for_category(c.category());
+        }
         if let Some(p) = cause.downcast_ref::<reprise_plan::PlanError>() {
             return match p {
                 reprise_plan::PlanError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => NOT_FOUND,

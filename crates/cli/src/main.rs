@@ -83,6 +83,11 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Plan(cmd) => return commands::plan::run(&cli.global, cli.global.json, cmd),
         Command::Demo(args) => return commands::demo::run(&cli.global, args, &cancel),
         Command::WalFetch(args) => return commands::postgres::wal_fetch(&cli.global, args, &cancel),
+        Command::Ledger(cmd) => {
+            if let Some(done) = commands::ledger::without_repository(&cli.global, cmd) {
+                return done;
+            }
+        }
         _ => {}
     }
     let ctx = Context::new(cli.global, cancel)?;
@@ -104,6 +109,7 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Hold(c) => commands::retention::hold(&ctx, c),
         Command::Copy(a) => commands::copy::run(&ctx, a),
         Command::Prune(a) => commands::retention::prune(&ctx, a),
+        Command::Ledger(c) => commands::ledger::run(&ctx, c),
         Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }
 }

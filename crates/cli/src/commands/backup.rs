@@ -11,7 +11,7 @@ use reprise_engine::source::single_stream;
 use reprise_source_files::{FilesOptions, FilesSource, scan_totals};
 
 use crate::args::BackupArgs;
-use crate::commands::bytes;
+use crate::commands::{bytes, ledger};
 use crate::context::Context;
 use crate::exit;
 
@@ -40,7 +40,9 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
             opts.threads = t.max(1);
         }
         retain_label(c, &mut opts);
-        let outcome = crate::commands::postgres::backup_postgres(ctx, c, pg, opts)?;
+        let repo = ctx.open(Some(c))?;
+        let outcome = crate::commands::postgres::backup_postgres(ctx, &repo, c, pg, opts)?;
+        ledger::record(ctx, &repo, ledger::backup(&outcome))?;
         return report(ctx, &outcome);
     }
     if component.is_none() && args.paths.is_empty() && !args.stdin {
@@ -107,7 +109,7 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
         let source = single_stream(&args.stdin_name, Box::new(std::io::stdin()), ChunkPolicy::ContentDefined);
         backup(&repo, source, &opts, &progress)?
     };
-
+    ledger::record(ctx, &repo, ledger::backup(&outcome))?;
     report(ctx, &outcome)
 }
 

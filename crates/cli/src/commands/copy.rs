@@ -104,7 +104,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
                 r
             };
             let backend = Context::backend_with_lock(&ctx.named_target(&to)?, lock)?;
-            let dest = copy::open_destination(&src, backend)?;
+            let dest = copy::open_destination(&src, Arc::clone(&backend))?;
             let selections: Vec<Selection> = comps
                 .iter()
                 .map(|c| Selection { component: c.name.clone(), policy: (!c.objectives.retention.is_empty()).then(|| policy_of(c)) })
@@ -122,8 +122,9 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
                 return Ok(copy::dry_run(&src, &dest, &copy_plan, &wal));
             }
             let progress = ctx.progress("copy");
-            let report = copy::execute(&src, dest, copy_plan, &wal, &CopyOptions { threads, cancel: ctx.cancel.clone() }, progress.as_ref())?;
+            let mut report = copy::execute(&src, dest, copy_plan, &wal, &CopyOptions { threads, cancel: ctx.cancel.clone() }, progress.as_ref())?;
             drop(progress);
+            crate::commands::ledger::record_copy(ctx, &src, &to, backend.as_ref(), &mut report)?;
             Ok(report)
         })();
         match result {

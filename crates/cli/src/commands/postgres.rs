@@ -121,8 +121,7 @@ fn base_options(name: &str, pg: &PostgresPlan) -> BaseBackupOptions {
 }
 
 /// `backup COMPONENT` for a PostgreSQL component.
-pub fn backup_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, mut opts: BackupOptions) -> Result<reprise_engine::backup::BackupOutcome> {
-    let repo = ctx.open(Some(c))?;
+pub fn backup_postgres(ctx: &Context, repo: &Arc<reprise_engine::Repository>, c: &ComponentPlan, pg: &PostgresPlan, mut opts: BackupOptions) -> Result<reprise_engine::backup::BackupOutcome> {
     let progress = ctx.progress("backup");
     opts.cancel = ctx.cancel.clone();
     match pg.mode {
@@ -197,6 +196,7 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
             progress.as_ref(),
         )
         .map_err(pg_error)?;
+        crate::commands::ledger::record(ctx, &repo, crate::commands::ledger::restore_postgres(&c.name, Some(snap.id), None, "dump", 0))?;
         if ctx.json() {
             return ctx.print_json(&serde_json::json!({ "snapshot": snap.id, "to": args.to, "loaded": restored, "ms": t.elapsed().as_millis() as u64 }));
         }
@@ -230,6 +230,7 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
     };
     let (out, cluster) = pitr::restore(&repo, &opts, progress.as_ref()).map_err(pg_error)?;
     drop(progress);
+    crate::commands::ledger::record(ctx, &repo, crate::commands::ledger::restore_postgres(&c.name, None, Some(&out.base_backup), &out.target, out.wal_segments as u64))?;
     if ctx.json() {
         ctx.print_json(&out)?;
     } else {

@@ -4,7 +4,7 @@ use anyhow::Result;
 use reprise_engine::restore::{RestoreOptions, restore};
 
 use crate::args::RestoreArgs;
-use crate::commands::{bytes, find_snapshot};
+use crate::commands::{bytes, find_snapshot, ledger};
 use crate::context::Context;
 use crate::exit;
 
@@ -39,6 +39,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let progress = ctx.progress("restore");
     let out = restore(&repo, &snap.id, &opts, progress.as_ref())?;
     drop(progress);
+    ledger::record(ctx, &repo, ledger::restore(snap.id, &snap.header.component, &out))?;
     if ctx.json() {
         ctx.print_json(&serde_json::json!({ "snapshot": snap.id, "target": args.to, "outcome": out }))?;
     } else {

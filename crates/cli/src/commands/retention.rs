@@ -8,6 +8,7 @@ use reprise_plan::{ComponentPlan, PostgresMode};
 use reprise_postgres::expire::{self, WalExpiry};
 
 use crate::args::{ForgetArgs, HoldCommand, PruneArgs};
+use crate::commands::ledger;
 use crate::commands::postgres::pg_error;
 use crate::context::Context;
 use crate::exit;
@@ -38,6 +39,9 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
             Some(pg) if pg.mode == PostgresMode::Physical => Some(expire_wal(&repo, c, &outcome, args.dry_run)?),
             _ => None,
         };
+        if !args.dry_run {
+            ledger::record(ctx, &repo, ledger::forget(&outcome, wal.as_ref()))?;
+        }
         if !ctx.json() {
             let verb = if args.dry_run { "would forget" } else { "forgotten" };
             println!("{}: {} snapshots, {} kept, {} {verb}", c.name, outcome.snapshots.len(), outcome.snapshots.iter().filter(|v| v.keep).count(), outcome.snapshots.iter().filter(|v| !v.keep).count());
@@ -105,6 +109,7 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
         HoldCommand::Add { snapshot, reason } => {
             let snap = crate::commands::find_snapshot(&repo, snapshot, None)?;
             let id = holds::add(&repo, snap.id, reason)?;
+            ledger::record(ctx, &repo, ledger::hold_add(id, snap.id, &snap.header.component, reason))?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "hold": id, "snapshot": snap.id }))?;
             } else {
@@ -125,6 +130,7 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
         }
         HoldCommand::Remove { hold } => {
             let h = holds::remove(&repo, hold)?;
+            ledger::record(ctx, &repo, ledger::hold_remove(&h))?;
             if ctx.json() {
                 ctx.print_json(&h)?;
             } else {
@@ -179,6 +185,9 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
         .unwrap_or_default();
     let opts = reprise_engine::prune::PruneOptions { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run, lock_modes, ..Default::default() };
     let r = reprise_engine::prune::prune(&repo, &opts)?;
+    if !r.dry_run {
+        ledger::record(ctx, &repo, ledger::prune(&r))?;
+    }
     // The garbage collection is done and reported either way; a lock that
     // could not be lengthened makes the run fail, so that a scheduler sees it.
     let lock_failure = r.locks.error.as_ref().map(|e| {
