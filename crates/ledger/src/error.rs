@@ -20,6 +20,10 @@ pub enum Error {
     #[error("{object}: {message}; run `reprise ledger verify` to see what was altered")]
     Damaged { object: String, message: String },
 
+    /// An inclusion or consistency proof that does not hold.
+    #[error("the proof does not hold: {0}")]
+    ProofFails(String),
+
     /// No such entry or ledger.
     #[error("{0}")]
     NotFound(String),
@@ -46,7 +50,7 @@ impl Error {
         match self {
             Error::Engine(e) => e.category(),
             Error::Backend(e) => reprise_engine::Error::Backend(BackendError::new(e.kind, "", "", "")).category(),
-            Error::Damaged { .. } => Category::Damaged,
+            Error::Damaged { .. } | Error::ProofFails(_) => Category::Damaged,
             Error::NotFound(_) | Error::WitnessMissing { .. } => Category::NotFound,
             Error::InvalidArgument(_) => Category::Usage,
             Error::Key(_) => Category::Authentication,

@@ -150,7 +150,11 @@ impl<'r> Ledger<'r> {
     /// (sorted), and the names under `ledger/` that the format does not
     /// define.
     pub(crate) fn inventory(&self) -> Result<Inventory> {
-        let own = self.site()?;
+        self.inventory_for(self.site()?)
+    }
+
+    /// [`Ledger::inventory`], with the own ledger already read.
+    pub(crate) fn inventory_for(&self, own: Option<LedgerId>) -> Result<Inventory> {
         let mut by_ledger: BTreeMap<LedgerId, Vec<u64>> = BTreeMap::new();
         let mut strange = Vec::new();
         if let Some(id) = own {

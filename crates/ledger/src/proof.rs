@@ -141,17 +141,26 @@ impl Ledger<'_> {
 /// Checks a proof with the verifier keys `trusted` (an auditor pins them;
 /// the proof's own list is only a hint).
 pub fn check_proof(proof: &InclusionProof, trusted: &LedgerKeys) -> Result<ProofCheck> {
-    let bad = |m: String| Error::InvalidArgument(format!("the proof does not hold: {m}"));
+    // A proof that is not one is bad input; one that is, and fails, was
+    // altered (or proves something else); one signed by another key needs
+    // the right key.
+    let malformed = |m: String| Error::InvalidArgument(format!("not a ledger proof: {m}"));
+    let bad = Error::ProofFails;
     if proof.format != PROOF_FORMAT || proof.version != 1 {
-        return Err(bad(format!("not a version 1 {PROOF_FORMAT} (format {}, version {})", proof.format, proof.version)));
+        return Err(malformed(format!("format {}, version {} (expected {PROOF_FORMAT}, version 1)", proof.format, proof.version)));
     }
-    let ledger: LedgerId = proof.ledger.parse().map_err(|e| bad(format!("{e}")))?;
-    let entry = B64.decode(&proof.entry).map_err(|e| bad(format!("entry: {e}")))?;
+    let ledger: LedgerId = proof.ledger.parse().map_err(|e| malformed(format!("{e}")))?;
+    let entry = B64.decode(&proof.entry).map_err(|e| malformed(format!("entry: {e}")))?;
     let record = EntryRecord::decode(&entry).map_err(|e| bad(format!("entry: {e}")))?;
     if record.index != proof.index {
         return Err(bad(format!("the entry says it is entry {}, the proof says {}", record.index, proof.index)));
     }
-    let cp = checkpoint::open(proof.checkpoint.as_bytes(), trusted).map_err(|r| bad(format!("checkpoint: {r}")))?;
+    let cp = checkpoint::open(proof.checkpoint.as_bytes(), trusted).map_err(|r| match r {
+        checkpoint::Refused::UnknownSigner(who) => Error::Key(format!(
+            "the proof's checkpoint is signed by {who}, not by a key given (--key): check the key the repository's owner gave you"
+        )),
+        r => bad(format!("checkpoint: {r}")),
+    })?;
     if cp.origin != ledger.origin() || cp.size != proof.tree_size {
         return Err(bad(format!("the checkpoint is of size {} of {}, the proof claims size {} of {}", cp.size, cp.origin, proof.tree_size, ledger.origin())));
     }

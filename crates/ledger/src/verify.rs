@@ -28,7 +28,7 @@ use reprise_format::ledger::LedgerId;
 use serde::Serialize;
 
 use crate::checkpoint::{self, Refused};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::{Ledger, object_path};
 use crate::tree::{EMPTY_HASH, Frontier, Hash, record_hash};
 
@@ -102,20 +102,33 @@ pub enum FindingKind {
     Foreign,
     /// Note: entries not witnessed (yet).
     Unwitnessed,
+    /// Note: a ledger of this repository that the witness knows and this
+    /// location does not hold (another site's).
+    Elsewhere,
 }
 
 impl FindingKind {
     #[must_use]
     pub fn is_tampering(self) -> bool {
-        !matches!(self, FindingKind::Unwitnessed)
+        !matches!(self, FindingKind::Unwitnessed | FindingKind::Elsewhere)
     }
 }
 
 impl Ledger<'_> {
     /// Verifies every ledger of the repository (see the module docs).
     pub fn verify(&self) -> Result<VerifyReport> {
-        let (inventory, strange) = self.inventory()?;
-        let own = self.site()?;
+        // A damaged site marker is a finding like any other: every ledger
+        // is still verified, none is taken for this location's own.
+        let mut site_finding = None;
+        let own = match self.site() {
+            Ok(own) => own,
+            Err(Error::Damaged { object, message }) => {
+                site_finding = Some(Finding { kind: FindingKind::Altered, first: 0, last: 0, object, message: format!("the site marker is not one ({message}): it was altered; no ledger is taken for this location's own") });
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let (inventory, strange) = self.inventory_for(own)?;
         let mut findings: Vec<Finding> = strange
             .into_iter()
             .map(|name| Finding { kind: FindingKind::Foreign, first: 0, last: 0, object: object_path(&name), message: format!("{} is not a ledger object", object_path(&name)) })
@@ -132,26 +145,30 @@ impl Ledger<'_> {
             let cps = witnessed.remove(id).unwrap_or_default();
             ledgers.push(self.verify_one(*id, Some(*id) == own, indexes, &cps)?);
         }
-        // Ledgers the witness knows and the repository has lost entirely:
-        // if this repository's keys signed them, they were removed.
+        // Ledgers signed with this repository's keys that the witness
+        // knows and this location has no record of. The own ledger (named
+        // by the site marker) is in the inventory even when its records
+        // are gone, and was reported as truncated; the others belong to
+        // the sites that share this repository's keys (a copy appends to
+        // its own ledger) and have not been carried here.
         for (id, cps) in witnessed {
             let w = self.witness.as_ref().expect("listed from the witness");
             let Some((size, name)) = cps.last() else { continue };
             let Ok(bytes) = w.read(name) else { continue };
             if checkpoint::open(&bytes, &self.keys).is_ok_and(|cp| cp.origin == id.origin()) {
-                let mut v = self.verify_one(id, Some(id) == own, &[], &cps)?;
-                if v.findings.iter().all(|f| f.kind != FindingKind::Truncated) {
-                    v.findings.push(Finding {
-                        kind: FindingKind::Truncated,
-                        first: 0,
-                        last: size - 1,
-                        object: w.path(name),
-                        message: format!("ledger {id}: the witness holds its checkpoints up to size {size}, and the repository has none of its records: the whole ledger was removed"),
-                    });
-                }
-                ledgers.push(v);
+                findings.push(Finding {
+                    kind: FindingKind::Elsewhere,
+                    first: 0,
+                    last: size - 1,
+                    object: w.path(name),
+                    message: format!(
+                        "the witness holds {} checkpoint(s) of ledger {id}, up to size {size}, signed with this repository's key, and this location has none of its records: the ledger of another site (a copy) not carried here, or removed from here with its site marker",
+                        cps.len()
+                    ),
+                });
             }
         }
+        findings.extend(site_finding);
         findings.sort_by(|a, b| a.object.cmp(&b.object));
         Ok(VerifyReport {
             repository: self.repo.backend().location().to_owned(),

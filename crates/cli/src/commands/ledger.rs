@@ -300,25 +300,33 @@ fn print_verdict(ctx: &Context, r: &VerifyReport) {
             l.root.as_deref().unwrap_or("not recomputable")
         ));
         for f in &l.findings {
-            let label = match f.kind {
-                FindingKind::Altered => "ALTERED",
-                FindingKind::Removed => "REMOVED",
-                FindingKind::Reordered => "REORDERED",
-                FindingKind::Forked => "FORKED",
-                FindingKind::Truncated => "TRUNCATED",
-                FindingKind::Foreign => "FOREIGN",
-                FindingKind::Unwitnessed => "note",
-            };
-            // Tampering is printed even with --quiet: it is why the exit code is not 0.
-            let line = format!("  {label} {}: {}", f.object, f.message);
-            if f.kind.is_tampering() { println!("{line}") } else { ctx.say(line) }
+            print_finding(ctx, f);
         }
     }
     for f in &r.findings {
-        println!("  FOREIGN {}: {}", f.object, f.message);
+        print_finding(ctx, f);
     }
     for k in &r.trusted_keys {
         ctx.say(format!("verifier key: {k}"));
+    }
+}
+
+fn print_finding(ctx: &Context, f: &reprise_ledger::Finding) {
+    let label = match f.kind {
+        FindingKind::Altered => "ALTERED",
+        FindingKind::Removed => "REMOVED",
+        FindingKind::Reordered => "REORDERED",
+        FindingKind::Forked => "FORKED",
+        FindingKind::Truncated => "TRUNCATED",
+        FindingKind::Foreign => "FOREIGN",
+        FindingKind::Unwitnessed | FindingKind::Elsewhere => "note",
+    };
+    let line = format!("  {label} {}: {}", f.object, f.message);
+    // Tampering is printed even with --quiet: it is why the exit code is not 0.
+    if f.kind.is_tampering() {
+        println!("{line}");
+    } else {
+        ctx.say(line);
     }
 }
 
