@@ -279,6 +279,12 @@ fn every_sensitive_command_leaves_an_entry_and_a_copy_carries_them() {
 // Tampering
 // ---------------------------------------------------------------------------
 
+/// Damage done to a copy of a repository and its witness (repository,
+/// witness, a runner on them).
+type Tamper = Box<dyn Fn(&Path, &Path, &Reprise)>;
+/// What is done, how, and the findings (kind, first, last) it must cause.
+type Case = (&'static str, Tamper, Vec<(&'static str, u64, u64)>);
+
 /// Each tampering of a witnessed ledger of 10 entries, on a copy of it:
 /// `ledger verify` exits 6 and names the kind and the entries, and the
 /// independent verifier finds the same.
@@ -302,14 +308,13 @@ fn verify_names_every_tampering_and_the_independent_verifier_agrees() {
         assert_eq!(report["ledgers"][0]["root"], clean["ledgers"][0]["root"], "both verifiers recompute the same root");
     }
 
-    type Tamper = Box<dyn Fn(&Path, &Path, &Reprise)>;
     let entry_offset = 8 + 4 + 20; // inside the sealed entry
     let size_line = |repo: &Path, i: u64| {
         // The size line of the record's checkpoint: after the origin line.
         let b = fs::read(record(repo, i)).unwrap();
         8 + 4 + u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize + 4 + "reprise-ledger/".len() + 32 + 1
     };
-    let cases: Vec<(&str, Tamper, Vec<(&str, u64, u64)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("flip a byte of entry 3", Box::new(move |repo, _, _| flip(&record(repo, 3), entry_offset)), vec![("altered", 3, 3)]),
         ("flip the size in the checkpoint of entry 5", Box::new(move |repo, _, _| flip(&record(repo, 5), size_line(repo, 5))), vec![("altered", 5, 5)]),
         (
@@ -402,7 +407,7 @@ fn verify_names_every_tampering_and_the_independent_verifier_agrees() {
         for f in report["ledgers"].as_array().unwrap().iter().flat_map(|l| l["findings"].as_array().unwrap()) {
             assert!(!f["object"].as_str().unwrap().is_empty() && !f["message"].as_str().unwrap().is_empty(), "{f}");
         }
-        eprintln!("{what}: {:?}", found);
+        eprintln!("{what}: {found:?}");
         if let Some(py) = &py {
             let (code, report) = python_verify(py, &repo, &witness, &base.t.join("recovery.key"));
             assert_eq!(code, 1, "{what}: the independent verifier must fail: {report}");
@@ -436,7 +441,7 @@ fn verify_names_every_tampering_and_the_independent_verifier_agrees() {
 #[test]
 fn kill_9_during_appends_loses_no_acknowledged_entry() {
     let s = site("ledger-kill");
-    let mut rng = Rng::new(std::env::var("REPRISE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x1ED6_E12));
+    let mut rng = Rng::new(std::env::var("REPRISE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x01ED_6E12));
     // Calibration: how long one append takes from spawn to exit.
     let started = Instant::now();
     for i in 0..3 {
@@ -446,6 +451,7 @@ fn kill_9_during_appends_loses_no_acknowledged_entry() {
     let mut acknowledged: Vec<(u64, String)> = Vec::new();
     let mut killed: Vec<String> = Vec::new();
     let (mut before, mut after) = (0, 0);
+    #[allow(clippy::duration_suboptimal_units, reason = "Duration::from_mins needs Rust 1.91; the workspace supports 1.85")]
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut trial = 0;
     while trial < 120 && Instant::now() < deadline && (trial < 30 || before == 0 || after == 0) {
@@ -663,7 +669,11 @@ fn stranger_key() -> String {
     let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
     let public = [&[1u8][..], ring::signature::KeyPair::public_key(&pair).as_ref()].concat();
     let id = ring::digest::digest(&ring::digest::SHA256, &[name.as_bytes(), b"\n", &public].concat());
-    format!("{name}+{}+{}", id.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect::<String>(), base64::engine::general_purpose::STANDARD.encode(public))
+    let hex = id.as_ref()[..4].iter().fold(String::new(), |mut s, b| {
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{b:02x}"));
+        s
+    });
+    format!("{name}+{hex}+{}", base64::engine::general_purpose::STANDARD.encode(public))
 }
 
 #[test]

@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
         retain_label(c, &mut opts);
         let repo = ctx.open(Some(c))?;
         let outcome = crate::commands::postgres::backup_postgres(ctx, &repo, c, pg, opts)?;
-        ledger::record(ctx, &repo, ledger::backup(&outcome))?;
+        ledger::record(ctx, &repo, &ledger::backup(&outcome))?;
         return report(ctx, &outcome);
     }
     if component.is_none() && args.paths.is_empty() && !args.stdin {
@@ -109,7 +109,7 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<()> {
         let source = single_stream(&args.stdin_name, Box::new(std::io::stdin()), ChunkPolicy::ContentDefined);
         backup(&repo, source, &opts, &progress)?
     };
-    ledger::record(ctx, &repo, ledger::backup(&outcome))?;
+    ledger::record(ctx, &repo, &ledger::backup(&outcome))?;
     report(ctx, &outcome)
 }
 

@@ -38,7 +38,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
     let report = check(&repo, &CheckOptions { read_data, cancel: ctx.cancel.clone() }, progress.as_ref())?;
     drop(progress);
     let mode = args.read_data_subset.as_deref().unwrap_or(if args.read_data { "all" } else { "none" });
-    crate::commands::ledger::record(ctx, &repo, crate::commands::ledger::check(&report, mode))?;
+    crate::commands::ledger::record(ctx, &repo, &crate::commands::ledger::check(&report, mode))?;
     if ctx.json() {
         ctx.print_json(&report)?;
     } else {

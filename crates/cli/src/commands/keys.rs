@@ -25,7 +25,7 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<()> {
     }
     let pack_size = args.pack_size.map_or(reprise_engine::format::config::DEFAULT_PACK_SIZE, |m| m.saturating_mul(1 << 20));
     let repo = Repository::init_with(backend, &pass, context::kdf(&args.kdf), chunker, pack_size)?;
-    ledger::record(ctx, &repo, ledger::init(&repo))?;
+    ledger::record(ctx, &repo, &ledger::init(&repo))?;
     if ctx.json() {
         ctx.print_json(&serde_json::json!({ "repository": target.url, "id": repo.id().to_hex(), "chunker": repo.config().chunker }))?;
     } else {
@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             repo.require_full("issuing a write credential")?;
             let bytes = repo.secrets().to_write_credential();
             write_secret_file(path, &bytes, "write credential")?;
-            ledger::record(ctx, &repo, ledger::write_credential())?;
+            ledger::record(ctx, &repo, &ledger::write_credential())?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "write_credential": path }))?;
             } else {
@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
             let role = if *write_only { Role::WriteOnly } else { Role::Full };
             let name = repo.add_key(&pass, role, context::kdf(kdf), label)?;
-            ledger::record(ctx, &repo, ledger::key_add(&name, &role.to_string()))?;
+            ledger::record(ctx, &repo, &ledger::key_add(&name, &role.to_string()))?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "added": name, "role": role }))?;
             } else {
@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
         KeyCommand::Remove { id } => {
             let key = repo.find_key(id)?;
             repo.remove_key(&key.name)?;
-            ledger::record(ctx, &repo, ledger::key_remove(&key.name))?;
+            ledger::record(ctx, &repo, &ledger::key_remove(&key.name))?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "removed": key.name }))?;
             } else {
@@ -91,7 +91,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
         KeyCommand::Passwd { new_password_file, kdf } => {
             let pass = context::new_passphrase(new_password_file.as_deref(), "REPRISE_NEW_PASSWORD")?;
             let name = repo.change_passphrase(&pass, context::kdf(kdf))?;
-            ledger::record(ctx, &repo, ledger::key_passphrase(&name))?;
+            ledger::record(ctx, &repo, &ledger::key_passphrase(&name))?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "key": name }))?;
             } else {
@@ -102,7 +102,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<()> {
             repo.require_full("exporting the recovery key")?;
             let bytes = repo.secrets().to_recovery_file().map_err(|e| exit::usage(e.to_string()))?;
             write_secret_file(output, &bytes, "recovery key")?;
-            ledger::record(ctx, &repo, ledger::key_export_recovery())?;
+            ledger::record(ctx, &repo, &ledger::key_export_recovery())?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "recovery_key": output }))?;
             } else {

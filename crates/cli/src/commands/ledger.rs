@@ -13,6 +13,7 @@
 //! witness that cannot be written is a warning: the entry is in the
 //! repository, and the next append sends the checkpoint again.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
@@ -48,7 +49,7 @@ fn open_witness(url: &str) -> Result<Witness> {
 
 /// Why the ledger is opened: appends go on without a witness that cannot
 /// be reached (and warn); reading and proving refuse.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Append,
     Read,
@@ -68,10 +69,10 @@ fn open<'r>(ctx: &Context, repo: &'r Repository, keys: LedgerKeys, purpose: Purp
 
 /// Records a sensitive operation that has just been done (see the module
 /// docs).
-pub fn record(ctx: &Context, repo: &Repository, entry: Entry) -> Result<()> {
-    let what = describe(&entry);
+pub fn record(ctx: &Context, repo: &Repository, entry: &Entry) -> Result<()> {
+    let what = describe(entry);
     let ledger = open(ctx, repo, reprise_ledger::repository_keys(repo), Purpose::Append)?;
-    let receipt = ledger.append(&entry).map_err(anyhow::Error::new).with_context(|| format!("{what} was done, but the ledger could not record it"))?;
+    let receipt = ledger.append(entry).map_err(anyhow::Error::new).with_context(|| format!("{what} was done, but the ledger could not record it"))?;
     warn_witness(&receipt);
     tracing::info!("ledger: entry {} recorded (tree size {}, root {})", receipt.index, receipt.tree_size, receipt.root);
     Ok(())
@@ -89,10 +90,10 @@ fn warn_witness(receipt: &Receipt) {
 fn describe(e: &Entry) -> String {
     let mut s = format!("the {}", e.operation.as_str());
     if let Some(c) = &e.component {
-        s.push_str(&format!(" of {c}"));
+        let _ = write!(s, " of {c}");
     }
     if let Some(id) = e.snapshots.first() {
-        s.push_str(&format!(" (snapshot {})", id.short()));
+        let _ = write!(s, " (snapshot {})", id.short());
     }
     s
 }
@@ -228,31 +229,31 @@ fn show(ctx: &Context, since: Option<&str>, which: Option<&str>) -> Result<()> {
 fn entry_line(e: &EntryView, with_ledger: bool) -> String {
     let mut s = String::new();
     if with_ledger {
-        s.push_str(&format!("{} ", &e.ledger[..8]));
+        let _ = write!(s, "{} ", &e.ledger[..8]);
     }
-    s.push_str(&format!("#{:<5} {}  {:<14} ", e.index, e.time.strftime("%Y-%m-%d %H:%M:%S"), e.operation));
+    let _ = write!(s, "#{:<5} {}  {:<14} ", e.index, e.time.strftime("%Y-%m-%dT%H:%M:%SZ"), e.operation);
     if let Some(c) = &e.component {
-        s.push_str(&format!("{c} "));
+        let _ = write!(s, "{c} ");
     }
     s.push_str(&e.result);
     if let Some(err) = &e.error {
-        s.push_str(&format!(" ({err})"));
+        let _ = write!(s, " ({err})");
     }
-    s.push_str(&format!("  {}@{}", e.user, e.host));
+    let _ = write!(s, "  {}@{}", e.user, e.host);
     if !e.snapshots.is_empty() {
-        s.push_str(&format!("  snapshot {}", e.snapshots.iter().map(Id::short).collect::<Vec<_>>().join(",")));
+        let _ = write!(s, "  snapshot {}", e.snapshots.iter().map(Id::short).collect::<Vec<_>>().join(","));
     }
     for (k, v) in &e.counts {
-        s.push_str(&format!("  {k}={v}"));
+        let _ = write!(s, "  {k}={v}");
     }
     for (k, v) in &e.sizes {
-        s.push_str(&format!("  {k}={}", bytes(*v)));
+        let _ = write!(s, "  {k}={}", bytes(*v));
     }
     for (k, v) in &e.refs {
-        s.push_str(&format!("  {k}={}", if v.len() > 16 && v.bytes().all(|b| b.is_ascii_hexdigit()) { &v[..8] } else { v }));
+        let _ = write!(s, "  {k}={}", if v.len() > 16 && v.bytes().all(|b| b.is_ascii_hexdigit()) { &v[..8] } else { v });
     }
     if let Some(r) = &e.reason {
-        s.push_str(&format!("  reason: {}", r.replace('\n', " ")));
+        let _ = write!(s, "  reason: {}", r.replace('\n', " "));
     }
     s
 }
@@ -545,7 +546,7 @@ pub fn record_copy(ctx: &Context, src: &Repository, to: &str, destination: &dyn 
         .size("pack_bytes", report.pack_bytes)
         .size("wal_bytes", report.wal_bytes)
         .outcome(if report.damage.is_empty() && report.conflicts.is_empty() { Outcome::Ok } else { Outcome::Problems });
-    record(ctx, src, entry)?;
+    record(ctx, src, &entry)?;
     let ledger = open(ctx, src, reprise_ledger::repository_keys(src), Purpose::Append)?;
     let carried = ledger.carry(destination)?;
     tracing::info!("ledger: {} record(s) of {} ledger(s) carried to {to}", carried.records_copied, carried.ledgers);

@@ -126,11 +126,11 @@ pub fn backup_postgres(ctx: &Context, repo: &Arc<reprise_engine::Repository>, c:
     opts.cancel = ctx.cancel.clone();
     match pg.mode {
         PostgresMode::Physical => {
-            let source = BaseBackup::begin(Arc::clone(&repo), base_options(&c.name, pg)).map_err(pg_error)?;
+            let source = BaseBackup::begin(Arc::clone(repo), base_options(&c.name, pg)).map_err(pg_error)?;
             opts.kind = pitr::KIND_BASE.into();
             opts.paths = vec![source.info.data_directory.display().to_string().into_bytes()];
             opts.files_cache = Some(FilesCache::path_for(&ctx.cache_dir(), repo.id(), &opts.host, &c.name));
-            Ok(backup(&repo, source, &opts, &progress)?)
+            Ok(backup(repo, source, &opts, &progress)?)
         }
         PostgresMode::Logical => {
             let work = tempfile::Builder::new().prefix("reprise-dump-").tempdir_in(std::env::temp_dir())?;
@@ -142,7 +142,7 @@ pub fn backup_postgres(ctx: &Context, repo: &Arc<reprise_engine::Repository>, c:
                 bin: pg.bin_dir.clone(),
                 work: work.path().to_owned(),
             };
-            logical::backup_logical(&repo, &dump, opts, &progress).map_err(pg_error)
+            logical::backup_logical(repo, &dump, opts, &progress).map_err(pg_error)
         }
     }
 }
@@ -196,7 +196,7 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
             progress.as_ref(),
         )
         .map_err(pg_error)?;
-        crate::commands::ledger::record(ctx, &repo, crate::commands::ledger::restore_postgres(&c.name, Some(snap.id), None, "dump", 0))?;
+        crate::commands::ledger::record(ctx, &repo, &crate::commands::ledger::restore_postgres(&c.name, Some(snap.id), None, "dump", 0))?;
         if ctx.json() {
             return ctx.print_json(&serde_json::json!({ "snapshot": snap.id, "to": args.to, "loaded": restored, "ms": t.elapsed().as_millis() as u64 }));
         }
@@ -230,7 +230,7 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
     };
     let (out, cluster) = pitr::restore(&repo, &opts, progress.as_ref()).map_err(pg_error)?;
     drop(progress);
-    crate::commands::ledger::record(ctx, &repo, crate::commands::ledger::restore_postgres(&c.name, None, Some(&out.base_backup), &out.target, out.wal_segments as u64))?;
+    crate::commands::ledger::record(ctx, &repo, &crate::commands::ledger::restore_postgres(&c.name, None, Some(&out.base_backup), &out.target, out.wal_segments as u64))?;
     if ctx.json() {
         ctx.print_json(&out)?;
     } else {

@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let progress = ctx.progress("restore");
     let out = restore(&repo, &snap.id, &opts, progress.as_ref())?;
     drop(progress);
-    ledger::record(ctx, &repo, ledger::restore(snap.id, &snap.header.component, &out))?;
+    ledger::record(ctx, &repo, &ledger::restore(snap.id, &snap.header.component, &out))?;
     if ctx.json() {
         ctx.print_json(&serde_json::json!({ "snapshot": snap.id, "target": args.to, "outcome": out }))?;
     } else {

@@ -40,7 +40,7 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
             _ => None,
         };
         if !args.dry_run {
-            ledger::record(ctx, &repo, ledger::forget(&outcome, wal.as_ref()))?;
+            ledger::record(ctx, &repo, &ledger::forget(&outcome, wal.as_ref()))?;
         }
         if !ctx.json() {
             let verb = if args.dry_run { "would forget" } else { "forgotten" };
@@ -109,7 +109,7 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
         HoldCommand::Add { snapshot, reason } => {
             let snap = crate::commands::find_snapshot(&repo, snapshot, None)?;
             let id = holds::add(&repo, snap.id, reason)?;
-            ledger::record(ctx, &repo, ledger::hold_add(id, snap.id, &snap.header.component, reason))?;
+            ledger::record(ctx, &repo, &ledger::hold_add(id, snap.id, &snap.header.component, reason))?;
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "hold": id, "snapshot": snap.id }))?;
             } else {
@@ -130,7 +130,7 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
         }
         HoldCommand::Remove { hold } => {
             let h = holds::remove(&repo, hold)?;
-            ledger::record(ctx, &repo, ledger::hold_remove(&h))?;
+            ledger::record(ctx, &repo, &ledger::hold_remove(&h))?;
             if ctx.json() {
                 ctx.print_json(&h)?;
             } else {
@@ -186,7 +186,7 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
     let opts = reprise_engine::prune::PruneOptions { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run, lock_modes, ..Default::default() };
     let r = reprise_engine::prune::prune(&repo, &opts)?;
     if !r.dry_run {
-        ledger::record(ctx, &repo, ledger::prune(&r))?;
+        ledger::record(ctx, &repo, &ledger::prune(&r))?;
     }
     // The garbage collection is done and reported either way; a lock that
     // could not be lengthened makes the run fail, so that a scheduler sees it.
