@@ -18,6 +18,7 @@
 //!   empty data.
 
 mod local;
+mod memory;
 pub mod lock;
 mod object;
 
@@ -25,6 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use local::LocalBackend;
+pub use memory::MemoryBackend;
 pub use lock::{Lock, LockMode, ObjectLock, ServiceImmutability};
 pub use object::{Credentials, ObjectBackend, ObjectUrl, Service};
 

@@ -95,21 +95,9 @@ fn missing_source_path_exits_3_and_writes_nothing() {
     assert_eq!(repo_listing(&r.repo), before);
 }
 
-/// `chattr +i` on a directory: even root cannot create entries in it.
-struct Immutable(PathBuf);
-
-impl Immutable {
-    fn new(dir: &Path) -> Option<Immutable> {
-        let ok = Command::new("chattr").arg("+i").arg(dir).status().is_ok_and(|s| s.success());
-        ok.then(|| Immutable(dir.to_owned()))
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
-    }
-}
+/// The account a root test drops to, so that file permissions apply to
+/// reprise (root ignores mode 0555). `nobody` on Debian.
+const NOBODY: u32 = 65534;
 
 #[test]
 fn restore_target_without_permission_exits_5() {
@@ -119,31 +107,49 @@ fn restore_target_without_permission_exits_5() {
     fs::create_dir(&locked).unwrap();
     write_file(&locked.join("existing/keep"), b"keep\n");
     fs::create_dir(locked.join("empty-target")).unwrap();
-    // Tests usually run as root, which ignores mode 0555: make the
-    // directories immutable instead (EPERM for everyone). As another user,
-    // 0555 is enough.
-    let mut guards = Vec::new();
-    if is_root() {
-        for d in [locked.join("empty-target"), locked.clone()] {
-            let Some(g) = Immutable::new(&d) else {
-                eprintln!("SKIPPED restore_target_without_permission_exits_5: running as root and `chattr +i` is not supported here");
-                return;
-            };
-            guards.push(g);
-        }
+    chmod(&locked.join("empty-target"), 0o555);
+    chmod(&locked, 0o555);
+    // As root, reprise runs as `nobody`: it may read the repository (and
+    // write its own cache) but not write into `locked`. As another user,
+    // mode 0555 is enough.
+    let r = if is_root() {
+        chmod(t.path(), 0o755);
+        let cache = t.join("nobody-cache");
+        fs::create_dir(&cache).unwrap();
+        std::os::unix::fs::chown(&cache, Some(NOBODY), Some(NOBODY)).unwrap();
+        r.with_cache(cache)
     } else {
-        chmod(&locked.join("empty-target"), 0o555);
-        chmod(&locked, 0o555);
-    }
+        r
+    };
+    let restore = |target: &Path| {
+        let args: Vec<std::ffi::OsString> = vec!["restore".into(), snap_path(&id, &src).into(), "--to".into(), target.into()];
+        let (mut c, line) = r.command(&args);
+        if is_root() {
+            use std::os::unix::process::CommandExt;
+            c.uid(NOBODY).gid(NOBODY);
+        }
+        let child = c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        wait_output(child, line, std::time::Instant::now(), COMMAND_TIMEOUT)
+    };
     let before = repo_listing(&locked);
     // A new target in a directory we may not write to.
-    let out = r.restore(&snap_path(&id, &src), &locked.join("new-target"), &[] as &[&str]).expect_code(5);
+    let out = restore(&locked.join("new-target")).expect_code(5);
     out.assert_one_line_error();
     assert!(out.stderr.contains("new-target"), "{}", out.describe());
     // An existing, empty target we may not write into.
-    r.restore(&snap_path(&id, &src), &locked.join("empty-target"), &[] as &[&str]).expect_code(5).assert_one_line_error();
+    let out = restore(&locked.join("empty-target")).expect_code(5);
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("empty-target"), "{}", out.describe());
     assert_eq!(repo_listing(&locked), before);
-    drop(guards);
+    // The same restore into a folder of its own works for the same
+    // account: the refusals above were the target's permissions.
+    let own = t.join("own");
+    fs::create_dir(&own).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(&own, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    restore(&own.join("target")).ok();
+    assert_eq!(fs::read(own.join("target/sub/note.txt")).unwrap(), b"note\n");
 }
 
 #[test]
@@ -286,7 +292,7 @@ fn full_storage_exits_7_and_keeps_the_repository_usable() {
     let _fs = match Tmpfs::mount(&mnt, "2m") {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("SKIPPED full_storage_exits_7_and_keeps_the_repository_usable: cannot mount a tmpfs ({e}); needs root/CAP_SYS_ADMIN");
+            skip(&format!("cannot mount a 2 MiB tmpfs to fill ({e}): needs root or CAP_SYS_ADMIN"));
             return;
         }
     };

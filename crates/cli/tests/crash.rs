@@ -208,32 +208,74 @@ fn concurrent_backups_into_one_repository() {
     assert!(unique >= own + 3_000_000 && unique < own + 3_000_000 + 1_000_000 + 256 * 1024, "{stats}");
 }
 
+/// The bytes of the "dump" the interrupted backup reads: the seeded
+/// stream, 1 MiB at a time.
+fn dump_piece(rng: &mut Rng) -> Vec<u8> {
+    rng.bytes(1 << 20)
+}
+
 /// Ctrl-C (SIGINT) is not a crash: the backup stops, exits 130, and what
 /// was uploaded is indexed, so the next backup neither re-adopts nor
 /// re-stores it.
+///
+/// The backup reads a dump from standard input (as `pg_dump | reprise
+/// backup --stdin`) that the test keeps feeding until a few packs are
+/// stored, then interrupts, waits until reprise says it is interrupting,
+/// and only then ends the input. So the backup cannot finish before the
+/// signal, however fast the machine: a binary that ignored SIGINT would
+/// reach the end of its input and exit 0, and the test fails. (It used to
+/// back up a directory, and passed with "nothing to check" whenever the
+/// backup won the race.)
 #[test]
 fn interrupted_backup_keeps_and_indexes_what_was_stored() {
+    use std::io::{BufRead, Write};
     let t = TestDir::new("sigint");
     let r = Reprise::new(t.path());
     r.init();
     set_pack_size(&r.repo, PACK_SIZE);
-    let dir = t.join("data");
-    dataset(&dir, 4242);
-    let (child, line) = r.spawn(&["backup", "--path", dir.to_str().unwrap()]);
+    let (mut c, line) = r.command(&["--json", "backup", "--stdin", "--stdin-name", "dump.bin"]);
     let started = Instant::now();
-    // Interrupt once a few packs are stored (the handler is installed by then).
-    while packs(&r.repo).len() < 3 && started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(1));
+    let mut child = c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(l);
+        }
+    });
+    let mut rng = Rng::new(4242);
+    let mut dump = Vec::new();
+    // Feed until a few packs are stored (the handler is installed by then).
+    while packs(&r.repo).len() < 3 {
+        assert!(started.elapsed() < Duration::from_mins(2) && dump.len() < 400 << 20, "no 3 packs stored after {} MiB fed", dump.len() >> 20);
+        let piece = dump_piece(&mut rng);
+        stdin.write_all(&piece).expect("feed the backup");
+        dump.extend(piece);
     }
     let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
     assert!(st.success());
-    let out = wait_output(child, line, started, COMMAND_TIMEOUT);
-    if out.code == 0 {
-        eprintln!("the backup finished before SIGINT arrived; nothing to check");
-        return;
+    let mut said = Vec::new();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) if l.contains("interrupting") => {
+                said.push(l);
+                break;
+            }
+            Ok(l) => said.push(l),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout | std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("reprise did not say it was interrupting within 30 s of SIGINT: {said:?}")
+            }
+        }
     }
-    assert_eq!(out.code, 130, "{}", out.describe());
-    assert!(out.stderr.lines().last().unwrap().starts_with("reprise: "), "{}", out.describe());
+    // Only now does the input end: a backup that had not taken the signal
+    // would complete and save a snapshot.
+    drop(stdin);
+    let out = wait_output(child, line, started, COMMAND_TIMEOUT);
+    reader.join().unwrap();
+    said.extend(lines.try_iter());
+    assert_eq!(out.code, 130, "SIGINT must stop the backup with exit 130: {}\n{said:?}", out.describe());
+    assert!(said.last().is_some_and(|l| l.starts_with("reprise: ")), "{said:?}");
     assert_eq!(r.snapshots().len(), 0);
     let check = r.check(&[] as &[&str]).ok().json();
     assert!(problem_objects(&check).is_empty(), "{check}");
@@ -241,9 +283,16 @@ fn interrupted_backup_keeps_and_indexes_what_was_stored() {
     let left: BTreeSet<String> = packs(&r.repo).into_iter().collect();
     let left_bytes = pack_bytes(&r.repo, &left);
     assert!(left_bytes > 0);
-    let next = r.backup_paths(&[&dir]);
+    // The same dump again, and more: what the interrupted backup stored is
+    // reused, not stored again.
+    for _ in 0..4 {
+        dump.extend(dump_piece(&mut rng));
+    }
+    let next = r.run_input(&["--json", "backup", "--stdin", "--stdin-name", "dump.bin"], Some(&dump)).ok().json();
     assert_eq!(next["adopted_packs"], 0, "{next}");
-    let total: u64 = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap()).filter(fs::Metadata::is_file).map(|m| m.len()).sum::<u64>();
-    assert!(summary(&next, "stored_bytes") + left_bytes < total + 2_000_000, "stored {} + left {left_bytes}: {next}", summary(&next, "stored_bytes"));
-    restore_and_compare(&r, &id_of(&next), &dir, &t.join("out"));
+    let stored = summary(&next, "stored_bytes");
+    assert!(stored + left_bytes < dump.len() as u64 + 2_000_000, "stored {stored} + left {left_bytes} for a {} byte dump: {next}", dump.len());
+    let target = t.join("out");
+    r.restore(&id_of(&next), &target, &[] as &[&str]).ok();
+    assert!(fs::read(target.join("dump.bin")).unwrap() == dump, "the dump restores bit-identical");
 }

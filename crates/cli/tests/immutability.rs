@@ -118,8 +118,7 @@ fn s3_object_lock_is_set_from_the_plan_and_reported() {
     // The service refuses to delete the locked version, whoever asks (moto
     // here accepts any key: this is the lock, not a permission).
     let out: Value = serde_json::from_str(emulators::s3_roles("delete-version", &s3, "locked", &signed_snapshot, None).trim()).unwrap();
-    assert_eq!(out["outcome"], "refused", "{out}");
-    assert_eq!(out["status"], 403, "{out}");
+    assert_eq!((&out["outcome"], &out["status"], &out["error"]), (&Value::from("error"), &Value::from(403), &Value::from("AccessDenied")), "{out}");
 
     // status: in force for `signed`, and the object's date covers the label.
     let st = status_of(&r, &p, "signed");

@@ -7,6 +7,8 @@
 //! venv). Fails when they are missing and REPRISE_TEST_REQUIRE_ALL is set,
 //! is skipped with a message otherwise.
 
+mod common;
+
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -31,8 +33,7 @@ fn python() -> Option<String> {
                 Ok(o) => String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or_default().to_owned(),
                 Err(e) => e.to_string(),
             };
-            assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "the independent restorer needs Python packages ({py}: {why}); run scripts/test-all");
-            eprintln!("skipped: {py} cannot run the independent restorer: {why}");
+            common::skip(&format!("{py} cannot run the independent restorer ({why}); scripts/test-all prepares a venv with tools/restorer/requirements.txt"));
             None
         }
     }

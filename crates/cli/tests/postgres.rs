@@ -5,8 +5,14 @@
 //! cluster when done.
 //!
 //! When PostgreSQL is not installed the tests fail if
-//! REPRISE_TEST_REQUIRE_ALL is set (CI), and are skipped with a message
-//! otherwise.
+//! REPRISE_TEST_REQUIRE_ALL is set (CI), and are skipped visibly otherwise
+//! (`common::skip`).
+//!
+//! Ports: the clusters listen on a Unix socket in a private folder only
+//! (`listen_addresses = ''`, checked in `setup`); their "port" only names
+//! the socket file there, so two tests can never race for one.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,8 +26,7 @@ fn pg_bin() -> Option<PgBin> {
     match PgBin::find(None) {
         Ok(b) => Some(b),
         Err(e) => {
-            assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "PostgreSQL is required: {e}");
-            eprintln!("skipped: {e}");
+            common::skip(&format!("PostgreSQL is not installed ({e}; scripts/test-all installs postgresql-15)"));
             None
         }
     }
@@ -151,6 +156,7 @@ fn setup(archive: bool) -> Option<Env> {
     std::fs::write(c.data_dir.join("pg_hba.conf"), "local all all trust\nlocal replication all trust\n").ok();
     env.cluster = Some(c);
     env.sql("SELECT pg_reload_conf()");
+    assert_eq!(env.one("SHOW listen_addresses"), "", "test clusters listen on their private socket only");
     Some(env)
 }
 
@@ -586,6 +592,48 @@ fn nix_kill_term(child: &std::process::Child) -> std::io::Result<()> {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().map(|_| ())
 }
 
+/// Runs reprise with the test's plan under a shell that, once reprise has
+/// exited and been reaped, reads its own `/proc/self/io`: the kernel adds
+/// a reaped child's I/O counters to its parent's, so `wchar` there is every
+/// byte reprise (threads and children included) passed to `write`-family
+/// calls. Returns reprise's JSON output and that count: what was written,
+/// measured by the kernel rather than reported by reprise.
+fn json_counting_writes(env: &Env, args: &[&str]) -> (serde_json::Value, u64) {
+    let io = env.path("reprise.io");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$@"; s=$?; cat "/proc/$$/io" > "$REPRISE_TEST_IO"; exit $s"#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_reprise"))
+        .arg("--plan")
+        .arg(&env.plan)
+        .arg("--json")
+        .args(args)
+        .env("REPRISE_PASSWORD", "test-passphrase")
+        .env("XDG_CACHE_HOME", env.path("cache"))
+        .env("REPRISE_TEST_IO", &io)
+        .env_remove("REPRISE_REPO")
+        .output()
+        .expect("run reprise under sh");
+    assert!(out.status.success(), "reprise {args:?} failed ({:?}):\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    let counters = std::fs::read_to_string(&io).expect("io counters");
+    let wchar = counters.lines().find_map(|l| l.strip_prefix("wchar: ")).and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("no wchar in {counters}"));
+    (serde_json::from_slice(&out.stdout).expect("json output"), wchar)
+}
+
+/// Inode of every regular file under `root`, by path.
+fn inodes(root: &Path) -> std::collections::BTreeMap<PathBuf, u64> {
+    use std::os::unix::fs::MetadataExt;
+    walk(root).into_iter().filter(|p| p.is_file()).map(|p| (p.clone(), std::fs::metadata(&p).expect("stat").ino())).collect()
+}
+
+/// A delta restore brings a damaged copy back to the snapshot by writing
+/// only what differs: checked against the kernel's count of the bytes the
+/// process wrote and the files' inodes (patched in place, never replaced),
+/// not against reprise's own `bytes_unchanged`, which a restore that
+/// rewrote everything while reporting "unchanged" would still show.
+/// (ctime cannot tell: a delta restore sets every file's mode and mtime
+/// again, which changes its ctime, whether its bytes were rewritten or not.)
 #[test]
 fn delta_restore_rewrites_only_what_differs() {
     let Some(env) = setup(true) else { return };
@@ -594,7 +642,9 @@ fn delta_restore_rewrites_only_what_differs() {
     env.ok(&["backup", COMPONENT]);
     env.archive_now();
     let to = env.path("delta");
-    let first = env.json(&["restore", COMPONENT, "--at", "immediate", "--to", to.to_str().expect("utf8")]);
+    let (first, full_written) = json_counting_writes(&env, &["restore", COMPONENT, "--at", "immediate", "--to", to.to_str().expect("utf8")]);
+    let data_bytes: u64 = walk(&to).iter().filter(|p| p.is_file()).map(|p| std::fs::metadata(p).expect("stat").len()).sum();
+    assert!(full_written >= data_bytes, "the kernel counted {full_written} bytes written by a full restore of {data_bytes} bytes");
     // Damage the copy: change a relation file, delete another, add a stray file.
     let base_dir = walk(&to.join("base")).into_iter().filter(|p| p.is_file() && std::fs::metadata(p).map(|m| m.len() > 100_000).unwrap_or(false)).collect::<Vec<_>>();
     let victim = &base_dir[0];
@@ -603,21 +653,77 @@ fn delta_restore_rewrites_only_what_differs() {
     std::fs::write(victim, &data).expect("write");
     std::fs::write(to.join("stray-file"), b"not in the snapshot").expect("write");
     std::fs::remove_file(to.join("recovery.signal")).expect("rm");
-    let again = env.json(&["restore", COMPONENT, "--at", "immediate", "--to", to.to_str().expect("utf8"), "--delta"]);
+    let before = inodes(&to);
+    let (again, written) = json_counting_writes(&env, &["restore", COMPONENT, "--at", "immediate", "--to", to.to_str().expect("utf8"), "--delta"]);
+    let reported = again["bytes"].as_u64().expect("bytes");
     let unchanged = again["bytes_unchanged"].as_u64().expect("unchanged");
-    let written = again["bytes"].as_u64().expect("bytes");
-    assert!(unchanged > 20 * written, "delta rewrote too much: {written} written, {unchanged} unchanged (first restore: {first})");
+    eprintln!("delta restore: the kernel counted {written} bytes written (reported: {reported} written, {unchanged} unchanged); the full restore wrote {full_written}");
+    assert!(written < full_written / 20, "delta rewrote too much: the kernel counted {written} bytes written, the full restore {full_written} (first restore: {first})");
+    assert!(written <= reported + 256 * 1024, "reprise reported {reported} bytes written, the kernel counted {written}");
+    assert!(unchanged > 20 * reported, "{again}");
+    // Patched in place: every file that was there is the same file.
+    let after = inodes(&to);
+    for (path, ino) in &before {
+        if let Some(now) = after.get(path) {
+            assert_eq!(now, ino, "{} was replaced, not patched", path.display());
+        }
+    }
     assert!(!to.join("stray-file").exists(), "delta kept a file the snapshot does not have");
     assert_eq!(std::fs::read(victim).expect("read")[8192 * 3 + 100], data[8192 * 3 + 100] ^ 0xFF, "the damaged block was not rewritten");
 }
 
+/// `pg_dump` of `db` on `c` with extra arguments (a table, sections).
+fn dump_with(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> String {
+    let out = env
+        .bin
+        .command("pg_dump")
+        .expect("pg_dump")
+        .args(["--no-owner", "-h"])
+        .arg(&c.socket_dir)
+        .args(["-p", &c.port.to_string(), "-U", "postgres", "-d", db])
+        .args(extra)
+        .output()
+        .expect("run pg_dump");
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    // pg_dump (since 15.14) writes a random \restrict key into every dump.
+    let mut text = String::new();
+    for l in String::from_utf8(out.stdout).expect("utf8 dump").lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")) {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text
+}
+
+/// Panics with the first differing lines of two dumps.
+#[track_caller]
+fn assert_same_dump(what: &str, expected: &str, got: &str) {
+    if expected != got {
+        let diff: Vec<String> = expected.lines().zip(got.lines()).filter(|(a, b)| a != b).take(8).map(|(a, b)| format!("before: {a}\n after: {b}")).collect();
+        panic!("{what}: the dump after the restore differs ({} lines before, {} after):\n{}", expected.lines().count(), got.lines().count(), diff.join("\n"));
+    }
+}
+
+/// A logical dump restores a database exactly as it was: the dump of the
+/// restored database is the dump taken before (schema, constraints,
+/// indexes, sequences, views, comments, every value), not only the same
+/// row counts. One table restored alone comes back with its definition
+/// and every row.
 #[test]
 fn logical_dump_restores_a_database_and_a_single_table() {
     let Some(env) = setup(false) else { return };
     env.sql("CREATE DATABASE app");
-    let load = "CREATE TABLE patients (id int PRIMARY KEY, name text); INSERT INTO patients SELECT g, 'p' || g FROM generate_series(1, 5000) g; \
-                CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, repeat('x', g % 50) FROM generate_series(1, 100) g";
+    let load = "CREATE TABLE patients (id serial PRIMARY KEY, name text NOT NULL, born date, notes jsonb, photo bytea, CHECK (born > '1900-01-01')); \
+                INSERT INTO patients (name, born, notes, photo) SELECT 'p' || g || E' l\\'apostrophe\\n', date '1950-01-01' + g, \
+                  CASE WHEN g % 3 = 0 THEN NULL ELSE jsonb_build_object('g', g, 'txt', 'é ✓') END, CASE WHEN g % 5 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END \
+                  FROM generate_series(1, 5000) g; \
+                CREATE INDEX patients_born ON patients (born); \
+                CREATE TABLE notes (id int PRIMARY KEY, patient int REFERENCES patients (id), body text, tags text[], amount numeric(12,3)); \
+                INSERT INTO notes SELECT g, g, repeat('x', g % 50), ARRAY['a', NULL, 'c' || g], g * 1.125 FROM generate_series(1, 100) g; \
+                CREATE VIEW adults AS SELECT id, name FROM patients WHERE born < date '2000-01-01'; \
+                COMMENT ON TABLE notes IS 'clinical notes';";
     env.client("app").batch_execute(load).expect("load");
+    let before = dump(&env, env.cluster(), "app");
+    let notes_before = dump_with(&env, env.cluster(), "app", &["-t", "notes", "--section=pre-data", "--section=data"]);
     let plan = std::fs::read_to_string(&env.plan).expect("plan");
     let logical: String = plan
         .replace("type = \"postgres\"", "type = \"postgres\"\nmode = \"logical\"\ndatabases = [\"app\"]")
@@ -634,13 +740,11 @@ fn logical_dump_restores_a_database_and_a_single_table() {
     env.sql("CREATE DATABASE app");
     let out = env.json(&["restore", COMPONENT, "--to", env.path("dump1").to_str().expect("utf8"), "--into", &into, "--database", "app"]);
     assert_eq!(out["loaded"], serde_json::json!(["app"]), "{out}");
-    let n: i64 = env.client("app").query_one("SELECT count(*) FROM patients", &[]).expect("q").get(0);
-    assert_eq!(n, 5000);
-    // One table only.
+    assert_same_dump("the whole database", &before, &dump(&env, env.cluster(), "app"));
+    // One table only: its definition and rows come back.
     env.client("app").batch_execute("DROP TABLE notes").expect("drop");
     env.json(&["restore", COMPONENT, "--to", env.path("dump2").to_str().expect("utf8"), "--into", &into, "--database", "app", "--table", "notes"]);
-    let n: i64 = env.client("app").query_one("SELECT count(*) FROM notes", &[]).expect("q").get(0);
-    assert_eq!(n, 100);
+    assert_same_dump("table notes", &notes_before, &dump_with(&env, env.cluster(), "app", &["-t", "notes", "--section=pre-data", "--section=data"]));
 }
 
 /// `copy` of a physical component: the base backup and the WAL it needs
@@ -761,4 +865,215 @@ fn wal_retention_keeps_what_kept_base_backups_need_and_nothing_more() {
     let out = env.json(&["forget"]);
     assert_eq!(out[0]["wal"]["removed_files"].as_array().expect("removed").len(), 0, "{out}");
     assert!(out[0]["wal"]["note"].as_str().is_some_and(|n| n.contains("keep older base backups")), "{out}");
+}
+
+/// A legal hold on an old base backup keeps it, its data and its own WAL
+/// through `forget` (whose policy keeps only the newest) and `prune
+/// --grace 0 --max-unused 0`: it still restores to its own end.
+#[test]
+fn a_held_base_backup_keeps_its_wal_and_data_through_forget_and_prune() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY); INSERT INTO markers VALUES (1)");
+    env.archive_now();
+    let mut bases = Vec::new();
+    for round in 0..3 {
+        // Data of its own in each base backup, and WAL between them.
+        env.sql(&format!("CREATE TABLE pad_{round} AS SELECT g, md5((g * {}) ::text) AS h FROM generate_series(1, 20000) g", round + 7));
+        env.archive_now();
+        env.ok(&["backup", COMPONENT]);
+        bases.push(env.json(&["snapshots"]).as_array().expect("list").last().expect("snapshot").clone());
+        for n in 0..2 {
+            env.sql(&format!("INSERT INTO markers VALUES ({})", 10 * (round + 1) + n));
+            env.archive_now();
+        }
+    }
+    let label = |b: &serde_json::Value, k: &str| b["labels"][format!("pg.{k}")].as_str().unwrap_or_else(|| panic!("{k} in {b}")).to_owned();
+    let held = bases[0]["id"].as_str().expect("id").to_owned();
+    env.ok(&["hold", "add", &held, "--reason", "litigation 2026-117"]);
+    let plan = std::fs::read_to_string(&env.plan).expect("plan") + "\n[components.db.objectives]\nretention = { keep_last = 1 }\n";
+    std::fs::write(&env.plan, plan).expect("plan");
+    let before = archived_segments(&env);
+
+    let out = env.json(&["forget"]);
+    assert_eq!(out[0]["removed"], 1, "only the middle base backup goes: {out}");
+    let after = archived_segments(&env);
+    let (start, stop) = (label(&bases[0], "start_wal"), label(&bases[0], "stop_wal"));
+    let own: Vec<&String> = before.iter().filter(|s| **s >= start && **s <= stop).collect();
+    assert!(!own.is_empty());
+    for s in &own {
+        assert!(after.contains(s), "{s}, of the held base backup's own range {start}..{stop}, was removed");
+    }
+    assert!(after.len() < before.len(), "WAL that only the forgotten base backup needed went");
+    let pruned = env.json(&["--repo", env.repo.to_str().expect("utf8"), "prune", "--grace", "0", "--max-unused", "0"]);
+    assert!(pruned["deleted_packs"].as_u64().expect("deleted") > 0, "{pruned}");
+    env.ok(&["--repo", env.repo.to_str().expect("utf8"), "check", "--read-data"]);
+    let started = Instant::now();
+    let (c, out) = restore_started(&env, &label(&bases[0], "stop_lsn"), &env.path("held"));
+    let wall = started.elapsed().as_millis() as u64;
+    assert_eq!(markers(&c), 1, "the held base backup restores to its own end");
+    // --start measures the recovery: some time, within the command's own.
+    let (recovery, total) = (out["recovery_ms"].as_u64().expect("recovery_ms"), out["total_ms"].as_u64().expect("total_ms"));
+    assert!(recovery > 0 && recovery <= total && total <= wall, "recovery {recovery} ms, total {total} ms, command {wall} ms: {out}");
+    amcheck(&env, &c);
+}
+
+/// The server's clock, in seconds since the epoch.
+fn server_epoch(env: &Env) -> f64 {
+    env.one("SELECT extract(epoch FROM clock_timestamp())::text").parse().expect("epoch")
+}
+
+/// `status`'s recovery point, checked against the server rather than for
+/// being there: with a commit not yet archived, the data at risk is at
+/// least as old as that commit and at most as old as the last archived
+/// segment (`pg_stat_archiver`); once archived, it falls back. (A status
+/// that said 0, or the age of the last base backup, fails.)
+#[test]
+fn status_rpo_is_the_age_of_unarchived_commits_measured_on_the_server() {
+    /// Seconds between reprise's clock reading and the server's.
+    const SLACK: f64 = 1.0;
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE t (n int)");
+    env.archive_now();
+    env.ok(&["backup", COMPONENT]);
+    // The base backup is older than anything archived from here on.
+    std::thread::sleep(Duration::from_secs(3));
+    env.archive_now();
+    let archived: f64 = env.one("SELECT extract(epoch FROM last_archived_time)::text FROM pg_stat_archiver").parse().expect("epoch");
+    let rpo = |env: &Env| -> (f64, f64, f64, serde_json::Value) {
+        let before = server_epoch(env);
+        let st = env.json(&["status", COMPONENT]);
+        let after = server_epoch(env);
+        (st[0]["rpo_seconds"].as_f64().unwrap_or_else(|| panic!("no rpo_seconds in {st}")), before, after, st)
+    };
+    // Everything archived: at most the age of the last archived segment.
+    let (quiet, _, after, st) = rpo(&env);
+    assert!(quiet <= after - archived + SLACK, "nothing is unarchived, yet status says {quiet:.2}s at risk (last archived {:.2}s ago): {st}", after - archived);
+    // A commit that stays in the segment being written.
+    let committed_before = server_epoch(&env);
+    env.sql("INSERT INTO t VALUES (1)");
+    let committed = server_epoch(&env);
+    assert!(committed >= committed_before);
+    std::thread::sleep(Duration::from_secs(3));
+    let (at_risk, before, after, st) = rpo(&env);
+    eprintln!("rpo with a commit {:.2}s old not archived: {at_risk:.2}s (last archive {:.2}s ago; basis {})", before - committed, after - archived, st[0]["postgres"]["rpo_basis"]);
+    assert!(at_risk >= before - committed - SLACK, "a commit {:.2}s old is not archived, yet status says {at_risk:.2}s at risk: {st}", before - committed);
+    assert!(at_risk <= after - archived + SLACK, "status says {at_risk:.2}s at risk, more than the {:.2}s since the last archived segment: {st}", after - archived);
+    // Archived: the commit is safe, the recovery point falls back.
+    env.archive_now();
+    let archived: f64 = env.one("SELECT extract(epoch FROM last_archived_time)::text FROM pg_stat_archiver").parse().expect("epoch");
+    let (safe, _, after, st) = rpo(&env);
+    assert!(safe <= after - archived + SLACK && safe < at_risk, "after archiving, status still says {safe:.2}s at risk: {st}");
+}
+
+/// A restore of a cluster with a tablespace must bring the tablespace's
+/// files back under the restore (a scratch restore runs beside the
+/// production server, often on the same host), never point the restored
+/// server at the original tablespace folder. Today the base backup stores
+/// the tablespace (`tablespaces/<oid>/`) but the restore does not write it
+/// back: `tablespace_map` sends the restored server to the production
+/// server's live folder, where recovery replays WAL. Ignored until
+/// restores handle tablespaces; run it with `--ignored`.
+#[test]
+#[ignore = "bug: a restore leaves pg_tblspc pointing at the original tablespace (crates/postgres/src/restore.rs restores no tablespace)"]
+fn restore_of_a_cluster_with_a_tablespace_never_touches_the_original() {
+    let Some(env) = setup(true) else { return };
+    let ts = env.path("ts1");
+    std::fs::create_dir_all(&ts).expect("mkdir");
+    cluster::hand_over(&ts, 0o700).expect("hand over");
+    env.sql(&format!("CREATE TABLESPACE ts1 LOCATION '{}'", ts.display()));
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY) TABLESPACE ts1; INSERT INTO markers VALUES (1)");
+    env.archive_now();
+    env.ok(&["backup", COMPONENT]);
+    env.sql("INSERT INTO markers VALUES (2)");
+    env.archive_now();
+    let to = env.path("restored");
+    let (c, _) = restore_started(&env, "latest", &to);
+    let links: Vec<PathBuf> = std::fs::read_dir(to.join("pg_tblspc")).expect("pg_tblspc").flatten().map(|e| e.path()).collect();
+    assert_eq!(links.len(), 1, "{links:?}");
+    for link in links {
+        let target = std::fs::read_link(&link).unwrap_or_else(|_| link.clone());
+        assert!(!target.starts_with(&ts), "the restored server's {} leads to the production tablespace {}", link.display(), ts.display());
+    }
+    assert_eq!(markers(&c), 2);
+}
+
+/// README: "relation files stored as changed 8 KiB pages". A second base
+/// backup after a hundred rows changed, spread over a 20 MB table, stores
+/// about those pages, not the table again: content-defined chunks of a
+/// megabyte would each hold a changed row and be stored anew.
+#[test]
+fn a_second_base_backup_stores_only_the_pages_that_changed() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE big AS SELECT g, md5(g::text) || md5((g * 3)::text) AS pad FROM generate_series(1, 200000) g");
+    // Frozen first: otherwise the UPDATE's scan sets hint bits on every
+    // page, and every page has changed.
+    env.sql("VACUUM (FREEZE) big");
+    env.sql("CHECKPOINT");
+    env.archive_now();
+    let first = env.json(&["backup", COMPONENT]);
+    let table_bytes: i64 = env.one("SELECT pg_relation_size('big')::text").parse().expect("size");
+    assert!(table_bytes > 15_000_000, "{table_bytes}");
+    // A hundred rows, 2000 apart: a hundred different pages.
+    env.sql("UPDATE big SET pad = upper(pad) WHERE g % 2000 = 0");
+    env.sql("CHECKPOINT");
+    env.archive_now();
+    let second = env.json(&["backup", COMPONENT]);
+    let new = second["header"]["summary"]["new_bytes"].as_u64().expect("new_bytes");
+    eprintln!("first base backup: {} new bytes; after 100 scattered row updates: {new} new bytes (table {table_bytes} bytes)", first["header"]["summary"]["new_bytes"]);
+    // A hundred pages hold the old versions (their xmax changed), the new
+    // versions fill a few new pages; then the free-space and visibility
+    // maps, pg_xact, pg_control and the like. Twice the hundred pages plus
+    // 400 KB is the bound (about 870 KB is stored; content-defined chunks
+    // of these files store about 3 MB).
+    assert!(new < 2 * 100 * 8192 + 400_000, "{new} new bytes for 100 changed rows: pages are not what is stored");
+}
+
+/// README: "`reprise wal-fetch` as `restore_command` with prefetch". A
+/// fetch of one segment also fetches the next ones into the spool, and the
+/// next fetches take them from there (the spooled file moves to the
+/// destination), identical to a fetch from the repository.
+#[test]
+fn wal_fetch_prefetches_the_next_segments_into_its_spool() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE t (n int)");
+    for i in 0..4 {
+        env.sql(&format!("INSERT INTO t VALUES ({i})"));
+        env.archive_now();
+    }
+    let segments = archived_segments(&env);
+    assert!(segments.len() >= 4, "{segments:?}");
+    let spool = env.path("spool");
+    let dest = env.path("fetched");
+    std::fs::create_dir_all(&dest).expect("mkdir");
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let fetch = |repo: &Path, name: &str| {
+        Command::new(exe)
+            .args(["--repo", repo.to_str().expect("utf8"), "--key-file", env.recovery.to_str().expect("utf8"), "wal-fetch", COMPONENT, name])
+            .arg(dest.join(name))
+            .arg("--spool")
+            .arg(&spool)
+            .output()
+            .expect("wal-fetch")
+    };
+    let out = fetch(&env.repo, &segments[0]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for s in &segments[1..4] {
+        assert!(spool.join(s).exists(), "{s} was not fetched ahead into the spool");
+    }
+    let direct = env.path("direct");
+    std::fs::create_dir_all(&direct).expect("mkdir");
+    for s in &segments[1..4] {
+        let out = fetch(&env.repo, s);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!spool.join(s).exists(), "{s} was fetched again instead of taken from the spool");
+        let out = Command::new(exe)
+            .args(["--repo", env.repo.to_str().expect("utf8"), "--key-file", env.recovery.to_str().expect("utf8"), "wal-fetch", COMPONENT, s])
+            .arg(direct.join(s))
+            .arg("--spool")
+            .arg(env.path("empty-spool"))
+            .output()
+            .expect("wal-fetch");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::read(dest.join(s)).expect("fetched") == std::fs::read(direct.join(s)).expect("fetched"), "{s} from the spool differs from the archive");
+    }
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -150,7 +150,7 @@ fn a_pack_a_running_backup_relied_on_is_rescued_and_a_late_commit_is_refused() {
     let p = prune(&r, "8s");
     assert!(n(&p, "condemned_packs") > 0, "{p}");
     drop(stdin); // the backup commits within the grace period
-    let out = wait_output(child, "backup --stdin".into(), Instant::now(), Duration::from_secs(120)).ok().json();
+    let out = wait_output(child, "backup --stdin".into(), Instant::now(), Duration::from_mins(2)).ok().json();
     let rescued_snapshot = id_of(&out);
     assert_eq!(summary(&out, "new_blobs"), 0, "the backup reused the condemned packs' blobs: {out}");
     std::thread::sleep(Duration::from_millis(8100));
@@ -171,7 +171,7 @@ fn a_pack_a_running_backup_relied_on_is_rescued_and_a_late_commit_is_refused() {
     assert!(n(&p, "condemned_packs") > 0, "{p}");
     std::thread::sleep(Duration::from_millis(3300));
     drop(stdin);
-    let late = wait_output(child, "backup --stdin".into(), Instant::now(), Duration::from_secs(120)).expect_code(1);
+    let late = wait_output(child, "backup --stdin".into(), Instant::now(), Duration::from_mins(2)).expect_code(1);
     late.assert_one_line_error();
     assert!(late.stderr.contains("run the backup again"), "{}", late.stderr);
     assert_eq!(r.snapshots().len(), before, "no snapshot was written");
@@ -213,29 +213,124 @@ fn mutate(dir: &Path, rng: &mut Rng, round: usize) {
     }
 }
 
+/// A writer holding only a write-only credential, as production hosts do:
+/// `--key-file CREDENTIAL`, no passphrase, its own files cache.
+fn write_only(admin: &Reprise, t: &TestDir, name: &str) -> (Reprise, PathBuf) {
+    let cred = t.join(format!("{name}.credential"));
+    admin.run(&["key", "add", "--write-only", "--credential", cred.to_str().unwrap(), "--kdf-memory", "64", "--kdf-iterations", "1"]).ok();
+    (admin.without_password().with_cache(t.join(format!("{name}-cache"))), cred)
+}
+
+/// `ARGS` with `--key-file CREDENTIAL` in front.
+fn with_key(cred: &Path, args: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut all: Vec<std::ffi::OsString> = vec!["--key-file".into(), cred.into()];
+    all.extend(args.iter().map(Into::into));
+    all
+}
+
+/// One forced race of the soak: a dump host deduplicates against the
+/// packs of its previous dump while a prune condemns them.
+struct Race {
+    round: usize,
+    /// Commit within the grace period's first three quarters (the sweep
+    /// must rescue), or after (the writer must refuse).
+    timely: bool,
+    /// The data packs of the dump the racing backup relied on.
+    packs: Vec<String>,
+    /// The racing backup's snapshot, when it committed.
+    snapshot: Option<String>,
+}
+
+/// The grace period of the forced races' prunes.
+const RACE_GRACE: Duration = Duration::from_secs(4);
+
+/// The race the protocol exists for, forced: `dumper` backs up `dump`
+/// (snapshot P, alone in the repository at that moment, so the packs it
+/// adds are P's); a second backup of the same bytes starts and loads the
+/// index while P's packs are live, so it deduplicates against them; P is
+/// forgotten and a prune condemns its packs; then the backup commits,
+/// either at once or once three quarters of the grace period are gone.
+fn forced_race(admin: &Reprise, dumper: &Reprise, cred: &Path, dump: &[u8], round: usize, timely: bool) -> Race {
+    let before: BTreeSet<String> = packs(&admin.repo).into_iter().collect();
+    let args = with_key(cred, &["--json", "backup", "--stdin", "--stdin-name", "dump.bin", "--as", "dumps"]);
+    let p = id_of(&dumper.run_input(&args, Some(dump)).ok().json());
+    let packs: Vec<String> = packs(&admin.repo).into_iter().filter(|x| !before.contains(x) && size_of(&admin.repo, x) > 100_000).collect();
+    assert!(!packs.is_empty(), "round {round}: the dump added no data pack");
+    // The racing backup: fed more than a pipe holds, so it is reading its
+    // input, hence has read the marks and loaded the index.
+    let (mut c, line) = dumper.command(&args);
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let half = dump.len() / 2;
+    stdin.write_all(&dump[..half]).expect("feed the backup");
+    forget_by_hand(&admin.repo, &p);
+    let pruned = admin.run(&["--json", "prune", "--grace", &format!("{}s", RACE_GRACE.as_secs())]).ok().json();
+    assert!(n(&pruned, "condemned_packs") >= packs.len() as u64, "round {round}: the prune condemned the dump's packs: {pruned}");
+    if !timely {
+        // The mark is older than this prune's end: four fifths of the
+        // grace period from now is past its three quarters.
+        std::thread::sleep(RACE_GRACE * 4 / 5);
+    }
+    stdin.write_all(&dump[half..]).expect("feed the backup");
+    drop(stdin);
+    let out = wait_output(child, line, Instant::now(), Duration::from_mins(2));
+    let snapshot = if out.code == 0 {
+        let v = out.json();
+        assert!(summary(&v, "new_blobs") <= 1, "round {round}: the racing backup relied on the dump's packs (only its tree is new): {v}");
+        Some(id_of(&v))
+    } else {
+        out.assert_one_line_error();
+        assert!(out.stderr.contains("run the backup again"), "round {round}: unexpected failure: {}", out.describe());
+        None
+    };
+    Race { round, timely, packs, snapshot }
+}
+
+/// Many rounds of concurrent backups, forgets and prunes, with the writers
+/// holding write-only credentials (the real deployment), after which every
+/// snapshot that was committed and not forgotten restores bit for bit.
+/// Each round also forces the race the two phases exist for (see
+/// [`forced_race`]), alternately committing in time and too late, and the
+/// test checks on storage what each race must give: a timely commit keeps
+/// the condemned packs it relied on through the sweep (rescued), a late
+/// one is refused and those packs are swept. Random timing alone may never
+/// produce the race; this run cannot pass without it.
 #[test]
-fn concurrent_backups_forgets_and_prunes_then_every_snapshot_restores() {
+fn concurrent_write_only_backups_forgets_and_prunes_then_every_snapshot_restores() {
     let t = TestDir::new("prune-concurrent");
     let r = Reprise::new(t.path());
     init_small_packs(&r);
     let mut rng = Rng::new(74);
-    let hosts: Vec<PathBuf> = (0..2).map(|h| t.join(format!("src/host{h}"))).collect();
-    for h in &hosts {
-        random_files(h, &mut rng, 10, 20_000, 300_000);
-    }
+    let hosts: Vec<(PathBuf, Reprise, PathBuf)> = (0..2)
+        .map(|h| {
+            let dir = t.join(format!("src/host{h}"));
+            random_files(&dir, &mut rng, 10, 20_000, 300_000);
+            let (writer, cred) = write_only(&r, &t, &format!("host{h}"));
+            (dir, writer, cred)
+        })
+        .collect();
+    let (dumper, dump_cred) = write_only(&r, &t, "dumps");
     // Snapshot ID → the content its source had.
     let mut expected: BTreeMap<String, (PathBuf, BTreeMap<PathBuf, Vec<u8>>)> = BTreeMap::new();
+    let mut dumps: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut races = Vec::new();
     let (mut refused, mut prunes, mut deleted, mut rescued, mut forgotten) = (0, 0, 0, 0, 0);
-    let rounds = 14;
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let rounds = 10;
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let mut prune = |r: &Reprise| {
+        let p = r.run(&["--json", "prune", "--grace", "1s"]).ok().json();
+        prunes += 1;
+        deleted += n(&p, "deleted_packs");
+        rescued += n(&p, "rescued_packs");
+    };
     for round in 0..rounds {
         assert!(Instant::now() < deadline, "bounded in time: {round} rounds done");
-        for h in &hosts {
-            mutate(h, &mut rng, round);
+        for (dir, _, _) in &hosts {
+            mutate(dir, &mut rng, round);
         }
-        // Forget about a third of the snapshots kept so far (never the
-        // newest of a host, as a policy would).
-        let ids: Vec<String> = expected.keys().cloned().collect();
+        // Forget about a third of the hosts' snapshots kept so far (never
+        // the newest of a host, as a policy would).
+        let ids: Vec<String> = expected.keys().filter(|id| !dumps.contains_key(*id)).cloned().collect();
         for id in ids {
             if rng.below(3) == 0 {
                 forget_by_hand(&r.repo, &id);
@@ -243,24 +338,24 @@ fn concurrent_backups_forgets_and_prunes_then_every_snapshot_restores() {
                 forgotten += 1;
             }
         }
-        let manifests: Vec<_> = hosts.iter().map(|h| manifest(h)).collect();
-        let backups: Vec<_> = hosts
-            .iter()
-            .map(|h| r.spawn(&[std::ffi::OsString::from("--json"), "backup".into(), "--path".into(), h.clone().into_os_string()]))
-            .collect();
+        let manifests: Vec<_> = hosts.iter().map(|(dir, _, _)| manifest(dir)).collect();
+        let dump = rng.bytes(3_000_000);
+        let backups: Vec<_> = hosts.iter().map(|(dir, w, cred)| w.spawn(&with_key(cred, &["--json", "backup", "--path", dir.to_str().unwrap()]))).collect();
         // Prunes with a one-second grace period run while the backups do:
         // the first marks, later ones sweep what an earlier round marked.
-        for _ in 0..2 {
-            std::thread::sleep(Duration::from_millis(rng.range(0, 500)));
-            let p = r.run(&["--json", "prune", "--grace", "1s"]).ok().json();
-            prunes += 1;
-            deleted += n(&p, "deleted_packs");
-            rescued += n(&p, "rescued_packs");
+        std::thread::sleep(Duration::from_millis(rng.range(0, 500)));
+        prune(&r);
+        let race = forced_race(&r, &dumper, &dump_cred, &dump, round, round % 2 == 0);
+        if let Some(id) = &race.snapshot {
+            dumps.insert(id.clone(), dump.clone());
         }
-        for ((child, line), (h, m)) in backups.into_iter().zip(hosts.iter().zip(manifests)) {
-            let out = wait_output(child, line, Instant::now(), Duration::from_secs(120));
+        races.push(race);
+        std::thread::sleep(Duration::from_millis(rng.range(0, 500)));
+        prune(&r);
+        for ((child, line), ((dir, _, _), m)) in backups.into_iter().zip(hosts.iter().zip(manifests)) {
+            let out = wait_output(child, line, Instant::now(), Duration::from_mins(2));
             if out.code == 0 {
-                expected.insert(id_of(&out.json()), (h.clone(), m));
+                expected.insert(id_of(&out.json()), (dir.clone(), m));
             } else {
                 // The one failure allowed: the commit came too late in a
                 // prune's grace period. It says so and wrote no snapshot.
@@ -268,31 +363,48 @@ fn concurrent_backups_forgets_and_prunes_then_every_snapshot_restores() {
                 refused += 1;
             }
         }
-        std::thread::sleep(Duration::from_millis(rng.range(0, 1200)));
     }
     // Let every mark come due, sweep, and verify everything.
+    std::thread::sleep(RACE_GRACE + Duration::from_millis(100));
+    prune(&r);
     std::thread::sleep(Duration::from_millis(1100));
-    let last = prune(&r, "1s");
-    deleted += n(&last, "deleted_packs");
-    std::thread::sleep(Duration::from_millis(1100));
-    let last = prune(&r, "1s");
-    deleted += n(&last, "deleted_packs");
-    rescued += n(&last, "rescued_packs");
+    prune(&r);
+    let committed_races = races.iter().filter(|x| x.snapshot.is_some()).count();
     eprintln!(
-        "{rounds} rounds: {} snapshots kept, {forgotten} forgotten, {refused} backups refused by the prune guard, {prunes} concurrent prunes, {deleted} packs deleted, {rescued} rescued",
-        expected.len()
+        "{rounds} rounds: {} host snapshots kept, {forgotten} forgotten, {refused} host backups refused by the prune guard, {prunes} prunes, {deleted} packs deleted, {rescued} rescued; forced races: {committed_races} committed, {} refused by the guard",
+        expected.len(),
+        races.len() - committed_races
     );
+    // Every forced race ran as it must, checked on storage.
+    for race in &races {
+        let present = race.packs.iter().filter(|p| r.repo.join(p).exists()).count();
+        match (&race.snapshot, race.timely) {
+            (Some(_), _) => assert_eq!(present, race.packs.len(), "round {}: a committed backup's condemned packs must be rescued", race.round),
+            (None, false) => assert_eq!(present, 0, "round {}: the refused backup's packs were condemned and swept", race.round),
+            (None, true) => eprintln!("round {}: the timely commit was refused (this machine took over {}s to commit)", race.round, RACE_GRACE.as_secs() * 3 / 4),
+        }
+        assert!(race.timely || race.snapshot.is_none(), "round {}: a commit past three quarters of the grace period was accepted", race.round);
+    }
+    assert!(committed_races >= 1, "no forced race committed in time: the rescue path was never exercised");
+    let rescued_packs: usize = races.iter().filter(|x| x.snapshot.is_some()).map(|x| x.packs.len()).sum();
+    assert!(rescued as usize >= rescued_packs, "the prunes report {rescued} rescued packs, the forced races alone needed {rescued_packs}");
     assert!(deleted > 0, "the prunes deleted something");
     assert!(forgotten > 0 && expected.len() > 2);
     let check = r.check(&["--read-data"]).ok().json();
     assert!(check["problems"].as_array().unwrap().is_empty(), "{check}");
     let snapshots: Vec<String> = r.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(snapshots.len(), expected.len(), "every committed snapshot that was not forgotten is there");
+    assert_eq!(snapshots.len(), expected.len() + dumps.len(), "every committed snapshot that was not forgotten is there");
     for (id, (src, m)) in &expected {
         let out = t.join(format!("restore-{id}"));
         r.restore(id, &out, &[] as &[&str]).ok();
         let got = manifest(&out.join(src.strip_prefix("/").unwrap()));
         assert!(got == *m, "snapshot {id} does not restore what was backed up");
+        fs::remove_dir_all(&out).unwrap();
+    }
+    for (id, dump) in &dumps {
+        let out = t.join(format!("restore-{id}"));
+        r.restore(id, &out, &[] as &[&str]).ok();
+        assert!(fs::read(out.join("dump.bin")).unwrap() == *dump, "dump {id} does not restore bit for bit");
         fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -129,3 +129,63 @@ fn forget_keeps_what_the_policy_holds_and_retain_until_protect() {
     assert_eq!(ids(&r, "records"), vec![newest.clone()]);
     assert_eq!(r.check(&[] as &[&str]).code, 0);
 }
+
+/// Holds and retain-until dates through the whole life cycle, not only
+/// `forget`'s decision: a held snapshot and one before its retain-until
+/// date keep their data through `forget` and `prune --grace 0
+/// --max-unused 0` (which deletes and repacks at once), and restore bit
+/// for bit, while the snapshot no rule keeps goes with its data.
+#[test]
+fn held_and_retain_until_snapshots_keep_their_data_through_forget_and_prune() {
+    let t = TestDir::new("retention-prune");
+    let (records, signed) = (t.join("records"), t.join("signed"));
+    fs::create_dir_all(&records).unwrap();
+    fs::create_dir_all(&signed).unwrap();
+    let p = t.join("reprise.toml");
+    fs::write(
+        &p,
+        format!(
+            "[repositories.main]\nurl = \"{}\"\npassword_env = \"REPRISE_PASSWORD\"\n\n\
+             [components.records]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.records.objectives]\nretention = {{ keep_last = 1 }}\n\n\
+             [components.signed]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.signed.objectives]\nretention = {{ keep_last = 1 }}\nretain_for = \"20y\"\n",
+            t.join("repo").display(),
+            records.display(),
+            signed.display()
+        ),
+    )
+    .unwrap();
+    let r = Reprise::new(t.path()).with_env("REPRISE_PLAN", &p);
+    // 1 MiB packs: each version's data (incompressible, its own) fills
+    // packs of its own, which prune deletes once nothing needs them.
+    r.run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1", "--pack-size", "1"]).ok();
+    let mut rng = Rng::new(9);
+    let mut versions: Vec<(String, Vec<u8>, &std::path::Path)> = Vec::new();
+    for (component, dir, n) in [("records", &records, 3), ("signed", &signed, 2)] {
+        for _ in 0..n {
+            let body = rng.bytes(1_500_000);
+            fs::write(dir.join("document.bin"), &body).unwrap();
+            versions.push((id_of(&r.backup(&[component])), body, dir));
+        }
+    }
+    let (held, forgotten, newest_record) = (versions[0].0.clone(), versions[1].0.clone(), versions[2].0.clone());
+    let (retained, newest_signed) = (versions[3].0.clone(), versions[4].0.clone());
+    r.run(&["hold", "add", &held, "--reason", "litigation 2026-117"]).ok();
+
+    let forget = r.run(&["--json", "forget"]).ok().json();
+    let removed: u64 = forget.as_array().unwrap().iter().map(|c| c["removed"].as_u64().unwrap()).sum();
+    assert_eq!(removed, 1, "{forget}");
+    let packs_before = packs(&r.repo).len();
+    let pruned = r.run(&["--json", "prune", "--grace", "0", "--max-unused", "0"]).ok().json();
+    assert!(pruned["deleted_packs"].as_u64().unwrap() > 0, "the forgotten snapshot's data went: {pruned}");
+    assert!(packs(&r.repo).len() < packs_before);
+    let left: Vec<String> = r.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(left.iter().collect::<std::collections::BTreeSet<_>>(), [&held, &newest_record, &retained, &newest_signed].into_iter().collect(), "only {forgotten} is gone");
+    let check = r.check(&["--read-data"]).ok().json();
+    assert!(check["problems"].as_array().unwrap().is_empty(), "{check}");
+    for (id, body, dir) in versions.iter().filter(|v| v.0 != forgotten) {
+        let target = t.join(format!("restored-{}", &id[..8]));
+        r.restore(id, &target, &[] as &[&str]).ok();
+        let file = target.join(dir.strip_prefix("/").unwrap()).join("document.bin");
+        assert!(fs::read(&file).unwrap() == *body, "{id} restores bit for bit after the prune");
+    }
+}

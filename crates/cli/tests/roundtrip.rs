@@ -398,6 +398,34 @@ fn excludes_leave_matching_entries_out() {
     assert_trees_equal_with(&src, &out, &Compare { owners: is_root(), ..Compare::default() });
 }
 
+/// The comparator once took a file it could not read as equal to anything
+/// (and two unreadable files as equal to each other): a restore that
+/// produced unreadable files would have compared clean.
+#[test]
+fn unreadable_files_are_a_difference_in_the_tree_comparison() {
+    let t = TestDir::new("harness-unreadable");
+    write_file(&t.join("a/doc"), b"content\n");
+    write_file(&t.join("b/doc"), b"content\n");
+    assert_eq!(content_difference(&t.join("a/doc"), &t.join("b/doc")), None);
+    assert!(files_equal(&t.join("a/doc"), &t.join("b/doc")));
+    // Missing on one side, on both sides.
+    assert!(content_difference(&t.join("a/doc"), &t.join("b/none")).is_some_and(|d| d.contains("cannot be read")));
+    assert!(content_difference(&t.join("a/none"), &t.join("b/none")).is_some());
+    assert!(!files_equal(&t.join("a/none"), &t.join("b/none")), "two missing files are not equal files");
+    // Opens but cannot be read (EISDIR): as root, the one unreadable kind
+    // of path there is.
+    fs::create_dir_all(t.join("c/dir")).unwrap();
+    assert!(content_difference(&t.join("a/doc"), &t.join("c/dir")).is_some_and(|d| d.contains("read error")));
+    assert!(content_difference(&t.join("c/dir"), &t.join("c/dir")).is_some(), "a path that cannot be read is never equal to itself");
+    if !is_root() {
+        chmod(&t.join("b/doc"), 0o000);
+        assert!(content_difference(&t.join("a/doc"), &t.join("b/doc")).is_some());
+        let d = compare_trees(&t.join("a"), &t.join("b"), &Compare::default());
+        assert!(d.iter().any(|x| x.contains("cannot be read")), "{d:?}");
+        chmod(&t.join("b/doc"), 0o644);
+    }
+}
+
 /// The comparator itself must see every kind of difference, or every
 /// round-trip assertion above would be vacuous.
 #[test]

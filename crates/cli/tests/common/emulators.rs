@@ -1,5 +1,5 @@
-//! Real object-storage servers for the tests, started on free loopback
-//! ports and stopped when dropped:
+//! Real object-storage servers for the tests, started on loopback and
+//! stopped when dropped:
 //!
 //! * an S3 server: moto (`moto_server`, from PyPI `moto[server]`);
 //! * Azure Blob Storage: Azurite (`azurite-blob`, from npm `azurite`).
@@ -7,7 +7,14 @@
 //! `REPRISE_TEST_MOTO` and `REPRISE_TEST_AZURITE` name the programs
 //! (scripts/test-all installs both and sets them); otherwise they are looked
 //! up on PATH. When one is missing, the test fails if
-//! `REPRISE_TEST_REQUIRE_ALL` is set and is skipped with a message if not.
+//! `REPRISE_TEST_REQUIRE_ALL` is set and is skipped visibly if not
+//! ([`super::skip`]).
+//!
+//! Ports: each server is told to listen on port 0 and the port the kernel
+//! gave it is read back from its log ("Running on http://127.0.0.1:P",
+//! "listens on http://127.0.0.1:P"). Picking a free port first and passing
+//! it on would leave a window in which another test (six engineers and two
+//! test threads share the machine) takes it.
 //!
 //! Also here: creating a bucket or container (the administrator's job,
 //! which reprise never does), with Azure Shared Key signing written out
@@ -28,6 +35,10 @@ pub const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuF
 pub const S3_KEY_ID: &str = "AKIAREPRISETEST";
 pub const S3_SECRET: &str = "s3-secret-that-must-never-be-printed-0b6d";
 
+/// A loopback port nothing listens on, for tests of an unreachable
+/// endpoint only. Never start a server on it: the port is released before
+/// the caller uses it, and another process may take it (servers listen on
+/// port 0, see the module documentation).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -58,49 +69,63 @@ fn program(env: &str, name: &str, install: &str) -> Option<PathBuf> {
     }
     let found = std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()));
     if found.is_none() {
-        assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "{name} is needed ({install}); run scripts/test-all, which installs it and sets {env}");
-        eprintln!("skipped: {name} not found ({install}; or set {env})");
+        super::skip(&format!("{name} not found ({install}; or set {env}; scripts/test-all installs it)"));
     }
     found
 }
 
-fn start(mut cmd: Command, port: u16, log: PathBuf) -> Server {
+/// The port in the first `http://127.0.0.1:PORT` of a server's log: moto
+/// and Azurite print the address they listen on once they are listening.
+fn logged_port(log: &str) -> Option<u16> {
+    let rest = &log[log.find("http://127.0.0.1:")? + "http://127.0.0.1:".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|p| *p != 0)
+}
+
+/// Starts a server told to listen on port 0 and waits until it says which
+/// port it got and accepts a connection there.
+fn start(mut cmd: Command, log: PathBuf) -> Server {
     let out = std::fs::File::create(&log).expect("server log");
     let err = out.try_clone().expect("log");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(port) = logged_port(&text)
+            && TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return Server { child, port, log };
         }
         if let Ok(Some(st)) = child.try_wait() {
-            panic!("{cmd:?} exited ({st}) before listening: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!("{cmd:?} exited ({st}) before listening: {text}");
         }
-        assert!(Instant::now() < deadline, "{cmd:?} not listening on {port} after 60 s");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not say where it listens within 60 s: {text}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server { child, port, log }
 }
 
 /// Starts moto's S3 server; `None` (test skipped) if it is not installed.
 pub fn moto(work: &Path) -> Option<Server> {
     let bin = program("REPRISE_TEST_MOTO", "moto_server", "pip install 'moto[server]'")?;
-    let port = free_port();
     let mut cmd = Command::new(bin);
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    Some(start(cmd, port, work.join("moto.log")))
+    cmd.args(["-H", "127.0.0.1", "-p", "0"]);
+    Some(start(cmd, work.join("moto.log")))
 }
 
 /// Starts Azurite's blob service; `None` (test skipped) if not installed.
+/// Telemetry off: the tests use the network on loopback only.
 pub fn azurite(work: &Path) -> Option<Server> {
     let bin = program("REPRISE_TEST_AZURITE", "azurite-blob", "npm install azurite")?;
-    let port = free_port();
     let data = work.join("azurite");
     std::fs::create_dir_all(&data).expect("azurite dir");
     let mut cmd = Command::new(bin);
-    cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"]).arg(&data).args(["--skipApiVersionCheck", "--silent"]);
-    Some(start(cmd, port, work.join("azurite.log")))
+    cmd.args(["--blobHost", "127.0.0.1", "--blobPort", "0", "--location"]).arg(&data).args(["--skipApiVersionCheck", "--silent", "--disableTelemetry"]);
+    Some(start(cmd, work.join("azurite.log")))
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns (status, body).
@@ -249,10 +274,9 @@ pub fn moto_python() -> PathBuf {
 /// installed.
 pub fn moto_iam(work: &Path) -> Option<Server> {
     program("REPRISE_TEST_MOTO", "moto_server", "pip install 'moto[server]'")?;
-    let port = free_port();
     let mut cmd = Command::new(moto_python());
-    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto_iam_server.py")).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    Some(start(cmd, port, work.join("moto.log")))
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto_iam_server.py")).args(["-H", "127.0.0.1", "-p", "0"]);
+    Some(start(cmd, work.join("moto.log")))
 }
 
 /// Runs `tests/s3_roles.py CMD ENDPOINT BUCKET ARG` (boto3: an S3 client

@@ -78,6 +78,29 @@ pub fn make_writable(root: &Path) {
     }
 }
 
+/// Whether every test must run (`REPRISE_TEST_REQUIRE_ALL` set, as
+/// scripts/test-all does): then a missing component fails the test instead
+/// of skipping it.
+pub fn require_all() -> bool {
+    std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A test that cannot run here (a component is not installed, the kernel
+/// refuses a mount, ...). libtest has no "skipped" outcome: a test that
+/// returns early is reported as passed, so a skip must never be silent.
+/// Under [`require_all`] (CI) this panics: the run fails and names what to
+/// install. Otherwise it writes `SKIPPED <test>: <reason>` straight to the
+/// process's stderr, past libtest's output capture (which only takes the
+/// `print!` family), so that plain `cargo test` shows it; the caller then
+/// returns.
+#[track_caller]
+pub fn skip(reason: &str) {
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("<unnamed test>");
+    assert!(!require_all(), "{test} cannot run: {reason} (REPRISE_TEST_REQUIRE_ALL is set: scripts/test-all installs what the tests need)");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
 pub fn is_root() -> bool {
     // No unsafe code in this crate: the owner of a fresh file is the euid.
     let probe = std::env::temp_dir().join(format!("reprise-it-euid-{}", std::process::id()));
@@ -707,24 +730,26 @@ fn show(p: &[u8]) -> String {
     if p.is_empty() { "<root>".into() } else { String::from_utf8_lossy(p).into_owned() }
 }
 
-fn first_difference(a: &Path, b: &Path) -> Option<String> {
-    let small = fs::metadata(a).map(|m| m.len() <= 4 << 20).unwrap_or(true);
-    if small {
-        let (da, db) = (fs::read(a).ok()?, fs::read(b).ok()?);
-        if da == db {
-            return None;
+/// The first difference between the contents of two files, or `None` if
+/// they are equal. A file that cannot be read is a difference, never a
+/// match: two unreadable files (a restore that left them mode 000 to a
+/// non-root reader, or a path that vanished) prove nothing.
+pub fn content_difference(a: &Path, b: &Path) -> Option<String> {
+    let (mut fa, mut fb) = match (fs::File::open(a), fs::File::open(b)) {
+        (Ok(fa), Ok(fb)) => (fa, fb),
+        (ra, rb) => {
+            let why = |r: &std::io::Result<fs::File>, p: &Path| r.as_ref().err().map(|e| format!("{} cannot be read: {e}", p.display()));
+            return Some([why(&ra, a), why(&rb, b)].into_iter().flatten().collect::<Vec<_>>().join("; "));
         }
-        let i = da.iter().zip(&db).position(|(x, y)| x != y).unwrap_or(da.len().min(db.len()));
-        return Some(format!("contents differ at byte {i}"));
-    }
-    let mut fa = fs::File::open(a).ok()?;
-    let mut fb = fs::File::open(b).ok()?;
+    };
     let mut ba = vec![0u8; 1 << 20];
     let mut bb = vec![0u8; 1 << 20];
     let mut offset = 0u64;
     loop {
-        let na = read_full(&mut fa, &mut ba);
-        let nb = read_full(&mut fb, &mut bb);
+        let (na, nb) = match (read_full(&mut fa, &mut ba), read_full(&mut fb, &mut bb)) {
+            (Ok(na), Ok(nb)) => (na, nb),
+            (ra, rb) => return Some(format!("read error at byte {offset}: {}", [ra.err(), rb.err()].into_iter().flatten().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))),
+        };
         if ba[..na] != bb[..nb] {
             let i = ba[..na].iter().zip(&bb[..nb]).position(|(x, y)| x != y).unwrap_or(na.min(nb));
             return Some(format!("contents differ at byte {}", offset + i as u64));
@@ -736,15 +761,15 @@ fn first_difference(a: &Path, b: &Path) -> Option<String> {
     }
 }
 
-fn read_full(f: &mut fs::File, buf: &mut [u8]) -> usize {
+fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match f.read(&mut buf[n..]).expect("read") {
+        match f.read(&mut buf[n..])? {
             0 => break,
             k => n += k,
         }
     }
-    n
+    Ok(n)
 }
 
 /// Options of [`compare_trees`].
@@ -794,7 +819,7 @@ pub fn compare_trees(a: &Path, b: &Path, opts: &Compare) -> Vec<String> {
         if ea.kind == Kind::File {
             if ea.size != eb.size {
                 diffs.push(format!("{}: size {} != {}", show(p), ea.size, eb.size));
-            } else if let Some(d) = first_difference(&a.join(OsStr::from_bytes(p)), &b.join(OsStr::from_bytes(p))) {
+            } else if let Some(d) = content_difference(&a.join(OsStr::from_bytes(p)), &b.join(OsStr::from_bytes(p))) {
                 diffs.push(format!("{}: {d}", show(p)));
             }
         }
@@ -834,8 +859,9 @@ pub fn assert_trees_equal_with(a: &Path, b: &Path, opts: &Compare) {
     }
 }
 
+/// Whether two files are both readable and hold the same bytes.
 pub fn files_equal(a: &Path, b: &Path) -> bool {
-    fs::read(a).ok() == fs::read(b).ok()
+    content_difference(a, b).is_none()
 }
 
 // ---------------------------------------------------------------------------
