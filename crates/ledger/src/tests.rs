@@ -2,11 +2,10 @@
 //! acknowledged entry, `verify` names every kind of tampering at the right
 //! position, and proofs check (and fail when altered).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use reprise_backends::{Backend, LocalBackend, ObjectKind};
+use reprise_backends::{Backend, MemoryBackend, ObjectKind};
 use reprise_engine::Repository;
 use reprise_format::chunker::ChunkerParams;
 use reprise_format::keys::KdfParams;
@@ -14,32 +13,53 @@ use reprise_format::ledger::LedgerId;
 
 use crate::{Entry, FindingKind, Ledger, LedgerKeys, NoteSigner, Operation, Witness, WitnessStatus, check_proof, repository_keys};
 
-fn repo(dir: &Path) -> Repository {
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.join("repo")));
-    let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
-    Repository::init(backend, b"pass", kdf, ChunkerParams::default()).unwrap()
+/// A repository and a witness, in memory (so that the attacker below can
+/// change what write-once storage would not let anyone change).
+struct Fixture {
+    store: MemoryBackend,
+    witness_store: MemoryBackend,
+    repo: Repository,
 }
 
-fn witness(dir: &Path) -> Witness {
-    std::fs::create_dir_all(dir.join("witness")).unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.join("witness")));
-    Witness::init(Arc::clone(&backend)).unwrap();
-    Witness::open(backend).unwrap()
+impl Fixture {
+    fn new() -> Fixture {
+        let store = MemoryBackend::new("repo");
+        let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+        let repo = Repository::init(Arc::new(store.clone()), b"pass", kdf, ChunkerParams::default()).unwrap();
+        let witness_store = MemoryBackend::new("witness");
+        Witness::init(Arc::new(witness_store.clone())).unwrap();
+        Fixture { store, witness_store, repo }
+    }
+
+    fn witness(&self) -> Witness {
+        Witness::open(Arc::new(self.witness_store.clone())).unwrap()
+    }
+
+    fn ledger(&self) -> Ledger<'_> {
+        Ledger::new(&self.repo, repository_keys(&self.repo)).with_witness(self.witness())
+    }
+
+    fn record(&self, id: LedgerId, i: u64) -> Vec<u8> {
+        self.store.read(ObjectKind::Ledger, &id.record_name(i)).unwrap()
+    }
+
+    fn edit(&self, id: LedgerId, i: u64, edit: impl FnOnce(&mut Vec<u8>)) {
+        assert!(self.store.tamper(ObjectKind::Ledger, &id.record_name(i), edit));
+    }
+
+    fn drop_record(&self, id: LedgerId, i: u64) {
+        assert!(self.store.drop_object(ObjectKind::Ledger, &id.record_name(i)));
+    }
 }
 
 fn note(i: u64) -> Entry {
     Entry::new(Operation::Note).reason(format!("note {i}")).count("i", i)
 }
 
-fn records(dir: &Path, ledger: LedgerId, i: u64) -> std::path::PathBuf {
-    dir.join("repo/ledger").join(ledger.record_name(i))
-}
-
 #[test]
 fn appends_chain_verify_and_prove() {
-    let t = tempfile::tempdir().unwrap();
-    let r = repo(t.path());
-    let l = Ledger::new(&r, repository_keys(&r)).with_witness(witness(t.path()));
+    let f = Fixture::new();
+    let l = f.ledger();
     for i in 0..12 {
         let receipt = l.append(&note(i)).unwrap();
         assert_eq!((receipt.index, receipt.tree_size), (i, i + 1));
@@ -57,7 +77,7 @@ fn appends_chain_verify_and_prove() {
 
     // A proof checks with the signer's key only, with or without a
     // consistency proof; altered, it fails.
-    let auditor = LedgerKeys::verify_only(&[repository_keys(&r).signer_key().unwrap().to_owned()]).unwrap();
+    let auditor = LedgerKeys::verify_only(&[repository_keys(&f.repo).signer_key().unwrap().to_owned()]).unwrap();
     let proof = l.proof(None, 4, Some(3)).unwrap();
     let checked = check_proof(&proof, &auditor).unwrap();
     assert_eq!((checked.entry.index, checked.tree_size, checked.consistent_with), (4, 12, Some(3)));
@@ -69,22 +89,20 @@ fn appends_chain_verify_and_prove() {
     other.entry = proof.entry.clone();
     assert!(check_proof(&other, &auditor).is_err(), "entry 4 passed off with entry 5's path");
     let stranger = NoteSigner::from_seed("reprise-ledger/x", &[7; 32]).unwrap();
-    assert!(check_proof(&proof, &LedgerKeys::verify_only(&[stranger.verifier_key()]).unwrap()).is_err());
+    assert!(matches!(check_proof(&proof, &LedgerKeys::verify_only(&[stranger.verifier_key()]).unwrap()), Err(crate::Error::Key(_))));
     assert!(matches!(l.proof(None, 12, None), Err(crate::Error::NotFound(_))));
 }
 
 #[test]
 fn racing_appenders_lose_no_acknowledged_entry() {
-    let t = tempfile::tempdir().unwrap();
-    let r = repo(t.path());
-    let w = witness(t.path());
+    let f = Fixture::new();
     let acknowledged = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for writer in 0..4u64 {
-            let (r, w, acknowledged) = (&r, w.clone(), &acknowledged);
+            let (f, acknowledged) = (&f, &acknowledged);
             s.spawn(move || {
                 // Each thread is an appender of its own, with no hint.
-                let l = Ledger::new(r, repository_keys(r)).with_witness(w);
+                let l = f.ledger();
                 for i in 0..8 {
                     let receipt = l.append(&note(writer * 100 + i)).unwrap();
                     acknowledged.lock().unwrap().push((receipt.index, writer * 100 + i));
@@ -92,7 +110,7 @@ fn racing_appenders_lose_no_acknowledged_entry() {
             });
         }
     });
-    let l = Ledger::new(&r, repository_keys(&r)).with_witness(w);
+    let l = f.ledger();
     let report = l.verify().unwrap();
     assert!(!report.tampered(), "{report:#?}");
     assert_eq!(report.ledgers.len(), 1, "one site, one ledger");
@@ -108,6 +126,7 @@ fn racing_appenders_lose_no_acknowledged_entry() {
 enum Tamper {
     FlipEntryByte,
     FlipCheckpointByte,
+    FlipFrontierByte,
     Remove,
     SwapWithNext,
     Truncate,
@@ -118,6 +137,7 @@ fn tamper_strategy() -> impl Strategy<Value = Tamper> {
     prop_oneof![
         Just(Tamper::FlipEntryByte),
         Just(Tamper::FlipCheckpointByte),
+        Just(Tamper::FlipFrontierByte),
         Just(Tamper::Remove),
         Just(Tamper::SwapWithNext),
         Just(Tamper::Truncate),
@@ -125,26 +145,15 @@ fn tamper_strategy() -> impl Strategy<Value = Tamper> {
     ]
 }
 
-fn flip(path: &Path, offset: usize) {
-    let mut b = std::fs::read(path).unwrap();
-    b[offset] ^= 0x20;
-    let mut perm = std::fs::metadata(path).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false, reason = "the test plays an attacker with write access to the files")]
-    perm.set_readonly(false);
-    std::fs::set_permissions(path, perm).unwrap();
-    std::fs::write(path, b).unwrap();
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(96))]
 
     /// Any single tampering of a witnessed log is reported as tampering,
     /// of the right kind, at the position it was done.
     #[test]
-    fn verify_names_each_tampering_where_it_was_done(n in 3u64..14, pick in any::<prop::sample::Index>(), how in tamper_strategy()) {
-        let t = tempfile::tempdir().unwrap();
-        let r = repo(t.path());
-        let l = Ledger::new(&r, repository_keys(&r)).with_witness(witness(t.path()));
+    fn verify_names_each_tampering_where_it_was_done(n in 3u64..40, pick in any::<prop::sample::Index>(), how in tamper_strategy()) {
+        let f = Fixture::new();
+        let l = f.ledger();
         for i in 0..n {
             l.append(&note(i)).unwrap();
         }
@@ -153,31 +162,35 @@ proptest! {
         let at = pick.index(n as usize - 1) as u64;
         let expected = match how {
             Tamper::FlipEntryByte => {
-                flip(&records(t.path(), id, at), 20);
+                f.edit(id, at, |b| b[20] ^= 0x20);
                 (FindingKind::Altered, at)
             }
             Tamper::FlipCheckpointByte => {
-                let bytes = std::fs::read(records(t.path(), id, at)).unwrap();
-                let e = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
                 // A digit of the size line, past the origin line.
-                flip(&records(t.path(), id, at), 12 + e + 4 + "reprise-ledger/".len() + 33);
+                let e = u32::from_le_bytes(f.record(id, at)[8..12].try_into().unwrap()) as usize;
+                f.edit(id, at, |b| b[12 + e + 4 + "reprise-ledger/".len() + 33] ^= 0x01);
+                (FindingKind::Altered, at)
+            }
+            Tamper::FlipFrontierByte => {
+                f.edit(id, at, |b| {
+                    let last = b.len() - 1;
+                    b[last] ^= 0x01;
+                });
                 (FindingKind::Altered, at)
             }
             Tamper::Remove => {
-                std::fs::remove_file(records(t.path(), id, at)).unwrap();
+                f.drop_record(id, at);
                 (FindingKind::Removed, at)
             }
             Tamper::SwapWithNext => {
-                let (a, b) = (records(t.path(), id, at), records(t.path(), id, at + 1));
-                let tmp = t.path().join("swap");
-                std::fs::rename(&a, &tmp).unwrap();
-                std::fs::rename(&b, &a).unwrap();
-                std::fs::rename(&tmp, &b).unwrap();
+                let (a, b) = (f.record(id, at), f.record(id, at + 1));
+                f.edit(id, at, |x| *x = b);
+                f.edit(id, at + 1, |x| *x = a);
                 (FindingKind::Reordered, at)
             }
             Tamper::Truncate => {
                 for i in at + 1..n {
-                    std::fs::remove_file(records(t.path(), id, i)).unwrap();
+                    f.drop_record(id, i);
                 }
                 (FindingKind::Truncated, at + 1)
             }
@@ -185,9 +198,9 @@ proptest! {
                 // A key holder removes entries from `at` on and appends
                 // others: every record is signed, only the witness differs.
                 for i in at..n {
-                    std::fs::remove_file(records(t.path(), id, i)).unwrap();
+                    f.drop_record(id, i);
                 }
-                let forger = Ledger::new(&r, repository_keys(&r)).with_witness(witness_of(t.path()));
+                let forger = f.ledger();
                 for i in at..n {
                     let receipt = forger.append(&Entry::new(Operation::Note).reason(format!("forged {i}"))).unwrap();
                     prop_assert!(matches!(receipt.witness, WitnessStatus::Conflict(_)), "{receipt:?}");
@@ -202,42 +215,39 @@ proptest! {
             findings.iter().any(|f| f.kind == expected.0 && f.first <= expected.1 && expected.1 <= f.last),
             "{how:?} at {at} of {n}: expected {:?} covering {}, got {findings:#?}", expected.0, expected.1
         );
+        // Nothing but what was done: every tampering finding covers it.
+        prop_assert!(
+            findings.iter().filter(|f| f.kind.is_tampering()).all(|f| f.first <= expected.1 + 1 && expected.1 <= f.last + 1),
+            "{how:?} at {at} of {n}: findings elsewhere: {findings:#?}"
+        );
     }
-}
-
-fn witness_of(dir: &Path) -> Witness {
-    Witness::open(Arc::new(LocalBackend::new(dir.join("witness")))).unwrap()
 }
 
 #[test]
 fn appending_into_a_hole_is_refused() {
-    let t = tempfile::tempdir().unwrap();
-    let r = repo(t.path());
-    let l = Ledger::new(&r, repository_keys(&r));
+    let f = Fixture::new();
+    let l = Ledger::new(&f.repo, repository_keys(&f.repo));
     for i in 0..6 {
         l.append(&note(i)).unwrap();
     }
     let id = l.site().unwrap().unwrap();
     // With no hint, the search for the end probes 0, 2, 6, then bisects
     // 3..6 and lands on 4.
-    std::fs::remove_file(records(t.path(), id, 4)).unwrap();
+    f.drop_record(id, 4);
     let err = l.append(&note(9)).unwrap_err();
     assert!(matches!(err, crate::Error::Damaged { .. }), "{err}");
     assert!(err.to_string().contains("record 4 is missing but record 5 exists"), "{err}");
-    assert!(!records(t.path(), id, 4).exists(), "nothing was written into the hole");
+    assert!(f.store.size(ObjectKind::Ledger, &id.record_name(4)).is_err(), "nothing was written into the hole");
 }
 
 #[test]
 fn carry_sends_only_verified_records_and_never_overwrites() {
-    let t = tempfile::tempdir().unwrap();
-    let r = repo(t.path());
-    let l = Ledger::new(&r, repository_keys(&r));
+    let f = Fixture::new();
+    let l = Ledger::new(&f.repo, repository_keys(&f.repo));
     for i in 0..5 {
         l.append(&note(i)).unwrap();
     }
-    let copy = t.path().join("copy");
-    std::fs::create_dir_all(&copy).unwrap();
-    let to = LocalBackend::new(&copy);
+    let to = MemoryBackend::new("copy");
     let report = l.carry(&to).unwrap();
     assert_eq!((report.ledgers, report.records_copied), (1, 5), "{report:?}");
     assert!(to.size(ObjectKind::Ledger, "site").is_err(), "the site marker stays home");
@@ -246,20 +256,24 @@ fn carry_sends_only_verified_records_and_never_overwrites() {
         l.append(&note(i)).unwrap();
     }
     let id = l.site().unwrap().unwrap();
-    flip(&records(t.path(), id, 6), 20);
+    f.edit(id, 6, |b| b[20] ^= 0x20);
     let report = l.carry(&to).unwrap();
     assert_eq!(report.records_copied, 1, "{report:?}");
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert!(to.size(ObjectKind::Ledger, &id.record_name(6)).is_err());
+    // A record that differs at the destination is a fork: reported, kept.
+    assert!(to.tamper(ObjectKind::Ledger, &id.record_name(5), |b| b[20] ^= 0x20));
+    let report = l.carry(&to).unwrap();
+    assert_eq!(report.records_copied, 0, "{report:?}");
+    assert!(report.problems[0].contains("differs between the two repositories"), "{report:?}");
 }
 
 #[test]
 fn a_verify_only_key_cannot_append_and_a_stranger_key_trusts_nothing() {
-    let t = tempfile::tempdir().unwrap();
-    let r = repo(t.path());
-    Ledger::new(&r, repository_keys(&r)).append(&note(0)).unwrap();
+    let f = Fixture::new();
+    Ledger::new(&f.repo, repository_keys(&f.repo)).append(&note(0)).unwrap();
     let stranger = NoteSigner::from_seed("reprise-ledger/x", &[7; 32]).unwrap();
-    let l = Ledger::new(&r, LedgerKeys::verify_only(&[stranger.verifier_key()]).unwrap());
+    let l = Ledger::new(&f.repo, LedgerKeys::verify_only(&[stranger.verifier_key()]).unwrap());
     assert!(matches!(l.append(&note(1)), Err(crate::Error::Key(_))));
     let report = l.verify().unwrap();
     assert!(report.tampered());

@@ -720,7 +720,7 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &format!("{GOOD}\n[ledger]\nwitness = \" \"\n")) else { panic!("accepted") };
         assert!(d[0].message.contains("ledger.witness is empty"), "{}", d[0]);
         let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &format!("{GOOD}\n[ledger]\nwitnes = \"x\"\n")) else { panic!("accepted") };
-        assert!(d[0].fix.contains("witness"), "{}", d[0]);
+        assert!(d[0].to_string().contains("`witness`"), "the unknown key names the right one: {}", d[0]);
     }
 
     #[test]
