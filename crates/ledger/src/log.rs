@@ -250,33 +250,42 @@ impl<'r> Ledger<'r> {
     /// The number of records, found by galloping from `hint` and
     /// bisecting (see the module docs).
     fn find_end(&self, ledger: LedgerId, hint: u64) -> Result<u64> {
-        // Records below `known` exist; record `hi` (when found) does not.
+        // Records below `known` exist; record `hi` (once found) does not.
         let mut known = if hint > 0 && self.exists(ledger, hint - 1)? { hint } else { 0 };
-        let mut step = 1u64;
-        let mut hi = loop {
-            let probe = known + step - 1;
-            if self.exists(ledger, probe)? {
-                known = probe + 1;
-                step = step.saturating_mul(2);
-            } else {
-                break probe;
+        loop {
+            let mut step = 1u64;
+            let mut hi = loop {
+                let probe = known + step - 1;
+                if self.exists(ledger, probe)? {
+                    known = probe + 1;
+                    step = step.saturating_mul(2);
+                } else {
+                    break probe;
+                }
+            };
+            while known < hi {
+                let mid = known + (hi - known) / 2;
+                if self.exists(ledger, mid)? {
+                    known = mid + 1;
+                } else {
+                    hi = mid;
+                }
             }
-        };
-        while known < hi {
-            let mid = known + (hi - known) / 2;
-            if self.exists(ledger, mid)? {
-                known = mid + 1;
-            } else {
-                hi = mid;
+            if !self.exists(ledger, known + 1)? {
+                return Ok(known);
             }
+            // Record `known + 1` exists, and its appender read record
+            // `known` before writing it: either other appenders created
+            // both while this one looked (search on), or `known` was
+            // removed since (a hole).
+            if !self.exists(ledger, known)? {
+                return Err(Error::damaged(
+                    object_path(&ledger.record_name(known)),
+                    format!("record {known} is missing but record {} exists: the log has a hole (a record was removed); nothing is appended into it", known + 1),
+                ));
+            }
+            known += 2;
         }
-        if self.exists(ledger, known + 1)? {
-            return Err(Error::damaged(
-                object_path(&ledger.record_name(known)),
-                format!("record {known} is missing but record {} exists: the log has a hole (a record was removed); nothing is appended into it", known + 1),
-            ));
-        }
-        Ok(known)
     }
 
     /// The frontier after record `index` and its checkpoint, once its

@@ -121,6 +121,124 @@ fn racing_appenders_lose_no_acknowledged_entry() {
     }
 }
 
+/// A backend on which, once armed, competitors append just before the
+/// appender under test creates, or asks for the size of, a given record:
+/// the races the sequencing must survive, forced rather than hoped for.
+struct Racing {
+    inner: MemoryBackend,
+    /// The record name that fires the competitors, and what they do.
+    armed: std::sync::Mutex<Option<(String, Box<dyn FnOnce() + Send>)>>,
+}
+
+impl Racing {
+    fn fire_on(&self, name: &str) {
+        let mut armed = self.armed.lock().unwrap();
+        if armed.as_ref().is_some_and(|(n, _)| n == name) {
+            let (_, competitors) = armed.take().expect("armed");
+            drop(armed);
+            competitors();
+        }
+    }
+
+    fn arm(&self, name: String, competitors: impl FnOnce() + Send + 'static) {
+        *self.armed.lock().unwrap() = Some((name, Box::new(competitors)));
+    }
+}
+
+/// Appends `reasons` through another handle on the same storage.
+fn competitors(store: &MemoryBackend, reasons: &'static [&'static str]) -> impl FnOnce() + Send + 'static {
+    let inner = store.clone();
+    move || {
+        let other = Repository::open(Arc::new(inner), b"pass").unwrap();
+        let l = Ledger::new(&other, repository_keys(&other));
+        for r in reasons {
+            l.append(&Entry::new(Operation::Note).reason(*r)).unwrap();
+        }
+    }
+}
+
+impl std::fmt::Debug for Racing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Racing")
+    }
+}
+
+impl Backend for Racing {
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+    fn prepare(&self) -> Result<(), reprise_backends::BackendError> {
+        self.inner.prepare()
+    }
+    fn create(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), reprise_backends::BackendError> {
+        self.fire_on(&format!("create {name}"));
+        self.inner.create(kind, name, bytes)
+    }
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, reprise_backends::BackendError> {
+        self.inner.read(kind, name)
+    }
+    fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, reprise_backends::BackendError> {
+        self.inner.read_range(kind, name, offset, length)
+    }
+    fn list(&self, kind: ObjectKind) -> Result<Vec<reprise_backends::ObjectInfo>, reprise_backends::BackendError> {
+        self.inner.list(kind)
+    }
+    fn size(&self, kind: ObjectKind, name: &str) -> Result<u64, reprise_backends::BackendError> {
+        self.fire_on(&format!("size {name}"));
+        self.inner.size(kind, name)
+    }
+    fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), reprise_backends::BackendError> {
+        self.inner.remove(kind, name)
+    }
+}
+
+fn racing() -> (MemoryBackend, Arc<Racing>, Repository) {
+    let store = MemoryBackend::new("repo");
+    let racing = Arc::new(Racing { inner: store.clone(), armed: std::sync::Mutex::new(None) });
+    let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    let repo = Repository::init(Arc::clone(&racing) as Arc<dyn Backend>, b"pass", kdf, ChunkerParams::default()).unwrap();
+    (store, racing, repo)
+}
+
+fn reasons(l: &Ledger<'_>) -> Vec<String> {
+    l.entries(l.site().unwrap().unwrap(), 0).unwrap().0.into_iter().map(|e| e.reason.unwrap()).collect()
+}
+
+/// An appender that loses the race for its position takes the next one:
+/// its receipt names where its entry really is, and the winner's entry is
+/// intact.
+#[test]
+fn an_appender_that_loses_the_race_takes_the_next_position() {
+    let (store, racing, repo) = racing();
+    let l = Ledger::new(&repo, repository_keys(&repo));
+    assert_eq!(l.append(&note(0)).unwrap().index, 0);
+    let id = l.site().unwrap().unwrap();
+    racing.arm(format!("create {}", id.record_name(1)), competitors(&store, &["competitor"]));
+    let receipt = l.append(&note(1)).unwrap();
+    assert_eq!(receipt.index, 2, "the loser moved on: {receipt:?}");
+    assert_eq!(reasons(&l), ["note 0", "competitor", "note 1"]);
+    assert!(!l.verify().unwrap().tampered());
+}
+
+/// Records other appenders create while an appender looks for the end
+/// are not a hole (the end's check once refused a healthy log).
+#[test]
+fn records_created_while_the_end_is_sought_are_not_a_hole() {
+    let (store, racing, repo) = racing();
+    let l = Ledger::new(&repo, repository_keys(&repo));
+    for i in 0..4 {
+        l.append(&note(i)).unwrap();
+    }
+    let id = l.site().unwrap().unwrap();
+    // With no hint, the search probes 0, 2, 6, bisects to 4 (missing) and
+    // checks that 5 is missing too: the competitors write 4 and 5 then.
+    racing.arm(format!("size {}", id.record_name(5)), competitors(&store, &["competitor 4", "competitor 5"]));
+    let receipt = l.append(&note(6)).unwrap();
+    assert_eq!(receipt.index, 6, "{receipt:?}");
+    assert_eq!(reasons(&l)[4..], ["competitor 4", "competitor 5", "note 6"]);
+    assert!(!l.verify().unwrap().tampered());
+}
+
 /// How the property test below damages a log of `n` entries at `at`.
 #[derive(Debug, Clone, Copy)]
 enum Tamper {
