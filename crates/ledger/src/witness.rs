@@ -138,6 +138,8 @@ impl Witness {
 
     /// Where an object of this witness is, for messages.
     pub(crate) fn path(&self, name: &str) -> String {
-        format!("{}/{}", self.location(), ObjectKind::Ledger.path(name))
+        // Object-store locations end with their parameters (`?endpoint=`).
+        let base = self.location().split('?').next().unwrap_or_default();
+        format!("{}/{}", base.trim_end_matches('/'), ObjectKind::Ledger.path(name))
     }
 }
