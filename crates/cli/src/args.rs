@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "reprise", version, about = "The continuity plan that runs: encrypted, deduplicated, write-once backups with measured restores.")]
-#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase, 5 permission denied, \
+#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase or key, 5 permission denied, \
 6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable, 130 interrupted.")]
 pub struct Cli {
     #[command(flatten)]
