@@ -742,3 +742,63 @@ fn bad_input_gets_one_line_a_documented_code_and_changes_nothing() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["ledgers"][0]["witnessed_size"], 6, "the missed checkpoint was sent again: {report}");
 }
+
+/// A restore (or a check) by a host that may only read the repository (a
+/// restore host, read-only media) completes, exits 0, and says on one line
+/// that it is not recorded; a backup, which writes anyway, is never let off.
+#[test]
+fn a_restore_with_read_only_access_completes_and_says_it_is_not_recorded() {
+    const NOBODY: u32 = 65534;
+    let s = site("ledger-read-only");
+    let src = s.t.join("src");
+    write_file(&src.join("a.txt"), b"restored without a ledger entry\n");
+    let id = id_of(&s.r.backup_paths(&[&src]));
+    let before = repo_listing(&s.r.repo);
+    fs::set_permissions(s.t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let as_reader = |args: &[std::ffi::OsString], target: &Path| -> Out {
+        let (mut c, line) = s.r.with_cache(s.t.join("reader-cache")).command(args);
+        fs::create_dir_all(target).unwrap();
+        fs::create_dir_all(s.t.join("reader-cache")).unwrap();
+        if is_root() {
+            use std::os::unix::process::CommandExt;
+            // Root writes anywhere: the reader runs as `nobody`.
+            std::os::unix::fs::chown(target, Some(NOBODY), Some(NOBODY)).unwrap();
+            std::os::unix::fs::chown(s.t.join("reader-cache"), Some(NOBODY), Some(NOBODY)).unwrap();
+            c.uid(NOBODY).gid(NOBODY);
+        }
+        let child = c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        wait_output(child, line, Instant::now(), COMMAND_TIMEOUT)
+    };
+    if !is_root() {
+        for d in walk_dirs(&s.r.repo) {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o555)).unwrap();
+        }
+    }
+    let target = s.t.join("restored");
+    let out = as_reader(&["restore".into(), snap_path(&id, &src).into(), "--to".into(), target.clone().into()], &target);
+    assert_eq!(out.code, 0, "{}", out.describe());
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"restored without a ledger entry\n");
+    assert!(out.stderr.contains("is not recorded in the ledger: this credential may not write"), "{}", out.describe());
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.describe());
+    assert_eq!(repo_listing(&s.r.repo), before, "nothing was written");
+    if !is_root() {
+        for d in walk_dirs(&s.r.repo) {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+}
+
+fn walk_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        for e in fs::read_dir(&out[i]).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    out
+}
+

@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use reprise_engine::Repository;
 use reprise_engine::backup::BackupOutcome;
 use reprise_engine::check::{CheckReport, Problem};
@@ -72,7 +72,17 @@ fn open<'r>(ctx: &Context, repo: &'r Repository, keys: LedgerKeys, purpose: Purp
 pub fn record(ctx: &Context, repo: &Repository, entry: &Entry) -> Result<()> {
     let what = describe(entry);
     let ledger = open(ctx, repo, reprise_ledger::repository_keys(repo), Purpose::Append)?;
-    let receipt = ledger.append(entry).map_err(anyhow::Error::new).with_context(|| format!("{what} was done, but the ledger could not record it"))?;
+    let receipt = match ledger.append(entry) {
+        Ok(r) => r,
+        // Restores and checks also run with read-only storage access (a
+        // restore host, an auditor, read-only media): the operation must
+        // not fail for it, but it goes unrecorded, and says so.
+        Err(e) if e.category() == reprise_engine::Category::Permission && matches!(entry.operation, Operation::Restore | Operation::Check) => {
+            tracing::warn!("{what} is not recorded in the ledger: this credential may not write to the repository ({e})");
+            return Ok(());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("{what} was done, but the ledger could not record it"))),
+    };
     warn_witness(&receipt);
     tracing::info!("ledger: entry {} recorded (tree size {}, root {})", receipt.index, receipt.tree_size, receipt.root);
     Ok(())
