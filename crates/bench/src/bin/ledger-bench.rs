@@ -58,7 +58,7 @@ impl Load {
         let ticks = 100.0; // USER_HZ
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
         let busy = (now.busy - self.busy) as f64 / ticks;
-        let own = (now.own - self.own).as_secs_f64();
+        let own = now.own.saturating_sub(self.own).as_secs_f64();
         let wall = now.at.duration_since(self.at).as_secs_f64();
         ((busy - own) / (wall * cores)).clamp(0.0, 1.0)
     }
@@ -114,7 +114,7 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn no_change(data: &Path, work: &Path, reps: usize) -> serde_json::Value {
+fn no_change(data: &Path, work: &Path, repetitions: usize) -> serde_json::Value {
     let repo = open_repo(&work.join("repo"));
     let witness_dir = work.join("witness");
     witness(&witness_dir);
@@ -133,7 +133,7 @@ fn no_change(data: &Path, work: &Path, reps: usize) -> serde_json::Value {
     let outcome = run_backup();
     let first = first.elapsed().as_secs_f64();
     let (mut backups, mut appends, mut others) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..reps {
+    for _ in 0..repetitions {
         let load = Load::now();
         let t = Instant::now();
         let o = run_backup();
@@ -153,7 +153,7 @@ fn no_change(data: &Path, work: &Path, reps: usize) -> serde_json::Value {
         "files": outcome.header.summary.files,
         "bytes": outcome.header.summary.bytes,
         "first_backup_s": first,
-        "reps": reps,
+        "reps": repetitions,
         "no_change_backup_s": backups,
         "append_s": appends,
         "others_busy": others,
