@@ -190,7 +190,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 
     /// Prepares an empty repository location (folders, containers). Fails
-    /// with [`ErrorKind::AlreadyExists`] if a repository config is there.
+    /// with [`ErrorKind::AlreadyExists`] if a repository config is there
+    /// (object `config`), or if the location holds anything else (object
+    /// `""`, the message says what): a repository is never mixed into
+    /// unrelated files.
     fn prepare(&self) -> Result<(), BackendError>;
 
     /// Stores a new object; never overwrites (see the crate docs).
@@ -229,6 +232,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn extend_lock(&self, kind: ObjectKind, name: &str, mode: LockMode, until: jiff::Timestamp) -> Result<(), BackendError> {
         let _ = (mode, until);
         Err(BackendError::new(ErrorKind::Other, self.location(), &kind.path(name), "this storage has no object locks"))
+    }
+}
+
+/// Why `prepare` refuses a location where `found` (a path relative to it)
+/// already is.
+pub(crate) fn not_empty_message(found: &str) -> String {
+    if found.starts_with("keys/") {
+        format!("it holds key files ({found}) but no config: an interrupted `init` or `repair config`; run `reprise repair config` with the passphrase of those keys rather than init over it")
+    } else {
+        format!("it is not empty ({found}) and holds no repository: give a new or empty location (a repository is never mixed with other files)")
     }
 }
 

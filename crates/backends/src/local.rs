@@ -28,7 +28,8 @@ impl LocalBackend {
 
     fn err(&self, object: &str, e: &io::Error) -> BackendError {
         let kind = match e.kind() {
-            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            // A path through a file (`--repo /etc/passwd`): nothing there.
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ErrorKind::NotFound,
             io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => ErrorKind::PermissionDenied,
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
@@ -80,6 +81,34 @@ impl LocalBackend {
     }
 }
 
+impl LocalBackend {
+    /// The first file below `dir` that is not part of an empty repository
+    /// layout (the folders `prepare` makes, and leftovers in `tmp/`), as a
+    /// path relative to the root. Folders alone, as a `prepare` whose
+    /// `init` then failed leaves them, do not count.
+    fn foreign_file(&self, dir: &Path) -> io::Result<Option<String>> {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel = path.strip_prefix(&self.root).map(|p| p.display().to_string()).unwrap_or_default();
+            if !entry.file_type()?.is_dir() {
+                return Ok(Some(rel));
+            }
+            let layout = ObjectKind::ALL.iter().any(|k| !k.dir().is_empty() && rel.split('/').next() == Some(k.dir()));
+            if dir == self.root && rel == "tmp" {
+                continue;
+            }
+            if !layout {
+                return Ok(Some(rel));
+            }
+            if let Some(found) = self.foreign_file(&path)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -113,6 +142,20 @@ impl Backend for LocalBackend {
     fn prepare(&self) -> Result<(), BackendError> {
         if self.path(ObjectKind::Config, "").exists() {
             return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "config", "a repository already exists here"));
+        }
+        // A repository is never mixed into other files: whatever is there
+        // could be taken for repository objects, or removed by a prune.
+        match fs::metadata(&self.root) {
+            Ok(md) if !md.is_dir() => {
+                return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "", "this is a file, not a directory: give a new or empty directory"));
+            }
+            Ok(_) => {
+                if let Some(found) = self.foreign_file(&self.root).map_err(|e| self.err("", &e))? {
+                    return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "", crate::not_empty_message(&found)));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.err("", &e)),
         }
         let mut dirs = vec![self.root.join("tmp")];
         for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold, ObjectKind::PruneMark] {

@@ -81,8 +81,13 @@ impl Backend for MemoryBackend {
     }
 
     fn prepare(&self) -> Result<(), BackendError> {
-        if self.objects.lock().contains_key(&Self::key(ObjectKind::Config, "")) {
+        let objects = self.objects.lock();
+        if objects.contains_key(&Self::key(ObjectKind::Config, "")) {
             return Err(self.err(ErrorKind::AlreadyExists, ObjectKind::Config, "", "a repository already exists here"));
+        }
+        // Never mixed into other objects (the contract in lib.rs).
+        if let Some((kind, name)) = objects.keys().next() {
+            return Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "", crate::not_empty_message(&kind.path(name))));
         }
         Ok(())
     }
@@ -175,6 +180,35 @@ mod tests {
     fn local_backend_keeps_the_same_contract() {
         let dir = tempfile::tempdir().expect("tempdir");
         contract(&LocalBackend::new(dir.path().join("repo")));
+    }
+
+    /// Issue 9: `init` into a non-empty, unrelated location succeeded and
+    /// mixed the repository into what was there.
+    #[test]
+    fn prepare_refuses_a_location_holding_anything_else() {
+        let m = MemoryBackend::new("stray");
+        m.create(ObjectKind::Snapshot, "s", b"someone else's").expect("create");
+        let e = m.prepare().expect_err("a stray object");
+        assert_eq!((e.kind, e.object.as_str()), (ErrorKind::AlreadyExists, ""), "{e}");
+        let keys = MemoryBackend::new("keys");
+        keys.create(ObjectKind::Key, "k", b"{}").expect("create");
+        assert!(keys.prepare().expect_err("keys without config").message.contains("repair config"));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("repo");
+        let local = LocalBackend::new(&root);
+        local.prepare().expect("new");
+        // Only the folders of a prepare whose init failed: prepared again.
+        local.prepare().expect("an empty layout is still empty");
+        std::fs::write(root.join("holiday.jpg"), b"x").expect("write");
+        let e = local.prepare().expect_err("a stray file");
+        assert_eq!((e.kind, e.object.as_str()), (ErrorKind::AlreadyExists, ""), "{e}");
+        assert!(e.message.contains("holiday.jpg"), "{e}");
+        std::fs::remove_file(root.join("holiday.jpg")).expect("rm");
+        std::fs::write(root.join("keys/abc"), b"{}").expect("write");
+        assert!(local.prepare().expect_err("keys without config").message.contains("repair config"));
+        std::fs::write(dir.path().join("a-file"), b"x").expect("write");
+        assert_eq!(LocalBackend::new(dir.path().join("a-file")).prepare().expect_err("a file").kind, ErrorKind::AlreadyExists);
     }
 
     #[test]

@@ -550,6 +550,31 @@ impl ObjectBackend {
         if self.prefix.is_empty() { StorePath::from(rel) } else { StorePath::from(format!("{}/{rel}", self.prefix)) }
     }
 
+    /// A repository is never mixed into other objects: the prefix must
+    /// hold nothing yet (one listing request, stopped at the first object).
+    fn refuse_other_objects(&self) -> Result<(), BackendError> {
+        let prefix = if self.prefix.is_empty() { None } else { Some(StorePath::from(self.prefix.as_str())) };
+        let first = self.retrying(|_| {
+            let store = Arc::clone(&self.store);
+            let p = prefix.clone();
+            let r: Result<Option<String>, object_store::Error> = self.run(async move {
+                let mut s = store.list(p.as_ref());
+                match s.next().await {
+                    Some(m) => Ok(Some(m?.location.to_string())),
+                    None => Ok(None),
+                }
+            });
+            r.map_err(|e| self.err("", &e))
+        })?;
+        match first {
+            None => Ok(()),
+            Some(key) => {
+                let rel = if self.prefix.is_empty() { key.as_str() } else { key.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(&key) };
+                Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, "", crate::not_empty_message(rel)))
+            }
+        }
+    }
+
     fn kind_prefix(&self, kind: ObjectKind) -> String {
         match (self.prefix.is_empty(), kind.dir()) {
             (true, d) => format!("{d}/"),
@@ -693,7 +718,7 @@ impl Backend for ObjectBackend {
         // A missing config also answers 404 when the bucket itself is
         // missing; a listing tells the two apart.
         match self.list(ObjectKind::Key) {
-            Ok(_) => Ok(()),
+            Ok(_) => self.refuse_other_objects(),
             Err(e) if e.kind == ErrorKind::NotFound => Err(BackendError::new(
                 ErrorKind::NotFound,
                 &self.location,

@@ -109,6 +109,10 @@ pub enum Command {
     /// Delete data no snapshot needs, safely while backups run: packs are
     /// marked now and deleted by a later prune, after a grace period
     Prune(PruneArgs),
+    /// Clear damage `check` reports, losing nothing still readable: the
+    /// index, the config, key files, prune marks
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// The evidence ledger: a tamper-evident record of every sensitive
     /// operation, with signed checkpoints kept by a witness
     #[command(subcommand)]
@@ -152,6 +156,7 @@ pub enum LedgerCommand {
     },
     /// Check an exported proof, offline (needs no repository)
     CheckProof {
+        /// The proof, as `reprise ledger proof -o FILE` wrote it
         file: PathBuf,
         /// The verifier key to trust (NAME+ID+KEY) [default: the keys the
         /// proof lists, with a caution]
@@ -160,12 +165,51 @@ pub enum LedgerCommand {
     },
     /// Record a statement: a drill signed off, an incident declared (no
     /// patient data)
-    Note { text: String },
+    Note {
+        /// What to record (a statement, never patient data)
+        text: String,
+    },
     /// Make a location a ledger witness (run once, by the account that
     /// owns it)
     WitnessInit {
         /// A directory, s3://BUCKET/PREFIX or azure://ACCOUNT/CONTAINER/PREFIX
         url: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Index the packs from their own directories, then remove the index
+    /// files that cannot be read (a full-access key; deletes)
+    Index {
+        /// Say what would be indexed and removed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write the config again when it cannot be read: from a copy of the
+    /// repository (--from), else from the key and what is left of it
+    Config {
+        /// A copy of this repository (a plan repository name or a URL)
+        /// whose config is taken, once its ID is checked
+        #[arg(long, value_name = "NAME|URL")]
+        from: Option<String>,
+        /// Say what would be written; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove key files whose bytes were altered (they open nothing; the
+    /// other keys are untouched)
+    Keys {
+        /// Say what would be removed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove prune marks that cannot be read (safe: a mark only allows
+    /// deletion; backups refuse to run while one is unreadable)
+    Marks {
+        /// Say what would be removed; change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -191,7 +235,9 @@ pub struct PruneArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Time between marking a pack and deleting it: longer than your longest
-    /// backup (e.g. 24h, 90m; 0 deletes at once: only when no backup can run)
+    /// backup (e.g. 24h, 90m; 0 deletes at once: only when no backup can run).
+    /// Recorded in the mark this run writes: a later prune deletes when the
+    /// recorded period is over, whatever its own --grace
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub grace: String,
     /// Repack partly used packs until unused space is at most this
@@ -233,6 +279,7 @@ pub enum HoldCommand {
 
 #[derive(Args, Debug)]
 pub struct WalPushArgs {
+    /// The plan's PostgreSQL component the WAL belongs to
     pub component: String,
     /// Path of the WAL file (%p)
     pub path: PathBuf,
@@ -240,6 +287,7 @@ pub struct WalPushArgs {
 
 #[derive(Args, Debug)]
 pub struct WalFetchArgs {
+    /// The plan's PostgreSQL component the WAL belongs to
     pub component: String,
     /// File name asked for (%f)
     pub file: String,
@@ -255,6 +303,7 @@ pub struct WalFetchArgs {
 
 #[derive(Args, Debug)]
 pub struct WalStreamArgs {
+    /// The plan's PostgreSQL component to stream
     pub component: String,
     /// Flush every record and report it at once; with the server's
     /// synchronous_standby_names = 'reprise_COMPONENT', commits wait for it
@@ -273,17 +322,27 @@ pub struct WalStreamArgs {
 
 #[derive(Args, Debug)]
 pub struct RecoverRowsArgs {
+    /// The plan's PostgreSQL component (physical) holding the table
     pub component: String,
     /// Table (`schema.table` or `table`); repeat for a parent and the child
-    /// tables a cascading delete emptied (put back in this order)
+    /// tables a cascading delete emptied (any order: put back parents first)
     #[arg(long = "table", required = true)]
     pub tables: Vec<String>,
-    /// When the rows were right: a time, an LSN or name:RESTORE_POINT
+    /// Before the accident: a time, an LSN or name:RESTORE_POINT
     #[arg(long)]
     pub at: String,
-    /// Only rows matching this SQL predicate
+    /// Right after the accident [default: right after the first transaction
+    /// that changed the tables after --at, found in the archived WAL]
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Repair only the damaged rows matching this SQL predicate (on their
+    /// version before the accident)
     #[arg(long = "where", value_name = "PREDICATE")]
     pub predicate: Option<String>,
+    /// Rows the accident damaged and someone changed since: keep them as
+    /// they are now, or put them back as they were before the accident
+    #[arg(long, value_enum, default_value_t = ConflictChoiceArg::Keep)]
+    pub conflicts: ConflictChoiceArg,
     /// Database holding the table [default: the component connection's]
     #[arg(long)]
     pub database: Option<String>,
@@ -293,6 +352,12 @@ pub struct RecoverRowsArgs {
     /// Where to write the SQL script [default: ./recover-TABLE-TIME.sql]
     #[arg(long)]
     pub script: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictChoiceArg {
+    Keep,
+    Before,
 }
 
 #[derive(Args, Debug)]
@@ -330,8 +395,11 @@ pub enum KeyCommand {
         /// The new key can add backups but never read or delete them
         #[arg(long)]
         write_only: bool,
+        /// A note stored with the key (which host or person holds it), shown by `key list`
         #[arg(long, default_value = "")]
         label: String,
+        /// Read the new key's passphrase from this file (first line); else
+        /// REPRISE_NEW_PASSWORD, else it is asked twice on the terminal
         #[arg(long, env = "REPRISE_NEW_PASSWORD_FILE", value_name = "FILE")]
         new_password_file: Option<PathBuf>,
         #[command(flatten)]
@@ -345,9 +413,14 @@ pub enum KeyCommand {
     /// List keys
     List,
     /// Remove a key (not the one in use, not the last full-access key)
-    Remove { id: String },
+    Remove {
+        /// Key ID (or unique prefix), as `key list` shows it
+        id: String,
+    },
     /// Change the passphrase of the key in use
     Passwd {
+        /// Read the new passphrase from this file (first line); else
+        /// REPRISE_NEW_PASSWORD, else it is asked twice on the terminal
         #[arg(long, env = "REPRISE_NEW_PASSWORD_FILE", value_name = "FILE")]
         new_password_file: Option<PathBuf>,
         #[command(flatten)]
@@ -362,6 +435,7 @@ pub enum KeyCommand {
 }
 
 #[derive(Args, Debug)]
+#[allow(clippy::struct_excessive_bools, reason = "clap flags: each bool is one switch")]
 pub struct BackupArgs {
     /// Plan component to back up
     pub component: Option<String>,
@@ -377,8 +451,11 @@ pub struct BackupArgs {
     /// Component name for --path/--stdin backups [default: files / stdin]
     #[arg(long = "as", value_name = "COMPONENT")]
     pub as_component: Option<String>,
+    /// Leave out entries matching this glob (repeatable; added to the
+    /// component's own)
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
+    /// Record this tag in the snapshot (repeatable)
     #[arg(long = "tag")]
     pub tags: Vec<String>,
     /// Host name to record [default: this host]
@@ -390,12 +467,22 @@ pub struct BackupArgs {
     /// Worker threads [default: number of cores]
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Back up into a repository the plan declares a copy (`copy_of`),
+    /// e.g. while the original is lost [default: refused]
+    #[arg(long)]
+    pub into_copy: bool,
+    /// With --stdin: record a snapshot even when standard input is empty
+    /// [default: refused, since an empty dump usually means a failed one]
+    #[arg(long, requires = "stdin")]
+    pub allow_empty: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct SnapshotsArgs {
+    /// Only snapshots of this component
     #[arg(long)]
     pub component: Option<String>,
+    /// Only snapshots taken on this host
     #[arg(long)]
     pub host: Option<String>,
 }
@@ -413,24 +500,31 @@ pub struct LsArgs {
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
+    /// The older snapshot: ID (or prefix), or `latest`
     pub from: String,
+    /// The newer snapshot: ID (or prefix), or `latest`
     pub to: String,
 }
 
 #[derive(Args, Debug)]
+#[allow(clippy::struct_excessive_bools, reason = "clap flags: each bool is one switch")]
 pub struct RestoreArgs {
     /// Snapshot ID (or prefix), `latest`, or a plan component (its latest
     /// snapshot); `SNAPSHOT:PATH` restores only PATH
     pub what: String,
-    /// Target directory (created if missing; must be empty unless --overwrite)
+    /// Target directory (created if missing; must be empty unless
+    /// --overwrite or --delta)
     #[arg(long = "to", visible_alias = "target", value_name = "DIR")]
     pub to: PathBuf,
     /// Restore only these paths (relative to the restored root)
     #[arg(long = "include", value_name = "PATH")]
     pub include: Vec<String>,
-    /// Replace what is in a non-empty target
+    /// Restore into a non-empty target: the snapshot's entries replace
+    /// same-named ones, everything else there is kept (a merge; --delta
+    /// makes the target exactly the snapshot)
     #[arg(long)]
     pub overwrite: bool,
+    /// Files written at once [default: twice the number of cores]
     #[arg(long)]
     pub threads: Option<usize>,
     /// PostgreSQL: recovery target (latest, immediate, a time, an LSN, name:RESTORE_POINT)
@@ -442,18 +536,24 @@ pub struct RestoreArgs {
     /// Keep a started cluster running after the command returns
     #[arg(long, requires = "start")]
     pub keep_running: bool,
-    /// Update an existing copy in place, writing only what differs
+    /// Make an existing copy exactly the snapshot, in place: write only
+    /// what differs, remove what the snapshot does not have
     #[arg(long, conflicts_with = "overwrite")]
     pub delta: bool,
-    /// PostgreSQL: where tablespace OID goes (repeatable)
-    #[arg(long = "tablespace", value_name = "OID=DIR")]
+    /// PostgreSQL: restore tablespace OID into DIR (repeatable; default
+    /// DATADIR.tablespaces/OID, never the original folder)
+    #[arg(long = "tablespace", visible_alias = "tablespace-map", value_name = "OID=DIR")]
     pub tablespaces: Vec<String>,
+    /// PostgreSQL: restore every tablespace not named by --tablespace into DIR/OID
+    #[arg(long = "tablespace-dir", value_name = "DIR")]
+    pub tablespace_dir: Option<PathBuf>,
     /// PostgreSQL logical: load the dump into this server (connection string)
     #[arg(long, value_name = "CONNECTION")]
     pub into: Option<String>,
-    /// PostgreSQL logical: only this database / table
+    /// PostgreSQL logical: only this database
     #[arg(long)]
     pub database: Option<String>,
+    /// PostgreSQL logical: only this table (`schema.table` or `table`)
     #[arg(long)]
     pub table: Option<String>,
 }
@@ -463,8 +563,10 @@ pub struct CheckArgs {
     /// Read and verify every pack
     #[arg(long)]
     pub read_data: bool,
-    /// Read a subset: `N/M` (group N of M) or `P%`
-    #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
+    /// Read part of the packs: `auto/M` (the day's group: run daily, all
+    /// data every M days), `N/M` (always group N of M), or `P%` (a random
+    /// P%, drawn anew each run)
+    #[arg(long, value_name = "auto/M|N/M|P%", conflicts_with = "read_data")]
     pub read_data_subset: Option<String>,
 }
 
@@ -473,8 +575,15 @@ pub struct StatsArgs {}
 
 #[derive(Subcommand, Debug)]
 pub enum PlanCommand {
-    /// Validate the plan: every error with file, line and fix
+    /// Validate the plan: every error with file, line and fix; warn about
+    /// paths this machine does not have
     Check,
+    /// Write a commented starter plan (never over an existing file)
+    Init {
+        /// Where to write it [default: --plan FILE, else ./reprise.toml]
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -19,17 +19,16 @@ use zeroize::Zeroizing;
 use crate::args::{Global, KdfArgs};
 use crate::exit;
 
-static PRINTED_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether a command already printed its JSON document.
-pub fn printed_json() -> bool {
-    PRINTED_JSON.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 pub struct Context {
     pub global: Global,
     pub plan: Option<Plan>,
     pub cancel: CancelToken,
+}
+
+/// What opens a repository.
+pub enum Key {
+    Secrets(Secrets),
+    Passphrase(Zeroizing<Vec<u8>>),
 }
 
 /// Which repository a command works on, and how its passphrase is found.
@@ -49,7 +48,7 @@ impl Context {
 
     pub fn plan(&self) -> Result<&Plan> {
         self.plan.as_ref().ok_or_else(|| {
-            exit::with_code(exit::NOT_FOUND, "no plan found: pass --plan FILE (or REPRISE_PLAN), or create ./reprise.toml")
+            exit::with_code(exit::NOT_FOUND, crate::commands::plan::NO_PLAN)
         })
     }
 
@@ -148,21 +147,26 @@ impl Context {
     /// storage-level lock set on what it creates (`commands::immutability`).
     pub fn open_target(&self, target: &Target, lock: Option<backends::Lock>) -> Result<Arc<Repository>> {
         let backend = Self::backend_with_lock(target, lock)?;
+        match self.key(target)? {
+            Key::Secrets(secrets) => Ok(Arc::new(Repository::open_with_secrets(backend, secrets)?)),
+            Key::Passphrase(pass) => Ok(Arc::new(Repository::open(backend, &pass)?)),
+        }
+    }
+
+    /// The key for `target`: a key file (`--key-file`, or the plan's
+    /// `key_file` unless a passphrase is given), else the passphrase.
+    pub fn key(&self, target: &Target) -> Result<Key> {
         let key_file = self.global.key_file.clone().or(match &target.password {
             PasswordSource::KeyFile(f) if self.global.password_file.is_none() && std::env::var_os("REPRISE_PASSWORD").is_none() => Some(f.clone()),
             _ => None,
         });
         if let Some(file) = key_file {
-            let bytes = Zeroizing::new(std::fs::read(&file).map_err(|e| {
-                let code = if e.kind() == std::io::ErrorKind::PermissionDenied { exit::PERMISSION } else { exit::NOT_FOUND };
-                exit::with_code(code, format!("cannot read key file {}: {e}", file.display()))
-            })?);
+            let bytes = Zeroizing::new(std::fs::read(&file).map_err(|e| unreadable_secret_file(&file, &e, "key file", "--key-file, REPRISE_KEY_FILE, REPRISE_RECOVERY_KEY or the plan's key_file"))?);
             let secrets = Secrets::from_key_file(&bytes)
                 .map_err(|e| exit::with_code(exit::AUTH, format!("{} is not a recovery key or write credential: {e}", file.display())))?;
-            return Ok(Arc::new(Repository::open_with_secrets(backend, secrets)?));
+            return Ok(Key::Secrets(secrets));
         }
-        let pass = self.passphrase(&target.password, &format!("passphrase for {}: ", target.url))?;
-        Ok(Arc::new(Repository::open(backend, &pass)?))
+        Ok(Key::Passphrase(self.passphrase(&target.password, &format!("passphrase for {}: ", target.url))?))
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -190,15 +194,13 @@ impl Context {
     /// A line for humans (suppressed by --json and --quiet).
     pub fn say(&self, text: impl AsRef<str>) {
         if !self.global.json && !self.global.quiet {
-            println!("{}", text.as_ref());
+            outln!("{}", text.as_ref());
         }
     }
 
     #[allow(clippy::unused_self, reason = "output goes through the context, like `say`")]
     pub fn print_json(&self, value: &impl serde::Serialize) -> Result<()> {
-        println!("{}", serde_json::to_string_pretty(value)?);
-        PRINTED_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        crate::output::json(value)
     }
 
     /// A progress bar on an interactive terminal, nothing otherwise.
@@ -238,16 +240,31 @@ impl Drop for Bar {
 }
 
 fn read_password_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::PermissionDenied { exit::PERMISSION } else { exit::NOT_FOUND };
-        exit::with_code(code, format!("cannot read passphrase file {}: {e}", path.display()))
-    })?);
+    let bytes = Zeroizing::new(
+        std::fs::read(path).map_err(|e| unreadable_secret_file(path, &e, "passphrase file", "--password-file, REPRISE_PASSWORD_FILE or the plan's password_file"))?,
+    );
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
         return Err(exit::usage(format!("passphrase file {} is empty: write the passphrase on its first line", path.display())));
     }
     Ok(Zeroizing::new(line.to_vec()))
+}
+
+/// A passphrase or key file that cannot be read: what is wrong, and where
+/// the name came from (`named_by`), so it can be corrected.
+fn unreadable_secret_file(path: &Path, e: &std::io::Error, what: &str, named_by: &str) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => exit::with_code(
+            exit::PERMISSION,
+            format!("cannot read {what} {}: permission denied; fix: make it readable by the account running reprise (owner, mode 0600)", path.display()),
+        ),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
+            exit::with_code(exit::NOT_FOUND, format!("{what} {} does not exist; fix: correct the path given by {named_by}", path.display()))
+        }
+        std::io::ErrorKind::IsADirectory => exit::usage(format!("{what} {} is a directory; fix: give the file itself ({named_by})", path.display())),
+        _ => exit::with_code(exit::ERROR, format!("cannot read {what} {}: {e}", path.display())),
+    }
 }
 
 fn prompt_password(prompt: &str) -> Result<Zeroizing<Vec<u8>>> {

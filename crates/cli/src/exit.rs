@@ -70,6 +70,7 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         if let Some(p) = cause.downcast_ref::<reprise_plan::PlanError>() {
             return match p {
                 reprise_plan::PlanError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => NOT_FOUND,
+                reprise_plan::PlanError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => PERMISSION,
                 _ => USAGE,
             };
         }

@@ -207,7 +207,7 @@ fn copy_local_to_local_then_only_what_is_new() {
 
     // The human report says what happened.
     let human = p.run(&["copy"]).ok();
-    assert!(human.stdout.contains("primary -> secondary") && human.stdout.contains("copied 0 snapshot(s)"), "{}", human.stdout);
+    assert!(human.stdout.contains("primary -> secondary") && human.stdout.contains("copied 0 snapshots"), "{}", human.stdout);
 
     // A pack lost from the copy's storage (still named by its index) is
     // sent again when a new snapshot needs its blobs.
@@ -371,7 +371,7 @@ fn a_damaged_source_pack_is_not_propagated() {
     let report = out.json()[0].clone();
     let damaged: Vec<&str> = report["damage"].as_array().unwrap().iter().map(|d| d["object"].as_str().unwrap()).collect();
     assert!(damaged.contains(&victim_path.as_str()), "{report}");
-    assert!(out.stderr.contains("object(s) behind"), "{}", out.describe());
+    assert!(out.stderr.contains(" behind (damaged on the source"), "{}", out.describe());
     out.assert_one_line_error();
     // The damaged pack is not on the destination, nor the snapshot that needs it;
     // the other component's snapshot is, and the copy checks clean.

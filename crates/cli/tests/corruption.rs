@@ -249,10 +249,196 @@ fn flipped_byte_in_a_snapshot() {
     fx.check_names_exactly(&[&object]);
     // The other snapshot is untouched.
     fx.restore_snap2("out", false);
-    // `snapshots` lists the readable one and warns about the other.
-    let out = fx.r.run(&["--json", "snapshots"]).ok();
-    assert_eq!(out.json().as_array().unwrap().len(), 1);
-    assert!(out.stderr.contains(&object), "{}", out.describe());
+    // `snapshots` lists the readable one and the damaged one, and exits 6.
+    let out = fx.r.run(&["--json", "snapshots"]).expect_code(6);
+    let listed = out.json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{}", out.describe());
+    assert_eq!(listed.iter().filter(|s| s["damaged"].is_string()).map(|s| s["object"].as_str().unwrap()).collect::<Vec<_>>(), vec![object.as_str()]);
+    assert_eq!(out.json_values().len(), 1, "one JSON document: {}", out.describe());
+    out.assert_one_line_error();
+    let human = fx.r.run(&["snapshots"]).expect_code(6);
+    assert!(human.stdout.contains(&format!("DAMAGED {object}")), "{}", human.describe());
+    human.assert_one_line_error();
+}
+
+/// Flips a byte of a snapshot object: near its end (the body: the header
+/// still authenticates, so its time is known) or near its start (the
+/// header: nothing is known of it).
+fn damage_snapshot(fx: &Fx, id: &str, in_header: bool) -> String {
+    let object = format!("snapshots/{id}");
+    let size = size_of(&fx.r.repo, &object);
+    flip_byte(&fx.r.repo, &object, if in_header { 20 } else { size - 10 });
+    object
+}
+
+/// The bug: with the newest snapshot damaged, `restore latest` restored
+/// the older one, exit 0, and said nothing.
+#[test]
+fn restore_latest_never_silently_restores_an_older_snapshot() {
+    for in_header in [false, true] {
+        let fx = fixture(if in_header { "latest-damaged-header" } else { "latest-damaged-body" });
+        let object = damage_snapshot(&fx, &fx.snap2, in_header);
+        let target = fx.t.join("out");
+        let out = fx.r.restore("latest", &target, &[] as &[&str]).expect_code(6);
+        out.assert_one_line_error();
+        // It names the damaged one and the explicit alternative.
+        assert!(out.stderr.contains(&object) && out.stderr.contains(&fx.snap1[..8]), "{}", out.describe());
+        assert!(!target.exists(), "nothing may be restored: {}", out.describe());
+        // The same for everything that takes `latest`, and for a component.
+        fx.r.run(&["ls", "latest"]).expect_code(6).assert_one_line_error();
+        fx.r.run(&["diff", &fx.snap1, "latest"]).expect_code(6).assert_one_line_error();
+        let plan = fx.t.join("reprise.toml");
+        fs::write(&plan, format!("[repositories.main]\nurl = \"{}\"\n\n[components.files]\ntype = \"files\"\npaths = [\"{}\"]\n", fx.r.repo.display(), fx.a.display())).unwrap();
+        let out = fx.r.run(&["--plan", plan.to_str().unwrap(), "restore", "files", "--to", target.to_str().unwrap()]).expect_code(6);
+        assert!(out.stderr.contains(&fx.snap1[..8]), "{}", out.describe());
+        assert!(!target.exists());
+        // The named alternative works.
+        fx.restore_snap1_fully("out1");
+    }
+}
+
+#[test]
+fn damaged_older_snapshot_leaves_latest_alone_when_its_time_is_known() {
+    let fx = fixture("older-damaged");
+    damage_snapshot(&fx, &fx.snap1, false);
+    // Its header still says it is older: `latest` is the newest, as asked.
+    let out = fx.r.restore("latest", &fx.t.join("out"), &[] as &[&str]).ok();
+    assert!(out.stdout.contains(&fx.snap2[..8]), "{}", out.describe());
+    // Its header unreadable: it could be anything, so `latest` is refused.
+    let fx = fixture("older-damaged-header");
+    damage_snapshot(&fx, &fx.snap1, true);
+    fx.r.restore("latest", &fx.t.join("out"), &[] as &[&str]).expect_code(6).assert_one_line_error();
+    fx.restore_snap2("out2", false);
+}
+
+/// The bug: after a byte flip in an index file, `check` exited 6 forever
+/// and its advice (`check --read-data`) printed the same advice.
+#[test]
+fn damaged_index_file_is_cleared_by_repair_index() {
+    let fx = fixture("repair-index");
+    let size = size_of(&fx.r.repo, &fx.index2);
+    flip_byte(&fx.r.repo, &fx.index2, size / 2);
+    let out = fx.r.run(&["check", "--read-data"]).expect_code(6);
+    let line = out.stdout.lines().find(|l| l.starts_with(&format!("DAMAGED {}", fx.index2))).unwrap_or_else(|| panic!("{}", out.describe()));
+    assert!(line.contains("`reprise repair index`"), "the damage names the command that helps: {}", out.describe());
+    // A backup indexes the packs again, but the damaged file stays.
+    fx.r.backup_paths(&[&fx.a]);
+    fx.check_names_exactly(&[&fx.index2]);
+    // A write-only key may not remove anything.
+    let cred = fx.t.join("cred");
+    fx.r.run(&["key", "add", "--write-only", "--credential", cred.to_str().unwrap()]).ok();
+    let before = repo_listing(&fx.r.repo);
+    fx.r.without_password().run(&["--key-file", cred.to_str().unwrap(), "repair", "index"]).expect_code(5).assert_one_line_error();
+    // A dry run says what it would do, and does nothing.
+    let dry = fx.r.run(&["--json", "repair", "index", "--dry-run"]).ok().json();
+    assert_eq!(dry["damaged_index_files"][0]["object"], fx.index2.as_str(), "{dry}");
+    assert_eq!(repo_listing(&fx.r.repo), before);
+    let done = fx.r.run(&["--json", "repair", "index"]).ok().json();
+    assert_eq!(done["damaged_index_files"].as_array().unwrap().len(), 1, "{done}");
+    assert!(!fx.r.repo.join(&fx.index2).exists());
+    let check = fx.r.check(&["--read-data"]).ok().json();
+    assert!(problem_objects(&check).is_empty() && check["notes"] == serde_json::json!([]), "{check}");
+    fx.restore_snap2("out", false);
+    fx.restore_snap1_fully("out1");
+    // Run again: nothing left to do.
+    let again = fx.r.run(&["--json", "repair", "index"]).ok().json();
+    assert_eq!((again["packs_indexed"].as_u64(), again["damaged_index_files"].as_array().unwrap().len()), (Some(0), 0), "{again}");
+}
+
+/// Durability order: a damaged index file is removed only once the index
+/// files that replace it are stored. With `tmp/` immutable no object can
+/// be created (the local backend writes there first), while index files
+/// could still be removed: the repair must fail and remove nothing.
+#[test]
+fn repair_index_removes_nothing_before_the_new_index_is_stored() {
+    let fx = fixture("repair-index-order");
+    let size = size_of(&fx.r.repo, &fx.index2);
+    flip_byte(&fx.r.repo, &fx.index2, size / 2);
+    let tmp = fx.r.repo.join("tmp");
+    let locked = std::process::Command::new("chattr").arg("+i").arg(&tmp).status().is_ok_and(|s| s.success());
+    if !locked {
+        return skip("`chattr +i` is not supported here");
+    }
+    let out = fx.r.run(&["repair", "index"]);
+    let _ = std::process::Command::new("chattr").arg("-i").arg(&tmp).status();
+    assert_ne!(out.code, 0, "{}", out.describe());
+    out.assert_one_line_error();
+    assert!(fx.r.repo.join(&fx.index2).exists(), "the damaged index file was removed before its replacement was stored: {}", out.describe());
+    fx.r.run(&["repair", "index"]).ok();
+    assert!(!fx.r.repo.join(&fx.index2).exists());
+}
+
+/// The bug: a damaged `config` made `check` fail with the error telling
+/// to run `check`.
+#[test]
+fn damaged_config_names_a_command_that_helps() {
+    let fx = fixture("repair-config");
+    let config = fx.r.repo.join("config");
+    let text = fs::read_to_string(&config).unwrap();
+    // A copy of the repository, as `reprise copy` makes (same config bytes).
+    let copy = fx.t.join("copy");
+    fs::create_dir(&copy).unwrap();
+    fs::write(copy.join("config"), &text).unwrap();
+    for (damage, expect) in [
+        // Not JSON any more.
+        (text.replacen('{', "[", 1), 6),
+        // Still JSON, one digit of the repository ID changed: damage, not a wrong passphrase.
+        ({
+            let at = text.find("\"id\": \"").unwrap() + 7;
+            let mut b = text.clone().into_bytes();
+            b[at] = if b[at] == b'0' { b'1' } else { b'0' };
+            String::from_utf8(b).unwrap()
+        }, 6),
+    ] {
+        edit_object(&fx.r.repo, "config", |p| fs::write(p, &damage).unwrap());
+        let out = fx.r.run(&["check"]).expect_code(expect);
+        out.assert_one_line_error();
+        assert!(out.stderr.contains("`reprise repair config`") && !out.stderr.contains("reprise check"), "{}", out.describe());
+        let r = fx.r.run(&["--json", "repair", "config"]).ok().json();
+        assert_eq!(r["repaired"], true, "{r}");
+        assert_eq!(r["defaults"], serde_json::json!([]), "the damaged text still had the parameters: {r}");
+        assert_eq!(fs::read_to_string(&config).unwrap(), text, "the same config as before the damage");
+        fx.r.check(&["--read-data"]).ok();
+    }
+    // Gone entirely: rebuilt from the key (parameters to defaults, said so),
+    // or taken from the copy, byte for byte.
+    edit_object(&fx.r.repo, "config", |p| fs::write(p, b"").unwrap());
+    let r = fx.r.run(&["--json", "repair", "config", "--dry-run"]).ok().json();
+    assert!(!r["defaults"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(fs::read(&config).unwrap(), b"", "a dry run writes nothing");
+    fx.r.run(&["repair", "config", "--from", copy.to_str().unwrap()]).ok();
+    assert_eq!(fs::read_to_string(&config).unwrap(), text);
+    fx.restore_snap2("out", false);
+    // A location that is not a copy of this repository is refused.
+    let other = TestDir::new("repair-config-other");
+    let o = Reprise::new(other.path());
+    o.init();
+    edit_object(&fx.r.repo, "config", |p| fs::write(p, b"").unwrap());
+    fx.r.run(&["repair", "config", "--from", o.repo.to_str().unwrap()]).expect_code(2).assert_one_line_error();
+    assert_eq!(fs::read(&config).unwrap(), b"");
+}
+
+/// A prune mark that cannot be read stops every backup (writers must read
+/// marks); the message names `repair marks`, which removes it safely.
+#[test]
+fn damaged_prune_mark_is_cleared_by_repair_marks() {
+    let fx = fixture("repair-marks");
+    // Forget snapshot 2 by hand: its packs become unused, and a prune
+    // with the default grace period marks them.
+    delete_object(&fx.r.repo, &format!("snapshots/{}", fx.snap2));
+    fx.r.run(&["prune"]).ok();
+    let marks = objects(&fx.r.repo, "prune");
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    flip_byte(&fx.r.repo, &marks[0], 12);
+    let out = fx.r.run(&["backup", "--path", fx.a.to_str().unwrap()]).expect_code(6);
+    out.assert_one_line_error();
+    assert!(out.stderr.contains("`reprise repair marks`") && out.stderr.contains(&marks[0]), "{}", out.describe());
+    fx.r.run(&["repair", "marks"]).ok();
+    assert!(objects(&fx.r.repo, "prune").is_empty());
+    fx.r.backup_paths(&[&fx.a]);
+    fx.r.check(&["--read-data"]).ok();
+    fx.restore_snap1_fully("out1");
 }
 
 #[test]
@@ -300,6 +486,23 @@ fn flipped_byte_in_a_key_file_is_named_by_check() {
     let fx = fixture("flip-key-check");
     let object = damage_second_key(&fx);
     fx.check_names_exactly(&[&object]);
+}
+
+/// A damaged key file kept `check` failing forever: `repair keys` clears
+/// it (and only it), as the message says.
+#[test]
+fn damaged_key_file_is_cleared_by_repair_keys() {
+    let fx = fixture("repair-keys");
+    let object = damage_second_key(&fx);
+    let out = fx.r.run(&["check"]).expect_code(6);
+    let line = out.stdout.lines().find(|l| l.starts_with(&format!("DAMAGED {object}"))).unwrap_or_else(|| panic!("{}", out.describe()));
+    assert!(line.contains("`reprise repair keys`"), "{}", out.describe());
+    let keys_before = objects(&fx.r.repo, "keys").len();
+    let r = fx.r.run(&["--json", "repair", "keys"]).ok().json();
+    assert_eq!(r["damaged_keys"][0]["object"], object.as_str(), "{r}");
+    assert_eq!(objects(&fx.r.repo, "keys").len(), keys_before - 1);
+    fx.r.check(&["--read-data"]).ok();
+    fx.restore_snap2("out", false);
 }
 
 #[test]

@@ -296,3 +296,43 @@ fn interrupted_backup_keeps_and_indexes_what_was_stored() {
     r.restore(&id_of(&next), &target, &[] as &[&str]).ok();
     assert!(fs::read(target.join("dump.bin")).unwrap() == dump, "the dump restores bit-identical");
 }
+
+/// Bug (test audit, issue 13): Ctrl-C on `backup --stdin` was noticed
+/// only when the input ended (the engine looked at the cancel token
+/// between files, not while reading one). `pg_dump | reprise backup
+/// --stdin` with a dump that stalls must still stop on Ctrl-C: the input
+/// stays open and silent after the signal, and the backup must exit 130
+/// within seconds, with what it stored indexed and no snapshot.
+#[test]
+fn ctrl_c_stops_a_stdin_backup_whose_input_stays_open() {
+    use std::io::Write;
+    let t = TestDir::new("sigint-open");
+    let r = Reprise::new(t.path());
+    r.init();
+    set_pack_size(&r.repo, PACK_SIZE);
+    let (mut c, line) = r.command(&["--json", "backup", "--stdin", "--stdin-name", "dump.bin"]);
+    let started = Instant::now();
+    let mut child = c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut rng = Rng::new(77);
+    let mut fed = 0usize;
+    // Feed until a few packs are stored (the handler is installed by then).
+    while packs(&r.repo).len() < 3 {
+        assert!(started.elapsed() < Duration::from_mins(2) && fed < 400 << 20, "no 3 packs stored after {} MiB fed", fed >> 20);
+        stdin.write_all(&dump_piece(&mut rng)).expect("feed the backup");
+        fed += 1 << 20;
+    }
+    let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(st.success());
+    let signalled = Instant::now();
+    // `stdin` stays open until the backup has exited.
+    let out = wait_output(child, line, signalled, Duration::from_secs(10));
+    drop(stdin);
+    eprintln!("exit {} {:?} after SIGINT with the input open ({} MiB fed)", out.code, signalled.elapsed(), fed >> 20);
+    assert_eq!(out.code, 130, "{}", out.describe());
+    assert_eq!(r.snapshots().len(), 0);
+    let check = r.check(&[] as &[&str]).ok().json();
+    assert!(problem_objects(&check).is_empty(), "{check}");
+    assert_eq!(check["notes"], serde_json::json!([]), "what the interrupted backup stored is indexed: {check}");
+    assert!(!packs(&r.repo).is_empty());
+}

@@ -331,7 +331,7 @@ immutable = true
     assert_eq!(again["locks"]["packs_checked"].as_u64(), Some((shared.len() + own.len()) as u64), "{again}");
     assert_eq!(again["locks"]["packs_extended"], 0, "{again}");
     let human = r.run(&["--plan", ps, "prune"]).ok();
-    assert!(human.stdout.contains(&format!("{} pack(s) checked, 0 lengthened", shared.len() + own.len())), "{}", human.stdout);
+    assert!(human.stdout.contains(&format!("{} packs checked, 0 lengthened", shared.len() + own.len())), "{}", human.stdout);
     r.check(&["--read-data"]).ok();
 }
 

@@ -213,6 +213,8 @@ fn every_sensitive_command_leaves_an_entry_and_a_copy_carries_them() {
     primary.run(&["key", "export-recovery", "-o", t.join("recovery.key").to_str().unwrap()]).ok();
     primary.run(&["key", "add", "--write-only", "--credential", t.join("host.credential").to_str().unwrap()]).ok();
     primary.check(&["--read-data"]).ok();
+    primary.run(&["repair", "marks"]).ok();
+    primary.run(&["repair", "index", "--dry-run"]).ok();
     primary.run(&["snapshots"]).ok();
     primary.run(&["copy"]).ok();
 
@@ -223,7 +225,7 @@ fn every_sensitive_command_leaves_an_entry_and_a_copy_carries_them() {
         ops,
         [
             "init", "backup", "backup", "restore", "hold-add", "hold-remove", "forget", "prune", "key-add", "key-remove", "key-passphrase",
-            "key-export-recovery", "key-add", "check", "copy"
+            "key-export-recovery", "key-add", "check", "repair", "copy"
         ],
         "listing snapshots or keys records nothing; everything else once"
     );
@@ -238,6 +240,7 @@ fn every_sensitive_command_leaves_an_entry_and_a_copy_carries_them() {
     assert_eq!(by_op("key-remove")[0]["refs"]["key"], wo.as_str());
     assert_eq!(by_op("check")[0]["result"], "ok");
     assert_eq!(by_op("check")[0]["refs"]["read_data"], "all");
+    assert_eq!(by_op("repair")[0]["refs"]["what"], "marks");
     assert_eq!(by_op("copy")[0]["refs"]["destination"], "secondary");
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e["index"], i as u64);
@@ -252,7 +255,7 @@ fn every_sensitive_command_leaves_an_entry_and_a_copy_carries_them() {
     let (code, report) = verify(&primary);
     assert_eq!(code, 0, "{report:#}");
     let own = &report["ledgers"][0];
-    assert_eq!((own["size"].as_u64(), own["signatures"].as_u64(), own["witnessed_size"].as_u64()), (Some(15), Some(15), Some(15)), "{report}");
+    assert_eq!((own["size"].as_u64(), own["signatures"].as_u64(), own["witnessed_size"].as_u64()), (Some(16), Some(16), Some(16)), "{report}");
 
     // The copy holds the primary's ledger, verified, as another site's.
     let secondary = on("secondary");
@@ -260,7 +263,7 @@ fn every_sensitive_command_leaves_an_entry_and_a_copy_carries_them() {
     assert_eq!(code, 0, "{report}");
     let ledgers = report["ledgers"].as_array().unwrap();
     assert_eq!(ledgers.len(), 1, "{report}");
-    assert_eq!((ledgers[0]["own"].as_bool(), ledgers[0]["size"].as_u64()), (Some(false), Some(15)), "{report}");
+    assert_eq!((ledgers[0]["own"].as_bool(), ledgers[0]["size"].as_u64()), (Some(false), Some(16)), "{report}");
     // Operations on the copy go to the copy's own ledger; the next copy
     // brings the primary's new entries without touching it.
     secondary.run(&["forget", "records"]).ok();
@@ -269,7 +272,7 @@ fn every_sensitive_command_leaves_an_entry_and_a_copy_carries_them() {
     let (code, report) = verify(&secondary);
     assert_eq!(code, 0, "{report}");
     let sizes: BTreeMap<bool, u64> = report["ledgers"].as_array().unwrap().iter().map(|l| (l["own"].as_bool().unwrap(), l["size"].as_u64().unwrap())).collect();
-    assert_eq!(sizes, BTreeMap::from([(true, 1), (false, 17)]), "{report}");
+    assert_eq!(sizes, BTreeMap::from([(true, 1), (false, 18)]), "{report}");
     let (code, report) = verify(&primary);
     assert_eq!(code, 0, "{report:#}");
 }

@@ -18,202 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use reprise_postgres::cluster::{self, Cluster, OnDrop, PgBin};
+use reprise_postgres::cluster::{self, Cluster, OnDrop};
 
-const COMPONENT: &str = "db";
-
-fn pg_bin() -> Option<PgBin> {
-    match PgBin::find(None) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            common::skip(&format!("PostgreSQL is not installed ({e}; scripts/test-all installs postgresql-15)"));
-            None
-        }
-    }
-}
-
-/// Fields drop in order: the cluster stops before its folder is removed.
-struct Env {
-    cluster: Option<Cluster>,
-    bin: PgBin,
-    repo: PathBuf,
-    plan: PathBuf,
-    credential: PathBuf,
-    recovery: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn cluster(&self) -> &Cluster {
-        self.cluster.as_ref().expect("cluster")
-    }
-
-    /// Runs reprise with the test's plan and passphrase.
-    fn reprise(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_reprise"))
-            .arg("--plan")
-            .arg(&self.plan)
-            .args(args)
-            .env("REPRISE_PASSWORD", "test-passphrase")
-            .env("XDG_CACHE_HOME", self.path("cache"))
-            .env_remove("REPRISE_REPO")
-            .output()
-            .expect("run reprise")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.reprise(args);
-        assert!(out.status.success(), "reprise {args:?} failed ({:?}):\n{}\n{}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).expect("json output")
-    }
-
-    fn client(&self, db: &str) -> postgres::Client {
-        self.cluster().connect(db).expect("connect")
-    }
-
-    fn sql(&self, q: &str) {
-        self.client("postgres").batch_execute(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
-
-    fn one(&self, q: &str) -> String {
-        let mut c = self.client("postgres");
-        let row = c.query_one(q, &[]).unwrap_or_else(|e| panic!("{q}: {e}"));
-        row.get::<_, String>(0)
-    }
-
-    /// Forces a WAL switch and waits until the segment is archived.
-    fn archive_now(&self) {
-        let wanted = self.one("SELECT pg_walfile_name(pg_switch_wal())");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let last = self.one("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-            if last >= wanted {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{wanted} not archived in 60 s (last {last}): {}", self.cluster().log_tail(5));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn pgbench(&self, args: &[&str]) -> Command {
-        let c = self.cluster();
-        let mut cmd = self.bin.command("pgbench").expect("pgbench");
-        cmd.arg("-h").arg(&c.socket_dir).args(["-p", &c.port.to_string(), "-U", "postgres"]).args(args);
-        cmd
-    }
-}
-
-/// A cluster archiving into a fresh repository through a write credential.
-fn setup(archive: bool) -> Option<Env> {
-    let bin = pg_bin()?;
-    let dir = tempfile::Builder::new().prefix("reprise-pg-").tempdir().expect("tempdir");
-    cluster::hand_over(dir.path(), 0o755).expect("hand over");
-    let repo = dir.path().join("repo");
-    let plan = dir.path().join("reprise.toml");
-    let credential = dir.path().join("archive.credential");
-    let recovery = dir.path().join("recovery.key");
-    let mut c = Cluster::initdb(bin.clone(), &dir.path().join("pg"), OnDrop::StopAndRemove).expect("initdb");
-    let mut env = Env { cluster: None, bin, repo, plan, credential, recovery, dir };
-    std::fs::write(
-        &env.plan,
-        format!(
-            "[repositories.main]\nurl = \"{}\"\n\n[components.{COMPONENT}]\ntype = \"postgres\"\nconnection = \"{}\"\ndata_directory = \"{}\"\narchive_timeout = \"60s\"\n",
-            env.repo.display(),
-            c.conn_string("postgres"),
-            c.data_dir.display()
-        ),
-    )
-    .expect("plan");
-    env.ok(&["--repo", env.repo.to_str().expect("utf8"), "init", "--kdf-memory", "64", "--kdf-iterations", "1"]);
-    env.ok(&["key", "add", "--write-only", "--credential", env.credential.to_str().expect("utf8")]);
-    env.ok(&["key", "export-recovery", "-o", env.recovery.to_str().expect("utf8")]);
-    // The server account archives: it must reach the repository and the credential.
-    for p in walk(&env.repo) {
-        cluster::hand_over(&p, if p.is_dir() { 0o755 } else { 0o644 }).expect("hand over");
-    }
-    cluster::hand_over(&env.credential, 0o600).expect("hand over");
-    let exe = env!("CARGO_BIN_EXE_reprise");
-    let mut settings: Vec<(String, String)> = vec![("wal_level".into(), "replica".into()), ("max_wal_senders".into(), "4".into())];
-    if archive {
-        settings.push(("archive_mode".into(), "on".into()));
-        settings.push((
-            "archive_command".into(),
-            format!("{exe} --repo {} --key-file {} wal-push {COMPONENT} %p", env.repo.display(), env.credential.display()),
-        ));
-    }
-    c.start(&settings).expect("start");
-    c.wait_ready(Duration::from_secs(60)).expect("ready");
-    std::fs::write(c.data_dir.join("pg_hba.conf"), "local all all trust\nlocal replication all trust\n").ok();
-    env.cluster = Some(c);
-    env.sql("SELECT pg_reload_conf()");
-    assert_eq!(env.one("SHOW listen_addresses"), "", "test clusters listen on their private socket only");
-    Some(env)
-}
-
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![root.to_path_buf()];
-    let mut i = 0;
-    while i < out.len() {
-        if out[i].is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&out[i]) {
-                let children: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-                out.extend(children);
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-/// A started restore of `target` (reprise restore --start --keep-running):
-/// returns the restored cluster for inspection (stopped when dropped).
-fn restore_started(env: &Env, target: &str, to: &Path) -> (Cluster, serde_json::Value) {
-    let out = env.json(&["restore", COMPONENT, "--at", target, "--to", to.to_str().expect("utf8"), "--start", "--keep-running"]);
-    let mut run = to.to_path_buf().into_os_string();
-    run.push(".run");
-    let mut c = Cluster::existing(env.bin.clone(), to, Path::new(&run), OnDrop::Stop).expect("cluster");
-    c.port = out["port"].as_u64().expect("port") as u16;
-    c.socket_dir = PathBuf::from(out["socket_dir"].as_str().expect("socket"));
-    (c, out)
-}
-
-fn amcheck(env: &Env, c: &Cluster) {
-    let out = env
-        .bin
-        .command("pg_amcheck")
-        .expect("pg_amcheck")
-        .args(["--install-missing", "--heapallindexed", "--all", "-h"])
-        .arg(&c.socket_dir)
-        .args(["-p", &c.port.to_string(), "-U", "postgres"])
-        .output()
-        .expect("run pg_amcheck");
-    assert!(out.status.success(), "pg_amcheck found corruption: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-}
-
-fn dump(env: &Env, c: &Cluster, db: &str) -> String {
-    let out = env
-        .bin
-        .command("pg_dump")
-        .expect("pg_dump")
-        .args(["--no-owner", "-h"])
-        .arg(&c.socket_dir)
-        .args(["-p", &c.port.to_string(), "-U", "postgres", "-d", db])
-        .output()
-        .expect("run pg_dump");
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
-    // pg_dump (since 15.14) writes a random \restrict key into every dump.
-    String::from_utf8(out.stdout).expect("utf8 dump").lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).map(|l| format!("{l}\n")).collect()
-}
+use common::pg::{COMPONENT, Env, amcheck, cluster_of, dump, restore_started, restore_started_with, setup, setup_archiving_with, walk};
 
 fn markers(c: &Cluster) -> i64 {
     c.connect("postgres").expect("connect").query_one("SELECT count(*) FROM markers", &[]).expect("markers").get(0)
@@ -717,13 +524,18 @@ fn logical_dump_restores_a_database_and_a_single_table() {
                   CASE WHEN g % 3 = 0 THEN NULL ELSE jsonb_build_object('g', g, 'txt', 'é ✓') END, CASE WHEN g % 5 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END \
                   FROM generate_series(1, 5000) g; \
                 CREATE INDEX patients_born ON patients (born); \
-                CREATE TABLE notes (id int PRIMARY KEY, patient int REFERENCES patients (id), body text, tags text[], amount numeric(12,3)); \
-                INSERT INTO notes SELECT g, g, repeat('x', g % 50), ARRAY['a', NULL, 'c' || g], g * 1.125 FROM generate_series(1, 100) g; \
+                CREATE TABLE notes (id int PRIMARY KEY, patient int REFERENCES patients (id), body text, tags text[], amount numeric(12,3) CHECK (amount >= 0), seq bigserial); \
+                INSERT INTO notes (id, patient, body, tags, amount) SELECT g, g, repeat('x', g % 50), ARRAY['a', NULL, 'c' || g], g * 1.125 FROM generate_series(1, 100) g; \
+                CREATE UNIQUE INDEX notes_patient_body ON notes (patient, body); \
+                CREATE FUNCTION notes_touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$; \
+                CREATE TRIGGER notes_touch BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION notes_touch(); \
                 CREATE VIEW adults AS SELECT id, name FROM patients WHERE born < date '2000-01-01'; \
-                COMMENT ON TABLE notes IS 'clinical notes';";
+                COMMENT ON TABLE notes IS 'clinical notes'; \
+                COMMENT ON COLUMN notes.body IS 'free text'; \
+                COMMENT ON INDEX notes_patient_body IS 'one note per text';";
     env.client("app").batch_execute(load).expect("load");
     let before = dump(&env, env.cluster(), "app");
-    let notes_before = dump_with(&env, env.cluster(), "app", &["-t", "notes", "--section=pre-data", "--section=data"]);
+    let notes_before = dump_with(&env, env.cluster(), "app", &["-t", "notes"]);
     let plan = std::fs::read_to_string(&env.plan).expect("plan");
     let logical: String = plan
         .replace("type = \"postgres\"", "type = \"postgres\"\nmode = \"logical\"\ndatabases = [\"app\"]")
@@ -741,10 +553,19 @@ fn logical_dump_restores_a_database_and_a_single_table() {
     let out = env.json(&["restore", COMPONENT, "--to", env.path("dump1").to_str().expect("utf8"), "--into", &into, "--database", "app"]);
     assert_eq!(out["loaded"], serde_json::json!(["app"]), "{out}");
     assert_same_dump("the whole database", &before, &dump(&env, env.cluster(), "app"));
-    // One table only: its definition and rows come back.
+    // One table only. Bug (test audit, issue 13): `pg_restore -t` brought
+    // back its definition and rows but not its primary key, foreign key,
+    // indexes, trigger or comments; the whole `pg_dump -t` must match.
     env.client("app").batch_execute("DROP TABLE notes").expect("drop");
     env.json(&["restore", COMPONENT, "--to", env.path("dump2").to_str().expect("utf8"), "--into", &into, "--database", "app", "--table", "notes"]);
-    assert_same_dump("table notes", &notes_before, &dump_with(&env, env.cluster(), "app", &["-t", "notes", "--section=pre-data", "--section=data"]));
+    assert_same_dump("table notes", &notes_before, &dump_with(&env, env.cluster(), "app", &["-t", "notes"]));
+    // The rest of the database is as it was (nothing else restored twice).
+    assert_same_dump("the database after restoring one table", &before, &dump(&env, env.cluster(), "app"));
+    // A table the dump lacks is an error, not a silent no-op.
+    let out = env.reprise(&["restore", COMPONENT, "--to", env.path("dump3").to_str().expect("utf8"), "--into", &into, "--database", "app", "--table", "public.nope"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no table 'public.nope'"), "{err}");
 }
 
 /// `copy` of a physical component: the base backup and the WAL it needs
@@ -965,36 +786,138 @@ fn status_rpo_is_the_age_of_unarchived_commits_measured_on_the_server() {
     assert!(safe <= after - archived + SLACK && safe < at_risk, "after archiving, status still says {safe:.2}s at risk: {st}");
 }
 
-/// A restore of a cluster with a tablespace must bring the tablespace's
-/// files back under the restore (a scratch restore runs beside the
-/// production server, often on the same host), never point the restored
-/// server at the original tablespace folder. Today the base backup stores
-/// the tablespace (`tablespaces/<oid>/`) but the restore does not write it
-/// back: `tablespace_map` sends the restored server to the production
-/// server's live folder, where recovery replays WAL. Ignored until
-/// restores handle tablespaces; run it with `--ignored`.
+/// Every file under `root` with its bytes and modification time: what
+/// anything writing into the folder would change.
+fn fingerprint(root: &Path) -> std::collections::BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    walk(root)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let md = std::fs::metadata(&p).expect("stat");
+            let bytes = std::fs::read(&p).expect("read");
+            (p, (bytes, md.modified().expect("mtime")))
+        })
+        .collect()
+}
+
+fn count(c: &Cluster, table: &str) -> i64 {
+    c.connect("postgres").expect("connect").query_one(&format!("SELECT count(*) FROM {table}"), &[]).expect("count").get(0)
+}
+
+/// The server's own view of where a tablespace is.
+fn tablespace_location(c: &Cluster, oid: &str) -> PathBuf {
+    let row = c.connect("postgres").expect("connect").query_one(&format!("SELECT pg_tablespace_location({oid})"), &[]).expect("location");
+    PathBuf::from(row.get::<_, String>(0))
+}
+
+/// Bug (test audit, issue 13): a restore of a cluster with tablespaces left
+/// the restored data directory's `pg_tblspc` links and `tablespace_map`
+/// naming the production tablespace folders, and recovery replayed WAL
+/// into them: a restore beside production corrupted production. Each
+/// tablespace must go to a folder of its own (by default beside the
+/// restored data directory, or where `--tablespace OID=DIR` says), with a
+/// started restore, a restore point, and a delta restore over the first.
+/// Production is stopped after its last archived change, so any write
+/// into its tablespace folders shows as a changed file.
 #[test]
-#[ignore = "bug: a restore leaves pg_tblspc pointing at the original tablespace (crates/postgres/src/restore.rs restores no tablespace)"]
 fn restore_of_a_cluster_with_a_tablespace_never_touches_the_original() {
+    let Some(mut env) = setup(true) else { return };
+    let (ts1, ts2) = (env.path("ts1"), env.path("ts2"));
+    for ts in [&ts1, &ts2] {
+        std::fs::create_dir_all(ts).expect("mkdir");
+        cluster::hand_over(ts, 0o700).expect("hand over");
+    }
+    env.sql(&format!("CREATE TABLESPACE ts1 LOCATION '{}'", ts1.display()));
+    env.sql(&format!("CREATE TABLESPACE ts2 LOCATION '{}'", ts2.display()));
+    env.sql("CREATE TABLE markers (n int PRIMARY KEY USING INDEX TABLESPACE ts2) TABLESPACE ts1; CREATE TABLE notes (n int, body text) TABLESPACE ts2");
+    env.sql("INSERT INTO markers VALUES (1); INSERT INTO notes VALUES (1, 'one')");
+    let oid1 = env.one("SELECT oid::text FROM pg_tablespace WHERE spcname = 'ts1'");
+    let oid2 = env.one("SELECT oid::text FROM pg_tablespace WHERE spcname = 'ts2'");
+    env.archive_now();
+    env.ok(&["backup", COMPONENT]);
+    env.sql("INSERT INTO markers VALUES (2); INSERT INTO notes VALUES (2, 'two')");
+    env.sql("SELECT pg_create_restore_point('two')");
+    env.sql("INSERT INTO markers VALUES (3); INSERT INTO notes VALUES (3, 'three')");
+    env.archive_now();
+    env.cluster.as_mut().expect("cluster").stop("fast");
+    let production = (fingerprint(&ts1), fingerprint(&ts2));
+    assert!(!production.0.is_empty() && !production.1.is_empty());
+
+    let to = env.path("restored");
+    let default1 = env.path(&format!("restored.tablespaces/{oid1}"));
+    let mapped2 = env.path("elsewhere/ts2");
+    let map2 = format!("{oid2}={}", mapped2.display());
+    let check_placed = |c: &Cluster| {
+        for (oid, want) in [(&oid1, &default1), (&oid2, &mapped2)] {
+            let link = to.join("pg_tblspc").join(oid);
+            assert_eq!(&std::fs::read_link(&link).expect("pg_tblspc link"), want, "{}", link.display());
+            assert_eq!(&tablespace_location(c, oid), want, "tablespace {oid} according to the restored server");
+            assert!(walk(want).iter().any(|p| p.is_file()), "tablespace {oid} has no files in {}", want.display());
+        }
+    };
+    let (c, out) = restore_started_with(&env, "latest", &to, &["--tablespace", &map2]);
+    let placed: Vec<(String, String)> = out["tablespaces"]
+        .as_array()
+        .expect("tablespaces in the report")
+        .iter()
+        .map(|t| (t["oid"].to_string(), t["location"].as_str().expect("location").to_owned()))
+        .collect();
+    assert_eq!(placed, vec![(oid1.clone(), default1.display().to_string()), (oid2.clone(), mapped2.display().to_string())], "{out}");
+    check_placed(&c);
+    assert_eq!((count(&c, "markers"), count(&c, "notes")), (3, 3));
+    amcheck(&env, &c);
+    // The restored server writes to its tablespaces, and flushes.
+    c.connect("postgres").expect("connect").batch_execute("INSERT INTO markers VALUES (4); INSERT INTO notes VALUES (4, 'four'); CHECKPOINT").expect("write");
+    drop(c);
+
+    // The same folders, updated in place back to the restore point.
+    let out = env.json(&["restore", COMPONENT, "--at", "name:two", "--to", to.to_str().expect("utf8"), "--delta", "--start", "--keep-running", "--tablespace", &map2]);
+    let c = cluster_of(&env, &to, &out);
+    check_placed(&c);
+    assert_eq!((count(&c, "markers"), count(&c, "notes")), (2, 2), "a delta restore to the restore point: {out}");
+    amcheck(&env, &c);
+    drop(c);
+
+    assert!(fingerprint(&ts1) == production.0, "the restores changed files in production's tablespace {}", ts1.display());
+    assert!(fingerprint(&ts2) == production.1, "the restores changed files in production's tablespace {}", ts2.display());
+}
+
+/// A tablespace's folder is checked like the data directory, before
+/// anything is written: an OID the backup lacks, a folder that is not
+/// empty (without `--delta`) and a folder inside the data directory are
+/// refused with exit 2 and one line naming the fix.
+#[test]
+fn tablespace_folders_are_checked_before_anything_is_written() {
     let Some(env) = setup(true) else { return };
     let ts = env.path("ts1");
     std::fs::create_dir_all(&ts).expect("mkdir");
     cluster::hand_over(&ts, 0o700).expect("hand over");
     env.sql(&format!("CREATE TABLESPACE ts1 LOCATION '{}'", ts.display()));
-    env.sql("CREATE TABLE markers (n int PRIMARY KEY) TABLESPACE ts1; INSERT INTO markers VALUES (1)");
+    env.sql("CREATE TABLE markers (n int) TABLESPACE ts1; INSERT INTO markers VALUES (1)");
+    let oid = env.one("SELECT oid::text FROM pg_tablespace WHERE spcname = 'ts1'");
     env.archive_now();
-    env.ok(&["backup", COMPONENT]);
-    env.sql("INSERT INTO markers VALUES (2)");
-    env.archive_now();
+    let backup = env.json(&["backup", COMPONENT]);
+    // How an operator finds the OIDs (README).
+    let listed = env.ok(&["ls", "-l", backup["id"].as_str().expect("id"), "pgdata/pg_tblspc"]);
+    assert!(listed.contains(&format!("/pgdata/pg_tblspc/{oid} -> {}", ts.display())), "{listed}");
+    let full = env.path("full");
+    std::fs::create_dir_all(&full).expect("mkdir");
+    std::fs::write(full.join("keep.txt"), b"someone's data").expect("write");
     let to = env.path("restored");
-    let (c, _) = restore_started(&env, "latest", &to);
-    let links: Vec<PathBuf> = std::fs::read_dir(to.join("pg_tblspc")).expect("pg_tblspc").flatten().map(|e| e.path()).collect();
-    assert_eq!(links.len(), 1, "{links:?}");
-    for link in links {
-        let target = std::fs::read_link(&link).unwrap_or_else(|_| link.clone());
-        assert!(!target.starts_with(&ts), "the restored server's {} leads to the production tablespace {}", link.display(), ts.display());
+    for (map, says) in [
+        (format!("1={}", env.path("x").display()), format!("has no tablespace 1 (its tablespaces: {oid} (was {}))", ts.display())),
+        (format!("{oid}={}", full.display()), format!("tablespace {oid} would be restored into {}, which is not empty", full.display())),
+        (format!("{oid}={}", to.join("ts").display()), "overlaps the data directory".to_owned()),
+    ] {
+        let out = env.reprise(&["restore", COMPONENT, "--to", to.to_str().expect("utf8"), "--tablespace", &map]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--tablespace {map}: {err}");
+        assert!(err.contains(&says) && err.contains("--tablespace") && err.trim().lines().count() == 1, "--tablespace {map}: {err}");
+        assert!(!to.exists(), "--tablespace {map} was refused after writing {}", to.display());
+        assert!(!env.path("restored.tablespaces").exists() && !env.path("x").exists());
     }
-    assert_eq!(markers(&c), 2);
+    assert_eq!(std::fs::read_dir(&full).expect("list").count(), 1);
+    assert_eq!(std::fs::read(full.join("keep.txt")).expect("read"), b"someone's data");
 }
 
 /// README: "relation files stored as changed 8 KiB pages". A second base
@@ -1076,4 +999,76 @@ fn wal_fetch_prefetches_the_next_segments_into_its_spool() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(std::fs::read(dest.join(s)).expect("fetched") == std::fs::read(direct.join(s)).expect("fetched"), "{s} from the spool differs from the archive");
     }
+}
+
+/// Issue 9: `wal-push` log lines reached PostgreSQL's server log with
+/// colour codes. The server's log is a file: the lines must be plain.
+#[test]
+#[allow(clippy::duration_suboptimal_units, reason = "from_mins is newer than the MSRV")]
+fn wal_push_lines_reach_the_server_log_without_colour_codes() {
+    // -v: every push logs an INFO line, which PostgreSQL copies into its log.
+    let Some(env) = setup_archiving_with(true, "-v", &[]) else { return };
+    env.sql("CREATE TABLE colour AS SELECT g FROM generate_series(1, 1000) g");
+    env.archive_now();
+    let log = &env.cluster().log_file;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("INFO") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.contains("INFO"), "no wal-push line reached the server log within 60 s: {text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in the server log: {text:?}");
+}
+
+/// Bug (test audit, issue 13): `wal-fetch` opened the repository before
+/// looking in its prefetch spool, so segments already fetched (and
+/// verified) could not be served while storage was unreachable. With the
+/// repository gone, a prefetched segment is served, identical to the
+/// archive; anything else fails with 126 (an error: recovery stops),
+/// never 1 ("not archived": recovery would end and promote early).
+#[test]
+fn wal_fetch_serves_prefetched_segments_while_the_repository_is_unreachable() {
+    let Some(env) = setup(true) else { return };
+    env.sql("CREATE TABLE t (n int)");
+    for i in 0..3 {
+        env.sql(&format!("INSERT INTO t VALUES ({i})"));
+        env.archive_now();
+    }
+    let segments = archived_segments(&env);
+    assert!(segments.len() >= 3, "{segments:?}");
+    let (spool, dest, direct) = (env.path("spool"), env.path("fetched"), env.path("direct"));
+    for d in [&dest, &direct] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let exe = env!("CARGO_BIN_EXE_reprise");
+    let fetch = |name: &str, into: &Path, spool: &Path| {
+        Command::new(exe)
+            .args(["--repo", env.repo.to_str().expect("utf8"), "--key-file", env.recovery.to_str().expect("utf8"), "wal-fetch", COMPONENT, name])
+            .arg(into.join(name))
+            .arg("--spool")
+            .arg(spool)
+            .output()
+            .expect("wal-fetch")
+    };
+    let ok = |out: &Output, what: &str| assert!(out.status.success(), "{what}: {:?} {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    ok(&fetch(&segments[0], &dest, &spool), "first fetch");
+    assert!(spool.join(&segments[1]).exists() && spool.join(&segments[2]).exists(), "not prefetched");
+    ok(&fetch(&segments[1], &direct, &env.path("other-spool")), "direct fetch");
+
+    // Storage unreachable: the repository is gone.
+    let away = env.path("repo-away");
+    std::fs::rename(&env.repo, &away).expect("move the repository away");
+    let out = fetch(&segments[1], &dest, &spool);
+    ok(&out, "a prefetched segment while the repository is unreachable");
+    assert!(std::fs::read(dest.join(&segments[1])).expect("fetched") == std::fs::read(direct.join(&segments[1])).expect("direct"), "the spooled copy differs from the archive");
+    for name in [segments[0].as_str(), "00000002.history"] {
+        let out = fetch(name, &dest, &spool);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "{name}, not prefetched, with the repository unreachable: {err}");
+        assert!(err.trim().lines().count() == 1 && err.contains(env.repo.to_str().expect("utf8")), "{err}");
+    }
+    std::fs::rename(&away, &env.repo).expect("move the repository back");
 }

@@ -216,8 +216,10 @@ fn stdin_backup_round_trips() {
     // Only the new root tree (its file node lists every chunk ID) is stored.
     assert!(summary(&again, "stored_bytes") < 64 * 1024, "{again}");
 
-    // An empty stream is a valid (empty) file.
-    let empty = r.run_input(&["--json", "backup", "--stdin", "--stdin-name", "empty.dump"], Some(b"")).ok().json();
+    // An empty stream is refused unless asked for (a dump that failed at
+    // once); asked for, it is a valid (empty) file.
+    r.run_input(&["backup", "--stdin", "--stdin-name", "empty.dump"], Some(b"")).expect_code(2);
+    let empty = r.run_input(&["--json", "backup", "--stdin", "--stdin-name", "empty.dump", "--allow-empty"], Some(b"")).ok().json();
     let target3 = t.join("out3");
     r.restore(&id_of(&empty), &target3, &[] as &[&str]).ok();
     assert_eq!(fs::read(target3.join("empty.dump")).unwrap(), b"");

@@ -228,8 +228,8 @@ fn the_last_full_key_and_the_key_in_use_cannot_be_removed() {
     // The write-only key can be removed by a full key.
     second.run(&["key", "remove", &fx.wo_key]).ok();
     fx.wo.run(&["snapshots"]).expect_code(4);
-    // Unknown key: usage error, one line.
-    second.run(&["key", "remove", "ffffffffffff"]).expect_code(2).assert_one_line_error();
+    // Unknown key: not found (3, as the README's table says), one line.
+    second.run(&["key", "remove", "ffffffffffff"]).expect_code(3).assert_one_line_error();
 }
 
 #[test]

@@ -129,3 +129,60 @@ pub fn load_transaction(i: u64, patients: u64) -> String {
         1 + i * 104_729 % (patients * 3).max(1)
     )
 }
+
+/// The legitimate work done after the demo's accident.
+#[derive(Debug, Clone)]
+pub struct LaterWork {
+    pub booked_case: i64,
+    pub completed_case: i64,
+    pub withdrawn_prescription: i64,
+}
+
+/// Identifiers never used before the accident (the application's
+/// sequence, in effect): a deleted key is not reused.
+pub fn next_ids(db: &mut postgres::Client) -> Result<(i64, i64), postgres::Error> {
+    let row = db.query_one("SELECT (SELECT max(id) + 1 FROM procedure_cases), (SELECT max(id) + 1 FROM documents)", &[])?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// After the accident, the clinic keeps working: a new case is booked with
+/// its consent document, another surgeon's case is completed, and a
+/// prescription of another surgeon's case is withdrawn.
+pub fn later_work(db: &mut postgres::Client, deleted_surgeon: &str, (booked_case, document): (i64, i64)) -> Result<LaterWork, postgres::Error> {
+    let completed_case: i64 = db.query_one("SELECT min(id) FROM procedure_cases WHERE surgeon <> $1", &[&deleted_surgeon])?.get(0);
+    let withdrawn_prescription: i64 = db
+        .query_one("SELECT min(p.id) FROM prescriptions p JOIN procedure_cases c ON c.id = p.case_id WHERE c.surgeon <> $1", &[&deleted_surgeon])?
+        .get(0);
+    let mut tx = db.transaction()?;
+    tx.execute(
+        "INSERT INTO procedure_cases (id, patient_id, surgeon, procedure_code, scheduled_for, status, report) \
+         VALUES ($1, 1, 'Dr Later', 'CCAM-0001', now() + interval '1 day', 'scheduled', 'booked after the mistake')",
+        &[&booked_case],
+    )?;
+    tx.execute(
+        "INSERT INTO documents (id, case_id, kind, storage_path, sha256) VALUES ($1, $2, 'consentement', 'legal_documents_signed/later/case-signed.pdf', md5('later'))",
+        &[&document, &booked_case],
+    )?;
+    tx.execute("UPDATE procedure_cases SET status = 'done', report = 'completed after the mistake' WHERE id = $1", &[&completed_case])?;
+    tx.execute("DELETE FROM prescriptions WHERE id = $1", &[&withdrawn_prescription])?;
+    tx.commit()?;
+    Ok(LaterWork { booked_case, completed_case, withdrawn_prescription })
+}
+
+/// Which of the later changes are still there (each named).
+pub fn later_work_kept(db: &mut postgres::Client, w: &LaterWork) -> Result<Vec<String>, postgres::Error> {
+    let mut kept = Vec::new();
+    let booked: i64 = db.query_one("SELECT count(*) FROM procedure_cases c JOIN documents d ON d.case_id = c.id WHERE c.id = $1 AND c.report = 'booked after the mistake'", &[&w.booked_case])?.get(0);
+    if booked == 1 {
+        kept.push(format!("case {} booked", w.booked_case));
+    }
+    let completed: i64 = db.query_one("SELECT count(*) FROM procedure_cases WHERE id = $1 AND status = 'done' AND report = 'completed after the mistake'", &[&w.completed_case])?.get(0);
+    if completed == 1 {
+        kept.push(format!("case {} completed", w.completed_case));
+    }
+    let withdrawn: i64 = db.query_one("SELECT count(*) FROM prescriptions WHERE id = $1", &[&w.withdrawn_prescription])?.get(0);
+    if withdrawn == 0 {
+        kept.push(format!("prescription {} withdrawn", w.withdrawn_prescription));
+    }
+    Ok(kept)
+}

@@ -3,7 +3,8 @@
 //! A throwaway PostgreSQL with a MedicApp-like database archives its WAL
 //! into a fresh encrypted repository (through a write-only credential, as a
 //! production host would); a base backup is taken; a write load runs; an
-//! accidental `DELETE` happens; the rows are recovered with `recover-rows`;
+//! accidental `DELETE` happens and the clinic keeps working; the rows the
+//! accident destroyed are repaired with `recover-rows`, the later work kept;
 //! the whole database is restored at the moment before the mistake and
 //! checked with `pg_amcheck`; a signed-documents store is backed up,
 //! restored and compared byte for byte. Every step is measured; nothing is
@@ -67,7 +68,10 @@ pub struct DemoReport {
     pub load_transactions: u64,
     /// Data at risk measured at the end of the write load (seconds).
     pub achieved_rpo_seconds: Option<f64>,
+    /// Rows the accident destroyed, repaired by `recover-rows`.
     pub rows_recovered: u64,
+    /// Legitimate changes made after the accident, checked still there.
+    pub later_changes_kept: u64,
     pub recover_rows_ms: u64,
     /// Restore at the chosen time, started and promoted: the measured RTO.
     pub pitr_rto_ms: u64,
@@ -270,40 +274,53 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
         ),
     );
 
-    // 5. The accident.
+    // 5. The accident — and the clinic keeps working after it.
     let t = Instant::now();
     let surgeon: String = db.query_one("SELECT surgeon FROM procedure_cases GROUP BY surgeon ORDER BY count(*) DESC LIMIT 1", &[]).map_err(|e| sql(&e))?.get(0);
-    let before_cases = count(&mut db, "SELECT count(*) FROM procedure_cases")?;
-    let before_docs = count(&mut db, "SELECT count(*) FROM documents")?;
+    let totals = |db: &mut postgres::Client| -> Result<[i64; 3], DemoError> {
+        Ok([count(db, "SELECT count(*) FROM procedure_cases")?, count(db, "SELECT count(*) FROM documents")?, count(db, "SELECT count(*) FROM prescriptions")?])
+    };
+    let before = totals(&mut db)?;
+    let next_ids = medicapp::next_ids(&mut db).map_err(|e| sql(&e))?;
     db.batch_execute("INSERT INTO audit_log (actor, action) VALUES ('demo', 'checkpoint before the mistake')").map_err(|e| sql(&e))?;
     std::thread::sleep(Duration::from_millis(1100));
     let at = jiff::Timestamp::now();
     std::thread::sleep(Duration::from_millis(1100));
     let deleted = db.execute("DELETE FROM procedure_cases WHERE surgeon = $1", &[&surgeon]).map_err(|e| sql(&e))?;
-    let after_docs = count(&mut db, "SELECT count(*) FROM documents")?;
+    let after = totals(&mut db)?;
     db.batch_execute(&medicapp::load_transaction(999_999, u64::from(opts.scale) * 1000)).map_err(|e| sql(&e))?;
+    // Legitimate work after the mistake, which recovery must keep: a case
+    // booked, another surgeon's case completed, a prescription withdrawn.
+    let later = medicapp::later_work(&mut db, &surgeon, next_ids).map_err(|e| sql(&e))?;
     switch_and_wait_archived(&mut db, Duration::from_secs(120))?;
     steps.done(
         "accident",
         t,
         format!(
-            "DELETE FROM procedure_cases WHERE surgeon = '{surgeon}' at {}: {deleted} cases and, by cascade, {} signed documents gone",
+            "DELETE FROM procedure_cases WHERE surgeon = '{surgeon}' at {}: {deleted} cases and, by cascade, {} signed documents and {} prescriptions gone; then the clinic kept working: case {} booked, case {} completed, prescription {} withdrawn",
             at.strftime("%H:%M:%S"),
-            before_docs - after_docs
+            before[1] - after[1],
+            before[2] - after[2],
+            later.booked_case,
+            later.completed_case,
+            later.withdrawn_prescription
         ),
     );
     check_cancel()?;
 
-    // 6. Recover the rows as they were just before.
+    // 6. Repair what the accident did, and only that.
     let t = Instant::now();
     let scratch = workdir.join("scratch");
     let r = rows::recover_rows(
         &repo,
         &rows::RowRecoveryOptions {
             component: "medicapp-db".into(),
-            tables: vec!["procedure_cases".into(), "documents".into(), "prescriptions".into()],
+            // Children first on purpose: recover-rows orders by foreign keys.
+            tables: vec!["documents".into(), "prescriptions".into(), "procedure_cases".into()],
             at: Target::Time(at),
+            until: None,
             predicate: None,
+            conflicts: rows::ConflictChoice::Keep,
             live: live.conn_string("medicapp"),
             password_env: None,
             database: "medicapp".into(),
@@ -315,22 +332,36 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             cancel: cancel.clone(),
         },
     )?;
-    let now_cases = count(&mut db, "SELECT count(*) FROM procedure_cases")?;
-    let now_docs = count(&mut db, "SELECT count(*) FROM documents")?;
-    if now_cases != before_cases || now_docs != before_docs {
-        return Err(DemoError::Verification(format!("after recover-rows: {now_cases} cases (expected {before_cases}), {now_docs} documents (expected {before_docs})")));
+    // Everything the accident removed is back, and the later work is kept.
+    let now = totals(&mut db)?;
+    let expected = [before[0] + 1, before[1] + 1, before[2] - 1];
+    if now != expected {
+        return Err(DemoError::Verification(format!("after recover-rows: cases, documents, prescriptions {now:?}, expected {expected:?}")));
     }
-    steps.report.rows_recovered = r.deleted_rows();
+    let surgeon_cases = db.query_one("SELECT count(*) FROM procedure_cases WHERE surgeon = $1", &[&surgeon]).map_err(|e| sql(&e))?.get::<_, i64>(0);
+    let kept = medicapp::later_work_kept(&mut db, &later).map_err(|e| sql(&e))?;
+    if surgeon_cases != deleted as i64 || kept.len() != 3 || r.conflicts() != 0 {
+        return Err(DemoError::Verification(format!(
+            "after recover-rows: {surgeon_cases} of {deleted} cases of {surgeon} back, later work kept: {kept:?}, {} conflict(s)",
+            r.conflicts()
+        )));
+    }
+    let table = |name: &str| r.tables.iter().find(|t| t.table == format!("public.{name}")).map_or(0, |t| t.repaired);
+    let untouched: u64 = r.tables.iter().map(|t| t.untouched).sum();
+    steps.report.rows_recovered = r.repaired();
+    steps.report.later_changes_kept = kept.len() as u64;
     steps.report.recover_rows_ms = steps.done(
         "recover-rows",
         t,
         format!(
-            "{} rows re-inserted in one transaction ({} cases, {} documents, {} prescriptions) from a scratch restore at {}; counts verified",
-            r.deleted_rows(),
-            r.tables[0].deleted_rows,
-            r.tables[1].deleted_rows,
-            r.tables[2].deleted_rows,
-            at.strftime("%H:%M:%S")
+            "{} rows repaired in one transaction ({} cases, {} documents, {} prescriptions; tables given child first, put back parents first): the accident is transaction {} found in the archived WAL after {}; {untouched} rows it did not touch were not written, and the later work was kept ({})",
+            r.repaired(),
+            table("procedure_cases"),
+            table("documents"),
+            table("prescriptions"),
+            r.accident.as_ref().map_or_else(|| "?".to_owned(), |a| a.xid.to_string()),
+            at.strftime("%H:%M:%S"),
+            kept.join(", ")
         ),
     );
     check_cancel()?;
@@ -348,7 +379,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             to: restored.clone(),
             start: true,
             delta: false,
-            tablespace_map: Default::default(),
+            tablespace_map: reprise_postgres::tablespaces::TablespaceMap::default(),
             standalone_fetch: String::new(),
             exe: opts.exe.clone(),
             bin: None,
@@ -362,8 +393,8 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     let c = c.expect("started restore");
     let mut then = c.connect("medicapp")?;
     let then_cases = count(&mut then, "SELECT count(*) FROM procedure_cases")?;
-    if then_cases != before_cases {
-        return Err(DemoError::Verification(format!("the restore at {at} has {then_cases} procedure cases, {before_cases} existed then")));
+    if then_cases != before[0] {
+        return Err(DemoError::Verification(format!("the restore at {at} has {then_cases} procedure cases, {} existed then", before[0])));
     }
     drop(then);
     let amcheck = c

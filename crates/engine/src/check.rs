@@ -98,8 +98,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     }
     if !load.adopted.is_empty() {
         report.notes.push(format!(
-            "{} pack(s) are in no index file (left by an interrupted or running backup); their blobs are usable and the next backup indexes them",
-            load.adopted.len()
+            "{} in no index file (left by an interrupted or running backup); their blobs are usable, and the next backup or `reprise repair index` indexes them",
+            if load.adopted.len() == 1 { "1 pack is".to_owned() } else { format!("{} packs are", load.adopted.len()) }
         ));
     }
     // Key files: named by the hash of their bytes, and well-formed.
@@ -126,7 +126,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
         Ok(marks) => {
             if !marks.is_empty() {
                 let packs: HashSet<&Id> = marks.iter().flat_map(|m| &m.mark.packs).collect();
-                report.notes.push(format!("{} pack(s) in {} prune mark(s) wait for their grace period before deletion", packs.len(), marks.len()));
+                report.notes.push(format!(
+                    "{} in {} wait for their grace period before deletion",
+                    if packs.len() == 1 { "1 pack".to_owned() } else { format!("{} packs", packs.len()) },
+                    if marks.len() == 1 { "1 prune mark".to_owned() } else { format!("{} prune marks", marks.len()) }
+                ));
             }
             marks.iter().flat_map(|m| m.mark.packs.iter().copied()).collect()
         }

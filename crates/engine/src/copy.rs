@@ -538,10 +538,7 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     let dst = match dst {
         Destination::Mirror(r) => *r,
         Destination::Empty(backend) => {
-            backend.prepare().map_err(|e| match e.kind {
-                ErrorKind::AlreadyExists => Error::RepositoryExists { location: backend.location().to_owned() },
-                _ => Error::Backend(e),
-            })?;
+            crate::repository::prepare_location(backend.as_ref())?;
             for k in src.backend().list(ObjectKind::Key)? {
                 match read_verified(src, ObjectKind::Key, &k.name)? {
                     Ok(bytes) => {
@@ -803,15 +800,23 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     Ok(report)
 }
 
-/// What `execute` would do, without writing anything.
-#[must_use]
-pub fn dry_run(src: &Repository, dst: &Destination, plan: &CopyPlan, wal: &[WalBatch]) -> CopyReport {
+/// What `execute` would do, without writing anything: the same objects,
+/// counted the same way (keys and config of a new destination, index
+/// files, holds of the snapshots it will have).
+pub fn dry_run(src: &Repository, dst: &Destination, plan: &CopyPlan, wal: &[WalBatch]) -> Result<CopyReport> {
     let pack_bytes: u64 = plan.packs.iter().map(|(_, s)| s).sum();
     let wal_bytes: u64 = wal.iter().flat_map(|w| &w.names).map(|(_, s)| s).sum();
     let wal_copied: usize = wal.iter().map(|w| w.names.len()).sum();
     let wal_present: usize = wal.iter().map(|w| w.present).sum();
     let index_files = (plan.packs.len() + plan.adopted.len()).div_ceil(INDEX_FLUSH_PACKS);
-    CopyReport {
+    let (keys, config) = match dst {
+        Destination::Empty(_) => (src.backend().list(ObjectKind::Key)?.len(), 1),
+        Destination::Mirror(_) => (0, 0),
+    };
+    let on_dst: HashSet<Id> = dst.backend().list(ObjectKind::Snapshot)?.into_iter().filter_map(|o| o.name.parse().ok()).chain(plan.snapshots.iter().map(|s| s.id)).collect();
+    let dst_holds: HashSet<String> = dst.backend().list(ObjectKind::Hold)?.into_iter().map(|o| o.name).collect();
+    let holds = crate::holds::list(src)?.into_iter().filter(|h| on_dst.contains(&h.hold.snapshot) && !dst_holds.contains(&h.id.to_hex())).count();
+    Ok(CopyReport {
         source: src.backend().location().to_owned(),
         destination: dst.backend().location().to_owned(),
         dry_run: true,
@@ -827,11 +832,13 @@ pub fn dry_run(src: &Repository, dst: &Destination, plan: &CopyPlan, wal: &[WalB
         wal_copied,
         wal_present,
         wal_bytes,
-        objects_copied: plan.snapshots.len() + plan.packs.len() + index_files + wal_copied,
+        keys_copied: keys,
+        holds_copied: holds,
+        objects_copied: keys + config + plan.snapshots.len() + plan.packs.len() + index_files + wal_copied + holds,
         bytes_copied: pack_bytes + wal_bytes,
         objects_skipped: plan.snapshots_present + plan.packs_present + wal_present,
         damage: plan.damage.clone(),
         conflicts: wal.iter().flat_map(|w| w.conflicts.iter().cloned()).collect(),
         ..CopyReport::default()
-    }
+    })
 }

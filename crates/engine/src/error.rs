@@ -39,14 +39,24 @@ pub enum Error {
     #[error("a repository already exists at {location}: use it, or choose an empty location")]
     RepositoryExists { location: String },
 
+    /// `init` (or a copy's first run) found unrelated data where the
+    /// repository would go.
+    #[error("cannot create a repository at {location}: {detail}")]
+    LocationNotEmpty { location: String, detail: String },
+
     #[error("no key of the repository at {location} opens with this passphrase: check the passphrase (REPRISE_PASSWORD, --password-file) or use another key")]
     WrongPassphrase { location: String },
 
     #[error("{operation} needs a full-access key; this key is write-only (it can add backups, never read or delete them)")]
     WriteOnly { operation: &'static str },
 
-    #[error("{object} is damaged: {source}; run `reprise check --read-data` for a full report")]
+    #[error("{object} is damaged: {source}; {}", remedy(object))]
     Damaged { object: String, source: FormatError },
+
+    /// `latest` asked for, and a snapshot that may be the newest cannot be
+    /// read: an older one is never taken in its place without a word.
+    #[error("{}", latest_damaged(object, reason, newest_readable.as_ref()))]
+    LatestDamaged { object: String, reason: String, newest_readable: Option<(reprise_format::Id, jiff::Timestamp)> },
 
     #[error("no snapshot matches '{0}': list them with `reprise snapshots`")]
     SnapshotNotFound(String),
@@ -57,20 +67,25 @@ pub enum Error {
     #[error("{path}: not in snapshot {snapshot}: list its contents with `reprise ls {snapshot}`")]
     PathNotInSnapshot { snapshot: String, path: String },
 
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {source}{}", path.display(), io_fix(source, "run as an account that may read it (its owner, or root)"))]
     Source { path: PathBuf, source: std::io::Error },
 
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {source}{}", path.display(), io_fix(source, "write where this account may (or run as the directory's owner)"))]
     Target { path: PathBuf, source: std::io::Error },
 
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A hold, key or other named thing that does not exist (the message
+    /// says where to list them).
+    #[error("{0}")]
+    NotFound(String),
+
     /// The source (e.g. a database) failed; no snapshot was written.
     #[error("{0}")]
     SourceFailed(String),
 
-    #[error("storage: {0}")]
+    #[error("storage: {0}{fix}", fix = backend_fix(.0.kind))]
     Backend(#[from] BackendError),
 
     /// A concurrent prune made committing unsafe (see `prune`).
@@ -85,11 +100,11 @@ impl Error {
     #[must_use]
     pub fn category(&self) -> Category {
         match self {
-            Error::NotARepository { .. } | Error::SnapshotNotFound(_) | Error::PathNotInSnapshot { .. } => Category::NotFound,
-            Error::RepositoryExists { .. } | Error::AmbiguousSnapshot(_) | Error::InvalidArgument(_) => Category::Usage,
+            Error::NotARepository { .. } | Error::SnapshotNotFound(_) | Error::PathNotInSnapshot { .. } | Error::NotFound(_) => Category::NotFound,
+            Error::RepositoryExists { .. } | Error::LocationNotEmpty { .. } | Error::AmbiguousSnapshot(_) | Error::InvalidArgument(_) => Category::Usage,
             Error::WrongPassphrase { .. } => Category::Authentication,
             Error::WriteOnly { .. } => Category::Permission,
-            Error::Damaged { .. } => Category::Damaged,
+            Error::Damaged { .. } | Error::LatestDamaged { .. } => Category::Damaged,
             Error::Source { source, .. } | Error::Target { source, .. } => io_category(source),
             Error::Backend(e) => match e.kind {
                 ErrorKind::NotFound => Category::NotFound,
@@ -107,6 +122,63 @@ impl Error {
 
     pub(crate) fn damaged(object: impl Into<String>, source: FormatError) -> Self {
         Error::Damaged { object: object.into(), source }
+    }
+}
+
+/// What helps when `object` is damaged, by the kind of object: every
+/// damage message names a command that exists and changes something.
+#[must_use]
+pub fn remedy(object: &str) -> &'static str {
+    let kind = object.rsplit_once("/config").map_or(object, |_| "config");
+    if kind == "config" {
+        "`reprise repair config` writes it again (from the key that opens the repository, or `--from` a copy of it)"
+    } else if kind.starts_with("index/") {
+        "`reprise repair index` rebuilds the index from the packs' own directories (nothing is lost)"
+    } else if kind.starts_with("prune/") {
+        "`reprise repair marks` removes it (safe: a mark only allows deletion; the next prune marks again)"
+    } else if kind.starts_with("snapshots/") {
+        "this backup cannot be restored from here: restore another snapshot (`reprise snapshots` lists them) or this one from a copy repository (`reprise --repo COPY restore`)"
+    } else if kind.starts_with("keys/") {
+        "open the repository with another key (or the recovery key, --key-file), then `reprise repair keys` removes it"
+    } else if kind.starts_with("holds/") {
+        "forget and prune stop rather than remove what it may protect: copy the object back from a copy repository, or lift it with `reprise hold remove`"
+    } else if kind.starts_with("wal/") {
+        "recovery cannot replay past it: take a new base backup (`reprise backup COMPONENT`) so that later points do not need it"
+    } else {
+        "`reprise check --read-data` lists every damaged object; `reprise restore` restores every other file and names the ones it affects"
+    }
+}
+
+fn latest_damaged(object: &str, reason: &str, newest_readable: Option<&(reprise_format::Id, jiff::Timestamp)>) -> String {
+    let alternative = match newest_readable {
+        Some((id, time)) => format!("the newest readable one is {} ({}): give its ID instead", id.short(), time.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        None => "no readable one is older".to_owned(),
+    };
+    format!("`latest` cannot be resolved: {object} cannot be read ({reason}) and may be the newest snapshot; {alternative}")
+}
+
+/// The fix for a storage failure, by its kind (the backend's message says
+/// what failed).
+fn backend_fix(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::PermissionDenied => {
+            "; fix: give this account access to the repository's files (owner and mode), or use storage credentials of the role that may do this (docs/STORAGE.md)"
+        }
+        ErrorKind::StorageFull => "; fix: free space or raise the quota, then run the command again (what was acknowledged is kept)",
+        ErrorKind::Unavailable => {
+            "; fix: the storage did not answer after retrying for REPRISE_STORAGE_RETRY_TIMEOUT seconds: check the endpoint and the network, then run the command again"
+        }
+        ErrorKind::NotFound | ErrorKind::AlreadyExists | ErrorKind::Truncated | ErrorKind::Other => "",
+    }
+}
+
+/// The fix for a local I/O failure; `permission` says what to do about a
+/// refusal where it happened.
+fn io_fix(e: &std::io::Error, permission: &str) -> String {
+    match io_category(e) {
+        Category::Permission => format!("; fix: {permission}"),
+        Category::StorageFull => "; fix: free space there (or raise the quota), then run the command again".to_owned(),
+        _ => String::new(),
     }
 }
 

@@ -66,7 +66,7 @@ pub fn remove(repo: &Repository, spec: &str) -> Result<HoldEntry> {
     let mut found = all.into_iter().filter(|h| h.id.to_hex().starts_with(&spec) && !spec.is_empty());
     let hold = match (found.next(), found.next()) {
         (Some(h), None) => h,
-        (None, _) => return Err(Error::InvalidArgument(format!("no hold {spec}: `reprise hold list` shows them"))),
+        (None, _) => return Err(Error::NotFound(format!("no hold {spec}: `reprise hold list` shows them"))),
         (Some(_), Some(_)) => return Err(Error::InvalidArgument(format!("hold {spec} is ambiguous: give more of its ID"))),
     };
     repo.backend().remove(ObjectKind::Hold, &hold.id.to_hex())?;

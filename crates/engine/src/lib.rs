@@ -18,6 +18,7 @@ pub mod locks;
 pub mod packer;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;
@@ -25,7 +26,7 @@ pub mod source;
 pub mod stats;
 pub mod walk;
 
-pub use error::{Category, Error, Result};
+pub use error::{Category, Error, Result, remedy};
 pub use index::MasterIndex;
 pub use progress::{CancelToken, NoProgress, Progress};
 pub use repository::{Repository, SnapshotInfo};

@@ -63,6 +63,16 @@ pub(crate) fn whoami() -> (String, String) {
     (host, user)
 }
 
+/// Prepares an empty location for a new repository (`init`, a copy's
+/// first run): a repository already there, or anything else, is refused.
+pub(crate) fn prepare_location(backend: &dyn Backend) -> Result<()> {
+    backend.prepare().map_err(|e| match e.kind {
+        ErrorKind::AlreadyExists if e.object == "config" => Error::RepositoryExists { location: backend.location().to_owned() },
+        ErrorKind::AlreadyExists => Error::LocationNotEmpty { location: backend.location().to_owned(), detail: e.message },
+        _ => Error::Backend(e),
+    })
+}
+
 /// The local host name, as recorded in snapshots.
 #[must_use]
 pub fn hostname() -> String {
@@ -83,10 +93,7 @@ impl Repository {
         if passphrase.is_empty() {
             return Err(Error::InvalidArgument("the passphrase is empty: choose one (it protects the repository's keys)".into()));
         }
-        backend.prepare().map_err(|e| match e.kind {
-            ErrorKind::AlreadyExists => Error::RepositoryExists { location: backend.location().to_owned() },
-            _ => Error::Backend(e),
-        })?;
+        prepare_location(backend.as_ref())?;
         let id = Id(reprise_format::crypto::random());
         let mut config = RepositoryConfig::new(id, chunker);
         config.pack_size = pack_size;
@@ -114,6 +121,7 @@ impl Repository {
         let config = Self::read_config(backend.as_ref())?;
         let keys = backend.list(ObjectKind::Key)?;
         let mut damaged: Vec<String> = Vec::new();
+        let mut other_repository: Option<Id> = None;
         for k in &keys {
             let bytes = match backend.read(ObjectKind::Key, &k.name) {
                 Ok(b) => b,
@@ -138,6 +146,7 @@ impl Repository {
                 Ok(secrets) => {
                     if secrets.write.repository_id != config.id {
                         tracing::debug!("key {} belongs to another repository", k.name);
+                        other_repository = Some(secrets.write.repository_id);
                         continue;
                     }
                     return Ok(Repository { backend, config, secrets, key_name: Mutex::new(Some(k.name.clone())), pack_keys: Mutex::default() });
@@ -157,6 +166,19 @@ impl Repository {
                     "no intact key file opens with this passphrase; restore the damaged key file from a copy, or open with the recovery key (--key-file)".into(),
                 ),
             });
+        }
+        // The passphrase opens a key, but the config names another
+        // repository: an altered config (a flipped digit of its ID), not a
+        // wrong passphrase.
+        if let Some(theirs) = other_repository {
+            return Err(Error::damaged(
+                "config",
+                FormatError::Malformed(format!(
+                    "it names repository {}, but the key this passphrase opens belongs to repository {} (if this is the wrong location, check --repo)",
+                    config.id.short(),
+                    theirs.short()
+                )),
+            ));
         }
         Err(Error::WrongPassphrase { location: backend.location().to_owned() })
     }
@@ -252,7 +274,7 @@ impl Repository {
         let matches: Vec<_> = keys.into_iter().filter(|k| k.name.starts_with(prefix)).collect();
         match matches.len() {
             1 => Ok(matches.into_iter().next().expect("one match")),
-            0 => Err(Error::InvalidArgument(format!("no key matches '{prefix}': list keys with `reprise key list`"))),
+            0 => Err(Error::NotFound(format!("no key matches '{prefix}': list keys with `reprise key list`"))),
             _ => Err(Error::InvalidArgument(format!("'{prefix}' matches several keys: give more digits"))),
         }
     }
@@ -265,7 +287,7 @@ impl Repository {
         let target = keys
             .iter()
             .find(|k| k.name == name)
-            .ok_or_else(|| Error::InvalidArgument(format!("no key named {name}: list keys with `reprise key list`")))?;
+            .ok_or_else(|| Error::NotFound(format!("no key named {name}: list keys with `reprise key list`")))?;
         if target.current {
             return Err(Error::InvalidArgument(
                 "refusing to remove the key in use: open the repository with another key to remove this one".into(),
@@ -362,24 +384,59 @@ impl Repository {
         snapshot::open_body(&bytes, recovery).map_err(|e| Error::damaged(ObjectKind::Snapshot.path(&id.to_hex()), e))
     }
 
+    /// The header of a snapshot object that is damaged (its bytes no longer
+    /// hash to its name) when the header itself still authenticates under
+    /// the catalog key: its time and component are then known for sure.
+    #[must_use]
+    pub fn damaged_snapshot_header(&self, object: &str) -> Option<SnapshotHeader> {
+        let name = object.rsplit('/').next()?;
+        let bytes = self.backend.read(ObjectKind::Snapshot, name).ok()?;
+        snapshot::open_header(&bytes, &self.secrets.write.catalog_key).ok()
+    }
+
+    /// The newest snapshot that passes `filter`, or `None` when there is
+    /// none. A damaged snapshot that may be newer (its header cannot be
+    /// read, or says it is newer and passes the filter) makes this an
+    /// error naming it and the newest readable one: `latest` never
+    /// silently means an older snapshot.
+    pub fn newest_snapshot(&self, filter: &dyn Fn(&SnapshotHeader) -> bool) -> Result<Option<SnapshotInfo>> {
+        let (all, unreadable) = self.snapshots()?;
+        let newest = all.into_iter().rfind(|s| filter(&s.header));
+        for (object, e) in unreadable {
+            let reason = match e {
+                Error::Damaged { source, .. } => source.to_string(),
+                // Not damage (storage refused or did not answer): that
+                // error, with its own category.
+                other => return Err(other),
+            };
+            match self.damaged_snapshot_header(&object) {
+                Some(h) if !filter(&h) => {}
+                Some(h) if newest.as_ref().is_some_and(|n| h.time < n.header.time) => {}
+                _ => return Err(Error::LatestDamaged { object, reason, newest_readable: newest.map(|s| (s.id, s.header.time)) }),
+            }
+        }
+        Ok(newest)
+    }
+
     /// Resolves `latest`, a full ID or a unique prefix, among snapshots that
     /// pass `filter`.
     pub fn find_snapshot(&self, spec: &str, filter: &dyn Fn(&SnapshotHeader) -> bool) -> Result<SnapshotInfo> {
+        if spec == "latest" {
+            return self.newest_snapshot(filter)?.ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
+        }
         let (all, unreadable) = self.snapshots()?;
         // A damaged snapshot asked for by ID is damage, not "not found".
         let spec_lower = spec.to_ascii_lowercase();
-        if spec != "latest" && !spec.is_empty() && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower)) {
-            if let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower))) {
-                return Err(match e {
-                    Error::Damaged { source, .. } => Error::Damaged { object, source },
-                    other => other,
-                });
-            }
+        if !spec.is_empty()
+            && !all.iter().any(|s| s.id.to_hex().starts_with(&spec_lower))
+            && let Some((object, e)) = unreadable.into_iter().find(|(o, _)| o.rsplit('/').next().is_some_and(|n| n.starts_with(&spec_lower)))
+        {
+            return Err(match e {
+                Error::Damaged { source, .. } => Error::Damaged { object, source },
+                other => other,
+            });
         }
         let candidates: Vec<SnapshotInfo> = all.into_iter().filter(|s| filter(&s.header)).collect();
-        if spec == "latest" {
-            return candidates.into_iter().next_back().ok_or_else(|| Error::SnapshotNotFound(spec.to_owned()));
-        }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::SnapshotNotFound(spec.to_owned()));
         }

@@ -43,7 +43,9 @@ pub struct RestoreOptions {
     /// Restore only these paths (relative to `subpath`) and what is below them.
     pub include: Vec<Vec<u8>>,
     pub threads: usize,
-    /// Allow a non-empty target; existing entries are replaced.
+    /// Allow a non-empty target: entries of the snapshot replace
+    /// same-named ones; anything else there is left as it is (a merge;
+    /// `delta` makes the target exactly the snapshot).
     pub overwrite: bool,
     /// Update an existing copy in place: only chunks whose bytes differ are
     /// written, and entries the snapshot does not have are removed.
@@ -117,13 +119,24 @@ struct Plan {
     others: Vec<(PathBuf, Node)>,
 }
 
-/// Restores snapshot `id` according to `opts`.
+/// Restores snapshot `id` according to `opts`. A restore that fails
+/// leaves no target directory it created behind while it is empty (what
+/// it asked for is checked before the directory is made).
 pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreOutcome> {
+    let existed = fs::symlink_metadata(&opts.target).is_ok();
+    let result = restore_into(repo, id, opts, progress);
+    if result.is_err() && !existed {
+        // Removes only an empty directory: restored files are never lost.
+        let _ = fs::remove_dir(&opts.target);
+    }
+    result
+}
+
+fn restore_into(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreOutcome> {
     let started = Instant::now();
     let body = repo.snapshot_body(id)?;
     let (index, _) = MasterIndex::load(repo)?;
     let target = &opts.target;
-    prepare_target(target, opts.overwrite || opts.delta)?;
     let opts = &RestoreOptions { overwrite: opts.overwrite || opts.delta, ..opts.clone() };
 
     let mut outcome = RestoreOutcome::default();
@@ -148,6 +161,9 @@ pub fn restore(repo: &Repository, id: &Id, opts: &RestoreOptions, progress: &dyn
             }
         }
     }
+    // Only now, with everything asked for known to exist, is the target
+    // touched.
+    prepare_target(target, opts.overwrite)?;
     let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new(), others: Vec::new() };
     let mut first_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
     // Names each restored directory should hold (delta restores remove the rest).
@@ -314,7 +330,7 @@ fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
             let mut entries = fs::read_dir(target).map_err(|e| Error::Target { path: target.to_owned(), source: e })?;
             if !overwrite && entries.next().is_some() {
                 return Err(Error::InvalidArgument(format!(
-                    "restore target {} is not empty: choose an empty or new directory, or pass --overwrite to replace what is there",
+                    "restore target {} is not empty: choose an empty or new directory, pass --overwrite to write over same-named entries (others are kept), or --delta to make it exactly the snapshot",
                     target.display()
                 )));
             }

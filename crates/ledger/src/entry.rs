@@ -27,6 +27,9 @@ pub enum Operation {
     KeyExportRecovery,
     Copy,
     Check,
+    /// `repair index`, `repair keys`, `repair marks`: damage cleared,
+    /// objects removed.
+    Repair,
     /// A statement recorded on its own (`reprise ledger note`): a drill
     /// signed off, an incident declared.
     Note,
@@ -49,6 +52,7 @@ impl Operation {
             Operation::KeyExportRecovery => "key-export-recovery",
             Operation::Copy => "copy",
             Operation::Check => "check",
+            Operation::Repair => "repair",
             Operation::Note => "note",
         }
     }

@@ -19,6 +19,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+pub use duration::Period;
+
 /// One problem in a plan file, located and with its fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -41,7 +43,7 @@ pub enum PlanError {
     Io { path: PathBuf, source: std::io::Error },
     /// Displays the first diagnostic and how many follow (one line, as
     /// every error); `reprise plan check` prints them all.
-    #[error("{}{}", .0.first().map(ToString::to_string).unwrap_or_default(), if .0.len() > 1 { format!(" (and {} more error(s): run `reprise plan check`)", .0.len() - 1) } else { String::new() })]
+    #[error("{}{}", .0.first().map(ToString::to_string).unwrap_or_default(), if .0.len() > 1 { format!(" (and {} more: run `reprise plan check`)", if .0.len() == 2 { "1 error".to_owned() } else { format!("{} errors", .0.len() - 1) }) } else { String::new() })]
     Invalid(Vec<Diagnostic>),
 }
 
@@ -78,7 +80,8 @@ pub struct RepositoryPlan {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
     pub keep_last: Option<u32>,
-    pub keep_within: Option<Duration>,
+    /// Every snapshot younger than this (a calendar period behind now).
+    pub keep_within: Option<Period>,
     pub hourly: Option<u32>,
     pub daily: Option<u32>,
     pub weekly: Option<u32>,
@@ -100,12 +103,14 @@ pub struct Objectives {
     /// Recovery time objective: the longest a restore may take.
     pub rto: Option<Duration>,
     pub retention: RetentionPolicy,
-    /// Legal retention: no snapshot younger than this may be deleted.
-    pub retain_for: Option<Duration>,
+    /// Legal retention: no snapshot younger than this may be deleted. A
+    /// calendar period: `20y` ends on the same date twenty years later,
+    /// written into each snapshot when it is taken (`retain_until`).
+    pub retain_for: Option<Period>,
     /// Snapshots must be made immutable where storage allows it.
     pub immutable: bool,
-    /// Point-in-time recovery window to keep (PostgreSQL).
-    pub pitr: Option<Duration>,
+    /// Point-in-time recovery window to keep (PostgreSQL), behind now.
+    pub pitr: Option<Period>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,11 +331,120 @@ impl Ctx<'_> {
         match duration::parse(s.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.at(s.span().start, format!("{what}: {e}"), "write a duration like \"15m\", \"1h\", \"7d\" or \"20y\"");
+                self.at(s.span().start, format!("{what}: {e}"), "write a duration like \"30s\", \"15m\", \"1h\", \"7d\" or \"2w\"");
                 None
             }
         }
     }
+
+    fn period(&mut self, s: &Spanned<String>, what: &str) -> Option<Period> {
+        match Period::parse(s.get_ref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.at(s.span().start, format!("{what}: {e}"), "write a period like \"7d\", \"6mo\" or \"20y\" (months and years are calendar ones)");
+                None
+            }
+        }
+    }
+}
+
+/// The keys a component of each type takes (the raw form accepts the
+/// union, and the type decides).
+const FILES_KEYS: &[&str] = &["type", "repository", "paths", "exclude", "tags", "one_file_system", "objectives"];
+const POSTGRES_KEYS: &[&str] =
+    &["type", "repository", "mode", "connection", "password_env", "data_directory", "bin_dir", "databases", "archive_timeout", "block_size_kib", "tags", "objectives"];
+
+/// A deserialisation error in words a plan author can act on: an unknown
+/// key gets the closest valid key of its own table (for a component, of
+/// its type), a number out of range the range allowed.
+fn explain_toml_error(text: &str, offset: usize, msg: &str) -> (String, String) {
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or_default();
+        let listed: Vec<&str> = rest.split("expected ").nth(1).map(|l| l.split('`').skip(1).step_by(2).collect()).unwrap_or_default();
+        let (valid, table) = match component_type_with_key(text, unknown) {
+            Some((name, kind)) => (if kind == "postgres" { POSTGRES_KEYS.to_vec() } else { FILES_KEYS.to_vec() }, format!("a {kind} component ('{name}')")),
+            None => (listed, "this table".to_owned()),
+        };
+        let fix = match closest(unknown, &valid) {
+            Some(k) => format!("did you mean `{k}`? (see docs/PLAN.md for every key)"),
+            None => format!("remove it; the keys of {table} are {} (docs/PLAN.md)", valid.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+        };
+        return (format!("unknown key `{unknown}` in {table}"), fix);
+    }
+    if let Some(rest) = msg.strip_prefix("invalid value: integer `") {
+        let value = rest.split('`').next().unwrap_or_default();
+        let key = key_before(text, offset).unwrap_or("this value");
+        let range = match msg.rsplit("expected ").next().unwrap_or_default() {
+            "u32" => "a whole number from 0 to 4294967295",
+            "u64" => "a whole number from 0 to 18446744073709551615",
+            "u16" => "a whole number from 0 to 65535",
+            "u8" => "a whole number from 0 to 255",
+            _ => "a whole number in range",
+        };
+        return (format!("{key} = {value} is out of range"), format!("give {range} (e.g. {key} = 30)"));
+    }
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        let key = key_before(text, offset).unwrap_or("this value");
+        let fix = if rest.contains("expected u32") || rest.contains("expected u64") {
+            format!("write {key} as a whole number without quotes (e.g. {key} = 30)")
+        } else if rest.contains("expected a string") {
+            format!("quote the value (e.g. {key} = \"7d\")")
+        } else if rest.contains("expected a boolean") {
+            format!("write {key} = true or {key} = false")
+        } else if rest.contains("expected a sequence") {
+            format!("write a list (e.g. {key} = [\"...\"])")
+        } else {
+            "see docs/PLAN.md for the type of this key".to_owned()
+        };
+        return (format!("{key}: {msg}"), fix);
+    }
+    if msg.contains("missing field") {
+        return (msg.to_owned(), "add the field (see docs/PLAN.md for every key)".to_owned());
+    }
+    (msg.to_owned(), "correct the TOML syntax at this position".to_owned())
+}
+
+/// The component (name, type) whose table holds `key`, read from the
+/// plan as plain TOML (it parses: the error is about its meaning).
+fn component_type_with_key(text: &str, key: &str) -> Option<(String, String)> {
+    let doc: toml::Table = text.parse().ok()?;
+    let components = doc.get("components")?.as_table()?;
+    components.iter().find_map(|(name, c)| {
+        let c = c.as_table()?;
+        c.contains_key(key).then(|| (name.clone(), c.get("type").and_then(toml::Value::as_str).unwrap_or("files").to_owned()))
+    })
+}
+
+/// The key of the `key = value` the offset points into.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = &text[..offset.min(text.len())];
+    let eq = before.rfind('=')?;
+    let key = before[..eq].trim_end();
+    let start = key.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).map_or(0, |i| i + 1);
+    let k = &key[start..];
+    (!k.is_empty()).then_some(k)
+}
+
+/// The valid key closest to a misspelt one, if it is close enough to be
+/// what was meant.
+fn closest<'a>(wrong: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let best = valid.iter().map(|k| (edit_distance(wrong, k), *k)).min()?;
+    (best.0 <= 2.max(wrong.len() / 3)).then_some(best.1)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
 }
 
 fn valid_name(name: &str) -> bool {
@@ -358,15 +472,8 @@ impl Plan {
             Ok(r) => r,
             Err(e) => {
                 let offset = e.span().map_or(0, |s| s.start);
-                let msg = e.message().trim().to_owned();
-                let fix = if let Some(rest) = msg.split("expected one of ").nth(1) {
-                    format!("use one of {rest}")
-                } else if msg.contains("missing field") {
-                    "add the field (see docs/PLAN.md for every field)".to_owned()
-                } else {
-                    "correct the TOML syntax at this position".to_owned()
-                };
-                cx.at(offset, msg, fix);
+                let (message, fix) = explain_toml_error(text, offset, e.message().trim());
+                cx.at(offset, message, fix);
                 return Err(PlanError::Invalid(cx.diags));
             }
         };
@@ -543,6 +650,13 @@ impl Plan {
                             if known.is_empty() { "declare it under [repositories.NAME]".to_owned() } else { format!("use one of: {}", known.join(", ")) },
                         );
                     }
+                    if let Some(original) = plan.repositories.get(r.get_ref()).and_then(|repo| repo.copy_of.as_ref()) {
+                        cx.at(
+                            r.span().start,
+                            format!("component '{name}' backs up to '{}', which is a copy of '{original}'", r.get_ref()),
+                            format!("set repository = \"{original}\": backups go to the original, and `reprise copy` fills its copies"),
+                        );
+                    }
                     r.get_ref().clone()
                 }
                 // Copies are not where backups go: a plan with one original
@@ -581,9 +695,9 @@ impl Plan {
                 let o = o.into_inner();
                 objectives.rpo = o.rpo.as_ref().and_then(|d| cx.duration(d, "rpo"));
                 objectives.rto = o.rto.as_ref().and_then(|d| cx.duration(d, "rto"));
-                objectives.retain_for = o.retain_for.as_ref().and_then(|d| cx.duration(d, "retain_for"));
+                objectives.retain_for = o.retain_for.as_ref().and_then(|d| cx.period(d, "retain_for"));
                 objectives.immutable = o.immutable;
-                objectives.pitr = o.pitr.as_ref().and_then(|d| cx.duration(d, "pitr"));
+                objectives.pitr = o.pitr.as_ref().and_then(|d| cx.period(d, "pitr"));
                 if let (Some(p), false) = (&o.pitr, is_postgres) {
                     cx.at(p.span().start, format!("pitr is for postgres components, and '{name}' is not one"), "remove pitr");
                 }
@@ -592,7 +706,7 @@ impl Plan {
                     let r = r.into_inner();
                     objectives.retention = RetentionPolicy {
                         keep_last: r.keep_last,
-                        keep_within: r.keep_within.as_ref().and_then(|d| cx.duration(d, "keep_within")),
+                        keep_within: r.keep_within.as_ref().and_then(|d| cx.period(d, "keep_within")),
                         hourly: r.hourly,
                         daily: r.daily,
                         weekly: r.weekly,
@@ -636,6 +750,7 @@ impl Plan {
 }
 
 #[cfg(test)]
+#[allow(clippy::duration_suboptimal_units, reason = "plans count in seconds; from_mins and from_hours are newer than the MSRV")]
 mod tests {
     use super::*;
 
@@ -669,12 +784,12 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         let day = 86_400;
         let db = plan.component("medicapp-db").unwrap();
         assert!(matches!(db.kind, ComponentKind::Postgres(_)));
-        assert_eq!(db.objectives.pitr, Some(Duration::from_secs(7 * day)));
-        let seed = RetentionPolicy { keep_within: Some(Duration::from_secs(7 * day)), daily: Some(30), weekly: Some(12), monthly: Some(12), yearly: Some(7), ..RetentionPolicy::default() };
+        assert_eq!(db.objectives.pitr, Some(Period::from_duration(Duration::from_secs(7 * day))));
+        let seed = RetentionPolicy { keep_within: Some(Period::from_duration(Duration::from_secs(7 * day))), daily: Some(30), weekly: Some(12), monthly: Some(12), yearly: Some(7), ..RetentionPolicy::default() };
         assert_eq!(db.objectives.retention, seed);
         assert_eq!((db.objectives.rpo, db.objectives.rto), (Some(Duration::from_secs(3600)), Some(Duration::from_secs(7200))));
         let docs = plan.component("signed-documents").unwrap();
-        assert_eq!(docs.objectives.retain_for, Some(Duration::from_secs(20 * 365 * day)));
+        assert_eq!(docs.objectives.retain_for, Some(Period { months: 20 * 12, seconds: 0 }));
         assert!(docs.objectives.immutable);
         assert!(plan.component("secrets").is_ok());
         assert_eq!(plan.repositories["geo"].copy_of.as_deref(), Some("primary"));
@@ -688,7 +803,7 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         assert_eq!(c.repository, "primary");
         assert_eq!(c.objectives.rpo, Some(Duration::from_secs(900)));
         assert_eq!(c.objectives.retention.daily, Some(30));
-        assert_eq!(c.objectives.retention.keep_within, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(c.objectives.retention.keep_within, Some(Period::from_duration(Duration::from_secs(7 * 86_400))));
         assert_eq!(plan.repositories["primary"].password, PasswordSource::File("/etc/reprise/primary.pass".into()));
     }
 
@@ -707,7 +822,47 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         let bad = GOOD.replace("retain_for", "retain_four");
         let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
         assert_eq!(d[0].line, 18);
-        assert!(d[0].fix.contains("retain_for"), "{}", d[0]);
+        assert!(d[0].fix.contains("`retain_for`"), "{}", d[0]);
+    }
+
+    /// The bug: an unknown key in a files component listed every key of
+    /// every component type, PostgreSQL ones included, as the fix.
+    #[test]
+    fn unknown_key_suggests_the_closest_key_of_that_component_type_only() {
+        let bad = GOOD.replace("exclude = ", "exclud = ");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert!(d[0].fix.contains("did you mean `exclude`?"), "{}", d[0]);
+        assert!(!d[0].fix.contains("connection") && !d[0].fix.contains("data_directory"), "{}", d[0]);
+        // Nothing close: the keys of a files component, and only those.
+        let bad = GOOD.replace("exclude = ", "frobnicate = ");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert!(d[0].fix.contains("`one_file_system`") && !d[0].fix.contains("connection"), "{}", d[0]);
+        assert!(d[0].message.contains("files component"), "{}", d[0]);
+        // A postgres component is offered its own keys.
+        let pg = "[repositories.r]\nurl = \"/x\"\n[components.db]\ntype = \"postgres\"\nconection = \"host=/tmp\"\n";
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), pg) else { panic!("accepted") };
+        assert!(d[0].fix.contains("did you mean `connection`?"), "{}", d[0]);
+    }
+
+    /// The bug: `daily = -3` said "correct the TOML syntax".
+    #[test]
+    fn negative_count_says_which_range_is_allowed() {
+        let bad = GOOD.replace("daily = 30", "daily = -3");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("daily = -3"), "{}", d[0]);
+        assert!(d[0].fix.contains("from 0 to 4294967295") && !d[0].fix.contains("syntax"), "{}", d[0]);
+        assert_eq!(d[0].line, 20);
+        let bad = GOOD.replace("daily = 30", "daily = \"30\"");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert!(d[0].fix.contains("without quotes"), "{}", d[0]);
+    }
+
+    #[test]
+    fn a_component_backing_up_to_a_copy_is_an_error() {
+        let bad = COPIES.replace("repository = \"primary\"", "repository = \"secondary\"");
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
+        assert!(d[0].message.contains("copy of 'primary'") && d[0].fix.contains("repository = \"primary\""), "{}", d[0]);
     }
 
     #[test]
@@ -731,7 +886,7 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         let plan = Plan::parse(Path::new("p.toml"), &text).unwrap();
         let ComponentKind::Postgres(pg) = &plan.component("database").unwrap().kind else { panic!("not postgres") };
         assert_eq!(pg.mode, PostgresMode::Physical);
-        assert_eq!(plan.component("database").unwrap().objectives.pitr, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(plan.component("database").unwrap().objectives.pitr, Some(Period::from_duration(Duration::from_secs(7 * 86_400))));
         let bad = text.replace("user=postgres\"", "user=postgres password=x\"").replace("type = \"files\"\n", "type = \"files\"\nconnection = \"x\"\n");
         let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
         assert_eq!(d.len(), 2, "{d:?}");

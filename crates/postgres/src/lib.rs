@@ -4,6 +4,7 @@
 //!   `pg_backup_stop`), as a source for the engine;
 //! * [`wal`]: the WAL archive (`wal-push`, `wal-fetch`, gaps, timelines);
 //! * [`restore`]: point-in-time restore, optionally started and measured;
+//! * [`tablespaces`]: where a restore puts tablespaces, never production's folders;
 //! * [`cluster`]: servers reprise runs itself (scratch restores, demo);
 //! * [`rows`]: recovering deleted or changed rows of one table;
 //! * [`logical`]: `pg_dump` / `pg_restore` for managed servers;
@@ -22,6 +23,7 @@ pub mod restore;
 pub mod rows;
 pub mod status;
 pub mod stream;
+pub mod tablespaces;
 pub mod wal;
 pub mod walname;
 

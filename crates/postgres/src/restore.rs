@@ -5,7 +5,10 @@
 //!    backup to the target is archived (a gap is reported, not discovered
 //!    half-way through recovery);
 //! 3. restore the data directory (in parallel, every chunk verified; or in
-//!    place with `delta`, writing only what differs) and tablespaces;
+//!    place with `delta`, writing only what differs) and the tablespaces,
+//!    each into a folder of its own, never production's unless asked
+//!    (`crate::tablespaces` says why the links and `tablespace_map` are
+//!    rewritten);
 //! 4. write the recovery settings;
 //! 5. with `start`, run the server privately, feed it WAL from a spool that
 //!    this process fills ahead of replay, wait until it reaches the target
@@ -16,7 +19,7 @@
 //! process for files through the spool folder, so no key is ever written to
 //! disk for recovery.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,7 @@ use reprise_engine::{CancelToken, Progress, Repository};
 
 use crate::cluster::{self, Cluster, OnDrop, PgBin, shell_quote};
 use crate::error::{PgError, Result};
+use crate::tablespaces::{self, Placement, TablespaceMap};
 use crate::wal::{self, ArchiveView};
 use crate::walname::{self, Lsn, Segment};
 
@@ -64,6 +68,11 @@ impl Target {
     /// in the local time zone), an LSN (`0/3000060`, or `lsn:0/3000060`),
     /// or `name:RESTORE_POINT`.
     pub fn parse(s: &str) -> std::result::Result<Target, String> {
+        Target::parse_in(s, &jiff::tz::TimeZone::system())
+    }
+
+    /// [`Target::parse`], reading a time without offset in `zone`.
+    pub fn parse_in(s: &str, zone: &jiff::tz::TimeZone) -> std::result::Result<Target, String> {
         let s = s.trim();
         match s {
             "latest" => return Ok(Target::Latest),
@@ -83,7 +92,7 @@ impl Target {
             return Ok(Target::Time(t));
         }
         if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-            if let Ok(z) = dt.to_zoned(jiff::tz::TimeZone::system()) {
+            if let Ok(z) = dt.to_zoned(zone.clone()) {
                 return Ok(Target::Time(z.timestamp()));
             }
         }
@@ -234,8 +243,8 @@ pub struct PitrOptions {
     pub start: bool,
     /// Update an existing data directory in place.
     pub delta: bool,
-    /// Where tablespaces go (by OID); default `<to>.tablespaces/<oid>`.
-    pub tablespace_map: BTreeMap<u32, PathBuf>,
+    /// Where tablespaces go; by default `<to>.tablespaces/<oid>`.
+    pub tablespace_map: TablespaceMap,
     /// `restore_command` for a restore the user starts later.
     pub standalone_fetch: String,
     /// The reprise executable (for the spool-only `restore_command`).
@@ -266,6 +275,8 @@ pub struct PitrOutcome {
     pub socket_dir: Option<PathBuf>,
     /// Where replay ended (LSN), for started restores.
     pub reached_lsn: Option<String>,
+    /// Where each tablespace was restored.
+    pub tablespaces: Vec<Placement>,
 }
 
 const BLOCK_BEGIN: &str = "# --- reprise restore: recovery settings (removed after promotion) ---";
@@ -327,8 +338,35 @@ fn sanitize_config(data_dir: &Path) -> Result<()> {
     std::fs::write(&path, out).map_err(|e| PgError::io(&path, e))
 }
 
-/// Restores the files of `base` into `opts.to`.
-fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, progress: &dyn Progress) -> Result<reprise_engine::restore::RestoreOutcome> {
+/// Where `base`'s tablespaces go for this restore, checked before anything
+/// is written (see `crate::tablespaces`).
+fn place_tablespaces(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions) -> Result<Vec<Placement>> {
+    let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+    let body = repo.snapshot_body(&base.id)?;
+    let stored = tablespaces::stored(repo, &index, &body.tree, &base.id)?;
+    let placements = tablespaces::place(&stored, &opts.to, &opts.tablespace_map, &base.id)?;
+    tablespaces::check_targets(&placements, opts.delta)?;
+    Ok(placements)
+}
+
+/// Fails with the files of `what` a restore found damaged, if any.
+fn refuse_damaged(out: &reprise_engine::restore::RestoreOutcome, what: &str, base: &BaseBackupInfo) -> Result<()> {
+    let Some(first) = out.damaged.first() else { return Ok(()) };
+    Err(PgError::Engine(reprise_engine::Error::Damaged {
+        object: format!("{} file(s) of {what} in base backup {}, first {}", out.damaged.len(), base.id.short(), first.path),
+        source: reprise_engine::format::FormatError::Malformed(first.reason.clone()),
+    }))
+}
+
+/// Restores the files of `base` into `opts.to`, and its tablespaces where
+/// `placements` say.
+fn restore_base(
+    repo: &Repository,
+    base: &BaseBackupInfo,
+    placements: &[Placement],
+    opts: &PitrOptions,
+    progress: &dyn Progress,
+) -> Result<reprise_engine::restore::RestoreOutcome> {
     let owner = cluster::server_account();
     let mut ro = RestoreOptions::new(&opts.to);
     ro.subpath = b"pgdata".to_vec();
@@ -339,13 +377,7 @@ fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, pr
         ro.threads = opts.threads;
     }
     let out = restore_files(repo, &base.id, &ro, progress)?;
-    if !out.damaged.is_empty() {
-        let first = &out.damaged[0];
-        return Err(PgError::Engine(reprise_engine::Error::Damaged {
-            object: format!("{} file(s) of base backup {}, first {}", out.damaged.len(), base.id.short(), first.path),
-            source: reprise_engine::format::FormatError::Malformed(first.reason.clone()),
-        }));
-    }
+    refuse_damaged(&out, "the data directory", base)?;
     // Configuration kept outside the data directory comes along if the
     // data directory has none (Debian layout), made safe to start here.
     if !opts.to.join("postgresql.conf").exists() {
@@ -360,30 +392,40 @@ fn restore_base(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions, pr
             sanitize_config(&opts.to)?;
         }
     }
-    // Tablespaces: restore each and point its pg_tblspc link at it.
-    let tblspc = opts.to.join("pg_tblspc");
-    if let Ok(entries) = std::fs::read_dir(&tblspc) {
-        for e in entries.flatten() {
-            let Some(oid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            let dest = opts.tablespace_map.get(&oid).cloned().unwrap_or_else(|| {
-                let mut p = opts.to.clone().into_os_string();
-                p.push(format!(".tablespaces/{oid}"));
-                PathBuf::from(p)
-            });
-            let mut to = RestoreOptions::new(&dest);
-            to.subpath = format!("tablespaces/{oid}").into_bytes();
-            to.owner_override = owner;
-            to.delta = opts.delta;
-            restore_files(repo, &base.id, &to, &reprise_engine::NoProgress)?;
-            if let Some(parent) = dest.parent() {
-                cluster::hand_over(parent, 0o700)?;
-            }
-            let link = e.path();
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&dest, &link).map_err(|err| PgError::io(&link, err))?;
+    let default_root = {
+        let mut p = opts.to.clone().into_os_string();
+        p.push(".tablespaces");
+        PathBuf::from(p)
+    };
+    for p in placements {
+        let mut to = RestoreOptions::new(&p.location);
+        to.subpath = format!("tablespaces/{}", p.oid).into_bytes();
+        to.owner_override = owner;
+        to.delta = opts.delta;
+        to.cancel = opts.cancel.clone();
+        if opts.threads > 0 {
+            to.threads = opts.threads;
+        }
+        let restored = restore_files(repo, &base.id, &to, progress)?;
+        refuse_damaged(&restored, &format!("tablespace {}", p.oid), base)?;
+        if p.location.parent() == Some(default_root.as_path()) {
+            // Made by this restore, for the server account alone.
+            cluster::hand_over(&default_root, 0o700)?;
         }
     }
+    tablespaces::relink(&opts.to, placements)?;
     Ok(out)
+}
+
+/// Removes what `dir` holds, keeping the folder itself.
+fn empty_folder(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let path = e.path();
+        let r = if e.file_type().is_ok_and(|t| t.is_dir()) { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        r.map_err(|err| PgError::io(&path, err))?;
+    }
+    Ok(())
 }
 
 /// Fills the spool with WAL files PostgreSQL asks for (`NAME.want`) and
@@ -477,6 +519,9 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     let bases = base_backups(repo, &opts.component)?;
     let list = candidates(&opts.component, &bases, &opts.target)?;
     let mut last_err = None;
+    // Tablespace folders written by earlier attempts.
+    let mut written: Vec<PathBuf> = Vec::new();
+    let mut attempted = false;
     for base in &list {
         let needed = match plan_wal(repo, &opts.component, base, &opts.target) {
             Ok(n) => n,
@@ -485,11 +530,17 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
                 continue;
             }
         };
-        if opts.to.exists() && !opts.delta && list.len() > 1 {
-            // A retry with an older base backup starts from an empty folder.
-            let _ = std::fs::remove_dir_all(&opts.to);
+        if attempted && !opts.delta {
+            // A retry with an older base backup starts from empty folders
+            // (each was checked empty or absent before the first attempt).
+            for dir in std::iter::once(&opts.to).chain(&written) {
+                empty_folder(dir)?;
+            }
         }
-        let files = restore_base(repo, base, opts, progress)?;
+        let placements = place_tablespaces(repo, base, opts)?;
+        attempted = true;
+        written.extend(placements.iter().map(|p| p.location.clone()));
+        let files = restore_base(repo, base, &placements, opts, progress)?;
         let restore_ms = started.elapsed().as_millis() as u64;
         let mut outcome = PitrOutcome {
             base_backup: base.id.to_hex(),
@@ -500,6 +551,7 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
             bytes: files.bytes,
             bytes_unchanged: files.bytes_unchanged,
             restore_ms,
+            tablespaces: placements,
             ..PitrOutcome::default()
         };
         let signal = opts.to.join("recovery.signal");
@@ -607,4 +659,65 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     remove_recovery_block(&opts.to)?;
     let _ = std::fs::remove_dir_all(&spool);
     Ok(c)
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::{Target, recovery_lines};
+    use jiff::tz::TimeZone;
+
+    fn paris() -> TimeZone {
+        TimeZone::get("Europe/Paris").expect("tzdata has Europe/Paris")
+    }
+
+    fn time(s: &str) -> Target {
+        Target::Time(s.parse().expect("timestamp"))
+    }
+
+    #[test]
+    fn local_time_as_the_readme_writes_it_is_read_in_the_local_zone() {
+        // README: --at "2026-11-21 10:29:00": Paris is UTC+1 in November, +2 in July.
+        assert_eq!(Target::parse_in("2026-11-21 10:29:00", &paris()), Ok(time("2026-11-21T09:29:00Z")));
+        assert_eq!(Target::parse_in("2026-07-01 10:29:00", &paris()), Ok(time("2026-07-01T08:29:00Z")));
+        assert_eq!(Target::parse_in("2026-11-21 10:29", &paris()), Ok(time("2026-11-21T09:29:00Z")));
+        assert_eq!(Target::parse_in("2026-11-21 10:29:00.000250", &paris()), Ok(time("2026-11-21T09:29:00.00025Z")));
+        // The same words in UTC: no shift.
+        assert_eq!(Target::parse_in("2026-11-21 10:29:00", &TimeZone::UTC), Ok(time("2026-11-21T10:29:00Z")));
+    }
+
+    #[test]
+    fn times_with_an_offset_ignore_the_local_zone() {
+        assert_eq!(Target::parse_in("2026-11-21T10:30:00Z", &paris()), Ok(time("2026-11-21T10:30:00Z")));
+        assert_eq!(Target::parse_in("2026-11-21T11:30:00+01:00", &paris()), Ok(time("2026-11-21T10:30:00Z")));
+        assert_eq!(Target::parse_in(" 2026-11-21T10:30:00.123456Z ", &paris()), Ok(time("2026-11-21T10:30:00.123456Z")));
+    }
+
+    #[test]
+    fn lsns_names_and_keywords() {
+        let lsn = |s: &str| Target::Lsn(s.parse().expect("lsn"));
+        assert_eq!(Target::parse("0/3000060"), Ok(lsn("0/3000060")));
+        assert_eq!(Target::parse("lsn:16/B374D848"), Ok(lsn("16/B374D848")));
+        assert_eq!(Target::parse("name:before-migration"), Ok(Target::Name("before-migration".into())));
+        assert_eq!(Target::parse("latest"), Ok(Target::Latest));
+        assert_eq!(Target::parse("immediate"), Ok(Target::Immediate));
+        for bad in ["name:", "0/XYZ", "yesterday", "2026-13-01 10:00", "lsn:"] {
+            assert!(Target::parse(bad).is_err(), "{bad} was accepted");
+        }
+        let e = Target::parse("yesterday").expect_err("refused");
+        assert!(e.contains("2026-11-21T10:30:00Z") && e.contains("name:RESTORE_POINT"), "{e}");
+    }
+
+    #[test]
+    fn recovery_target_time_keeps_microseconds_in_utc() {
+        // PostgreSQL compares commit times to the microsecond: a target
+        // rounded to the second, or written without its offset, moves it.
+        let lines = recovery_lines(&time("2026-11-21T10:30:00.000001Z"), "true");
+        assert!(lines.contains("recovery_target_time = '2026-11-21 10:30:00.000001+00'"), "{lines}");
+        // Nanoseconds are cut, never rounded up past a commit.
+        let lines = recovery_lines(&time("2026-11-21T10:30:00.0000019Z"), "true");
+        assert!(lines.contains("recovery_target_time = '2026-11-21 10:30:00.000001+00'"), "{lines}");
+        assert!(!lines.contains("recovery_target_inclusive"), "inclusive is PostgreSQL's default: a commit at the target time is replayed");
+        let lines = recovery_lines(&Target::Lsn("0/3000060".parse().expect("lsn")), "true");
+        assert!(lines.contains("recovery_target_lsn = '0/3000060'"), "{lines}");
+    }
 }

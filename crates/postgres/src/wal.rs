@@ -147,17 +147,32 @@ pub enum FetchOutcome {
 /// How many segments one `wal-fetch` fetches ahead into the spool.
 pub const PREFETCH: u64 = 8;
 
+/// Moves `file` from the prefetch spool to `dest`, if an earlier
+/// `wal-fetch` put it there. Needs no repository, key or network: a
+/// spooled file was decrypted and checked against its keyed hash when it
+/// was fetched, and lands there whole (written aside, then renamed), so
+/// recovery goes on through the prefetched segments while storage is
+/// unreachable. Callers look here before opening the repository.
+pub fn take_from_spool(spool: &Path, file: &str, dest: &Path) -> Result<bool> {
+    walname::classify(file).ok_or_else(|| PgError::BadWalName(file.to_owned()))?;
+    let cached = spool.join(file);
+    if !cached.exists() {
+        return Ok(false);
+    }
+    std::fs::rename(&cached, dest).or_else(|_| std::fs::copy(&cached, dest).map(|_| ())).map_err(|e| PgError::io(dest, e))?;
+    Ok(true)
+}
+
 /// `restore_command = 'reprise wal-fetch COMPONENT %f %p'`.
 ///
-/// Looks in `spool` first. On a miss, fetches `file` and, for segments, the
-/// next [`PREFETCH`] - 1 segments of the same timeline in parallel, keeping
-/// the extra ones in the spool for the following calls.
+/// Looks in `spool` first ([`take_from_spool`]). On a miss, fetches `file`
+/// and, for segments, the next [`PREFETCH`] - 1 segments of the same
+/// timeline in parallel, keeping the extra ones in the spool for the
+/// following calls.
 pub fn fetch(repo: &Repository, component: &str, file: &str, dest: &Path, spool: Option<&Path>) -> Result<FetchOutcome> {
     let kind = walname::classify(file).ok_or_else(|| PgError::BadWalName(file.to_owned()))?;
     if let Some(spool) = spool {
-        let cached = spool.join(file);
-        if cached.exists() {
-            std::fs::rename(&cached, dest).or_else(|_| std::fs::copy(&cached, dest).map(|_| ())).map_err(|e| PgError::io(dest, e))?;
+        if take_from_spool(spool, file, dest)? {
             return Ok(FetchOutcome::Restored);
         }
     }

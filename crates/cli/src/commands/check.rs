@@ -1,4 +1,10 @@
 //! `check`.
+//!
+//! `--read-data-subset` reads part of the packs: `N/M` always the same
+//! group (for a schedule that passes N itself), `auto/M` the group of the
+//! day (days since 1970-01-01 UTC, modulo M, plus one: run daily, it reads
+//! everything once every M days), `P%` a random P% of the packs, drawn
+//! anew on each run (like restic's).
 
 use anyhow::Result;
 use reprise_engine::check::{CheckOptions, ReadData, check};
@@ -7,6 +13,7 @@ use crate::args::CheckArgs;
 use crate::commands::bytes;
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 fn parse_subset(s: &str) -> Result<ReadData> {
     if let Some(p) = s.strip_suffix('%') {
@@ -16,15 +23,26 @@ fn parse_subset(s: &str) -> Result<ReadData> {
         }
         return Ok(ReadData::Fraction(f / 100.0));
     }
-    let (n, m) = s.split_once('/').ok_or_else(|| exit::usage(format!("--read-data-subset {s}: write N/M (e.g. 2/7) or P% (e.g. 10%)")))?;
-    let (n, m): (u32, u32) = (
-        n.trim().parse().map_err(|_| exit::usage(format!("--read-data-subset {s}: N must be a number")))?,
-        m.trim().parse().map_err(|_| exit::usage(format!("--read-data-subset {s}: M must be a number")))?,
-    );
+    let (n, m) = s.split_once('/').ok_or_else(|| exit::usage(format!("--read-data-subset {s}: write auto/M (e.g. auto/7), N/M (e.g. 2/7) or P% (e.g. 10%)")))?;
+    let m: u32 = m.trim().parse().map_err(|_| exit::usage(format!("--read-data-subset {s}: M must be a number")))?;
+    let n: u32 = if n.trim() == "auto" {
+        if !(1..=256).contains(&m) {
+            return Err(exit::usage(format!("--read-data-subset {s}: need 1 <= M <= 256")));
+        }
+        todays_group(m)
+    } else {
+        n.trim().parse().map_err(|_| exit::usage(format!("--read-data-subset {s}: N must be a number or auto")))?
+    };
     if m == 0 || n == 0 || n > m || m > 256 {
         return Err(exit::usage(format!("--read-data-subset {s}: need 1 <= N <= M <= 256")));
     }
     Ok(ReadData::Group { n, m })
+}
+
+/// The group of the day for `auto/m`: 1 to m, moving on by one each UTC day.
+fn todays_group(m: u32) -> u32 {
+    let days = jiff::Timestamp::now().as_second().div_euclid(86_400);
+    u32::try_from(days.rem_euclid(i64::from(m))).expect("below m") + 1
 }
 
 pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
@@ -37,24 +55,37 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
     let progress = ctx.progress("check");
     let report = check(&repo, &CheckOptions { read_data, cancel: ctx.cancel.clone() }, progress.as_ref())?;
     drop(progress);
-    let mode = args.read_data_subset.as_deref().unwrap_or(if args.read_data { "all" } else { "none" });
-    crate::commands::ledger::record(ctx, &repo, &crate::commands::ledger::check(&report, mode))?;
+    let group = match read_data {
+        ReadData::Group { n, m } => Some(format!("{n}/{m}")),
+        _ => None,
+    };
+    let mode = group.clone().or_else(|| args.read_data_subset.clone()).unwrap_or_else(|| if args.read_data { "all" } else { "none" }.to_owned());
+    crate::commands::ledger::record(ctx, &repo, &crate::commands::ledger::check(&report, &mode))?;
     if ctx.json() {
-        ctx.print_json(&report)?;
+        let mut doc = serde_json::to_value(&report)?;
+        if let (Some(g), Some(map)) = (&group, doc.as_object_mut()) {
+            map.insert("read_data_group".into(), serde_json::Value::String(g.clone()));
+        }
+        ctx.print_json(&doc)?;
     } else {
+        if let Some(g) = &group {
+            ctx.say(format!("reading pack group {g}"));
+        }
         for n in &report.notes {
             ctx.say(format!("note: {n}"));
         }
         for p in &report.problems {
-            println!("DAMAGED {}: {}", p.object, p.message);
+            // Each with what helps, unless its message already says it.
+            let fix = if p.message.contains("`reprise ") { String::new() } else { format!("; {}", reprise_engine::remedy(&p.object)) };
+            outln!("DAMAGED {}: {}{fix}", p.object, p.message);
         }
         ctx.say(format!(
-            "{} snapshots, {} index files, {} packs, {} blobs checked; {} packs read ({})",
-            report.snapshots,
-            report.index_files,
-            report.packs,
-            report.blobs,
-            report.packs_read,
+            "{}, {}, {}, {} checked; {} read ({})",
+            count(report.snapshots, "snapshot", "snapshots"),
+            count(report.index_files, "index file", "index files"),
+            count(report.packs, "pack", "packs"),
+            count(report.blobs, "blob", "blobs"),
+            count(report.packs_read, "pack", "packs"),
             bytes(report.bytes_read)
         ));
     }
@@ -64,6 +95,6 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
         }
         Ok(())
     } else {
-        Err(exit::with_code(exit::DAMAGED, format!("check found {} problem(s), each listed with the damaged object", report.problems.len())))
+        Err(exit::with_code(exit::DAMAGED, format!("check found {}, each listed with the damaged object and what helps", count(report.problems.len(), "problem", "problems"))))
     }
 }

@@ -22,12 +22,17 @@ use crate::commands::immutability::lock_for;
 use crate::commands::retention::policy_of;
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 #[derive(Debug, serde::Serialize)]
 struct CopyOutput {
     from: String,
     to: String,
     components: Vec<String>,
+    /// Snapshots in the source of components the plan does not declare:
+    /// not copied (a copy keeps what the plan's retention says, and
+    /// there is none for them), per component.
+    not_in_plan: BTreeMap<String, usize>,
     #[serde(flatten)]
     report: CopyReport,
 }
@@ -92,6 +97,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     let mut sources: HashMap<String, Arc<Repository>> = HashMap::new();
     let mut outputs = Vec::new();
     let mut failures: Vec<(String, String, anyhow::Error)> = Vec::new();
+    let mut undeclared: HashMap<String, BTreeMap<String, usize>> = HashMap::new();
     let group_count = groups.len();
     for ((from, to, _), (lock, comps)) in groups {
         let names: Vec<String> = comps.iter().map(|c| c.name.clone()).collect();
@@ -115,11 +121,11 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
                 if let ComponentKind::Postgres(pg) = &c.kind
                     && pg.mode == PostgresMode::Physical
                 {
-                    wal.push(reprise_postgres::copy::wal_batch(&src, dest.repository(), &c.name, &copy_plan.snapshots, c.objectives.pitr)?);
+                    wal.push(reprise_postgres::copy::wal_batch(&src, dest.repository(), &c.name, &copy_plan.snapshots, c.objectives.pitr.map(|p| p.length_before(jiff::Timestamp::now())))?);
                 }
             }
             if args.dry_run {
-                return Ok(copy::dry_run(&src, &dest, &copy_plan, &wal));
+                return Ok(copy::dry_run(&src, &dest, &copy_plan, &wal)?);
             }
             let progress = ctx.progress("copy");
             let mut report = copy::execute(&src, dest, copy_plan, &wal, &CopyOptions { threads, cancel: ctx.cancel.clone() }, progress.as_ref())?;
@@ -129,10 +135,24 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
         })();
         match result {
             Ok(report) => {
+                // Named components are a choice; with none named, what is
+                // left out is said.
+                let not_in_plan = if explicit {
+                    BTreeMap::new()
+                } else {
+                    match sources.get(&from) {
+                        Some(src) => undeclared.entry(from.clone()).or_insert_with(|| not_declared(src, plan)).clone(),
+                        None => BTreeMap::new(),
+                    }
+                };
                 if !ctx.json() {
                     print_human(ctx, &from, &to, &names, &report);
+                    if !not_in_plan.is_empty() {
+                        let list: Vec<String> = not_in_plan.iter().map(|(c, n)| format!("{c} ({n})")).collect();
+                        ctx.say(format!("  not copied: snapshots of components the plan does not declare: {}; declare them to copy them", list.join(", ")));
+                    }
                 }
-                outputs.push(CopyOutput { from, to, components: names, report });
+                outputs.push(CopyOutput { from, to, components: names, not_in_plan, report });
             }
             // One unreachable destination does not stop the others.
             Err(e) => failures.push((from, to, e)),
@@ -148,36 +168,52 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
     }
     if let Some((_, _, first)) = failures.first() {
         for (from, to, e) in &failures {
-            eprintln!("reprise: copy {from} -> {to}: {e}");
+            errln!("reprise: copy {from} -> {to}: {e}");
         }
         return Err(exit::with_code(
             exit::code_of(first),
-            format!("copy failed for {} of {group_count} destination(s), each listed above; the others were copied", failures.len()),
+            format!("copy failed for {} of {}, each listed above; the others were copied", failures.len(), count(group_count, "destination", "destinations")),
         ));
     }
     let damaged: usize = outputs.iter().map(|o| o.report.damage.len() + o.report.conflicts.len()).sum();
     if damaged > 0 {
         return Err(exit::with_code(
             exit::DAMAGED,
-            format!("copy left {damaged} object(s) behind (damaged on the source, or different on the destination), each listed with its name; the rest was copied: repair the source (`reprise check --read-data`) and copy again"),
+            format!("copy left {} behind (damaged on the source, or different on the destination), each listed with its name; the rest was copied: `reprise check --read-data` on the source lists its damage, and what is repaired there is sent by the next copy", count(damaged, "object", "objects")),
         ));
     }
     Ok(())
 }
 
+/// Snapshots per component of the source that the plan does not declare.
+fn not_declared(src: &Repository, plan: &reprise_plan::Plan) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    if let Ok((snapshots, _)) = src.snapshots() {
+        for s in snapshots.iter().filter(|s| !plan.components.contains_key(&s.header.component)) {
+            *out.entry(s.header.component.clone()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 fn print_human(ctx: &Context, from: &str, to: &str, components: &[String], r: &CopyReport) {
     let verb = if r.dry_run { "would copy" } else { "copied" };
     ctx.say(format!(
-        "{from} -> {to} ({}){}: {verb} {} snapshot(s), {} pack(s) ({}), {} WAL file(s) ({}), {} hold(s); {} object(s) written, {} already there; {:.1}s",
+        "{from} -> {to} ({}){}: {verb} {}, {} ({}), {} ({}), {}; {} {}, {} already there; {:.1}s",
         components.join(", "),
-        if r.initialised { ", destination initialised" } else { "" },
-        r.snapshots_copied.len(),
-        r.packs_written.len(),
+        match (r.initialised, r.dry_run) {
+            (true, true) => ", destination would be initialised",
+            (true, false) => ", destination initialised",
+            _ => "",
+        },
+        count(r.snapshots_copied.len(), "snapshot", "snapshots"),
+        count(r.packs_written.len(), "pack", "packs"),
         bytes(r.pack_bytes),
-        r.wal_copied,
+        count(r.wal_copied, "WAL file", "WAL files"),
         bytes(r.wal_bytes),
-        r.holds_copied,
-        r.objects_copied,
+        count(r.holds_copied, "hold", "holds"),
+        count(r.objects_copied, "object", "objects"),
+        if r.dry_run { "to write" } else { "written" },
         r.objects_skipped,
         r.duration_ms as f64 / 1000.0,
     ));
@@ -186,9 +222,9 @@ fn print_human(ctx: &Context, from: &str, to: &str, components: &[String], r: &C
     }
     // Damage is printed even with --quiet: it is why the exit code is not 0.
     for p in &r.damage {
-        println!("DAMAGED {}: {}", p.object, p.message);
+        outln!("DAMAGED {}: {}", p.object, p.message);
     }
     for p in &r.conflicts {
-        println!("CONFLICT {}: {}", p.object, p.message);
+        outln!("CONFLICT {}: {}", p.object, p.message);
     }
 }

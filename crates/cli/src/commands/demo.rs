@@ -22,12 +22,12 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
     };
     let quiet = global.quiet || global.json;
     if !quiet {
-        println!("reprise demo — working in {}", workdir.display());
+        outln!("reprise demo — working in {}", workdir.display());
     }
     let opts = reprise_demo::DemoOptions { documents: args.documents, scale: args.scale, load_seconds: args.load_seconds, exe: std::env::current_exe()? };
     let report = reprise_demo::run_demo(&workdir, &opts, cancel, &mut |s| {
         if !quiet {
-            println!("  {:<12} {:>7.2}s  {}", s.name, s.millis as f64 / 1000.0, s.detail);
+            outln!("  {:<12} {:>7.2}s  {}", s.name, s.millis as f64 / 1000.0, s.detail);
         }
     })
     .map_err(|e| match e {
@@ -38,19 +38,20 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
         other => exit::with_code(exit::ERROR, format!("demo failed: {other}")),
     })?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::output::json(&report)?;
     } else if !quiet {
-        println!(
-            "done: base backup {:.1}s, achieved RPO {}, {} rows recovered in {:.1}s, database restored at a chosen time in {:.1}s (RTO), documents restored in {:.1}s and verified byte for byte.",
+        outln!(
+            "done: base backup {:.1}s, achieved RPO {}, {} rows recovered in {:.1}s with the {} later changes kept, database restored at a chosen time in {:.1}s (RTO), documents restored in {:.1}s and verified byte for byte.",
             report.base_backup_ms as f64 / 1000.0,
             report.achieved_rpo_seconds.map_or_else(|| "unknown".into(), |s| format!("{s:.1}s")),
             report.rows_recovered,
             report.recover_rows_ms as f64 / 1000.0,
+            report.later_changes_kept,
             report.pitr_rto_ms as f64 / 1000.0,
             report.documents_restore_ms as f64 / 1000.0
         );
         if args.dir.is_none() {
-            println!("(nothing is left running; the work directory is removed: use --dir DIR to keep it)");
+            outln!("(nothing is left running; the work directory is removed: use --dir DIR to keep it)");
         }
     }
     Ok(())

@@ -23,16 +23,19 @@ use reprise_plan::{ComponentPlan, RetentionPolicy};
 #[must_use]
 pub fn lock_for(c: &ComponentPlan) -> Option<Lock> {
     let o = &c.objectives;
-    let period = o.retain_for.or_else(|| if o.immutable { horizon(&o.retention) } else { None })?;
+    // A calendar period, measured from now: objects written by this
+    // command are locked until the same date `retain_for` later.
+    let now = jiff::Timestamp::now();
+    let period = o.retain_for.map(|p| p.length_after(now)).or_else(|| if o.immutable { horizon(&o.retention, now) } else { None })?;
     Some(Lock { mode: if o.immutable { LockMode::Compliance } else { LockMode::Governance }, retain_for: period })
 }
 
 /// How long a retention policy can keep a snapshot at most.
-fn horizon(r: &RetentionPolicy) -> Option<Duration> {
+fn horizon(r: &RetentionPolicy, now: jiff::Timestamp) -> Option<Duration> {
     const HOUR: u64 = 3600;
     const DAY: u64 = 24 * HOUR;
     [
-        r.keep_within,
+        r.keep_within.map(|p| p.length_after(now)),
         r.hourly.map(|n| Duration::from_secs(u64::from(n) * HOUR)),
         r.daily.map(|n| Duration::from_secs(u64::from(n) * DAY)),
         r.weekly.map(|n| Duration::from_secs(u64::from(n) * 7 * DAY)),

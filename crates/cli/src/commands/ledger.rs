@@ -227,7 +227,7 @@ fn show(ctx: &Context, since: Option<&str>, which: Option<&str>) -> Result<()> {
         }
     }
     for u in &out.unreadable {
-        eprintln!("reprise: unreadable ledger record: {u}");
+        errln!("reprise: unreadable ledger record: {u}");
     }
     if out.unreadable.is_empty() {
         Ok(())
@@ -335,7 +335,7 @@ fn print_finding(ctx: &Context, f: &reprise_ledger::Finding) {
     let line = format!("  {label} {}: {}", f.object, f.message);
     // Tampering is printed even with --quiet: it is why the exit code is not 0.
     if f.kind.is_tampering() {
-        println!("{line}");
+        outln!("{line}");
     } else {
         ctx.say(line);
     }
@@ -389,9 +389,9 @@ fn check_proof(json: bool, file: &Path, keys: &[String]) -> Result<()> {
     let trusted = LedgerKeys::verify_only(if pinned { keys } else { &proof.verifier_keys })?;
     let checked = reprise_ledger::check_proof(&proof, &trusted)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&checked)?);
+        crate::output::json(&checked)?;
     } else {
-        println!(
+        outln!(
             "the proof holds: entry {} is in the tree of size {} (root {}) signed by {}{}",
             checked.entry.index,
             checked.tree_size,
@@ -399,9 +399,9 @@ fn check_proof(json: bool, file: &Path, keys: &[String]) -> Result<()> {
             checked.signed_by.join(", "),
             checked.consistent_with.map(|s| format!("; the tree of size {s} is a prefix of it")).unwrap_or_default()
         );
-        println!("{}", entry_line(&checked.entry, true));
+        outln!("{}", entry_line(&checked.entry, true));
         if !pinned {
-            println!("caution: the signer's key was taken from the proof itself; pass --key with the key the repository's owner gave you");
+            outln!("caution: the signer's key was taken from the proof itself; pass --key with the key the repository's owner gave you");
         }
     }
     Ok(())
@@ -417,9 +417,9 @@ fn witness_init(json: bool, quiet: bool, url: &str) -> Result<()> {
     }
     let created = Witness::init(Context::backend(&target)?)?;
     if json {
-        println!("{}", serde_json::json!({ "witness": url, "created": created }));
+        crate::output::json(&serde_json::json!({ "witness": url, "created": created }))?;
     } else if !quiet {
-        println!(
+        outln!(
             "{url} {} a ledger witness: give the writing hosts credentials that can create objects there but not delete or overwrite them (docs/STORAGE.md), and set ledger.witness in the plan",
             if created { "is now" } else { "already was" }
         );
@@ -527,6 +527,22 @@ pub fn key_passphrase(new_name: &str) -> Entry {
 
 pub fn key_export_recovery() -> Entry {
     Entry::new(Operation::KeyExportRecovery)
+}
+
+pub fn repair_index(r: &reprise_engine::repair::IndexRepair) -> Entry {
+    Entry::new(Operation::Repair)
+        .reference("what", "index")
+        .count("damaged_index_files", r.damaged_index_files.len() as u64)
+        .count("packs_indexed", r.packs_indexed as u64)
+        .count("index_files_written", r.index_files_written.len() as u64)
+        .count("unreadable_packs", r.unreadable_packs.len() as u64)
+        .outcome(if r.unreadable_packs.is_empty() { Outcome::Ok } else { Outcome::Problems })
+}
+
+/// `repair keys` and `repair marks`: how many were read, how many damaged
+/// ones removed.
+pub fn repair(what: &str, read: usize, removed: usize) -> Entry {
+    Entry::new(Operation::Repair).reference("what", what).count("read", read as u64).count("removed", removed as u64)
 }
 
 pub fn check(r: &CheckReport, read_data: &str) -> Entry {

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod ledger;
 pub mod plan;
 pub mod postgres;
+pub mod repair;
 pub mod restore;
 pub mod retention;
 pub mod status;

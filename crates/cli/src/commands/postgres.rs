@@ -13,7 +13,7 @@ use reprise_postgres::base::{BaseBackup, BaseBackupOptions};
 use reprise_postgres::restore::{PitrOptions, Target};
 use reprise_postgres::{logical, restore as pitr, rows, status as pgstatus, wal};
 
-use crate::args::{RecoverRowsArgs, RestoreArgs, WalFetchArgs, WalPushArgs, WalStreamArgs};
+use crate::args::{ConflictChoiceArg, RecoverRowsArgs, RestoreArgs, WalFetchArgs, WalPushArgs, WalStreamArgs};
 use crate::commands::bytes;
 use crate::context::Context;
 use crate::exit;
@@ -95,12 +95,21 @@ pub fn wal_fetch(global: &crate::args::Global, args: &WalFetchArgs, cancel: &rep
     let found = if args.spool_only {
         fetch_from_spool(args.spool.as_deref().expect("clap requires --spool"), &args.file, &args.destination)?
     } else {
-        let ctx = Context::new(global.clone(), cancel.clone()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
-        let component = ctx.plan.as_ref().and_then(|p| p.components.get(&args.component));
-        let repo = ctx.open(component).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
         let spool = args.spool.clone().or_else(|| args.destination.parent().map(|p| p.join("reprise-spool")));
-        let r = wal::fetch(&repo, &args.component, &args.file, &args.destination, spool.as_deref()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
-        r == wal::FetchOutcome::Restored
+        // A prefetched file first: recovery goes on while storage is down.
+        let spooled = match &spool {
+            Some(dir) => wal::take_from_spool(dir, &args.file, &args.destination).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?,
+            None => false,
+        };
+        if spooled {
+            true
+        } else {
+            let ctx = Context::new(global.clone(), cancel.clone()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            let component = ctx.plan.as_ref().and_then(|p| p.components.get(&args.component));
+            let repo = ctx.open(component).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            let r = wal::fetch(&repo, &args.component, &args.file, &args.destination, spool.as_deref()).map_err(|e| exit::with_code(WAL_FETCH_ERROR, e.to_string()))?;
+            r == wal::FetchOutcome::Restored
+        }
     };
     if found {
         Ok(())
@@ -169,16 +178,15 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
     let repo = ctx.open(Some(c))?;
     let progress = ctx.progress("restore");
     if pg.mode == PostgresMode::Logical {
-        let snaps = repo.snapshots()?.0;
         let at = match args.at.as_deref().map(Target::parse).transpose().map_err(exit::usage)? {
             None | Some(Target::Latest) => None,
             Some(Target::Time(t)) => Some(t),
             Some(other) => return Err(exit::usage(format!("{other}: a logical component restores a dump, choose latest or a time"))),
         };
-        let snap = snaps
-            .iter()
-            .rev()
-            .find(|s| s.header.component == c.name && s.header.kind == logical::KIND_LOGICAL && at.is_none_or(|t| s.header.time <= t))
+        // The newest dump (before --at), never an older one in place of a
+        // damaged newer one (`Repository::newest_snapshot`).
+        let snap = repo
+            .newest_snapshot(&|h| h.component == c.name && h.kind == logical::KIND_LOGICAL && at.is_none_or(|t| h.time <= t))?
             .ok_or_else(|| exit::with_code(exit::NOT_FOUND, format!("no logical backup of '{}'{}", c.name, at.map(|t| format!(" before {t}")).unwrap_or_default())))?;
         let t = Instant::now();
         let restored = logical::restore_logical(
@@ -204,11 +212,13 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
         return Ok(());
     }
     let target = Target::parse(args.at.as_deref().unwrap_or("latest")).map_err(exit::usage)?;
-    let mut tablespace_map = std::collections::BTreeMap::new();
+    let mut tablespace_map = reprise_postgres::tablespaces::TablespaceMap { by_oid: std::collections::BTreeMap::new(), under: args.tablespace_dir.as_deref().map(std::path::absolute).transpose()? };
     for t in &args.tablespaces {
-        let (oid, dir) = t.split_once('=').ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR")))?;
-        let oid: u32 = oid.parse().map_err(|_| exit::usage(format!("--tablespace {t}: OID must be a number")))?;
-        tablespace_map.insert(oid, PathBuf::from(dir));
+        let (oid, dir) = t.split_once('=').filter(|(_, d)| !d.is_empty()).ok_or_else(|| exit::usage(format!("--tablespace {t}: write OID=DIR (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
+        let oid: u32 = oid.parse().map_err(|_| exit::usage(format!("--tablespace {t}: OID must be a number (`reprise ls -l SNAPSHOT pgdata/pg_tblspc` lists the OIDs)")))?;
+        if tablespace_map.by_oid.insert(oid, std::path::absolute(dir)?).is_some() {
+            return Err(exit::usage(format!("--tablespace {oid}=... is given twice: give each tablespace one folder")));
+        }
     }
     if args.to.exists() && !args.delta && std::fs::read_dir(&args.to).map(|mut d| d.next().is_some()).unwrap_or(false) {
         return Err(exit::usage(format!("{} is not empty: restore into a new directory, or pass --delta to update an existing copy in place", args.to.display())));
@@ -244,6 +254,9 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
             if args.delta { format!(" written, {} already right", bytes(out.bytes_unchanged)) } else { String::new() },
             out.wal_segments
         ));
+        for t in &out.tablespaces {
+            ctx.say(format!("tablespace {} restored to {}{}", t.oid, t.location.display(), t.original.as_ref().map(|o| format!(" (was {})", o.display())).unwrap_or_default()));
+        }
         if let Some(c) = &cluster {
             ctx.say(format!(
                 "recovered to {} and promoted: files {:.1}s + recovery {:.1}s = {:.1}s (measured recovery time)",
@@ -265,11 +278,14 @@ pub fn restore_postgres(ctx: &Context, c: &ComponentPlan, pg: &PostgresPlan, arg
 }
 
 pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
+    // Conflicts shown per table; the script and --json have them all.
+    const SHOWN: usize = 10;
     let c = ctx.component(&args.component)?;
     let pg = pg_plan(c).filter(|p| p.mode == PostgresMode::Physical).ok_or_else(|| {
         exit::usage(format!("recover-rows needs a physical postgres component; '{}' is not one", c.name))
     })?;
-    let at = Target::parse(&args.at).map_err(exit::usage)?;
+    let at = Target::parse(&args.at).map_err(|e| exit::usage(format!("--at: {e}")))?;
+    let until = args.until.as_deref().map(Target::parse).transpose().map_err(|e| exit::usage(format!("--until: {e}")))?;
     let database = match &args.database {
         Some(d) => d.clone(),
         None => reprise_postgres::conn::config(&pg.connection, pg.password_env.as_deref())
@@ -285,7 +301,12 @@ pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
         component: c.name.clone(),
         tables: args.tables.clone(),
         at,
+        until,
         predicate: args.predicate.clone(),
+        conflicts: match args.conflicts {
+            ConflictChoiceArg::Keep => rows::ConflictChoice::Keep,
+            ConflictChoiceArg::Before => rows::ConflictChoice::Before,
+        },
         live: pg.connection.clone(),
         password_env: pg.password_env.clone(),
         database,
@@ -300,19 +321,84 @@ pub fn recover_rows(ctx: &Context, args: &RecoverRowsArgs) -> Result<()> {
     if ctx.json() {
         return ctx.print_json(&r);
     }
+    ctx.say(format!("before the accident: --at {} (replayed up to LSN {})", r.at, r.before_lsn));
+    let changes = |t: &rows::Transaction| {
+        t.tables
+            .iter()
+            .map(|c| if c.truncated { format!("{} truncated", c.table) } else { format!("{}: {} inserted, {} updated, {} deleted", c.table, c.inserted, c.updated, c.deleted) })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if let Some(a) = &r.accident {
+        ctx.say(format!("the accident: transaction {} committed {} (commit record at LSN {}): {}", a.xid, a.committed_at, a.commit_lsn, changes(a)));
+        ctx.say("  found in the archived WAL as the first transaction after --at that changed these tables; if it is not the accident, name its end with --until LSN");
+        for t in &r.later {
+            ctx.say(format!("  later: transaction {} committed {} (--until {}): {}", t.xid, t.committed_at, t.commit_lsn, changes(t)));
+        }
+    } else if let Some(u) = &r.until {
+        ctx.say(format!("right after the accident: --until {u} (replayed up to LSN {})", r.after_lsn));
+        for t in &r.between {
+            ctx.say(format!("  transaction {} committed {} (LSN {}): {}", t.xid, t.committed_at, t.commit_lsn, changes(t)));
+        }
+    }
+    let repaired = if r.applied { "repaired" } else { "to repair" };
     for t in &r.tables {
         ctx.say(format!(
-            "{} as of {}: {} deleted row(s) to re-insert, {} changed row(s) to put back ({} newer row(s) left alone)",
-            t.table, r.at, t.deleted_rows, t.changed_rows, t.newer_rows
+            "{}: the accident deleted {}, updated {}, inserted {}, moved {} to another key; {} {repaired}, {} conflict(s) ({}), {} already as before, {} left out by --where, {} untouched",
+            t.table,
+            t.deleted,
+            t.updated,
+            t.inserted,
+            t.keys_changed,
+            t.repaired,
+            t.conflicts,
+            if r.conflicts == rows::ConflictChoice::Before { "put back as before" } else { "left as they are" },
+            t.already_as_before,
+            t.filtered_out,
+            t.untouched
         ));
+        for n in &t.not_compared {
+            ctx.say(format!("  column {} not compared: {}", n.column, n.reason));
+        }
+        for c in t.conflict_rows.iter().take(SHOWN) {
+            let version = |v: &Option<std::collections::BTreeMap<String, Option<String>>>| match v {
+                None => "(no row)".to_owned(),
+                Some(m) => {
+                    let differing: Vec<String> = m
+                        .iter()
+                        .filter(|(k, val)| [&c.before, &c.after, &c.now].iter().any(|o| o.as_ref().and_then(|x| x.get(*k)) != Some(*val)))
+                        .map(|(k, val)| format!("{k}={}", val.as_deref().map_or_else(|| "NULL".to_owned(), shorten)))
+                        .collect();
+                    if differing.is_empty() { "(same)".to_owned() } else { differing.join(" ") }
+                }
+            };
+            ctx.say(format!("  conflict {}: before {} | after the accident {} | now {}", c.key, version(&c.before), version(&c.after), version(&c.now)));
+        }
+        if t.conflict_rows.len() > SHOWN {
+            ctx.say(format!("  ... {} more conflict(s), each with its three versions in the script", t.conflict_rows.len() - SHOWN));
+        }
     }
-    ctx.say(format!("scratch restore {:.1}s, total {:.1}s", r.scratch_restore_ms as f64 / 1000.0, r.total_ms as f64 / 1000.0));
+    for n in &r.notes {
+        ctx.say(format!("note: {n}"));
+    }
+    ctx.say(format!("scratch restores {:.1}s, total {:.1}s", r.scratch_restore_ms as f64 / 1000.0, r.total_ms as f64 / 1000.0));
     ctx.say(if r.applied {
-        format!("applied in one transaction; script kept in {}", r.script.display())
+        format!(
+            "applied in one transaction: {} row(s) written, {} statement(s) found their row changed since and did nothing; script kept in {}",
+            r.rows_written,
+            r.statements_skipped,
+            r.script.display()
+        )
     } else {
         format!("script written to {} (review it, then run it, or use --apply)", r.script.display())
     });
     Ok(())
+}
+
+/// A value cut for one terminal line (the script has it whole).
+fn shorten(s: &str) -> String {
+    let one_line = s.replace(['\n', '\r'], "\u{23ce}");
+    if one_line.chars().count() > 40 { format!("{}…", one_line.chars().take(40).collect::<String>()) } else { one_line }
 }
 
 /// Status of one PostgreSQL component.

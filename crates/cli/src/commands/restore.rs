@@ -7,6 +7,7 @@ use crate::args::RestoreArgs;
 use crate::commands::{bytes, find_snapshot, ledger};
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let (spec, subpath) = match args.what.split_once(':') {
@@ -55,11 +56,11 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     }
     if !out.damaged.is_empty() {
         for d in &out.damaged {
-            eprintln!("reprise: damaged, not restored: {}: {}", d.path, d.reason);
+            errln!("reprise: damaged, not restored: {}: {}", d.path, d.reason);
         }
         return Err(exit::with_code(
             exit::DAMAGED,
-            format!("{} entr(y/ies) could not be restored from damaged data (listed above); every other file was restored and verified", out.damaged.len()),
+            format!("{} could not be restored from damaged data (listed above); every other file was restored and verified", count(out.damaged.len(), "entry", "entries")),
         ));
     }
     Ok(())

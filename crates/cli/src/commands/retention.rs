@@ -12,12 +12,15 @@ use crate::commands::ledger;
 use crate::commands::postgres::pg_error;
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 /// The engine's form of a component's retention policy (also the policy
 /// `copy` applies to what a copy receives).
 pub(crate) fn policy_of(c: &ComponentPlan) -> Policy {
     let r = &c.objectives.retention;
-    Policy { last: r.keep_last, within: r.keep_within, hourly: r.hourly, daily: r.daily, weekly: r.weekly, monthly: r.monthly, yearly: r.yearly }
+    // `keep_within = "1y"` is a calendar year behind now.
+    let within = r.keep_within.map(|p| p.length_before(jiff::Timestamp::now()));
+    Policy { last: r.keep_last, within, hourly: r.hourly, daily: r.daily, weekly: r.weekly, monthly: r.monthly, yearly: r.yearly }
 }
 
 pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
@@ -44,10 +47,16 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
         }
         if !ctx.json() {
             let verb = if args.dry_run { "would forget" } else { "forgotten" };
-            println!("{}: {} snapshots, {} kept, {} {verb}", c.name, outcome.snapshots.len(), outcome.snapshots.iter().filter(|v| v.keep).count(), outcome.snapshots.iter().filter(|v| !v.keep).count());
+            outln!(
+                "{}: {}, {} kept, {} {verb}",
+                c.name,
+                count(outcome.snapshots.len(), "snapshot", "snapshots"),
+                outcome.snapshots.iter().filter(|v| v.keep).count(),
+                outcome.snapshots.iter().filter(|v| !v.keep).count()
+            );
             for v in &outcome.snapshots {
                 let what = if v.keep { "keep  " } else if args.dry_run { "forget" } else { "gone  " };
-                println!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
+                outln!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
             }
             if let Some(w) = &wal {
                 print_wal(w);
@@ -76,7 +85,7 @@ struct ComponentForget {
 fn expire_wal(repo: &Repository, c: &ComponentPlan, outcome: &retention::ForgetOutcome, dry_run: bool) -> Result<WalExpiry> {
     let going: std::collections::HashSet<_> = outcome.snapshots.iter().filter(|v| !v.keep).map(|v| v.id).collect();
     let kept: Vec<_> = reprise_postgres::restore::base_backups(repo, &c.name).map_err(pg_error)?.into_iter().filter(|b| !going.contains(&b.id)).collect();
-    let window = c.objectives.pitr.or(c.objectives.retention.keep_within);
+    let window = c.objectives.pitr.or(c.objectives.retention.keep_within).map(|p| p.length_before(jiff::Timestamp::now()));
     expire::expire(repo, &c.name, &kept, window, dry_run).map_err(pg_error)
 }
 
@@ -84,7 +93,7 @@ fn print_wal(w: &WalExpiry) {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let verb = if w.dry_run { "would remove" } else { "removed" };
     match (&w.continuous_from, &w.anchor_backup) {
-        (Some(from), Some(anchor)) => println!(
+        (Some(from), Some(anchor)) => outln!(
             "  WAL: {} files kept ({:.1} MiB; continuous from {from}, the start of base backup {}), {} {verb} ({:.1} MiB)",
             w.kept_files,
             mib(w.kept_bytes),
@@ -92,10 +101,10 @@ fn print_wal(w: &WalExpiry) {
             w.removed_files.len(),
             mib(w.removed_bytes)
         ),
-        _ => println!("  WAL: {} files kept ({:.1} MiB), none {verb}", w.kept_files, mib(w.kept_bytes)),
+        _ => outln!("  WAL: {} files kept ({:.1} MiB), none {verb}", w.kept_files, mib(w.kept_bytes)),
     }
     if let Some(note) = &w.note {
-        println!("  WAL: note: {note}");
+        outln!("  WAL: note: {note}");
     }
 }
 
@@ -113,7 +122,7 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             if ctx.json() {
                 ctx.print_json(&serde_json::json!({ "hold": id, "snapshot": snap.id }))?;
             } else {
-                println!("hold {} placed on snapshot {} ({}): {reason}", &id.to_hex()[..8], &snap.id.to_hex()[..8], snap.header.component);
+                outln!("hold {} placed on snapshot {} ({}): {reason}", &id.to_hex()[..8], &snap.id.to_hex()[..8], snap.header.component);
             }
         }
         HoldCommand::List => {
@@ -121,10 +130,10 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             if ctx.json() {
                 ctx.print_json(&all)?;
             } else if all.is_empty() {
-                println!("no holds");
+                outln!("no holds");
             } else {
                 for h in &all {
-                    println!("{}  snapshot {}  {}  by {}@{}  {}", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.time.strftime("%Y-%m-%d %H:%M"), h.hold.user, h.hold.host, h.hold.reason);
+                    outln!("{}  snapshot {}  {}  by {}@{}  {}", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.time.strftime("%Y-%m-%d %H:%M"), h.hold.user, h.hold.host, h.hold.reason);
                 }
             }
         }
@@ -134,7 +143,7 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             if ctx.json() {
                 ctx.print_json(&h)?;
             } else {
-                println!("hold {} lifted from snapshot {} (it was: {})", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.reason);
+                outln!("hold {} lifted from snapshot {} (it was: {})", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.reason);
             }
         }
     }
@@ -191,7 +200,7 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
     // The garbage collection is done and reported either way; a lock that
     // could not be lengthened makes the run fail, so that a scheduler sees it.
     let lock_failure = r.locks.error.as_ref().map(|e| {
-        exit::with_code(exit::ERROR, format!("{} pack lock(s) could not be read or lengthened; first: {e}", r.locks.packs_failed.max(1)))
+        exit::with_code(exit::ERROR, format!("{} could not be read or lengthened; first: {e}", count(r.locks.packs_failed.max(1), "pack lock", "pack locks")))
     });
     if ctx.json() {
         ctx.print_json(&r)?;
@@ -199,42 +208,47 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
     }
     let b = crate::commands::bytes;
     let would = if r.dry_run { "would be " } else { "" };
-    println!("{} snapshots use {} blobs; {} packs, {}", r.snapshots, r.used_blobs, r.packs, b(r.pack_bytes));
+    outln!("{} use {}; {}, {}", count(r.snapshots, "snapshot", "snapshots"), count(r.used_blobs, "blob", "blobs"), count(r.packs, "pack", "packs"), b(r.pack_bytes));
     if r.swept_marks > 0 || r.deleted_packs > 0 {
-        println!(
-            "sweep: {} mark(s) past their grace period; {} packs {would}deleted ({}), {} rescued (a newer snapshot needs them), {} index files {would}rewritten",
-            r.swept_marks,
-            r.deleted_packs,
+        outln!(
+            "sweep: {} past their grace period; {} {would}deleted ({}), {} rescued (a newer snapshot needs them), {} {would}rewritten",
+            count(r.swept_marks, "mark", "marks"),
+            count(r.deleted_packs, "pack", "packs"),
             b(r.deleted_bytes),
             r.rescued_packs,
-            r.index_files_rewritten
+            count(r.index_files_rewritten, "index file", "index files")
         );
     }
-    println!(
-        "mark: {} unused packs ({}) and {} repacked packs ({}) {would}condemned{}",
-        r.condemned_packs,
+    outln!(
+        "mark: {} ({}) and {} ({}) {would}condemned{}",
+        count(r.condemned_packs, "unused pack", "unused packs"),
         b(r.condemned_bytes),
-        r.repacked_packs,
+        count(r.repacked_packs, "repacked pack", "repacked packs"),
         b(r.repacked_bytes),
         if r.repack_limited { "; repacking stopped at --max-repack" } else { "" }
     );
-    println!("unused space left in partly used packs: {}", b(r.unused_bytes_left));
+    outln!("unused space left in partly used packs: {}", b(r.unused_bytes_left));
     if let Some(t) = r.next_sweep {
-        println!("{} pack(s) in {} mark(s) wait for their grace period; the first can be deleted by a prune after {}", r.pending_packs, r.pending_marks, t.strftime("%Y-%m-%d %H:%M:%S UTC"));
+        outln!(
+            "{} in {} wait for the grace period recorded in the mark; the first can be deleted by a prune after {}",
+            count(r.pending_packs, "pack", "packs"),
+            count(r.pending_marks, "mark", "marks"),
+            t.strftime("%Y-%m-%d %H:%M:%S UTC")
+        );
     }
     let l = &r.locks;
     if l.in_force {
-        println!(
-            "locks: {} retained snapshot(s); {} pack(s) checked, {} {}lengthened{}{}",
-            l.retained_snapshots,
-            l.packs_checked,
+        outln!(
+            "locks: {}; {} checked, {} {}lengthened{}{}",
+            count(l.retained_snapshots, "retained snapshot", "retained snapshots"),
+            count(l.packs_checked, "pack", "packs"),
             l.packs_extended,
             would,
             l.latest_until.map(|t| format!(" (latest until {})", t.strftime("%Y-%m-%d"))).unwrap_or_default(),
             if l.packs_failed > 0 { format!(", {} failed", l.packs_failed) } else { String::new() }
         );
     } else {
-        println!("locks: not in force here, pack locks not checked ({})", l.detail);
+        outln!("locks: not in force here, pack locks not checked ({})", l.detail);
     }
     lock_failure.map_or(Ok(()), Err)
 }

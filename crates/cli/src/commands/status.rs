@@ -9,6 +9,7 @@ use crate::commands::immutability::{self, ImmutabilityStatus};
 use crate::commands::postgres::{pg_plan, status_postgres};
 use crate::context::Context;
 use crate::exit;
+use crate::output::count;
 
 #[derive(Debug, serde::Serialize)]
 struct ComponentStatus {
@@ -64,7 +65,10 @@ struct Posture {
     repositories: Vec<RepositoryPosture>,
     copies: usize,
     media: Vec<&'static str>,
-    off_site: bool,
+    /// At least one repository holding the component is off-site (`true`),
+    /// none is and every site is known (`false`), or a site is missing and
+    /// none is known off-site (`null`: unknown, never guessed).
+    off_site: Option<bool>,
     three_two_one: bool,
 }
 
@@ -133,9 +137,15 @@ fn posture(ctx: &Context, plan: &Plan, c: &ComponentPlan, cache: &mut SnapshotCa
     let mut media: Vec<&'static str> = holding.iter().map(|l| l.media).collect();
     media.sort_unstable();
     media.dedup();
-    let off_site = holding.iter().any(|l| l.off_site == Some(true));
+    let off_site = if holding.iter().any(|l| l.off_site == Some(true)) {
+        Some(true)
+    } else if holding.iter().all(|l| l.off_site.is_some()) {
+        Some(false)
+    } else {
+        None
+    };
     let copies = 1 + holding.len();
-    Posture { copies, three_two_one: copies >= 3 && media.len() >= 2 && off_site, media, off_site, repositories: lines }
+    Posture { copies, three_two_one: copies >= 3 && media.len() >= 2 && off_site == Some(true), media, off_site, repositories: lines }
 }
 
 fn human(secs: f64) -> String {
@@ -172,7 +182,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             newest_restorable: None,
             oldest_restorable: None,
             pitr_window_seconds: None,
-            pitr_objective_seconds: c.objectives.pitr.map(|d| d.as_secs()),
+            pitr_objective_seconds: c.objectives.pitr.map(|p| p.length_before(now).as_secs()),
             postgres: None,
             copies: posture(ctx, plan, c, &mut cache, now),
             immutability: None,
@@ -229,27 +239,25 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             }
         ));
         let p = &s.copies;
+        let yes_no = |o: Option<bool>| o.map_or("unknown (a site is missing)", |o| if o { "yes" } else { "no" });
         ctx.say(format!(
-            "  copies: {} (production + {} repositories), media: {}, off-site: {}: 3-2-1 {}",
+            "  copies: {} (production + {}), media: {}, off-site: {}: 3-2-1 {}",
             p.copies,
-            p.copies - 1,
-            if p.media.is_empty() { "none".to_owned() } else { p.media.join(", ") },
-            if p.off_site { "yes" } else { "no" },
+            count(p.copies - 1, "repository", "repositories"),
+            if p.media.is_empty() { "none".to_owned() } else { format!("{} ({})", p.media.len(), p.media.join(", ")) },
+            yes_no(p.off_site),
             if p.three_two_one { "holds" } else { "NOT MET" }
         ));
         for r in &p.repositories {
+            let place = format!("    {} '{}': media {}, site {}", r.role, r.repository, r.media, r.site);
             match &r.error {
-                Some(e) => ctx.say(format!("    {:<8} {:<16} {:<10} {:<16} ERROR: {e}", r.role, r.repository, r.media, r.site)),
+                Some(e) => ctx.say(format!("{place}: ERROR: {e}")),
                 None => ctx.say(format!(
-                    "    {:<8} {:<16} {:<10} {:<16} off-site {:<7} newest {} ({} ago){}",
-                    r.role,
-                    r.repository,
-                    r.media,
-                    r.site,
-                    r.off_site.map_or("unknown", |o| if o { "yes" } else { "no" }),
-                    r.newest_snapshot.map_or_else(|| "-".to_owned(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()),
+                    "{place}, off-site {}, newest snapshot {} ({} ago){}",
+                    yes_no(r.off_site),
+                    r.newest_snapshot.map_or_else(|| "none".to_owned(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()),
                     r.newest_age_seconds.map_or_else(|| "-".to_owned(), human),
-                    if r.holds_newest == Some(false) { "  BEHIND: lacks the newest snapshot" } else { "" }
+                    if r.holds_newest == Some(false) { ": BEHIND, lacks the newest snapshot" } else { "" }
                 )),
             }
         }

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 pub mod emulators;
 pub mod fault_proxy;
+pub mod pg;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_reprise");
 pub const PASSWORD: &str = "correct horse battery staple";
