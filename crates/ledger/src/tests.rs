@@ -127,8 +127,11 @@ fn racing_appenders_lose_no_acknowledged_entry() {
 struct Racing {
     inner: MemoryBackend,
     /// The record name that fires the competitors, and what they do.
-    armed: std::sync::Mutex<Option<(String, Box<dyn FnOnce() + Send>)>>,
+    armed: std::sync::Mutex<Option<(String, Competitors)>>,
 }
+
+/// Appends run by other appenders at the chosen moment.
+type Competitors = Box<dyn FnOnce() + Send>;
 
 impl Racing {
     fn fire_on(&self, name: &str) {
