@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An independent verifier of reprise evidence ledgers, written from
-docs/FORMAT.md (sections 2, 4 and 15) alone.
+docs/FORMAT.md (sections 2, 4 and 17) alone.
 
     reprise_ledger.py verify REPO [--witness DIR] (--key-file FILE | --password-file FILE)
                              [--verifier-key KEY ...] [--json]
@@ -15,11 +15,12 @@ docs/FORMAT.md (sections 2, 4 and 15) alone.
         with the verifier key given (never the proof's own list). Exits 0 when
         the proof holds, 1 otherwise.
 
---key-file takes a recovery key or a write credential (JSON with
-"catalog_key"); --password-file opens the repository's key files with a
-passphrase (Argon2id, needs argon2-cffi). The catalog key decrypts entries;
-without --verifier-key the repository's verifier key is derived from it
-(section 15.4).
+--key-file takes a recovery key or a write credential; --password-file
+opens the repository's key files with a passphrase (Argon2id, needs
+argon2-cffi). Either gives the repository's shared key (section 2.3: derived
+from "recovery_secret", or a write-only key's "shared_key"), from which the
+entry key (section 17.2) and, without --verifier-key, the repository's
+verifier key (section 17.4) are derived.
 
 Needs: cryptography, cbor2, blake3 (and argon2-cffi for --password-file).
 """
@@ -61,13 +62,32 @@ EMPTY_ROOT = sha256(b"")
 
 # ---------------------------------------------------------------- keys (section 4)
 
-def catalog_key_from_key_file(path):
+def shared_key_of(secrets):
+    """Section 2.3: a write-only key holds the shared key; a full-access key
+    (or a recovery key file) derives it from the recovery secret."""
+    if "shared_key" in secrets:
+        return bytes.fromhex(secrets["shared_key"])
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(secrets["repository_id"]), info=b"reprise shared key v2")
+    return hkdf.derive(bytes.fromhex(secrets["recovery_secret"]))
+
+
+def entry_key(shared_key):
+    """Section 17.2: the AES-256-GCM key of sealed entries."""
+    import blake3
+
+    return blake3.blake3(shared_key, derive_key_context="reprise ledger entry key v2").digest()
+
+
+def shared_key_from_key_file(path):
     with open(path, "rb") as f:
         doc = json.load(f)
-    return bytes.fromhex(doc["catalog_key"]), doc.get("repository_id")
+    return shared_key_of(doc), doc.get("repository_id")
 
 
-def catalog_key_from_passphrase(repo, password_file):
+def shared_key_from_passphrase(repo, password_file):
     from argon2.low_level import Type, hash_secret_raw
 
     with open(password_file, "rb") as f:
@@ -76,6 +96,8 @@ def catalog_key_from_passphrase(repo, password_file):
     for name in sorted(os.listdir(keys_dir)):
         with open(os.path.join(keys_dir, name), "rb") as f:
             doc = json.load(f)
+        if "kdf" not in doc:
+            continue  # a public record (a write credential's): nothing to open
         kdf = doc["kdf"]
         kek = hash_secret_raw(
             passphrase,
@@ -92,15 +114,15 @@ def catalog_key_from_passphrase(repo, password_file):
         except Exception:
             continue
         secrets = json.loads(plain)
-        return bytes.fromhex(secrets["catalog_key"]), secrets["repository_id"]
+        return shared_key_of(secrets), secrets["repository_id"]
     raise SystemExit("no key file opens with this passphrase")
 
 
-def repository_verifier_key(catalog_key, repository_id):
-    """Section 15.4: the key every key of the repository signs with today."""
+def repository_verifier_key(shared_key, repository_id):
+    """Section 17.4: the key every key of the repository signs with today."""
     import blake3
 
-    seed = blake3.blake3(catalog_key, derive_key_context="reprise ledger checkpoint signing key v1").digest()
+    seed = blake3.blake3(shared_key, derive_key_context="reprise ledger checkpoint signing key v2").digest()
     public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     name = "reprise-ledger/" + repository_id[:16]
     return make_verifier_key(name, public)
@@ -124,7 +146,7 @@ def parse_verifier_key(text):
     return (name, bytes.fromhex(kid)), Ed25519PublicKey.from_public_bytes(raw[1:])
 
 
-# ---------------------------------------------------------------- checkpoints (section 15.4)
+# ---------------------------------------------------------------- checkpoints (section 17.4)
 
 class Refused(Exception):
     pass
@@ -173,7 +195,7 @@ def open_checkpoint(note_bytes, trusted):
     return origin, int(size_text), root
 
 
-# ---------------------------------------------------------------- records (section 15.2)
+# ---------------------------------------------------------------- records (section 17.2)
 
 def decode_record(data):
     if data[:8] != RECORD_MAGIC:
@@ -199,11 +221,11 @@ def decode_record(data):
     return sealed, checkpoint, frontier
 
 
-def open_entry(sealed, catalog_key):
-    return AESGCM(catalog_key).decrypt(sealed[:12], sealed[12:], ENTRY_AAD)
+def open_entry(sealed, entry_key_bytes):
+    return AESGCM(entry_key_bytes).decrypt(sealed[:12], sealed[12:], ENTRY_AAD)
 
 
-# ---------------------------------------------------------------- the tree (section 15.3)
+# ---------------------------------------------------------------- the tree (section 17.3)
 
 def frontier_push(frontier, size, leaf):
     frontier = list(frontier)
@@ -236,13 +258,13 @@ def first_difference(size, a, b):
     return None
 
 
-# ---------------------------------------------------------------- verify (section 15.5)
+# ---------------------------------------------------------------- verify (section 17.5)
 
 def name_number(text):
     return int(text) if len(text) == NAME_DIGITS and text.isdigit() else None
 
 
-def verify_repository(repo, witness, catalog_key, trusted):
+def verify_repository(repo, witness, entry_key_bytes, trusted):
     ledger_dir = os.path.join(repo, "ledger")
     findings = []
     summaries = []
@@ -298,13 +320,13 @@ def verify_repository(repo, witness, catalog_key, trusted):
             except Refused:
                 pass
             continue
-        summary, f = verify_ledger(lid, records[lid], witnessed.get(lid, {}), witness, catalog_key, trusted)
+        summary, f = verify_ledger(lid, records[lid], witnessed.get(lid, {}), witness, entry_key_bytes, trusted)
         summaries.append(summary)
         findings.extend(f)
     return summaries, findings
 
 
-def verify_ledger(lid, recs, witnessed, witness, catalog_key, trusted):
+def verify_ledger(lid, recs, witnessed, witness, entry_key_bytes, trusted):
     origin_expected = "reprise-ledger/" + lid
     size = max(recs) + 1 if recs else 0
     findings = []
@@ -334,7 +356,7 @@ def verify_ledger(lid, recs, witnessed, witness, catalog_key, trusted):
             frontier = None
             continue
         try:
-            plain = open_entry(sealed, catalog_key)
+            plain = open_entry(sealed, entry_key_bytes)
         except Exception:
             plain = None
         try:
@@ -534,15 +556,15 @@ def main():
         return 0 if ok else 1
 
     if args.key_file:
-        catalog_key, repository_id = catalog_key_from_key_file(args.key_file)
+        shared_key, repository_id = shared_key_from_key_file(args.key_file)
     elif args.password_file:
-        catalog_key, repository_id = catalog_key_from_passphrase(args.repo, args.password_file)
+        shared_key, repository_id = shared_key_from_passphrase(args.repo, args.password_file)
     else:
         ap.error("give --key-file or --password-file")
     with open(os.path.join(args.repo, "config"), "rb") as f:
         repository_id = json.load(f)["id"]
-    keys = args.verifier_key or [repository_verifier_key(catalog_key, repository_id)]
-    summaries, findings = verify_repository(args.repo, args.witness, catalog_key, trusted_keys(keys))
+    keys = args.verifier_key or [repository_verifier_key(shared_key, repository_id)]
+    summaries, findings = verify_repository(args.repo, args.witness, entry_key(shared_key), trusted_keys(keys))
     tampered = any(k not in ("unwitnessed", "elsewhere") for k, *_ in findings)
     if args.json:
         print(json.dumps({

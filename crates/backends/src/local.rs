@@ -158,7 +158,7 @@ impl Backend for LocalBackend {
             Err(e) => return Err(self.err("", &e)),
         }
         let mut dirs = vec![self.root.join("tmp")];
-        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold, ObjectKind::PruneMark] {
+        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold, ObjectKind::PruneMark, ObjectKind::Trust] {
             dirs.push(self.root.join(kind.dir()));
         }
         for i in 0..=255u8 {
@@ -193,7 +193,7 @@ impl Backend for LocalBackend {
             return Err(self.err(&object, &e));
         }
         // Folders that repositories made by older versions may lack.
-        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark | ObjectKind::Ledger)
+        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark | ObjectKind::Trust | ObjectKind::Ledger)
             && let Some(parent) = dest.parent()
         {
             self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;

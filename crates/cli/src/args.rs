@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "reprise", version, about = "The continuity plan that runs: encrypted, deduplicated, write-once backups with measured restores.")]
 #[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase or key, 5 permission denied, \
-6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable, 130 interrupted.")]
+6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable (retry later), 10 busy (retry later), 130 interrupted.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -398,6 +398,10 @@ pub enum KeyCommand {
         /// A note stored with the key (which host or person holds it), shown by `key list`
         #[arg(long, default_value = "")]
         label: String,
+        /// With --write-only: the host the key is issued for; a snapshot it
+        /// writes that claims another host is reported and never `latest`
+        #[arg(long, requires = "write_only", value_name = "NAME")]
+        host: Option<String>,
         /// Read the new key's passphrase from this file (first line); else
         /// REPRISE_NEW_PASSWORD, else it is asked twice on the terminal
         #[arg(long, env = "REPRISE_NEW_PASSWORD_FILE", value_name = "FILE")]
@@ -410,13 +414,28 @@ pub enum KeyCommand {
         #[arg(long, requires = "write_only", value_name = "FILE")]
         credential: Option<PathBuf>,
     },
-    /// List keys
+    /// List every key and write credential: ID, kind, status, created, by whom, host, label
     List,
-    /// Remove a key (not the one in use, not the last full-access key)
+    /// Remove a key: a full-access key file (not the one in use, not the
+    /// last), or a write-only key or credential (revoked: what it wrote so
+    /// far stays trusted)
     Remove {
         /// Key ID (or unique prefix), as `key list` shows it
         id: String,
     },
+    /// Revoke a write-only key or credential (stolen, or its host
+    /// rebuilt): what it signed so far stays trusted, anything it writes
+    /// later is ignored and reported. Rotate its storage credential too.
+    Revoke {
+        /// Key ID (or a unique prefix) from `reprise key list`
+        id: String,
+        /// Why, kept in the revocation record
+        #[arg(long, default_value = "revoked")]
+        reason: String,
+    },
+    /// Upgrade a repository written by an earlier version: sign what is
+    /// there, endorse the full-access keys, remove format 1 write-only keys
+    Upgrade,
     /// Change the passphrase of the key in use
     Passwd {
         /// Read the new passphrase from this file (first line); else

@@ -679,7 +679,7 @@ fn proofs_check_offline_and_fail_when_altered() {
 }
 
 /// A well-formed verifier key that signed nothing here (C2SP form, made
-/// with ring: docs/FORMAT.md section 15.4).
+/// with ring: docs/FORMAT.md section 17.4).
 fn stranger_key() -> String {
     use base64::Engine as _;
     let name = "reprise-ledger/stranger";
@@ -781,7 +781,7 @@ fn a_restore_with_read_only_access_completes_and_says_it_is_not_recorded() {
     let out = as_reader(&["restore".into(), snap_path(&id, &src).into(), "--to".into(), target.clone().into()], &target);
     assert_eq!(out.code, 0, "{}", out.describe());
     assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"restored without a ledger entry\n");
-    assert!(out.stderr.contains("is not recorded in the ledger: this credential may not write"), "{}", out.describe());
+    assert!(out.stderr.contains("is not recorded in the ledger: nothing may be written"), "{}", out.describe());
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.describe());
     assert_eq!(repo_listing(&s.r.repo), before, "nothing was written");
     if !is_root() {
@@ -805,3 +805,44 @@ fn walk_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+
+/// The bug: format 2 brought `key revoke` and `key upgrade`, and neither
+/// left an entry, though revoking a stolen host's key is the most
+/// sensitive key operation there is. Now both are recorded; and a format 1
+/// repository gets no ledger object before its upgrade (nothing is
+/// written to it until then), its restores completing unrecorded.
+#[test]
+fn format_2_key_operations_are_recorded() {
+    let t = TestDir::new("ledger-format-2-keys");
+    let repo = t.join("repo");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v1");
+    assert!(Command::new("cp").arg("-r").arg(fixture.join("repo")).arg(&repo).status().unwrap().success());
+    for d in ["keys", "snapshots", "index", "holds", "prune", "tmp", "wal"] {
+        fs::create_dir_all(repo.join(d)).unwrap();
+    }
+    for i in 0..=255u8 {
+        fs::create_dir_all(repo.join("data").join(format!("{i:02x}"))).unwrap();
+    }
+    let r = Reprise::at(t.path(), repo.clone()).with_password("fixture-passphrase");
+    let first = r.snapshots()[0]["id"].as_str().unwrap().to_owned();
+    let out = r.restore(&first, &t.join("before-upgrade"), &[] as &[&str]).ok();
+    assert!(out.stderr.contains("is not recorded in the ledger"), "{}", out.describe());
+    assert!(!repo.join("ledger").exists(), "a ledger object was written to a format 1 repository");
+
+    r.run(&["key", "upgrade"]).ok();
+    let cred = t.join("host.credential");
+    let issued = r.run(&["--json", "key", "add", "--write-only", "--credential", cred.to_str().unwrap()]).ok().json();
+    let key_id = issued["key_id"].as_str().unwrap().to_owned();
+    r.run(&["key", "revoke", &key_id, "--reason", "laptop stolen"]).ok();
+
+    let shown = r.run(&["--json", "ledger", "show"]).ok().json();
+    let entries = shown["entries"].as_array().unwrap();
+    let ops: Vec<&str> = entries.iter().map(|e| e["operation"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["key-upgrade", "key-add", "key-revoke"], "{shown}");
+    assert_eq!(entries[0]["counts"]["legacy_snapshots"], 2, "{shown}");
+    assert_eq!(entries[1]["refs"]["key_id"], key_id.as_str(), "{shown}");
+    assert_eq!(entries[2]["refs"]["key_id"], key_id.as_str(), "{shown}");
+    assert_eq!(entries[2]["reason"], "laptop stolen", "{shown}");
+    let (code, report) = verify(&r);
+    assert_eq!(code, 0, "{report:#}");
+}

@@ -1,4 +1,4 @@
-//! Evidence-ledger objects (`ledger/`, docs/FORMAT.md section 15).
+//! Evidence-ledger objects (`ledger/`, docs/FORMAT.md section 17).
 //!
 //! The ledger is a transparency log (RFC 6962/9162 Merkle tree, C2SP
 //! checkpoints) of the sensitive operations run on a repository; the tree,

@@ -28,8 +28,10 @@ pub mod keys;
 pub mod ledger;
 pub mod mark;
 pub mod pack;
+pub mod sign;
 pub mod snapshot;
 pub mod tree;
+pub mod trust;
 pub mod wal;
 
 pub use error::FormatError;

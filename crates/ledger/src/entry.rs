@@ -25,6 +25,10 @@ pub enum Operation {
     KeyRemove,
     KeyPassphrase,
     KeyExportRecovery,
+    /// A writer's key revoked (`key revoke`, or `key remove` of a writer).
+    KeyRevoke,
+    /// A format 1 repository upgraded to format 2 (`key upgrade`).
+    KeyUpgrade,
     Copy,
     Check,
     /// `repair index`, `repair keys`, `repair marks`: damage cleared,
@@ -50,6 +54,8 @@ impl Operation {
             Operation::KeyRemove => "key-remove",
             Operation::KeyPassphrase => "key-passphrase",
             Operation::KeyExportRecovery => "key-export-recovery",
+            Operation::KeyRevoke => "key-revoke",
+            Operation::KeyUpgrade => "key-upgrade",
             Operation::Copy => "copy",
             Operation::Check => "check",
             Operation::Repair => "repair",

@@ -10,10 +10,11 @@
 //! trusts the endorsed ones.
 //!
 //! Until then, [`repository_keys`] derives one signing key per repository
-//! from the catalog key. That is the one place to change.
+//! from the shared key. That is the one place to change.
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use reprise_engine::Repository;
+use reprise_format::crypto::SymmetricKey;
 use signed_note::{Signer, StandardVerifier, Verifier, VerifierList};
 
 use crate::error::{Error, Result};
@@ -123,19 +124,38 @@ impl Signer for NoteSigner {
 }
 
 /// The ledger keys of a repository: one Ed25519 key, derived from the
-/// catalog key, that signs and is trusted.
+/// repository's *shared key*, that signs and is trusted.
 ///
-/// TEMPORARY. Every key of the repository (write-only ones included) holds
-/// the catalog key, so every writer can sign for every other: the storage's
-/// write-once rule and the witness are what keep history, not this key.
-/// When writers get their own endorsed signing keys, return those here:
-/// the writer's key as signer, every endorsed key as trusted.
-#[must_use]
-pub fn repository_keys(repo: &Repository) -> LedgerKeys {
-    let seed = blake3::derive_key("reprise ledger checkpoint signing key v1", repo.secrets().write.catalog_key.as_bytes());
+/// The shared key is the one secret every version 2 key holds, full
+/// access and write-only alike (docs/FORMAT.md 2.3), as prune marks need:
+/// so a production host with a write credential records its backups. It
+/// also means every writer can sign checkpoints for every other: the
+/// storage's write-once rule and the witness keep history from being
+/// rewritten, not this key (docs/FORMAT.md 17.8 says what a compromised
+/// writer can and cannot do). A format 1 write-only key holds no shared
+/// key, and can write nothing anyway.
+pub fn repository_keys(repo: &Repository) -> Result<LedgerKeys> {
+    let shared = shared_key(repo)?;
+    let seed = blake3::derive_key(CHECKPOINT_KEY_CONTEXT, shared.as_bytes());
     let signer = NoteSigner::from_seed(&repository_key_name(repo), &seed).expect("the name is valid");
     let trusted = vec![signer.verifier_key()];
-    LedgerKeys::new(Box::new(signer), &trusted).expect("a key this function made parses")
+    Ok(LedgerKeys::new(Box::new(signer), &trusted).expect("a key this function made parses"))
+}
+
+/// BLAKE3 `derive_key` contexts of the ledger's two secrets, both from the
+/// shared key (docs/FORMAT.md 17.4).
+const CHECKPOINT_KEY_CONTEXT: &str = "reprise ledger checkpoint signing key v2";
+const ENTRY_KEY_CONTEXT: &str = "reprise ledger entry key v2";
+
+fn shared_key(repo: &Repository) -> Result<SymmetricKey> {
+    repo.secrets()
+        .shared_key()
+        .ok_or_else(|| Error::Key("a format 1 write-only key cannot open or write the ledger: issue this host a new key (`reprise key add --write-only`)".into()))
+}
+
+/// The AES-256-GCM key entries are sealed under.
+pub(crate) fn entry_key(repo: &Repository) -> Result<SymmetricKey> {
+    Ok(SymmetricKey::from_bytes(blake3::derive_key(ENTRY_KEY_CONTEXT, shared_key(repo)?.as_bytes())))
 }
 
 /// `reprise-ledger/<first 16 hex digits of the repository ID>`.

@@ -179,6 +179,10 @@ impl<'r> Ledger<'r> {
     /// witness was tried).
     pub fn append(&self, entry: &Entry) -> Result<Receipt> {
         let signer = self.keys.signer()?;
+        // An append is a write like any other: refused by a format 1
+        // repository until `key upgrade`, and to format 1 write-only keys.
+        self.repo.signer()?;
+        let entry_key = crate::keys::entry_key(self.repo)?;
         let ledger = self.site_or_create()?;
         let mut n = self.find_end(ledger, self.read_hint(ledger))?;
         let (host, user) = whoami();
@@ -193,7 +197,7 @@ impl<'r> Ledger<'r> {
             let root = frontier.root();
             let note = checkpoint::sign(&ledger.origin(), n + 1, root, signer);
             let record = Record {
-                sealed_entry: ledger::seal_entry(&plain, &self.repo.secrets().write.catalog_key),
+                sealed_entry: ledger::seal_entry(&plain, &entry_key),
                 checkpoint: note.clone(),
                 frontier: frontier.hashes().iter().map(|h| h.0).collect(),
             };
@@ -310,7 +314,7 @@ impl<'r> Ledger<'r> {
         let record = Record::decode(bytes).map_err(|e| format!("not a ledger record ({e})"))?;
         let checkpoint = checkpoint::open(&record.checkpoint, &self.keys);
         let frontier = checkpoint.as_ref().ok().and_then(|cp| Frontier::from_parts(cp.size, record.frontier.iter().map(|h| Hash(*h)).collect()));
-        let plain = ledger::open_entry(&record.sealed_entry, &self.repo.secrets().write.catalog_key).map_err(|e| e.to_string());
+        let plain = crate::keys::entry_key(self.repo).map_err(|e| e.to_string()).and_then(|k| ledger::open_entry(&record.sealed_entry, &k).map_err(|e| e.to_string()));
         let entry = plain.as_ref().ok().and_then(|p| EntryRecord::decode(p).ok());
         Ok(Opened { checkpoint, frontier, plain, entry, note: record.checkpoint })
     }

@@ -1,7 +1,7 @@
 //! Inclusion proofs an auditor checks offline, with no key of the
 //! repository and no reprise code: the entry's bytes, the RFC 9162 audit
 //! path from its leaf to the root, the signed checkpoint of that root,
-//! and the verifier key that signed it (docs/FORMAT.md section 15.6;
+//! and the verifier key that signed it (docs/FORMAT.md section 17.6;
 //! `tools/ledger/reprise_ledger.py check-proof` is an independent checker).
 //!
 //! Optionally, a consistency proof from an older tree size (one the

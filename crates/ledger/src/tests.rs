@@ -36,7 +36,7 @@ impl Fixture {
     }
 
     fn ledger(&self) -> Ledger<'_> {
-        Ledger::new(&self.repo, repository_keys(&self.repo)).with_witness(self.witness())
+        Ledger::new(&self.repo, repository_keys(&self.repo).unwrap()).with_witness(self.witness())
     }
 
     fn record(&self, id: LedgerId, i: u64) -> Vec<u8> {
@@ -77,7 +77,7 @@ fn appends_chain_verify_and_prove() {
 
     // A proof checks with the signer's key only, with or without a
     // consistency proof; altered, it fails.
-    let auditor = LedgerKeys::verify_only(&[repository_keys(&f.repo).signer_key().unwrap().to_owned()]).unwrap();
+    let auditor = LedgerKeys::verify_only(&[repository_keys(&f.repo).unwrap().signer_key().unwrap().to_owned()]).unwrap();
     let proof = l.proof(None, 4, Some(3)).unwrap();
     let checked = check_proof(&proof, &auditor).unwrap();
     assert_eq!((checked.entry.index, checked.tree_size, checked.consistent_with), (4, 12, Some(3)));
@@ -153,7 +153,7 @@ fn competitors(store: &MemoryBackend, reasons: &'static [&'static str]) -> impl 
     let inner = store.clone();
     move || {
         let other = Repository::open(Arc::new(inner), b"pass").unwrap();
-        let l = Ledger::new(&other, repository_keys(&other));
+        let l = Ledger::new(&other, repository_keys(&other).unwrap());
         for r in reasons {
             l.append(&Entry::new(Operation::Note).reason(*r)).unwrap();
         }
@@ -213,7 +213,7 @@ fn reasons(l: &Ledger<'_>) -> Vec<String> {
 #[test]
 fn an_appender_that_loses_the_race_takes_the_next_position() {
     let (store, racing, repo) = racing();
-    let l = Ledger::new(&repo, repository_keys(&repo));
+    let l = Ledger::new(&repo, repository_keys(&repo).unwrap());
     assert_eq!(l.append(&note(0)).unwrap().index, 0);
     let id = l.site().unwrap().unwrap();
     racing.arm(format!("create {}", id.record_name(1)), competitors(&store, &["competitor"]));
@@ -228,7 +228,7 @@ fn an_appender_that_loses_the_race_takes_the_next_position() {
 #[test]
 fn records_created_while_the_end_is_sought_are_not_a_hole() {
     let (store, racing, repo) = racing();
-    let l = Ledger::new(&repo, repository_keys(&repo));
+    let l = Ledger::new(&repo, repository_keys(&repo).unwrap());
     for i in 0..4 {
         l.append(&note(i)).unwrap();
     }
@@ -347,7 +347,7 @@ proptest! {
 #[test]
 fn appending_into_a_hole_is_refused() {
     let f = Fixture::new();
-    let l = Ledger::new(&f.repo, repository_keys(&f.repo));
+    let l = Ledger::new(&f.repo, repository_keys(&f.repo).unwrap());
     for i in 0..6 {
         l.append(&note(i)).unwrap();
     }
@@ -364,7 +364,7 @@ fn appending_into_a_hole_is_refused() {
 #[test]
 fn carry_sends_only_verified_records_and_never_overwrites() {
     let f = Fixture::new();
-    let l = Ledger::new(&f.repo, repository_keys(&f.repo));
+    let l = Ledger::new(&f.repo, repository_keys(&f.repo).unwrap());
     for i in 0..5 {
         l.append(&note(i)).unwrap();
     }
@@ -392,7 +392,7 @@ fn carry_sends_only_verified_records_and_never_overwrites() {
 #[test]
 fn a_verify_only_key_cannot_append_and_a_stranger_key_trusts_nothing() {
     let f = Fixture::new();
-    Ledger::new(&f.repo, repository_keys(&f.repo)).append(&note(0)).unwrap();
+    Ledger::new(&f.repo, repository_keys(&f.repo).unwrap()).append(&note(0)).unwrap();
     let stranger = NoteSigner::from_seed("reprise-ledger/x", &[7; 32]).unwrap();
     let l = Ledger::new(&f.repo, LedgerKeys::verify_only(&[stranger.verifier_key()]).unwrap());
     assert!(matches!(l.append(&note(1)), Err(crate::Error::Key(_))));

@@ -14,10 +14,18 @@
 //!    this process fills ahead of replay, wait until it reaches the target
 //!    and promotes, and measure the time taken.
 //!
-//! While a started restore replays, `restore_command` is
-//! `reprise wal-fetch --spool DIR --spool-only ...`: it only asks this
-//! process for files through the spool folder, so no key is ever written to
-//! disk for recovery.
+//! While a started restore replays, `restore_command` only asks this
+//! process for files through a spool folder, so no key is ever written to
+//! disk for recovery. Both sides of that protocol are here: the server
+//! side ([`SpoolServer`], in this process) and the client side
+//! ([`fetch_from_spool`], in the `restore_command` PostgreSQL runs). The
+//! command line of the client is the interface's business
+//! ([`PitrOptions::spool_fetch`]).
+//!
+//! The protocol, in the spool folder: the client creates `NAME.want`; the
+//! server answers with `NAME` (the file, renamed into place whole),
+//! `NAME.missing` (not archived: the end of the archive) or `NAME.error`
+//! (why it cannot be read), and removes `NAME.want`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -29,7 +37,7 @@ use reprise_engine::format::Id;
 use reprise_engine::restore::{RestoreOptions, restore as restore_files};
 use reprise_engine::{CancelToken, Progress, Repository};
 
-use crate::cluster::{self, Cluster, OnDrop, PgBin, shell_quote};
+use crate::cluster::{self, Cluster, OnDrop, PgBin};
 use crate::error::{PgError, Result};
 use crate::tablespaces::{self, Placement, TablespaceMap};
 use crate::wal::{self, ArchiveView};
@@ -234,6 +242,18 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
     Ok(needed.to_vec())
 }
 
+/// The `restore_command` that asks this process for WAL through a spool
+/// folder (given), with `%f %p` for PostgreSQL to fill in. The program
+/// that runs the restore knows its own command line; this crate does not.
+#[derive(Clone)]
+pub struct SpoolFetch(pub Arc<dyn Fn(&Path) -> String + Send + Sync>);
+
+impl std::fmt::Debug for SpoolFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpoolFetch")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PitrOptions {
     pub component: String,
@@ -247,8 +267,9 @@ pub struct PitrOptions {
     pub tablespace_map: TablespaceMap,
     /// `restore_command` for a restore the user starts later.
     pub standalone_fetch: String,
-    /// The reprise executable (for the spool-only `restore_command`).
-    pub exe: PathBuf,
+    /// `restore_command` for a restore this process starts: asks this
+    /// process for each file through the spool (see [`SpoolServer`]).
+    pub spool_fetch: SpoolFetch,
     pub bin: Option<PathBuf>,
     pub threads: usize,
     pub cancel: CancelToken,
@@ -341,7 +362,7 @@ fn sanitize_config(data_dir: &Path) -> Result<()> {
 /// Where `base`'s tablespaces go for this restore, checked before anything
 /// is written (see `crate::tablespaces`).
 fn place_tablespaces(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions) -> Result<Vec<Placement>> {
-    let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+    let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
     let body = repo.snapshot_body(&base.id)?;
     let stored = tablespaces::stored(repo, &index, &body.tree, &base.id)?;
     let placements = tablespaces::place(&stored, &opts.to, &opts.tablespace_map, &base.id)?;
@@ -381,7 +402,7 @@ fn restore_base(
     // Configuration kept outside the data directory comes along if the
     // data directory has none (Debian layout), made safe to start here.
     if !opts.to.join("postgresql.conf").exists() {
-        let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+        let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
         let body = repo.snapshot_body(&base.id)?;
         if let Ok(Some(_)) = reprise_engine::walk::find(repo, &index, &body.tree, b"config") {
             let mut co = RestoreOptions::new(&opts.to);
@@ -415,6 +436,35 @@ fn restore_base(
     }
     tablespaces::relink(&opts.to, placements)?;
     Ok(out)
+}
+
+/// The client side of the spool protocol: asks for `file`, waits for the
+/// answer, and moves the file to `dest`. `Ok(false)`: not archived.
+pub fn fetch_from_spool(spool: &Path, file: &str, dest: &Path, timeout: Duration) -> Result<bool> {
+    let want = spool.join(format!("{file}.want"));
+    let deadline = Instant::now() + timeout;
+    let mut asked = false;
+    loop {
+        let ready = spool.join(file);
+        if ready.exists() {
+            std::fs::rename(&ready, dest).map_err(|e| PgError::Invalid(format!("cannot move {} to {}: {e}", ready.display(), dest.display())))?;
+            return Ok(true);
+        }
+        if spool.join(format!("{file}.missing")).exists() {
+            return Ok(false);
+        }
+        if let Ok(msg) = std::fs::read_to_string(spool.join(format!("{file}.error"))) {
+            return Err(PgError::Invalid(format!("{file}: {msg}")));
+        }
+        if !asked {
+            std::fs::write(&want, b"").map_err(|e| PgError::Invalid(format!("cannot ask for {file} in {}: {e}", spool.display())))?;
+            asked = true;
+        }
+        if Instant::now() > deadline {
+            return Err(PgError::Invalid(format!("{file}: the restoring process did not answer within {} minutes", timeout.as_secs() / 60)));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Removes what `dir` holds, keeping the folder itself.
@@ -523,6 +573,9 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     let mut written: Vec<PathBuf> = Vec::new();
     let mut attempted = false;
     for base in &list {
+        // WAL from another server under this server's names is not taken
+        // (docs/FORMAT.md 10.1).
+        wal::expect_system_identifier(base.system_identifier);
         let needed = match plan_wal(repo, &opts.component, base, &opts.target) {
             Ok(n) => n,
             Err(e) => {
@@ -597,7 +650,7 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     let spool = wal::default_spool(&opts.to);
     std::fs::create_dir_all(&spool).map_err(|e| PgError::io(&spool, e))?;
     cluster::hand_over(&spool, 0o700)?;
-    let fetch = format!("{} wal-fetch --spool {} --spool-only {} %f %p", shell_quote(&opts.exe.display().to_string()), shell_quote(&spool.display().to_string()), shell_quote(&opts.component));
+    let fetch = (opts.spool_fetch.0)(&spool);
     cluster::append_file(&opts.to.join("postgresql.auto.conf"), &recovery_lines(&opts.target, &fetch))?;
     let hba = work.join("pg_hba.conf");
     std::fs::write(&hba, "local all all trust\n").map_err(|e| PgError::io(&hba, e))?;

@@ -16,8 +16,7 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use reprise_engine::backends::{ErrorKind, ObjectKind};
-use reprise_engine::format::wal::{self as walfmt, WalHeader};
+use reprise_engine::format::wal::WalHeader;
 use reprise_engine::{CancelToken, Repository};
 
 use crate::cluster::PgBin;
@@ -87,22 +86,21 @@ fn receivewal(bin: &PgBin, opts: &StreamOptions, extra: &[&str]) -> Result<std::
 
 fn push_file(repo: &Repository, component: &str, path: &Path, name: &str) -> Result<()> {
     let data = std::fs::read(path).map_err(|e| PgError::io(path, e))?;
-    let secrets = &repo.secrets().write;
     let header = WalHeader {
         version: 1,
         name: name.to_owned(),
         size: data.len() as u64,
-        hash: secrets.id_key.blob_id(&data),
+        hash: reprise_engine::walobj::hash(repo, &data)?,
         modified: jiff::Timestamp::now(),
         pushed: jiff::Timestamp::now(),
         host: reprise_engine::repository::hostname(),
         system_identifier: walname::long_page_header(&data).map_or(0, |h| h.system_identifier),
     };
-    let sealed = walfmt::seal(&header, &data, 1, &secrets.catalog_key, &secrets.recovery_public);
-    match repo.backend().create(ObjectKind::Wal, &format!("{component}/{name}"), &sealed) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind == ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(reprise_engine::Error::from(e).into()),
+    // Each upload has its own name (write-once): a name already there is
+    // this stream's own earlier upload, or another writer's (then stored
+    // beside it, and reported).
+    match reprise_engine::walobj::create(repo, &format!("{component}/{name}"), &header, &data)? {
+        Ok(_) | Err(reprise_engine::walobj::Conflict) => Ok(()),
     }
 }
 

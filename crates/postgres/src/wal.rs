@@ -13,18 +13,34 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use reprise_engine::Repository;
 use reprise_engine::backends::{ErrorKind, ObjectKind};
-use reprise_engine::format::wal::{self as walfmt, WalHeader};
+use reprise_engine::format::wal::WalHeader;
+use reprise_engine::walobj;
 
 use crate::error::{PgError, Result};
 use crate::walname::{self, Segment, WalFile};
 
-/// zstd level for WAL: level 1 keeps `wal-push` ahead of a busy server.
-const WAL_ZSTD_LEVEL: i32 = 1;
-
 fn object_name(component: &str, file: &str) -> String {
     format!("{component}/{file}")
+}
+
+/// The system identifier of the server whose WAL is being read (from the
+/// base backup a restore starts from, or the data directory `wal-fetch`
+/// runs in): when a WAL name holds a file of another server, the copy a
+/// trusted writer stored beside it is taken instead (docs/FORMAT.md 10.1).
+/// 0: unknown.
+static SYSTEM_IDENTIFIER: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the server whose WAL this process reads (see [`SYSTEM_IDENTIFIER`]).
+pub fn expect_system_identifier(id: u64) {
+    SYSTEM_IDENTIFIER.store(id, Ordering::Relaxed);
+}
+
+fn expected_system_identifier() -> Option<u64> {
+    Some(SYSTEM_IDENTIFIER.load(Ordering::Relaxed)).filter(|&i| i != 0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -47,8 +63,7 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
         .ok()
         .and_then(|t| jiff::Timestamp::try_from(t).ok())
         .unwrap_or_else(jiff::Timestamp::now);
-    let secrets = &repo.secrets().write;
-    let hash = secrets.id_key.blob_id(&data);
+    let hash = walobj::hash(repo, &data)?;
     let header = WalHeader {
         version: 1,
         name: name.to_owned(),
@@ -59,21 +74,12 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
         host: reprise_engine::repository::hostname(),
         system_identifier: walname::long_page_header(&data).map_or(0, |h| h.system_identifier),
     };
-    let sealed = walfmt::seal(&header, &data, WAL_ZSTD_LEVEL, &secrets.catalog_key, &secrets.recovery_public);
-    let object = object_name(component, name);
-    match repo.backend().create(ObjectKind::Wal, &object, &sealed) {
-        Ok(()) => Ok(PushOutcome::Archived),
-        Err(e) if e.kind == ErrorKind::AlreadyExists => {
-            let existing = repo.backend().read(ObjectKind::Wal, &object).map_err(reprise_engine::Error::from)?;
-            let old = walfmt::open_header(&existing, &secrets.catalog_key)
-                .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e })?;
-            if old.hash == hash && old.size == header.size {
-                Ok(PushOutcome::AlreadyArchived)
-            } else {
-                Err(PgError::WalConflict { name: name.to_owned() })
-            }
-        }
-        Err(e) => Err(reprise_engine::Error::from(e).into()),
+    // A name another writer took first does not block the genuine file:
+    // it is stored beside it (walobj::create) and the squatting reported.
+    match walobj::create(repo, &object_name(component, name), &header, &data)? {
+        Ok(walobj::Created::Stored | walobj::Created::Beside { .. }) => Ok(PushOutcome::Archived),
+        Ok(walobj::Created::AlreadyThere) => Ok(PushOutcome::AlreadyArchived),
+        Err(walobj::Conflict) => Err(PgError::WalConflict { name: name.to_owned() }),
     }
 }
 
@@ -101,32 +107,18 @@ pub fn read_or_partial(repo: &Repository, component: &str, file: &str) -> Result
     }
 }
 
-/// Reads and decrypts one archived file; `None` if it is not archived.
+/// Reads and decrypts one archived file (a trusted copy: see
+/// `walobj::read`); `None` if it is not archived.
 pub fn read(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
-    let object = object_name(component, file);
-    let bytes = match repo.backend().read(ObjectKind::Wal, &object) {
-        Ok(b) => b,
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(reprise_engine::Error::from(e).into()),
-    };
-    let recovery = repo.recovery("reading archived WAL")?;
-    let s = &repo.secrets().write;
-    let (h, data) = walfmt::open(&bytes, &s.catalog_key, &s.id_key, recovery)
-        .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e })?;
-    Ok(Some((h, data)))
+    repo.recovery("reading archived WAL")?;
+    let found = walobj::read(repo, &object_name(component, file), true, expected_system_identifier())?;
+    Ok(found.map(|r| (r.header, r.data.expect("content asked for"))))
 }
 
-/// Reads only the header of an archived file (write secrets suffice).
+/// Reads only the header of an archived file (this key's domain's secrets
+/// suffice).
 pub fn header(repo: &Repository, component: &str, file: &str) -> Result<Option<WalHeader>> {
-    let object = object_name(component, file);
-    let bytes = match repo.backend().read(ObjectKind::Wal, &object) {
-        Ok(b) => b,
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(reprise_engine::Error::from(e).into()),
-    };
-    walfmt::open_header(&bytes, &repo.secrets().write.catalog_key)
-        .map(Some)
-        .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e }.into())
+    Ok(walobj::read(repo, &object_name(component, file), false, expected_system_identifier())?.map(|r| r.header))
 }
 
 fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {
@@ -171,6 +163,14 @@ pub fn take_from_spool(spool: &Path, file: &str, dest: &Path) -> Result<bool> {
 /// following calls.
 pub fn fetch(repo: &Repository, component: &str, file: &str, dest: &Path, spool: Option<&Path>) -> Result<FetchOutcome> {
     let kind = walname::classify(file).ok_or_else(|| PgError::BadWalName(file.to_owned()))?;
+    // PostgreSQL runs restore_command in the data directory it recovers:
+    // its control file names the server whose WAL is wanted.
+    if expected_system_identifier().is_none()
+        && let Ok(control) = std::fs::read("global/pg_control")
+        && let Some(id) = control.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    {
+        expect_system_identifier(id);
+    }
     if let Some(spool) = spool {
         if take_from_spool(spool, file, dest)? {
             return Ok(FetchOutcome::Restored);
@@ -235,6 +235,8 @@ impl ArchiveView {
         let mut view = ArchiveView::default();
         for obj in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
             let Some(file) = obj.name.strip_prefix(&prefix) else { continue };
+            // A file stored beside a name another writer took (FORMAT.md 10.1).
+            let file = file.split_once('@').map_or(file, |(f, _)| f);
             view.files += 1;
             view.total_bytes += obj.size;
             match walname::classify(file) {

@@ -141,7 +141,7 @@ fn no_change(data: &Path, work: &Path, repetitions: usize) -> serde_json::Value 
         assert_eq!(o.header.summary.files_read, 0, "a no-change backup reads no file");
         let t = Instant::now();
         let w = Witness::open(Arc::new(LocalBackend::new(&witness_dir))).expect("witness");
-        let l = Ledger::new(&repo, repository_keys(&repo)).with_witness(w).with_hint_dir(cache.join("ledger"));
+        let l = Ledger::new(&repo, repository_keys(&repo).unwrap()).with_witness(w).with_hint_dir(cache.join("ledger"));
         let entry = Entry::new(Operation::Backup).component("docs").snapshot(o.id).count("files", o.header.summary.files).size("bytes", o.header.summary.bytes);
         let receipt = l.append(&entry).expect("append");
         appends.push(t.elapsed().as_secs_f64());
@@ -167,7 +167,7 @@ fn appends(work: &Path, count: u64) -> serde_json::Value {
     let repo = open_repo(&work.join("repo"));
     let witness_dir = work.join("witness");
     let w = witness(&witness_dir);
-    let l = Ledger::new(&repo, repository_keys(&repo)).with_witness(w).with_hint_dir(work.join("cache/ledger"));
+    let l = Ledger::new(&repo, repository_keys(&repo).unwrap()).with_witness(w).with_hint_dir(work.join("cache/ledger"));
     let load = Load::now();
     let t = Instant::now();
     let mut slowest = 0f64;
