@@ -81,13 +81,85 @@ def entry_key(shared_key):
     return blake3.blake3(shared_key, derive_key_context="reprise ledger entry key v2").digest()
 
 
-def shared_key_from_key_file(path):
+def admin_public_of(secrets):
+    """Section 2.3 / 2.4: the administrator's Ed25519 public key, derived
+    from the recovery secret (None without it)."""
+    if "recovery_secret" not in secrets:
+        return None
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(secrets["repository_id"]), info=b"reprise admin signing key v2")
+    seed = hkdf.derive(bytes.fromhex(secrets["recovery_secret"]))
+    return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def derive(secrets, info, length=32):
+    """Section 2.3."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=bytes.fromhex(secrets["repository_id"]), info=info)
+    return hkdf.derive(bytes.fromhex(secrets["recovery_secret"]))
+
+
+def revoked_writers(repo, secrets, admin):
+    """Section 15: writers the administrator revoked, by public key:
+    (key ID hex, label, revocation time)."""
+    import blake3
+
+    out = {}
+    tdir = os.path.join(repo, "trust")
+    catalog = derive(secrets, b"reprise domain catalog key v2" + bytes(32))
+    repository_id = bytes.fromhex(secrets["repository_id"])
+    for name in sorted(os.listdir(tdir)) if os.path.isdir(tdir) else []:
+        with open(os.path.join(tdir, name), "rb") as f:
+            data = f.read()
+        if data[:8] != b"RPRSTRS2" or len(data) < 8 + 28 + 96:
+            continue
+        body, signer, sig = data[:-96], data[-96:-64], data[-64:]
+        if signer != admin:
+            continue
+        message = b"reprise-signature-v2\0trust\0" + repository_id + blake3.blake3(data[:-64]).digest()
+        try:
+            Ed25519PublicKey.from_public_bytes(admin).verify(sig, message)
+            record = cbor2.loads(AESGCM(catalog).decrypt(body[8:20], body[20:], b"reprise trust v2"))
+        except Exception:
+            continue
+        if record.get("kind") == "revocation":
+            key = record["key"]
+            out[bytes(key["key_id"])] = ("writer", bytes(key["key_id"]).hex(), key.get("label", ""), record["time"])
+    return out
+
+
+def appenders_of(repo, secrets):
+    """Section 17.8: who may append, by public key: the administrator,
+    every write-only key file (version 2) and every revoked writer. Only
+    with the recovery secret (a full-access key): a writer knows no other
+    writer. Endorsements (section 4) are not checked here."""
+    admin = admin_public_of(secrets)
+    if admin is None:
+        return None
+    who = {admin: ("admin", admin.hex(), "administrator", None)}
+    who.update(revoked_writers(repo, secrets, admin))
+    keys_dir = os.path.join(repo, "keys")
+    for name in sorted(os.listdir(keys_dir)) if os.path.isdir(keys_dir) else []:
+        try:
+            with open(os.path.join(keys_dir, name), "rb") as f:
+                doc = json.load(f)
+        except Exception:
+            continue
+        if doc.get("version") == 2 and doc.get("role") == "write-only" and "key_id" in doc:
+            who.setdefault(bytes.fromhex(doc["key_id"]), ("writer", doc["key_id"], doc.get("label", ""), None))
+    return who
+
+
+def secrets_from_key_file(path):
     with open(path, "rb") as f:
-        doc = json.load(f)
-    return shared_key_of(doc), doc.get("repository_id")
+        return json.load(f)
 
 
-def shared_key_from_passphrase(repo, password_file):
+def secrets_from_passphrase(repo, password_file):
     from argon2.low_level import Type, hash_secret_raw
 
     with open(password_file, "rb") as f:
@@ -114,7 +186,7 @@ def shared_key_from_passphrase(repo, password_file):
         except Exception:
             continue
         secrets = json.loads(plain)
-        return shared_key_of(secrets), secrets["repository_id"]
+        return secrets
     raise SystemExit("no key file opens with this passphrase")
 
 
@@ -195,6 +267,64 @@ def open_checkpoint(note_bytes, trusted):
     return origin, int(size_text), root
 
 
+# ---------------------------------------------------------------- appenders (section 17.8)
+
+WRITER_OPERATIONS = ("backup", "check", "note")
+
+
+def note_appender(note_bytes, appenders):
+    """The appender whose co-signature (a `reprise-key/<key ID>` line)
+    verifies: ("admin"|"writer", key ID hex, label); None when there is
+    none; "bad" when one by a known key does not verify."""
+    text = note_bytes.decode("utf-8")
+    body, sigs = text.rsplit("\n\n", 1)
+    body += "\n"
+    for line in sigs[:-1].split("\n"):
+        name, _, b64 = line[2:].partition(" ")
+        if not name.startswith("reprise-key/"):
+            continue
+        try:
+            public = bytes.fromhex(name[len("reprise-key/"):])
+            raw = base64.b64decode(b64)
+        except ValueError:
+            continue
+        if len(public) != 32 or len(raw) != 68 or key_id(name, public) != raw[:4] or public not in appenders:
+            continue
+        try:
+            Ed25519PublicKey.from_public_bytes(public).verify(raw[4:], body.encode())
+        except InvalidSignature:
+            return "bad"
+        return appenders[public]
+    return None
+
+
+def judge_appender(i, note, entry, appenders, revoked_here):
+    op = entry.get("operation")
+    who = note_appender(note, appenders)
+    if who is None:
+        return "entry %d (%s): no key of this repository co-signed its append" % (i, op)
+    if who == "bad":
+        return "entry %d (%s): its appender's signature does not verify" % (i, op)
+    kind, kid, label, revoked_at = who
+    if kind == "admin":
+        if op in ("key-revoke", "key-remove") and "key_id" in (entry.get("refs") or {}):
+            revoked_here.setdefault(entry["refs"]["key_id"], i)
+        return None
+    if op not in WRITER_OPERATIONS:
+        return "entry %d: a %s appended by write-only key %s (%s), which cannot do that" % (i, op, kid[:12], label)
+    if kid in revoked_here:
+        return "entry %d (%s): appended by write-only key %s after entry %d recorded its revocation" % (i, op, kid[:12], revoked_here[kid])
+    if revoked_at is not None and parse_time(entry.get("time")) > parse_time(revoked_at):
+        return "entry %d (%s): appended by write-only key %s after its revocation at %s" % (i, op, kid[:12], revoked_at)
+    return None
+
+
+def parse_time(text):
+    import datetime
+
+    return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
 # ---------------------------------------------------------------- records (section 17.2)
 
 def decode_record(data):
@@ -264,7 +394,7 @@ def name_number(text):
     return int(text) if len(text) == NAME_DIGITS and text.isdigit() else None
 
 
-def verify_repository(repo, witness, entry_key_bytes, trusted):
+def verify_repository(repo, witness, entry_key_bytes, trusted, appenders=None):
     ledger_dir = os.path.join(repo, "ledger")
     findings = []
     summaries = []
@@ -320,13 +450,13 @@ def verify_repository(repo, witness, entry_key_bytes, trusted):
             except Refused:
                 pass
             continue
-        summary, f = verify_ledger(lid, records[lid], witnessed.get(lid, {}), witness, entry_key_bytes, trusted)
+        summary, f = verify_ledger(lid, records[lid], witnessed.get(lid, {}), witness, entry_key_bytes, trusted, appenders)
         summaries.append(summary)
         findings.extend(f)
     return summaries, findings
 
 
-def verify_ledger(lid, recs, witnessed, witness, entry_key_bytes, trusted):
+def verify_ledger(lid, recs, witnessed, witness, entry_key_bytes, trusted, appenders=None):
     origin_expected = "reprise-ledger/" + lid
     size = max(recs) + 1 if recs else 0
     findings = []
@@ -334,6 +464,7 @@ def verify_ledger(lid, recs, witnessed, witness, entry_key_bytes, trusted):
     roots = {0: EMPTY_ROOT}
     signatures = 0
     missing = None
+    revoked_here = {}  # writer key ID (hex) -> entry that recorded its revocation
 
     def obj(i):
         return "ledger/%s/records/%0*d" % (lid, NAME_DIGITS, i)
@@ -384,7 +515,12 @@ def verify_ledger(lid, recs, witnessed, witness, entry_key_bytes, trusted):
                 if entry.get("index") != i:
                     findings.append(("reordered", i, i, obj(i), "entry %d: holds entry %s" % (i, entry.get("index"))))
             except Exception:
+                entry = None
                 findings.append(("altered", i, i, obj(i), "entry %d: not CBOR" % i))
+            if appenders is not None and isinstance(entry, dict):
+                why = judge_appender(i, note, entry, appenders, revoked_here)
+                if why:
+                    findings.append(("forged", i, i, obj(i), why))
         signed = stored if (len(stored) == bin(i + 1).count("1") and frontier_root(stored) == cp_root) else None
         if signed is None:
             findings.append(("altered", i, i, obj(i), "entry %d: the stored frontier does not match its checkpoint" % i))
@@ -556,15 +692,17 @@ def main():
         return 0 if ok else 1
 
     if args.key_file:
-        shared_key, repository_id = shared_key_from_key_file(args.key_file)
+        secrets = secrets_from_key_file(args.key_file)
     elif args.password_file:
-        shared_key, repository_id = shared_key_from_passphrase(args.repo, args.password_file)
+        secrets = secrets_from_passphrase(args.repo, args.password_file)
     else:
         ap.error("give --key-file or --password-file")
     with open(os.path.join(args.repo, "config"), "rb") as f:
         repository_id = json.load(f)["id"]
+    shared_key = shared_key_of(secrets)
     keys = args.verifier_key or [repository_verifier_key(shared_key, repository_id)]
-    summaries, findings = verify_repository(args.repo, args.witness, entry_key(shared_key), trusted_keys(keys))
+    appenders = appenders_of(args.repo, secrets)
+    summaries, findings = verify_repository(args.repo, args.witness, entry_key(shared_key), trusted_keys(keys), appenders)
     tampered = any(k not in ("unwitnessed", "elsewhere") for k, *_ in findings)
     if args.json:
         print(json.dumps({

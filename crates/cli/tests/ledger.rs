@@ -846,3 +846,41 @@ fn format_2_key_operations_are_recorded() {
     let (code, report) = verify(&r);
     assert_eq!(code, 0, "{report:#}");
 }
+
+/// The bug: every key can derive the ledger key, so a stolen production
+/// host's credential could go on appending entries after its revocation,
+/// and nothing told them from genuine ones. Each append is now co-signed
+/// by the appending key itself: `ledger verify` (and the independent
+/// verifier) name the revoked writer's later entry as forged, and nothing
+/// else (docs/FORMAT.md 17.8).
+#[test]
+fn a_revoked_writers_later_appends_are_forged_and_both_verifiers_say_so() {
+    let s = site("ledger-revoked-writer");
+    let cred = s.t.join("host.credential");
+    let issued = s.r.run(&["--json", "key", "add", "--write-only", "--credential", cred.to_str().unwrap()]).ok().json();
+    let key_id = issued["key_id"].as_str().unwrap().to_owned();
+    let host = s.r.without_password().with_env("REPRISE_KEY_FILE", cred.as_os_str().to_owned()).with_cache(s.t.join("host-cache"));
+    let src = s.t.join("src");
+    write_file(&src.join("a.txt"), b"ward 3\n");
+    host.backup_paths(&[&src]);
+    note(&host, "shift handover");
+    let (code, report) = verify(&s.r);
+    assert_eq!(code, 0, "a writer's backup and note are what it may append: {report:#}");
+    assert_eq!(report["appenders_checked"], true, "{report}");
+
+    s.r.run(&["key", "revoke", &key_id, "--reason", "laptop stolen"]).ok();
+    // The stolen credential still holds the ledger key, and appends.
+    note(&host, "all backups verified");
+    let (code, report) = verify(&s.r);
+    assert_eq!(code, DAMAGED, "{report:#}");
+    let found = tampering(&findings(&report));
+    assert_eq!(found, BTreeSet::from([("forged".to_owned(), 5, 5)]), "init 0, credential 1, backup 2, note 3, revoke 4, forged note 5: {report:#}");
+
+    let Some(py) = python() else { return };
+    let recovery = s.t.join("recovery.key");
+    s.r.run(&["key", "export-recovery", "-o", recovery.to_str().unwrap()]).ok();
+    let (code, report) = python_verify(&py, &s.r.repo, &s.witness, &recovery);
+    assert_eq!(code, 1, "{report:#}");
+    let found: BTreeSet<_> = python_findings(&report).into_iter().filter(|(k, ..)| k != "unwitnessed" && k != "elsewhere").collect();
+    assert_eq!(found, BTreeSet::from([("forged".to_owned(), 5, 5)]), "{report:#}");
+}

@@ -13,7 +13,7 @@
 //! formats Go, Sigsum and the CT static logs share), so any C2SP tool reads
 //! a reprise checkpoint, and witnesses and auditors need no reprise code.
 
-use signed_note::{Note, NoteError, Signer};
+use signed_note::{Note, NoteError, Signer, VerifierList};
 use tlog_tiles::Checkpoint;
 
 use crate::keys::LedgerKeys;
@@ -40,12 +40,27 @@ pub enum Refused {
     UnknownSigner(String),
 }
 
-/// Signs the checkpoint of a tree.
-pub fn sign(origin: &str, size: u64, root: Hash, signer: &(dyn Signer + Send + Sync)) -> Vec<u8> {
+/// Signs the checkpoint of a tree, with each of `signers`.
+pub fn sign(origin: &str, size: u64, root: Hash, signers: &[&dyn Signer]) -> Vec<u8> {
     let text = Checkpoint::new(origin, size, root, "").expect("a ledger origin is a valid checkpoint origin").to_bytes();
     let mut note = Note::new(&text, &[]).expect("a checkpoint is a valid note text");
-    note.add_sigs(&[signer as &dyn Signer]).expect("an Ed25519 key with a valid name signs");
+    note.add_sigs(signers).expect("an Ed25519 key with a valid name signs");
     note.to_bytes()
+}
+
+/// The names of `appenders` whose signatures on a checkpoint verify
+/// (the appender's co-signature, docs/FORMAT.md 17.8).
+pub fn appenders(bytes: &[u8], appenders: &VerifierList) -> Result<Vec<String>, Refused> {
+    let note = Note::from_bytes(bytes).map_err(|e| Refused::Malformed(e.to_string()))?;
+    match note.verify(appenders) {
+        Ok((verified, _)) => Ok(verified.iter().map(|s| s.name().to_owned()).collect()),
+        Err(NoteError::InvalidSignature { name, id }) => Err(Refused::BadSignature(format!("{name}+{id:08x}"))),
+        Err(NoteError::UnverifiedNote) => {
+            let names = signer_names(bytes);
+            Err(Refused::UnknownSigner(if names.is_empty() { "nobody".into() } else { names.join(", ") }))
+        }
+        Err(e) => Err(Refused::Malformed(e.to_string())),
+    }
 }
 
 /// Parses a signed checkpoint and checks its signatures.
@@ -90,7 +105,7 @@ mod tests {
     fn signs_verifies_and_names_what_is_wrong() {
         let k = keys(1);
         let root = record_hash(b"x");
-        let note = sign("reprise-ledger/00", 5, root, k.signer().unwrap());
+        let note = sign("reprise-ledger/00", 5, root, &[k.signer().unwrap()]);
         let text = String::from_utf8(note.clone()).unwrap();
         assert!(text.starts_with("reprise-ledger/00\n5\n"), "{text}");
         assert!(text.contains("\n\n— reprise-ledger/test "), "{text}");
@@ -101,7 +116,7 @@ mod tests {
         let altered = text.replacen("\n5\n", "\n6\n", 1);
         assert!(matches!(open(altered.as_bytes(), &k), Err(Refused::BadSignature(_))));
         // Another key (same name) signed it.
-        assert!(matches!(open(&sign("reprise-ledger/00", 5, root, keys(2).signer().unwrap()), &k), Err(Refused::UnknownSigner(_))));
+        assert!(matches!(open(&sign("reprise-ledger/00", 5, root, &[keys(2).signer().unwrap()]), &k), Err(Refused::UnknownSigner(_))));
         assert!(matches!(open(b"garbage", &k), Err(Refused::Malformed(_))));
     }
 }

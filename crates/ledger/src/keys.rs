@@ -4,17 +4,18 @@
 //! holding the signer appends use (any `signed_note::Signer`) and the
 //! verifier keys it trusts, in the C2SP / Go `note` text form
 //! `<name>+<key id>+<base64(0x01 || Ed25519 public key)>` that auditors
-//! and witnesses exchange. Per-writer signing keys endorsed by the
-//! administrator (another branch of work) will plug in here without
-//! changing the ledger: each writer signs with its own key, `verify`
-//! trusts the endorsed ones.
+//! and witnesses exchange.
 //!
-//! Until then, [`repository_keys`] derives one signing key per repository
-//! from the shared key. That is the one place to change.
+//! [`repository_keys`] is the one place a repository's keys are chosen:
+//! the ledger key, derived from the shared key, signs every checkpoint
+//! (every version 2 key can append), and the appending key's own format 2
+//! signing key co-signs it ([`appender_name`]), so that `verify` can tell
+//! who appended each entry and judge it (docs/FORMAT.md 17.8).
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use reprise_engine::Repository;
 use reprise_format::crypto::SymmetricKey;
+use reprise_format::sign::KeyId;
 use signed_note::{Signer, StandardVerifier, Verifier, VerifierList};
 
 use crate::error::{Error, Result};
@@ -22,6 +23,9 @@ use crate::error::{Error, Result};
 /// The signer of appends and the verifier keys trusted by `verify`.
 pub struct LedgerKeys {
     signer: Option<Box<dyn Signer + Send + Sync>>,
+    /// The appending key's own co-signature (its format 2 signing key), so
+    /// that `verify` can say who appended each entry (docs/FORMAT.md 17.8).
+    appender: Option<Box<dyn Signer + Send + Sync>>,
     trusted: Vec<(String, StandardVerifier)>,
 }
 
@@ -38,16 +42,33 @@ impl LedgerKeys {
     /// Keys that append with `signer` and trust `trusted` (which should
     /// include the signer's own verifier key).
     pub fn new(signer: Box<dyn Signer + Send + Sync>, trusted: &[String]) -> Result<LedgerKeys> {
-        Ok(LedgerKeys { signer: Some(signer), trusted: parse_trusted(trusted)? })
+        Ok(LedgerKeys { signer: Some(signer), appender: None, trusted: parse_trusted(trusted)? })
     }
 
     /// Keys that verify but cannot append (an auditor's).
     pub fn verify_only(trusted: &[String]) -> Result<LedgerKeys> {
-        Ok(LedgerKeys { signer: None, trusted: parse_trusted(trusted)? })
+        Ok(LedgerKeys { signer: None, appender: None, trusted: parse_trusted(trusted)? })
+    }
+
+    /// The same keys, every append also co-signed by `appender`.
+    #[must_use]
+    pub fn with_appender(mut self, appender: Box<dyn Signer + Send + Sync>) -> LedgerKeys {
+        self.appender = Some(appender);
+        self
     }
 
     pub(crate) fn signer(&self) -> Result<&(dyn Signer + Send + Sync)> {
         self.signer.as_deref().ok_or_else(|| Error::Key("these ledger keys can only verify: appending needs a signing key".into()))
+    }
+
+    /// Everything an append's checkpoint is signed with: the ledger key,
+    /// then the appender's own key when there is one.
+    pub(crate) fn signers(&self) -> Result<Vec<&dyn Signer>> {
+        let mut all: Vec<&dyn Signer> = vec![self.signer()?];
+        if let Some(a) = self.appender.as_deref() {
+            all.push(a);
+        }
+        Ok(all)
     }
 
     /// The trusted verifier keys, in C2SP text form.
@@ -129,17 +150,41 @@ impl Signer for NoteSigner {
 /// The shared key is the one secret every version 2 key holds, full
 /// access and write-only alike (docs/FORMAT.md 2.3), as prune marks need:
 /// so a production host with a write credential records its backups. It
-/// also means every writer can sign checkpoints for every other: the
+/// also means every writer can sign with this key for every other: the
 /// storage's write-once rule and the witness keep history from being
-/// rewritten, not this key (docs/FORMAT.md 17.8 says what a compromised
-/// writer can and cannot do). A format 1 write-only key holds no shared
-/// key, and can write nothing anyway.
+/// rewritten, and the appender's own co-signature says who appended
+/// (docs/FORMAT.md 17.8: what a compromised writer can and cannot do). A
+/// format 1 write-only key holds no shared key, and can write nothing
+/// anyway.
 pub fn repository_keys(repo: &Repository) -> Result<LedgerKeys> {
     let shared = shared_key(repo)?;
     let seed = blake3::derive_key(CHECKPOINT_KEY_CONTEXT, shared.as_bytes());
     let signer = NoteSigner::from_seed(&repository_key_name(repo), &seed).expect("the name is valid");
     let trusted = vec![signer.verifier_key()];
-    Ok(LedgerKeys::new(Box::new(signer), &trusted).expect("a key this function made parses"))
+    let keys = LedgerKeys::new(Box::new(signer), &trusted).expect("a key this function made parses");
+    // The key's own format 2 signing key co-signs: the administrator's for
+    // a full-access key, the writer's for a write-only key.
+    Ok(match repo.secrets().signer() {
+        Some((key, _)) => keys.with_appender(Box::new(NoteSigner::from_seed(&appender_name(&key.key_id()), &key.seed()).expect("the name is valid"))),
+        None => keys,
+    })
+}
+
+/// The name a format 2 key co-signs checkpoints under: `reprise-key/`
+/// and its key ID (its Ed25519 public key, 64 hex digits). A note text
+/// starts with the ledger's origin line, never with the prefix of an
+/// object signature (docs/FORMAT.md 2.4), so one key serves both without
+/// one signature ever passing for the other.
+#[must_use]
+pub fn appender_name(id: &KeyId) -> String {
+    format!("reprise-key/{}", id.to_hex())
+}
+
+/// The verifier key of a format 2 signer, in C2SP text form.
+#[must_use]
+pub fn appender_verifier_key(id: &KeyId) -> Option<String> {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&id.0).ok()?;
+    Some(signed_note::new_ed25519_verifier_key(&appender_name(id), &key))
 }
 
 /// BLAKE3 `derive_key` contexts of the ledger's two secrets, both from the

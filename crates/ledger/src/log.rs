@@ -178,7 +178,7 @@ impl<'r> Ledger<'r> {
     /// Appends an entry; returns once its record is durable (and the
     /// witness was tried).
     pub fn append(&self, entry: &Entry) -> Result<Receipt> {
-        let signer = self.keys.signer()?;
+        let signers = self.keys.signers()?;
         // An append is a write like any other: refused by a format 1
         // repository until `key upgrade`, and to format 1 write-only keys.
         self.repo.signer()?;
@@ -195,7 +195,7 @@ impl<'r> Ledger<'r> {
             let mut frontier = frontier;
             frontier.push(record_hash(&plain));
             let root = frontier.root();
-            let note = checkpoint::sign(&ledger.origin(), n + 1, root, signer);
+            let note = checkpoint::sign(&ledger.origin(), n + 1, root, &signers);
             let record = Record {
                 sealed_entry: ledger::seal_entry(&plain, &entry_key),
                 checkpoint: note.clone(),

@@ -400,3 +400,53 @@ fn a_verify_only_key_cannot_append_and_a_stranger_key_trusts_nothing() {
     assert!(report.tampered());
     assert!(report.ledgers[0].findings.iter().any(|f| f.message.contains("not signed by a trusted key")), "{report:#?}");
 }
+
+/// The bug: every key holds the ledger key (the shared key's), so a
+/// compromised production host could append entries of its choosing and
+/// nothing told them from the administrator's. Now each append is
+/// co-signed by the appending key itself, and `verify` names a writer's
+/// entry for what a write-only key cannot do, an entry after the writer's
+/// revocation was recorded, and an append co-signed by no key of the
+/// repository.
+#[test]
+fn forged_appends_by_a_writer_are_named() {
+    let f = Fixture::new();
+    let admin = f.ledger();
+    admin.append(&note(0)).unwrap();
+    let secrets = f.repo.new_credential().unwrap();
+    let (_, writer_id) = f.repo.record_credential(&secrets, "ward host", None).unwrap();
+    let host = Repository::open_with_secrets(Arc::new(f.store.clone()), secrets).unwrap();
+    let writer = Ledger::new(&host, repository_keys(&host).unwrap());
+    // What a production host records: clean.
+    writer.append(&Entry::new(Operation::Backup).component("records")).unwrap();
+    assert!(!admin.verify().unwrap().tampered());
+    // A prune it cannot have run (entry 2); the ledger key alone, without
+    // its own co-signature (entry 3).
+    writer.append(&Entry::new(Operation::Prune)).unwrap();
+    let ledger_key = NoteSigner::from_seed(&format!("reprise-ledger/{}", &host.id().to_hex()[..16]), &ledger_seed(&host)).unwrap();
+    let trusted = [ledger_key.verifier_key()];
+    let anonymous = LedgerKeys::new(Box::new(ledger_key), &trusted).unwrap();
+    Ledger::new(&host, anonymous).append(&note(3)).unwrap();
+    // Revoked (entry 4, by the administrator), it goes on appending (5).
+    let revoked = reprise_engine::revoke::revoke(&f.repo, &writer_id, "stolen").unwrap();
+    admin.append(&Entry::new(Operation::KeyRevoke).reference("key_id", &revoked.key_id)).unwrap();
+    writer.append(&Entry::new(Operation::Backup).component("records")).unwrap();
+
+    let report = admin.verify().unwrap();
+    let forged: Vec<u64> = report.ledgers[0].findings.iter().filter(|x| x.kind == FindingKind::Forged).map(|x| x.first).collect();
+    assert_eq!(forged, [2, 3, 5], "{report:#?}");
+    assert!(report.appenders_checked);
+    // Nothing else is wrong with the log: only who appended.
+    assert!(report.ledgers[0].findings.iter().filter(|x| x.kind.is_tampering()).all(|x| x.kind == FindingKind::Forged), "{report:#?}");
+    // A writer cannot judge other appenders (it knows no other writer),
+    // and says so rather than calling them forged.
+    let by_writer = writer.verify().unwrap();
+    assert!(!by_writer.appenders_checked);
+    assert!(!by_writer.ledgers[0].findings.iter().any(|x| x.kind == FindingKind::Forged), "{by_writer:#?}");
+}
+
+/// The ledger key's seed, as `repository_keys` derives it (docs/FORMAT.md
+/// 17.4), for the test's anonymous appender.
+fn ledger_seed(repo: &Repository) -> [u8; 32] {
+    blake3::derive_key("reprise ledger checkpoint signing key v2", repo.secrets().shared_key().unwrap().as_bytes())
+}

@@ -13,6 +13,13 @@
 //! from the next intact record's signed frontier, so one damaged record
 //! does not hide what follows it.
 //!
+//! Who appended: every append is co-signed by the appending key's own
+//! format 2 signing key. With a full-access key (which knows every
+//! endorsed writer), each entry's co-signature must be the
+//! administrator's, or an endorsed writer's recording what a write-only
+//! key can do (a backup, a check, a note), not after its revocation;
+//! anything else is a *forged* entry (docs/FORMAT.md 17.8).
+//!
 //! Against the witness: each witnessed checkpoint of size `s` must carry
 //! the root recomputed at `s`. Appends witness every size, so the first
 //! size whose root differs is one entry past the first entry rewritten
@@ -21,11 +28,13 @@
 //! checkpoint are protected by the storage's write-once rule only; the
 //! report says how many there are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use reprise_backends::ErrorKind;
-use reprise_format::ledger::LedgerId;
+use reprise_format::keys::Role;
+use reprise_format::ledger::{EntryRecord, LedgerId};
 use serde::Serialize;
+use signed_note::{StandardVerifier, Verifier, VerifierList};
 
 use crate::checkpoint::{self, Refused};
 use crate::error::{Error, Result};
@@ -40,6 +49,9 @@ pub struct VerifyReport {
     /// The verifier keys whose signatures were trusted.
     pub trusted_keys: Vec<String>,
     pub ledgers: Vec<LedgerVerdict>,
+    /// Whether who appended each entry was judged (it needs a full-access
+    /// key, which knows every endorsed writer).
+    pub appenders_checked: bool,
     /// Findings about no single ledger (objects the format does not define).
     pub findings: Vec<Finding>,
 }
@@ -100,6 +112,10 @@ pub enum FindingKind {
     Truncated,
     /// An object that does not belong here.
     Foreign,
+    /// An entry appended by a key that may not have appended it: none of
+    /// this repository's, a write-only key recording what only the
+    /// administrator does, or a writer after its revocation.
+    Forged,
     /// Note: entries not witnessed (yet).
     Unwitnessed,
     /// Note: a ledger of this repository that the witness knows and this
@@ -174,9 +190,32 @@ impl Ledger<'_> {
             repository: self.repo.backend().location().to_owned(),
             witness: self.witness.as_ref().map(|w| w.location().to_owned()),
             trusted_keys: self.keys.trusted().map(str::to_owned).collect(),
+            appenders_checked: self.repo.secrets().role() == Role::Full,
             ledgers,
             findings,
         })
+    }
+
+    /// The keys that may append, when this key can know them all.
+    fn appenders(&self) -> Option<Appenders> {
+        if self.repo.secrets().role() != Role::Full {
+            return None;
+        }
+        let trust = self.repo.trust();
+        let mut a = Appenders { verifiers: Vec::new(), who: HashMap::new() };
+        let mut add = |id: &reprise_format::sign::KeyId, who: Who| {
+            if let Some(v) = crate::keys::appender_verifier_key(id).and_then(|k| StandardVerifier::new(&k).ok()) {
+                a.verifiers.push(v);
+                a.who.insert(crate::keys::appender_name(id), who);
+            }
+        };
+        if let Some(admin) = trust.admin() {
+            add(&admin, Who::Admin);
+        }
+        for w in trust.writers() {
+            add(&w.key_id, Who::Writer { key_id: w.key_id.to_hex(), label: w.label.clone(), revoked: w.revoked.as_ref().map(|r| r.time) });
+        }
+        Some(a)
     }
 
     fn verify_one(&self, ledger: LedgerId, own: bool, indexes: &[u64], witnessed: &[(u64, String)]) -> Result<LedgerVerdict> {
@@ -192,6 +231,9 @@ impl Ledger<'_> {
         roots[0] = Some(EMPTY_HASH);
         let mut all_recomputed = true;
         let mut missing_from: Option<u64> = None;
+        let appenders = self.appenders();
+        // Writers whose revocation this ledger recorded, and where.
+        let mut revoked_here: HashMap<String, u64> = HashMap::new();
         for i in 0..size {
             let name = ledger.record_name(i);
             let object = object_path(&name);
@@ -265,6 +307,11 @@ impl Ledger<'_> {
                 && e.index != i
             {
                 findings.push(finding(FindingKind::Reordered, format!("entry {i}: the record holds entry {} under the checkpoint of entry {i}: entries were moved between records", e.index)));
+            }
+            if let (Some(a), Some(e)) = (&appenders, &opened.entry)
+                && let Some(m) = a.judge(i, &opened.note, e, &mut revoked_here)
+            {
+                findings.push(finding(FindingKind::Forged, m));
             }
             // The frontier the record's signer computed, if it matches the
             // root it signed.
@@ -452,5 +499,64 @@ fn mismatch(object: &str, i: u64, recomputed: &Frontier, signed: Option<&Frontie
             object: object.to_owned(),
             message: format!("the entries up to {i} do not match the checkpoint of entry {i}: an entry up to {i} was changed"),
         },
+    }
+}
+
+/// What a write-only key can do, and so record: nothing that removes,
+/// lifts, restores or changes keys.
+const WRITER_OPERATIONS: [&str; 3] = ["backup", "check", "note"];
+
+/// Who may append: the administrator and every endorsed writer.
+struct Appenders {
+    verifiers: Vec<StandardVerifier>,
+    who: HashMap<String, Who>,
+}
+
+enum Who {
+    Admin,
+    Writer { key_id: String, label: String, revoked: Option<jiff::Timestamp> },
+}
+
+impl Appenders {
+    /// Why entry `i` was not appended by a key that may have appended it,
+    /// if it was not.
+    fn judge(&self, i: u64, note: &[u8], e: &EntryRecord, revoked_here: &mut HashMap<String, u64>) -> Option<String> {
+        let list = VerifierList::new(self.verifiers.iter().map(|v| Box::new(v.clone()) as Box<dyn Verifier>).collect());
+        let names = match checkpoint::appenders(note, &list) {
+            Ok(names) => names,
+            Err(Refused::UnknownSigner(by)) => {
+                return Some(format!(
+                    "entry {i} ({}): no key of this repository co-signed its append (signed by: {by}): appended with the ledger key alone, by a key nobody endorsed, or with its appender's signature removed",
+                    e.operation
+                ));
+            }
+            Err(r) => return Some(format!("entry {i} ({}): its appender's signature: {r}", e.operation)),
+        };
+        let who = names.iter().find_map(|n| self.who.get(n))?;
+        match who {
+            Who::Admin => {
+                if matches!(e.operation.as_str(), "key-revoke" | "key-remove")
+                    && let Some(k) = e.refs.get("key_id")
+                {
+                    revoked_here.entry(k.clone()).or_insert(i);
+                }
+                None
+            }
+            Who::Writer { key_id, label, revoked } => {
+                let short = key_id.get(..12).unwrap_or(key_id);
+                if !WRITER_OPERATIONS.contains(&e.operation.as_str()) {
+                    return Some(format!("entry {i}: a {} appended by write-only key {short} ({label}), which cannot do that", e.operation));
+                }
+                if let Some(at) = revoked_here.get(key_id) {
+                    return Some(format!("entry {i} ({}): appended by write-only key {short} ({label}) after entry {at} recorded its revocation", e.operation));
+                }
+                if let Some(t) = revoked
+                    && e.time > *t
+                {
+                    return Some(format!("entry {i} ({}): appended by write-only key {short} ({label}) at {}, after its revocation at {t}", e.operation, e.time));
+                }
+                None
+            }
+        }
     }
 }

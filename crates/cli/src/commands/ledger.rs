@@ -225,6 +225,9 @@ fn print_verdict(ctx: &Context, r: &VerifyReport) {
     for f in &r.findings {
         print_finding(ctx, f);
     }
+    if !r.ledgers.is_empty() && !r.appenders_checked {
+        ctx.say("note: who appended each entry was not judged: that needs a full-access key, which knows every endorsed writer");
+    }
     for k in &r.trusted_keys {
         ctx.say(format!("verifier key: {k}"));
     }
@@ -238,6 +241,7 @@ fn print_finding(ctx: &Context, f: &reprise_ledger::Finding) {
         FindingKind::Forked => "FORKED",
         FindingKind::Truncated => "TRUNCATED",
         FindingKind::Foreign => "FOREIGN",
+        FindingKind::Forged => "FORGED",
         FindingKind::Unwitnessed | FindingKind::Elsewhere => "note",
     };
     let line = format!("  {label} {}: {}", f.object, f.message);
