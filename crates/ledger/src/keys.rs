@@ -33,6 +33,7 @@ impl std::fmt::Debug for LedgerKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LedgerKeys")
             .field("signer", &self.signer.as_ref().map(|s| s.name().to_owned()))
+            .field("appender", &self.appender.as_ref().map(|s| s.name().to_owned()))
             .field("trusted", &self.trusted.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .finish()
     }
