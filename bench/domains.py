@@ -2,7 +2,7 @@
 """What deduplication domains cost: two production hosts backing up data
 that is mostly the same, with the binary of the previous format (one
 deduplication key shared by every writer) and with this one (one domain per
-write credential). See docs/BENCHMARKS.md section 9.
+write credential). See docs/BENCHMARKS.md section 10.
 
     bench/domains.sh --before BIN --after BIN [--work DIR] [--reps N] [--out FILE]
 

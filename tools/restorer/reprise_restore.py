@@ -8,7 +8,7 @@ and its signer may write it; blobs are looked up and checked in the domain of
 the snapshot that needs them.
 
     python3 reprise_restore.py --repo DIR (--recovery-key FILE | --password-env VAR)
-                               [--snapshot ID-or-prefix|latest] [--list] --target DIR
+                               [--snapshot ID-or-prefix|latest] [--list] --target DIR [--wal-dir DIR]
 """
 import argparse
 import base64
@@ -595,6 +595,196 @@ class Restorer:
             os.utime(path, ns=(node["mtime_ns"], node["mtime_ns"]), follow_symlinks=not is_link)
 
 
+# ---------------------------------------------------------------- WAL (§10)
+
+WAL_MAGIC, WAL2 = b"RPRSWAL1", b"RPRSWAL2"  # version 1 (legacy), version 2
+SEGMENT_SIZE = 16 * 1024 * 1024
+HEX = set("0123456789ABCDEFabcdef")
+
+
+def is_hex(s, n):
+    return len(s) == n and all(c in HEX for c in s)
+
+
+def base_name(name):
+    """§10.1: '<file>@<writer>' is a copy of <file> stored beside a name another writer took."""
+    return name.partition("@")[0]
+
+
+class WalDamaged(RestoreError):
+    """A WAL object whose bytes do not verify at all (§10.1): bad magic, truncated, signature that fails."""
+
+
+def open_wal_object(path, name, component, keys, trust):
+    """§10: v2 magic || domain (32) || u32 H || header (H, §2.2) || sealed key (80, §2.1) || body || signature
+    block (§2.4); v1 without domain and signature. Checks the signature and judges the signer (§2.5): raises
+    RestoreError saying why the object is ignored. Returns (header, plaintext)."""
+    data = read(path)
+    if data[:8] == WAL2 and len(data) >= 44 + SIG_BLOCK:
+        try:
+            signer, data = verify_signed(b"wal", keys["repo_id"], data, f"WAL object {name}")
+        except RestoreError as e:
+            raise WalDamaged(str(e)) from None
+        domain, data = data[8:40], data[40:]
+        aad = b"reprise wal header v2"
+    elif data[:8] == WAL_MAGIC and len(data) >= 12:
+        signer, domain, data = None, None, data[8:]
+        aad = b"reprise wal header v1"
+    else:
+        raise WalDamaged(f"WAL object {name}: bad magic or truncated")
+    domain = trust.judge("wal", f"{component}/{name}", signer, domain)
+    id_key, catalog_key = domain_keys(keys, domain)
+    h, = struct.unpack_from("<I", data, 0)
+    header = cbor2.loads(catalog_open(catalog_key, data[4:4 + h], aad, f"WAL object {name} header"))
+    if header.get("version") != 1:
+        raise RestoreError(f"WAL object {name}: version {header.get('version')!r} unknown")
+    if header.get("name") != base_name(name):
+        raise RestoreError(f"WAL object {name}: its header names {header.get('name')!r} (a file copied under another name)")
+    rest = data[4 + h:]
+    file_key = hpke_open(keys["recovery_secret"], rest[:80], b"reprise wal key v1", f"WAL object {name} key")
+    try:
+        plain = AESGCM(file_key).decrypt(b"\0" * 12, rest[80:], b"reprise wal v1" + header["name"].encode())
+    except InvalidTag:
+        raise RestoreError(f"WAL object {name}: damaged (AES-GCM authentication failed)") from None
+    if plain[:1] == b"\0":
+        body = plain[1:]
+    elif plain[:1] == b"\1":
+        body = zstd_frame(plain[1:], f"WAL object {name}")
+    else:
+        raise RestoreError(f"WAL object {name}: unknown compression byte {plain[:1].hex()}")
+    if len(body) != header.get("size") or blake3.blake3(body, key=id_key).digest() != header.get("hash"):
+        raise RestoreError(f"WAL object {name}: damaged (length or keyed BLAKE3 differs from its header)")
+    return header, body
+
+
+def list_wal(repo, component):
+    """§1, §10: wal/<component>/<group>/<name> -> {file name: [object names, the plain name first]}, and
+    {object name: path}."""
+    root, files, paths = os.path.join(repo, "wal", component), {}, {}
+    for group in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        gdir = os.path.join(root, group)
+        for name in sorted(os.listdir(gdir)) if os.path.isdir(gdir) else []:
+            paths[name] = os.path.join(gdir, name)
+            files.setdefault(base_name(name), []).append(name)
+    for names in files.values():
+        names.sort(key=lambda n: (n != base_name(n), n))
+    return files, paths
+
+
+def read_wal_file(file, objects, component, keys, trust, system_id, strict):
+    """§10.1: the plain name when it is trusted and (system_id known) from that server, else the first copy
+    beside it that is. Not strict (whole files): a trusted copy of another server when no copy fits, as
+    reprise does. Strict (streamed ranges, §10.2): only a fitting copy counts. None: no trusted copy."""
+    files, paths = objects
+    fallback, damaged = None, None
+    for name in files.get(file, []):
+        try:
+            header, body = open_wal_object(paths[name], name, component, keys, trust)
+        except WalDamaged as e:
+            damaged = damaged or e
+            continue
+        except RestoreError as e:
+            warn(f"WAL object {component}/{name} ignored: {e}")
+            continue
+        if not system_id or header.get("system_identifier") == system_id:
+            return body
+        if fallback is None:
+            fallback = body
+        warn(f"WAL object {component}/{name}: from server {header.get('system_identifier')}, not {system_id}")
+    if damaged and fallback is None:
+        # §10.1: the file may be the genuine one, damaged; recovery must not end there.
+        raise damaged
+    return None if strict else fallback
+
+
+def stream_range(name):
+    """§10.2: '<segment>.stream.<FROM>-<TO>' -> (segment, FROM, TO), else None."""
+    seg, sep, rng = name.partition(".stream.")
+    frm, dash, to = rng.partition("-")
+    if sep and dash and is_hex(seg, 24) and is_hex(frm, 8) and is_hex(to, 8) and int(frm, 16) < int(to, 16):
+        return seg, int(frm, 16), int(to, 16)
+    return None
+
+
+def assemble_streamed(ranges, read_range):
+    """§10.2 step 2: contiguous ranges from offset 0, overlaps equal, zeros after; ranges with no trusted
+    copy from this server (read_range gives None) are left out and the covering ranges chosen again."""
+    candidates = sorted(r for r in ranges if r[1] <= SEGMENT_SIZE)
+    while True:
+        out, covered, left_out = bytearray(SEGMENT_SIZE), 0, None
+        for frm, to, name in candidates:
+            if frm > covered:
+                break  # a hole: what follows it is unusable
+            if to <= covered:
+                continue
+            data = read_range(name)
+            if data is None:
+                left_out = (frm, to, name)
+                break
+            if len(data) != to - frm:
+                raise RestoreError(f"WAL object {name}: {len(data)} bytes for a range of {to - frm}")
+            if out[frm:covered] != data[:covered - frm]:
+                raise RestoreError(f"WAL object {name}: disagrees with an overlapping range of its segment")
+            out[frm:to] = data
+            covered = to
+        if left_out is None:
+            return bytes(out) if covered else None
+        candidates.remove(left_out)
+
+
+def restore_wal(repo, component, keys, trust, wal_dir, system_id=None):
+    """Writes every WAL file of the component into wal_dir as recovery reads them (§10.2). system_id: the
+    server being recovered (from the restored pg_control), when known."""
+    objects = list_wal(repo, component)
+    files = objects[0]
+    if not files:
+        raise RestoreError(f"no WAL of component {component!r} in the repository")
+    os.makedirs(wal_dir, exist_ok=True)
+    ranges, copies, written = {}, {}, 0
+    for name in files:
+        r = stream_range(name)
+        if r:
+            ranges.setdefault(r[0], []).append((r[1], r[2], name))
+            continue
+        seg, sep, millis = name.partition(".partial.")
+        if sep and is_hex(seg, 24) and millis.isdigit():
+            copies[seg] = max(copies.get(seg, (-1, None)), (int(millis), name))
+            continue
+        data = read_wal_file(name, objects, component, keys, trust, system_id, False)  # §10 step 1
+        if data is not None:
+            write_wal_file(wal_dir, name, data)
+            written += 1
+    for seg in sorted(set(ranges) | set(copies)):
+        if os.path.exists(os.path.join(wal_dir, seg)):
+            continue  # the whole segment was written above
+        data = assemble_streamed(ranges.get(seg, []), lambda n: read_wal_file(n, objects, component, keys, trust, system_id, True))
+        if data is None and seg in copies:
+            data = read_wal_file(copies[seg][1], objects, component, keys, trust, system_id, False)  # §10.2 step 3
+        if data is not None:
+            write_wal_file(wal_dir, seg, data)
+            written += 1
+    return written
+
+
+def write_wal_file(wal_dir, name, data):
+    if "/" in name or name in (".", ".."):
+        raise RestoreError(f"refusing unsafe WAL file name {name!r}")
+    fd = os.open(os.path.join(wal_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def prepare_recovery(target, wal_dir):
+    """§10.3: recovery.signal, and a restore_command that copies from wal_dir."""
+    pgdata = os.path.join(target, "pgdata")
+    if not os.path.isdir(pgdata):
+        raise RestoreError(f"{pgdata}: the snapshot holds no pgdata/ (not a postgres-base snapshot)")
+    open(os.path.join(pgdata, "recovery.signal"), "wb").close()
+    quoted = os.path.abspath(wal_dir).replace("'", "''")
+    with open(os.path.join(pgdata, "postgresql.auto.conf"), "a") as f:
+        f.write(f"\n# written by reprise_restore.py\nrestore_command = 'cp \"{quoted}/%f\" \"%p\"'\n")
+
+
 def main():
     p = argparse.ArgumentParser(description="Restore a reprise snapshot without reprise (docs/FORMAT.md).")
     p.add_argument("--repo", required=True, help="local repository directory")
@@ -604,6 +794,9 @@ def main():
     p.add_argument("--snapshot", default="latest", help="snapshot ID, unique prefix, or 'latest' (default)")
     p.add_argument("--list", action="store_true", help="list snapshots and exit")
     p.add_argument("--target", help="empty or new directory to restore into")
+    p.add_argument("--wal-dir", metavar="DIR", help="also write the snapshot's component's WAL here (segments, "
+                   "history files, streamed segments assembled, §10); for a postgres-base snapshot, set up "
+                   "recovery in TARGET/pgdata to read it")
     a = p.parse_args()
     if not a.list and not a.target:
         p.error("--target is required unless --list is given")
@@ -641,6 +834,15 @@ def main():
     print(f"restored snapshot {name[:8]} ({header.get('time')}, {header.get('host')}, written by {writer}) to {target}: "
           f"{r.files} files, {r.bytes} bytes, {r.dirs} dirs, {r.symlinks} symlinks, "
           f"{r.hardlinks} hard links, {r.skipped} skipped")
+    if a.wal_dir:
+        # §10.1: the server being recovered, from the restored control file (its first 8 bytes).
+        control = os.path.join(target, "pgdata", "global", "pg_control")
+        system_id = struct.unpack("<Q", read(control)[:8])[0] if os.path.isfile(control) else None
+        count = restore_wal(a.repo, header.get("component", ""), keys, trust, a.wal_dir, system_id)
+        if header.get("kind") == "postgres-base":
+            prepare_recovery(target, a.wal_dir)
+        print(f"wrote {count} WAL files of component {header.get('component')!r} to {a.wal_dir}"
+              + ("; recovery set up in pgdata/ (start the server on it)" if header.get("kind") == "postgres-base" else ""))
     return 0
 
 

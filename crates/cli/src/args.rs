@@ -305,19 +305,25 @@ pub struct WalFetchArgs {
 pub struct WalStreamArgs {
     /// The plan's PostgreSQL component to stream
     pub component: String,
-    /// Flush every record and report it at once; with the server's
-    /// synchronous_standby_names = 'reprise_COMPONENT', commits wait for it
+    /// Store every received byte at once (commits grouped while a store is
+    /// in flight); with the server's synchronous_standby_names =
+    /// 'reprise_COMPONENT', a commit returns only once its WAL is in the
+    /// repository (RPO 0)
     #[arg(long)]
     pub synchronous: bool,
-    /// Local spool for the segments being received [default: CACHE/wal-stream/COMPONENT]
+    /// Local spool for received WAL not yet stored [default: CACHE/wal-stream/REPOSITORY-ID/COMPONENT]
     #[arg(long)]
     pub spool: Option<PathBuf>,
-    /// Seconds between uploads of the segment being written
+    /// Without --synchronous: seconds between stores of received WAL
     #[arg(long, default_value_t = 5)]
     pub partial_interval: u64,
     /// Stop after this many seconds [default: run until interrupted]
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Store what the spool holds beyond the repository, then exit; needs
+    /// no server (a spool left behind by a stream that was killed)
+    #[arg(long, conflicts_with_all = ["synchronous", "duration"])]
+    pub upload_only: bool,
 }
 
 #[derive(Args, Debug)]

@@ -78,6 +78,12 @@ pub struct Bars {
 }
 
 impl Observer for Bars {
+    /// Printed even under `--json` and `--quiet`: on stderr, before the
+    /// operation's outcome, because it may change what the operator does.
+    fn warning(&self, warning: &reprise_ops::Warning) {
+        errln!("reprise: warning: {}", crate::commands::render_warning(warning));
+    }
+
     fn phase(&self, label: &str) -> Arc<dyn Progress> {
         if !self.enabled {
             return Arc::new(reprise_engine::NoProgress);

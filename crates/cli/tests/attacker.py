@@ -421,7 +421,10 @@ def attack_squat_wal(w, a):
         data = w.store.read("wal", f"{a.component}/{a.copy_from}")
         created = w.store.create("wal", f"{a.component}/{a.file}", data)
         return {"copied": a.copy_from, "to": a.file, "created": created}
-    created = w.wal(a.component, a.file, b"forged WAL " * 1000)
+    content = b"forged WAL " * 1000
+    if a.size is not None:  # a streamed range's length is in its name (§10.2)
+        content = (content * (a.size // len(content) + 1))[:a.size]
+    created = w.wal(a.component, a.file, content)
     return {"squatted": a.file, "created": created}
 
 
@@ -488,6 +491,7 @@ def main():
     s.add_argument("--component", required=True)
     s.add_argument("--file", required=True)
     s.add_argument("--copy-from")
+    s.add_argument("--size", type=int, help="length of the forged file (default 11000 bytes)")
     h = sub.add_parser("forge-hold")
     h.add_argument("--snapshot", required=True)
     m = sub.add_parser("forge-mark")

@@ -259,7 +259,10 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     while Instant::now() < load_end && !cancel.is_cancelled() {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let rpo = status::status(&repo, "medicapp-db", Some((&live.conn_string("postgres"), None)))?.rpo_seconds;
+    let conn = live.conn_string("postgres");
+    let measured = status::measure(&repo, "medicapp-db", Some(&status::Live { connection: &conn, password_env: None, data_directory: None }))?;
+    // The RPO as `reprise status` judges it, not a figure of the demo's own.
+    let achieved_rpo = reprise_ops::status::postgres_status(measured, jiff::Timestamp::now()).rpo_seconds;
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         l.join().expect("load thread").map_err(DemoError::Verification)?;
@@ -267,14 +270,14 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     check_cancel()?;
     let tx = done.load(Ordering::Relaxed);
     steps.report.load_transactions = tx;
-    steps.report.achieved_rpo_seconds = rpo;
+    steps.report.achieved_rpo_seconds = achieved_rpo;
     steps.done(
         "write load",
         t,
         format!(
             "{tx} transactions ({:.0}/s) while PostgreSQL archived WAL through `reprise wal-push`; achieved RPO {} (objective 1h)",
             tx as f64 / t.elapsed().as_secs_f64(),
-            rpo.map_or_else(|| "unknown".into(), |s| format!("{s:.1}s"))
+            achieved_rpo.map_or_else(|| "unknown".into(), |s| format!("{s:.1}s"))
         ),
     );
 

@@ -143,6 +143,23 @@ pub fn verify(repo: &Repository, object: &str) -> Result<std::result::Result<(),
     })
 }
 
+/// The header of one stored WAL object (a copy beside a name included) and
+/// who signed it, when a trusted writer stored it and this key can read its
+/// domain; `None` otherwise (gone, or untrusted: [`verify`] reports those).
+/// For checks that need what the file says of itself, such as the server
+/// it comes from.
+pub fn trusted_header(repo: &Repository, object: &str) -> Result<Option<(WalHeader, String)>> {
+    let bytes = match repo.backend().read(ObjectKind::Wal, object) {
+        Ok(b) => b,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (verdict, signer) = judge(repo, object, &bytes);
+    let Verdict::Trusted { domain, .. } = verdict else { return Ok(None) };
+    let Ok(keys) = repo.domain_keys(&domain) else { return Ok(None) };
+    Ok(walfmt::open_header(&bytes, &keys.catalog_key).ok().map(|h| (h, repo.trust().describe(signer.as_ref()))))
+}
+
 /// A WAL file as read: the object it came from, its header, and (when the
 /// content was asked for) its plaintext.
 #[derive(Debug)]
@@ -162,6 +179,7 @@ pub struct WalRead {
 /// and verifies the whole file (the recovery key); else the header only.
 pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: Option<u64>) -> Result<Option<WalRead>> {
     let file = object.rsplit_once('/').map_or(object, |(_, f)| f);
+    let mut damage = None;
     let (first, problem) = match open(repo, object, file, content)? {
         Opened::Missing => return Ok(None),
         Opened::Good(r) => {
@@ -172,6 +190,11 @@ pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: O
             (Some(r), format!("it does not come from the server being recovered (system identifier {found}, not {})", system_identifier.unwrap_or_default()))
         }
         Opened::Bad(why) => (None, why),
+        Opened::Damaged(e) => {
+            let why = e.to_string();
+            damage = Some(e);
+            (None, why)
+        }
     };
     // Abnormal (or a file that names no server, such as a timeline
     // history): look beside it, for every key this reader knows.
@@ -186,6 +209,12 @@ pub fn read(repo: &Repository, object: &str, content: bool, system_identifier: O
             tracing::warn!("{}: {problem}; using {}, stored beside it", ObjectKind::Wal.path(object), ObjectKind::Wal.path(&alt));
             return Ok(Some(*r));
         }
+    }
+    // Bytes that do not verify at all (altered, truncated) under a name no
+    // trusted copy answers for: the file may be the genuine one, damaged.
+    // Ending recovery there would promote with WAL missing; stop instead.
+    if let Some(e) = damage {
+        return Err(Error::damaged(ObjectKind::Wal.path(object), e));
     }
     if first.is_none() {
         tracing::warn!("{}: ignored: {problem}", ObjectKind::Wal.path(object));
@@ -209,6 +238,9 @@ enum Opened {
     Good(Box<WalRead>),
     /// There, but not a file this reader may use: why.
     Bad(String),
+    /// There, but its bytes do not verify (bad magic, truncated, signature
+    /// that does not check): damaged, or garbage.
+    Damaged(reprise_format::FormatError),
 }
 
 fn open(repo: &Repository, object: &str, file: &str, content: bool) -> Result<Opened> {
@@ -217,6 +249,15 @@ fn open(repo: &Repository, object: &str, file: &str, content: bool) -> Result<Op
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(Opened::Missing),
         Err(e) => return Err(e.into()),
     };
+    match walfmt::domain_of(&bytes) {
+        Err(e) => return Ok(Opened::Damaged(e)),
+        Ok(Some(_)) => {
+            if let Err(e) = reprise_format::sign::verify_object(ObjectType::Wal, &repo.id(), &bytes) {
+                return Ok(Opened::Damaged(e));
+            }
+        }
+        Ok(None) => {}
+    }
     let (verdict, _) = judge(repo, object, &bytes);
     let (domain, by) = match verdict {
         Verdict::Trusted { domain, by } => (domain, by),

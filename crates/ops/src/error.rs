@@ -194,7 +194,9 @@ impl From<reprise_postgres::PgError> for OpsError {
                 Category::NotFound => Category::Other,
                 c => c,
             },
-            E::Sql(_) | E::Command { .. } | E::Recovery(_) | E::ArchiveTimeout { .. } => Category::Other,
+            // A replication connection that broke or a server that refused:
+            // what to fix is in the message (exit 1, as before the ops layer).
+            E::Sql(_) | E::Server { .. } | E::Stream(_) | E::Command { .. } | E::Recovery(_) | E::ArchiveTimeout { .. } => Category::Other,
         };
         OpsError::with_source(category, e)
     }

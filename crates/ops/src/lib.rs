@@ -44,6 +44,21 @@ pub trait Observer: Send + Sync {
     fn phase(&self, _label: &str) -> Arc<dyn Progress> {
         Arc::new(NoProgress)
     }
+
+    /// Told as soon as it is known, before the operation ends (or fails):
+    /// what the operator may want to act on first.
+    fn warning(&self, _warning: &Warning) {}
+}
+
+/// What an operation found that does not stop it but may change what the
+/// operator does next.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "warning", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Warning {
+    /// The local `wal-stream` spool holds WAL the repository lacks: a
+    /// restore now would miss it.
+    SpoolAhead(postgres::SpoolAhead),
 }
 
 /// Reports nothing.

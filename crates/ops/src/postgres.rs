@@ -100,10 +100,14 @@ pub fn wal_fetch_from_spool(spool: &Path, file: &str, destination: &Path) -> Res
 #[derive(Debug, Clone)]
 pub struct StreamRequest {
     pub component: String,
-    /// Where partial segments wait (default: under the cache directory).
+    /// Where received WAL waits until the repository holds it (default:
+    /// [`default_stream_spool`]).
     pub spool: Option<PathBuf>,
+    /// Store every received byte before acknowledging it (RPO 0 with the
+    /// server's `synchronous_standby_names`).
     pub synchronous: bool,
-    pub partial_interval: Duration,
+    /// Without `synchronous`: how often received WAL is stored.
+    pub upload_interval: Duration,
     /// Stop after this long (tests, drills); none: until cancelled.
     pub duration: Option<Duration>,
 }
@@ -114,26 +118,92 @@ pub struct StreamRequest {
 pub struct StreamStart {
     pub slot: String,
     pub application_name: String,
+    pub spool: PathBuf,
+}
+
+/// The spool `wal-stream` uses for a component unless told otherwise: per
+/// repository, so that WAL received for one repository is never stored
+/// into another (and `restore` knows where to look for WAL left behind).
+#[must_use]
+pub fn default_stream_spool(ws: &Workspace, repo: &reprise_engine::Repository, component: &str) -> PathBuf {
+    ws.cache_dir().join("wal-stream").join(repo.id().to_hex()).join(component)
 }
 
 /// Streams WAL into the repository until cancelled or `duration` ends;
-/// `started` is told the slot before the loop begins.
+/// `started` is told the slot before the loop begins. The loop itself is
+/// the source's (`reprise_postgres::stream`); which component, spool and
+/// credentials it runs with is decided here.
 pub fn wal_stream(ws: &Workspace, request: &StreamRequest, cancel: &CancelToken, started: &mut dyn FnMut(&StreamStart)) -> Result<stream::StreamReport> {
     let c = ws.component(&request.component)?;
     let pg = physical(c, "wal-stream")?;
     let repo = ws.open(Some(c))?;
+    let spool = request.spool.clone().unwrap_or_else(|| default_stream_spool(ws, &repo, &c.name));
     let opts = stream::StreamOptions {
         component: c.name.clone(),
         connection: pg.connection.clone(),
         password_env: pg.password_env.clone(),
-        spool: request.spool.clone().unwrap_or_else(|| ws.cache_dir().join("wal-stream").join(&c.name)),
+        spool: spool.clone(),
         synchronous: request.synchronous,
-        partial_interval: request.partial_interval,
-        bin: pg.bin_dir.clone(),
+        upload_interval: request.upload_interval,
         duration: request.duration,
     };
-    started(&StreamStart { slot: stream::slot_name(&c.name), application_name: stream::application_name(&c.name) });
+    started(&StreamStart { slot: stream::slot_name(&c.name), application_name: stream::application_name(&c.name), spool });
     Ok(stream::stream(&repo, &opts, cancel)?)
+}
+
+/// What `wal-stream --upload-only` stored, and from where.
+#[derive(Debug, serde::Serialize)]
+pub struct SpoolSaved {
+    #[serde(flatten)]
+    pub report: stream::SpoolReport,
+    #[serde(skip)]
+    pub spool: PathBuf,
+}
+
+/// Stores what a stream's spool holds beyond the repository, with no
+/// server: the WAL a killed stream received but had not stored yet.
+pub fn save_stream_spool(ws: &Workspace, component: &str, spool: Option<&Path>) -> Result<SpoolSaved> {
+    let c = ws.component(component)?;
+    physical(c, "wal-stream")?;
+    let repo = ws.open(Some(c))?;
+    let spool = spool.map_or_else(|| default_stream_spool(ws, &repo, &c.name), Path::to_path_buf);
+    let report = stream::save_spool(&repo, &c.name, &spool)?;
+    Ok(SpoolSaved { report, spool })
+}
+
+/// WAL the local stream spool of a component holds and the repository
+/// lacks: a stream killed on this host left it behind, and a restore
+/// without it misses those commits (never acknowledged in synchronous
+/// mode, but written by the server).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SpoolAhead {
+    pub component: String,
+    pub spool: PathBuf,
+    /// Bytes the spool holds beyond the repository, over all its files.
+    pub bytes: u64,
+    pub files: usize,
+    /// The first segment the repository lacks part of, and how much of it
+    /// the repository holds.
+    pub first_segment: String,
+    pub first_stored_bytes: u64,
+}
+
+/// [`SpoolAhead`] for the default spool of `component`, if it holds any.
+pub(crate) fn stream_spool_ahead(ws: &Workspace, repo: &reprise_engine::Repository, component: &str) -> Result<Option<SpoolAhead>> {
+    let spool = default_stream_spool(ws, repo, component);
+    if !spool.exists() {
+        return Ok(None);
+    }
+    let view = wal::ArchiveView::load(repo, component)?;
+    let ahead = stream::spool_ahead(&view, &spool);
+    Ok(ahead.first().map(|first| SpoolAhead {
+        component: component.to_owned(),
+        spool: spool.clone(),
+        bytes: ahead.iter().map(|a| a.spool_bytes - a.stored_bytes).sum(),
+        files: ahead.len(),
+        first_segment: first.segment.clone(),
+        first_stored_bytes: first.stored_bytes,
+    }))
 }
 
 /// What `recover-rows` is asked to do (validated flags).

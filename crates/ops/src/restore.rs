@@ -19,9 +19,9 @@ use reprise_postgres::tablespaces::TablespaceMap;
 use reprise_postgres::{logical, restore as pitr};
 
 use crate::error::{Category, OpsError, Result};
-use crate::postgres::{FetchCommand, pg_plan, spool_fetch};
+use crate::postgres::{FetchCommand, SpoolAhead, pg_plan, spool_fetch, stream_spool_ahead};
 use crate::workspace::Workspace;
-use crate::{CancelToken, Observer, Verdict, count, find_snapshot};
+use crate::{CancelToken, Observer, Verdict, Warning, count, find_snapshot};
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +74,10 @@ pub struct DumpRestored {
 pub struct PitrRestored {
     #[serde(flatten)]
     pub outcome: PitrOutcome,
+    /// WAL the local stream spool holds and the repository lacks (told
+    /// to the observer before the restore began): left out of this restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_ahead: Option<SpoolAhead>,
     #[serde(skip)]
     pub cluster: Option<Cluster>,
     #[serde(skip)]
@@ -185,6 +189,10 @@ fn restore_postgres(
         return Ok(RestoreReport::Dump(DumpRestored { snapshot: snap.id, to: request.to.clone(), loaded, ms: t.elapsed().as_millis() as u64 }));
     }
     let target = Target::parse(request.at.as_deref().unwrap_or("latest")).map_err(OpsError::usage)?;
+    let spool_ahead = stream_spool_ahead(ws, &repo, &c.name)?;
+    if let Some(a) = &spool_ahead {
+        observer.warning(&Warning::SpoolAhead(a.clone()));
+    }
     if request.to.exists() && !request.delta && std::fs::read_dir(&request.to).is_ok_and(|mut d| d.next().is_some()) {
         return Err(OpsError::usage(format!("{} is not empty: restore into a new directory, or pass --delta to update an existing copy in place", request.to.display())));
     }
@@ -206,5 +214,5 @@ fn restore_postgres(
     let (outcome, cluster) = pitr::restore(&repo, &opts, progress.as_ref())?;
     drop(progress);
     crate::ledger::record(ws, &repo, &crate::ledger::restore_postgres(&c.name, None, Some(&outcome.base_backup), &outcome.target, outcome.wal_segments as u64))?;
-    Ok(RestoreReport::Pitr(Box::new(PitrRestored { outcome, cluster, to: request.to.clone(), delta: request.delta, keep_running: request.keep_running })))
+    Ok(RestoreReport::Pitr(Box::new(PitrRestored { outcome, spool_ahead, cluster, to: request.to.clone(), delta: request.delta, keep_running: request.keep_running })))
 }

@@ -27,7 +27,7 @@
 //! `NAME.missing` (not archived: the end of the archive) or `NAME.error`
 //! (why it cannot be read), and removes `NAME.want`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,7 +190,12 @@ fn candidates(component: &str, bases: &[BaseBackupInfo], target: &Target) -> Res
 /// The WAL segments recovery from `base` to `target` will ask for, checked
 /// present in the archive. Returns them in replay order.
 pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, target: &Target) -> Result<Vec<Segment>> {
-    let view = ArchiveView::load(repo, component)?;
+    wal::expect_system_identifier(base.system_identifier);
+    let mut view = ArchiveView::load(repo, component)?;
+    // Ranges no trusted writer stored from this server are not WAL to plan on.
+    for timeline in view.timelines() {
+        view.keep_trusted_tail(repo, component, timeline)?;
+    }
     let seg = base.segment_size;
     let start = base.start_segment();
     if let Target::Immediate = target {
@@ -198,8 +203,8 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
         wal::check_chain(&view, component, &needed)?;
         return Ok(needed);
     }
-    let latest_tli = view.segments.keys().next_back().copied().unwrap_or(base.timeline).max(base.timeline);
-    let newest_on_latest = view.segments.get(&latest_tli).and_then(|s| s.iter().next_back().copied()).unwrap_or(start.number);
+    let latest_tli = view.timelines().into_iter().next_back().unwrap_or(base.timeline).max(base.timeline);
+    let newest_on_latest = view.newest_on(latest_tli).map_or(start.number, |s| s.number);
     let path = wal::required_segments(repo, component, start, latest_tli, newest_on_latest)?;
     let stop_number = base.stop_segment().number;
     let end = match target {
@@ -213,7 +218,7 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
             let (mut lo, mut hi) = (0usize, good);
             while lo < hi {
                 let mid = usize::midpoint(lo, hi);
-                let modified = wal::header(repo, component, &path[mid].name(seg))?.map(|h| h.modified);
+                let modified = wal::written(repo, component, &view, path[mid])?;
                 if modified.is_some_and(|m| m >= *t) {
                     hi = mid;
                 } else {
@@ -221,7 +226,7 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
                 }
             }
             if lo == good && good == path.len() {
-                let newest = path.last().and_then(|s| wal::header(repo, component, &s.name(seg)).ok().flatten()).map(|h| h.modified);
+                let newest = path.last().and_then(|s| wal::written(repo, component, &view, *s).ok().flatten());
                 return Err(PgError::NoBaseBackup {
                     component: component.to_owned(),
                     target: target.to_string(),
@@ -480,8 +485,14 @@ fn empty_folder(dir: &Path) -> Result<()> {
 
 /// Fills the spool with WAL files PostgreSQL asks for (`NAME.want`) and
 /// prefetches the segments after each, so that replay does not wait.
+///
+/// A file it cannot read (damaged, unreadable) is answered with an error,
+/// which makes `wal-fetch` exit 126 and recovery stop; the errors are kept
+/// (prefetched files too: recovery may ask for one after it failed), to
+/// tell the operator which object stopped recovery.
 struct SpoolServer {
     stop: Arc<AtomicBool>,
+    failure: Arc<parking_lot::Mutex<BTreeMap<String, PgError>>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -489,6 +500,8 @@ impl SpoolServer {
     fn start(repo: Arc<Repository>, component: String, spool: PathBuf) -> SpoolServer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let failure = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
+        let first_failure = Arc::clone(&failure);
         let handle = std::thread::spawn(move || {
             let mut ahead: VecDeque<String> = VecDeque::new();
             let put = |name: &str| -> bool {
@@ -513,6 +526,7 @@ impl SpoolServer {
                     }
                     Err(e) => {
                         let _ = std::fs::write(spool.join(format!("{name}.error")), e.to_string());
+                        first_failure.lock().entry(name.to_owned()).or_insert(e);
                         false
                     }
                 }
@@ -548,7 +562,12 @@ impl SpoolServer {
                 }
             }
         });
-        SpoolServer { stop, handle: Some(handle) }
+        SpoolServer { stop, failure, handle: Some(handle) }
+    }
+
+    /// The first file (in replay order) it could not give recovery, if any.
+    fn failure(&self) -> Option<PgError> {
+        self.failure.lock().pop_first().map(|(_, e)| e)
     }
 }
 
@@ -675,7 +694,9 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     c.start(&settings)?;
     // Ready, then out of recovery (promoted at the target, or at the end of the archive).
     let deadline = Duration::from_secs(6 * 3600);
-    c.wait_ready(deadline)?;
+    // A WAL file recovery needed could not be read: that is the cause,
+    // and it is damage, not a wrong target (also below).
+    c.wait_ready(deadline).map_err(|e| server.failure().unwrap_or(e))?;
     let mut client = None;
     loop {
         if opts.cancel.is_cancelled() {
@@ -693,6 +714,9 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
                 client = None;
                 std::thread::sleep(Duration::from_millis(100));
                 if !c.alive() {
+                    if let Some(e) = server.failure() {
+                        return Err(e);
+                    }
                     return Err(PgError::Recovery(recovery_failure(&c, &opts.target)));
                 }
             }

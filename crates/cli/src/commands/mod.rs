@@ -29,3 +29,19 @@ pub fn bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
+
+/// A warning of an operation, for the operator.
+pub fn render_warning(warning: &reprise_ops::Warning) -> String {
+    match warning {
+        reprise_ops::Warning::SpoolAhead(a) => format!(
+            "the wal-stream spool {} holds WAL the repository lacks ({} in {} file(s), from segment {} at byte {}): run `reprise wal-stream {} --upload-only` first to restore it too",
+            a.spool.display(),
+            bytes(a.bytes),
+            a.files,
+            a.first_segment,
+            a.first_stored_bytes,
+            a.component
+        ),
+        _ => format!("{warning:?}"),
+    }
+}

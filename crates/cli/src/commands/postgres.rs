@@ -12,6 +12,7 @@ use reprise_postgres::cluster::shell_quote;
 use reprise_postgres::rows;
 
 use crate::args::{ConflictChoiceArg, RecoverRowsArgs, WalFetchArgs, WalPushArgs, WalStreamArgs};
+use crate::commands::bytes;
 use crate::context::Context;
 use crate::exit;
 
@@ -199,28 +200,49 @@ fn shorten(s: &str) -> String {
 }
 
 pub fn wal_stream(ctx: &Context, args: &WalStreamArgs) -> Result<()> {
+    if args.upload_only {
+        let saved = reprise_ops::postgres::save_stream_spool(&ctx.ws, &args.component, args.spool.as_deref())?;
+        if ctx.json() {
+            return ctx.print_json(&saved);
+        }
+        ctx.say(format!(
+            "{}: stored {} range(s) ({}) and {} whole segment(s) from {}; the repository now holds everything the spool had",
+            args.component,
+            saved.report.ranges_stored,
+            bytes(saved.report.bytes_stored),
+            saved.report.segments_archived,
+            saved.spool.display()
+        ));
+        return Ok(());
+    }
     let request = StreamRequest {
         component: args.component.clone(),
         spool: args.spool.clone(),
         synchronous: args.synchronous,
-        partial_interval: Duration::from_secs(args.partial_interval.max(1)),
+        upload_interval: Duration::from_secs(args.partial_interval.max(1)),
         duration: args.duration.map(Duration::from_secs),
     };
     let report = reprise_ops::postgres::wal_stream(&ctx.ws, &request, &ctx.cancel, &mut |start| {
         if !ctx.json() {
             ctx.say(format!(
-                "streaming {} through slot {} into the repository (segment in progress uploaded every {}s){}; Ctrl-C to stop",
+                "streaming {} through slot {} into the repository ({}){}; Ctrl-C to stop",
                 args.component,
                 start.slot,
-                args.partial_interval,
-                if args.synchronous { format!("; synchronous: set synchronous_standby_names = '{}' on the server for RPO 0", start.application_name) } else { String::new() }
+                if args.synchronous { "each commit stored before it is acknowledged".to_owned() } else { format!("stored every {}s", args.partial_interval.max(1)) },
+                if args.synchronous { format!("; the server waits for it with synchronous_standby_names = '{}'", start.application_name) } else { String::new() }
             ));
         }
     })?;
     if ctx.json() {
         ctx.print_json(&report)?;
     } else {
-        ctx.say(format!("stopped: {} segment(s) archived, {} partial upload(s)", report.segments_archived, report.partial_uploads));
+        ctx.say(format!(
+            "stopped: {} received, {} range(s) and {} whole segment(s) stored{}",
+            bytes(report.bytes_received),
+            report.ranges_stored,
+            report.segments_archived,
+            report.stored_lsn.map(|l| format!("; the repository holds WAL up to {l}")).unwrap_or_default()
+        ));
     }
     Ok(())
 }

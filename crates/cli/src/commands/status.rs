@@ -34,10 +34,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             s.rpo_objective_seconds.map_or_else(|| "-".to_owned(), |o| human(o as f64)),
             f(s.newest_restorable),
             s.pitr_window_seconds.map_or_else(|| "-".to_owned(), human),
-            match s.rpo_met {
-                Some(true) => "  ok",
-                Some(false) => "  OBJECTIVE MISSED",
-                None => "",
+            match (s.rpo_met, s.alerts.is_empty()) {
+                (Some(false), _) => "  OBJECTIVE MISSED",
+                (_, false) => "  ALERT",
+                (Some(true), true) => "  ok",
+                (None, true) => "",
             }
         ));
         let p = &s.copies;
@@ -63,6 +64,9 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
                 )),
             }
         }
+        for a in &s.alerts {
+            ctx.say(format!("  ALERT: {a}"));
+        }
         if let Some(i) = &s.immutability {
             ctx.say(format!("  immutability: {}", i.reason));
         }
@@ -70,10 +74,13 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
             if let Some(g) = &pg.gap {
                 ctx.say(format!("  WAL gap: {g} is missing; restores cannot cross it (take a new base backup)"));
             }
-            if let Some(srv) = &pg.server
-                && let Some(f) = &srv.last_failed_wal
-            {
-                ctx.say(format!("  archiver: last failure on {f} at {}", srv.last_failed_time.as_deref().unwrap_or("?")));
+            if let Some(st) = &pg.stream {
+                ctx.say(format!(
+                    "  stream: slot {} {}{}",
+                    st.slot,
+                    if st.active { "connected" } else { "NOT CONNECTED" },
+                    st.sync_state.as_deref().map(|s| format!(", {s}")).unwrap_or_default()
+                ));
             }
         }
     }
