@@ -44,12 +44,16 @@ pub enum ObjectKind {
     Hold,
     /// Prune marks: packs condemned, deleted after a grace period.
     PruneMark,
+    /// The evidence ledger (`reprise_ledger`): records named
+    /// `<ledger>/records/<index>`, witnessed checkpoints named
+    /// `<ledger>/checkpoints/<size>`, and the `site` and `witness` markers.
+    Ledger,
     /// The administrator's trust records: revocations, the legacy record.
     Trust,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 9] = [
+    pub const ALL: [ObjectKind; 10] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Snapshot,
@@ -58,6 +62,7 @@ impl ObjectKind {
         ObjectKind::Wal,
         ObjectKind::Hold,
         ObjectKind::PruneMark,
+        ObjectKind::Ledger,
         ObjectKind::Trust,
     ];
 
@@ -73,6 +78,7 @@ impl ObjectKind {
             ObjectKind::Wal => "wal",
             ObjectKind::Hold => "holds",
             ObjectKind::PruneMark => "prune",
+            ObjectKind::Ledger => "ledger",
             ObjectKind::Trust => "trust",
         }
     }
@@ -112,6 +118,8 @@ impl ObjectKind {
                     _ => relative.to_owned(),
                 }
             }
+            // Ledger names are paths of their own (`<ledger>/records/<index>`).
+            ObjectKind::Ledger => relative.to_owned(),
             _ => relative.rsplit('/').next().unwrap_or(relative).to_owned(),
         }
     }
@@ -128,6 +136,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Wal => "WAL file",
             ObjectKind::Hold => "hold",
             ObjectKind::PruneMark => "prune mark",
+            ObjectKind::Ledger => "ledger object",
             ObjectKind::Trust => "trust record",
         })
     }

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "reprise", version, about = "The continuity plan that runs: encrypted, deduplicated, write-once backups with measured restores.")]
-#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase, 5 permission denied, \
+#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase or key, 5 permission denied, \
 6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable (retry later), 10 busy (retry later), 130 interrupted.")]
 pub struct Cli {
     #[command(flatten)]
@@ -39,6 +39,12 @@ pub struct Global {
     /// Directory for local caches [default: $XDG_CACHE_HOME/reprise]
     #[arg(long, global = true, env = "REPRISE_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Ledger witness: a second place every ledger checkpoint is written
+    /// to, which the writing hosts cannot rewrite [default: ledger.witness
+    /// in the plan]
+    #[arg(long, global = true, env = "REPRISE_LEDGER_WITNESS", value_name = "URL")]
+    pub witness: Option<String>,
 
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]
@@ -107,6 +113,68 @@ pub enum Command {
     /// index, the config, key files, prune marks
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// The evidence ledger: a tamper-evident record of every sensitive
+    /// operation, with signed checkpoints kept by a witness
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// List the recorded operations
+    Show {
+        /// Only from this entry position, time (RFC 3339 or a date) or
+        /// duration back from now (e.g. 7d)
+        #[arg(long, value_name = "POSITION|TIME|DURATION")]
+        since: Option<String>,
+        /// Only this ledger (an ID or unique prefix) [default: all]
+        #[arg(long, value_name = "ID")]
+        ledger: Option<String>,
+    },
+    /// Recompute every root, check every signature and every checkpoint,
+    /// the witness's included; name what was altered, removed, reordered
+    /// or forked (exit 6)
+    Verify {
+        /// Trust only this verifier key (NAME+ID+KEY, as verify prints it)
+        /// [default: the repository's own]
+        #[arg(long = "key", value_name = "VERIFIER_KEY")]
+        keys: Vec<String>,
+    },
+    /// Export the proof that an entry is in the ledger, for an auditor to
+    /// check offline
+    Proof {
+        /// The entry's position, as `ledger show` lists it (LEDGER:POSITION
+        /// for a ledger copied from another site)
+        entry: String,
+        /// Also prove that the tree of this size (from an earlier audit) is
+        /// a prefix of today's
+        #[arg(long, value_name = "SIZE")]
+        from_size: Option<u64>,
+        /// Write the proof to this file (refuses to overwrite) [default: stdout]
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Check an exported proof, offline (needs no repository)
+    CheckProof {
+        /// The proof, as `reprise ledger proof -o FILE` wrote it
+        file: PathBuf,
+        /// The verifier key to trust (NAME+ID+KEY) [default: the keys the
+        /// proof lists, with a caution]
+        #[arg(long = "key", value_name = "VERIFIER_KEY")]
+        keys: Vec<String>,
+    },
+    /// Record a statement: a drill signed off, an incident declared (no
+    /// patient data)
+    Note {
+        /// What to record (a statement, never patient data)
+        text: String,
+    },
+    /// Make a location a ledger witness (run once, by the account that
+    /// owns it)
+    WitnessInit {
+        /// A directory, s3://BUCKET/PREFIX or azure://ACCOUNT/CONTAINER/PREFIX
+        url: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -41,6 +41,7 @@ impl Context {
             password_file: global.password_file.clone(),
             key_file: global.key_file.clone(),
             cache_dir: global.cache_dir.clone(),
+            witness: global.witness.clone(),
         };
         let ws = Workspace::new(plan, settings, Environment::from_process()).with_prompt(Box::new(TerminalPrompt));
         Ok(Context { global, ws, cancel })

@@ -80,6 +80,9 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
                 other => other.category().into(),
             });
         }
+        if let Some(c) = cause.downcast_ref::<reprise_ledger::Error>() {
+            return for_category(c.category().into());
+        }
         if let Some(p) = cause.downcast_ref::<reprise_plan::PlanError>() {
             return match p {
                 reprise_plan::PlanError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => NOT_FOUND,

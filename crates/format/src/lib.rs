@@ -25,6 +25,7 @@ pub mod hold;
 pub mod id;
 pub mod index;
 pub mod keys;
+pub mod ledger;
 pub mod mark;
 pub mod pack;
 pub mod sign;

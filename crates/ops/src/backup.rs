@@ -142,6 +142,7 @@ pub fn backup(ws: &Workspace, mut request: BackupRequest, observer: &dyn Observe
         }
         retain_label(c, &mut opts);
         let outcome = backup_postgres(ws, c, pg, opts, observer, cancel)?;
+        crate::ledger::record(ws, &*ws.open(Some(c))?, &crate::ledger::backup(&outcome))?;
         return Ok(BackupReport { outcome, warnings });
     }
     if component.is_none() && request.paths.is_empty() && !stdin {
@@ -203,6 +204,8 @@ pub fn backup(ws: &Workspace, mut request: BackupRequest, observer: &dyn Observe
         let (stream_name, reader) = stream.expect("a stream when there is no source");
         engine_backup(&repo, single_stream(&stream_name, reader, ChunkPolicy::ContentDefined), &opts, &progress)?
     };
+    drop(progress);
+    crate::ledger::record(ws, &repo, &crate::ledger::backup(&outcome))?;
     Ok(BackupReport { outcome, warnings })
 }
 

@@ -42,6 +42,7 @@ pub fn check(ws: &Workspace, read_data: ReadData, observer: &dyn Observer, cance
         report.problems.sort();
         report.problems.dedup();
     }
+    crate::ledger::record(ws, &repo, &crate::ledger::check(&report, &crate::ledger::read_data_mode(read_data)))?;
     let read_data_group = match read_data {
         ReadData::Group { n, m } => Some(format!("{n}/{m}")),
         _ => None,

@@ -157,7 +157,7 @@ pub fn copy(ws: &Workspace, request: &CopyRequest, observer: &dyn Observer, canc
         let result = (|| -> Result<CopyReport> {
             let src = ws.open_named(&from)?;
             let backend = ws.backend(&ws.named_target(&to)?, lock)?;
-            let dest = copy::open_destination(&src, backend)?;
+            let dest = copy::open_destination(&src, std::sync::Arc::clone(&backend))?;
             let selections: Vec<Selection> =
                 comps.iter().map(|c| Selection { component: c.name.clone(), policy: (!c.objectives.retention.is_empty()).then(|| policy_of(c)) }).collect();
             let copy_plan = copy::plan(&src, &dest, &selections)?;
@@ -179,8 +179,9 @@ pub fn copy(ws: &Workspace, request: &CopyRequest, observer: &dyn Observer, canc
                 return Ok(copy::dry_run(&src, &dest, &copy_plan, &wal)?);
             }
             let progress = observer.phase("copy");
-            let report = copy::execute(&src, dest, copy_plan, &wal, &CopyOptions { threads, cancel: cancel.clone() }, progress.as_ref())?;
+            let mut report = copy::execute(&src, dest, copy_plan, &wal, &CopyOptions { threads, cancel: cancel.clone() }, progress.as_ref())?;
             drop(progress);
+            crate::ledger::record_copy(ws, &src, &to, backend.as_ref(), &mut report)?;
             Ok(report)
         })();
         match result {

@@ -236,6 +236,16 @@ impl From<reprise_plan::PlanError> for OpsError {
     }
 }
 
+impl From<reprise_ledger::Error> for OpsError {
+    fn from(e: reprise_ledger::Error) -> Self {
+        let category = match &e {
+            reprise_ledger::Error::Engine(inner) => engine_category(inner),
+            other => other.category().into(),
+        };
+        OpsError::with_source(category, e)
+    }
+}
+
 impl From<std::io::Error> for OpsError {
     fn from(e: std::io::Error) -> Self {
         OpsError::with_source(io_category(e.kind()), e)

@@ -20,6 +20,7 @@ use reprise_engine::upgrade::UpgradeReport;
 use zeroize::Zeroizing;
 
 use crate::error::{Category, OpsError, Result};
+use crate::ledger;
 use crate::workspace::Workspace;
 
 /// A new repository.
@@ -37,6 +38,7 @@ pub fn init(ws: &Workspace, kdf: KdfParams, chunker: ChunkerParams, pack_size: u
     let backend = ws.backend(&target, None)?;
     let pass = ws.passphrase(&target, &format!("new passphrase for {}: ", target.url))?;
     let repo = Repository::init_with(backend, &pass, kdf, chunker, pack_size)?;
+    ledger::record(ws, &repo, &ledger::init(&repo))?;
     Ok(Created { repository: target.url, id: repo.id().to_hex(), chunker: repo.config().chunker })
 }
 
@@ -47,7 +49,10 @@ pub fn list(ws: &Workspace) -> Result<Vec<KeyEntry>> {
 /// Adds a key opened by `passphrase` (a write-only key may be bound to the
 /// host it is issued for); returns its file name and key ID.
 pub fn add(ws: &Workspace, passphrase: &Zeroizing<Vec<u8>>, role: Role, kdf: KdfParams, label: &str, host: Option<&str>) -> Result<(String, KeyId)> {
-    Ok(ws.open(None)?.add_key(passphrase, role, kdf, label, host)?)
+    let repo = ws.open(None)?;
+    let (name, key_id) = repo.add_key(passphrase, role, kdf, label, host)?;
+    ledger::record(ws, &repo, &ledger::key_add(&name, &key_id.to_hex(), &role.to_string()))?;
+    Ok((name, key_id))
 }
 
 /// Issues a write credential (a key file without passphrase, with its own
@@ -60,13 +65,15 @@ pub fn write_credential(ws: &Workspace, path: &Path, label: &str, host: Option<&
     // The credential file first: a record without its file vouches for
     // nobody, a file without its record is refused (unendorsed).
     write_secret_file(path, &bytes, "write credential")?;
-    match repo.record_credential(&secrets, label, host) {
-        Ok((_, key_id)) => Ok(key_id),
+    let key_id = match repo.record_credential(&secrets, label, host) {
+        Ok((_, key_id)) => key_id,
         Err(e) => {
             let _ = std::fs::remove_file(path);
-            Err(e.into())
+            return Err(e.into());
         }
-    }
+    };
+    ledger::record(ws, &repo, &ledger::write_credential(&key_id.to_hex()))?;
+    Ok(key_id)
 }
 
 /// Writes the recovery key (it opens everything: for escrow, offline).
@@ -74,7 +81,9 @@ pub fn export_recovery(ws: &Workspace, path: &Path) -> Result<()> {
     let repo = ws.open(None)?;
     repo.require_full("exporting the recovery key")?;
     let bytes = repo.secrets().to_recovery_file().map_err(|e| OpsError::usage(e.to_string()))?;
-    write_secret_file(path, &bytes, "recovery key")
+    write_secret_file(path, &bytes, "recovery key")?;
+    ledger::record(ws, &repo, &ledger::key_export_recovery())?;
+    Ok(())
 }
 
 /// A key removed: a full-access key's file is deleted; a write-only key
@@ -93,10 +102,12 @@ pub fn remove(ws: &Workspace, id: &str) -> Result<Removed> {
     // A writer's key file alone is not what trusts it (its endorsement
     // is): deleting the file would leave what it writes later trusted.
     if key.info.role == Role::WriteOnly && key.status != "legacy" {
-        let revocation = Some(revoke_entry(&repo, &key, "removed")?);
-        return Ok(Removed { key, revocation });
+        let revocation = revoke_entry(&repo, &key, "removed")?;
+        ledger::record(ws, &repo, &ledger::key_remove(&key.name, Some(&revocation)))?;
+        return Ok(Removed { key, revocation: Some(revocation) });
     }
     repo.remove_key(&key.name)?;
+    ledger::record(ws, &repo, &ledger::key_remove(&key.name, None))?;
     Ok(Removed { key, revocation: None })
 }
 
@@ -121,6 +132,7 @@ pub fn revoke(ws: &Workspace, id: &str, reason: &str) -> Result<Revoked> {
         )));
     }
     let report = revoke_entry(&repo, &key, reason)?;
+    ledger::record(ws, &repo, &ledger::key_revoke(&report, reason))?;
     Ok(Revoked { key, report })
 }
 
@@ -141,12 +153,17 @@ pub fn short(id: &str) -> &str {
 pub fn upgrade(ws: &Workspace) -> Result<UpgradeReport> {
     let repo = ws.open(None)?;
     let current = repo.keys().ok().and_then(|keys| keys.into_iter().find(|k| k.current).map(|k| k.name));
-    Ok(reprise_engine::upgrade::upgrade(&repo, current.as_deref())?)
+    let report = reprise_engine::upgrade::upgrade(&repo, current.as_deref())?;
+    ledger::record(ws, &repo, &ledger::key_upgrade(&report))?;
+    Ok(report)
 }
 
 /// Replaces the key in use by one under `passphrase`; returns its name.
 pub fn change_passphrase(ws: &Workspace, passphrase: &Zeroizing<Vec<u8>>, kdf: KdfParams) -> Result<String> {
-    Ok(ws.open(None)?.change_passphrase(passphrase, kdf)?)
+    let repo = ws.open(None)?;
+    let name = repo.change_passphrase(passphrase, kdf)?;
+    ledger::record(ws, &repo, &ledger::key_passphrase(&name))?;
+    Ok(name)
 }
 
 /// Creates a file readable by its owner only, never over an existing one.

@@ -21,6 +21,7 @@ pub mod error;
 pub mod immutability;
 pub mod inspect;
 pub mod keys;
+pub mod ledger;
 pub mod postgres;
 pub mod repair;
 pub mod restore;

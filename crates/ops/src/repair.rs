@@ -4,6 +4,7 @@
 use reprise_engine::repair::{self, ConfigRepair, IndexRepair, KeyRepair, MarkRepair};
 
 use crate::error::{Category, OpsError, Result};
+use crate::ledger;
 use crate::workspace::{Key, Workspace};
 use crate::{Verdict, count};
 
@@ -29,15 +30,30 @@ impl Verdict for IndexRepaired {
 }
 
 pub fn index(ws: &Workspace, dry_run: bool) -> Result<IndexRepaired> {
-    Ok(IndexRepaired(repair::repair_index(&*ws.open(None)?, dry_run)?))
+    let repo = ws.open(None)?;
+    let r = repair::repair_index(&repo, dry_run)?;
+    if !r.dry_run {
+        ledger::record(ws, &repo, &ledger::repair_index(&r))?;
+    }
+    Ok(IndexRepaired(r))
 }
 
 pub fn keys(ws: &Workspace, dry_run: bool) -> Result<KeyRepair> {
-    Ok(repair::repair_keys(&*ws.open(None)?, dry_run)?)
+    let repo = ws.open(None)?;
+    let r = repair::repair_keys(&repo, dry_run)?;
+    if !r.dry_run {
+        ledger::record(ws, &repo, &ledger::repair("keys", r.keys, r.damaged_keys.len()))?;
+    }
+    Ok(r)
 }
 
 pub fn marks(ws: &Workspace, dry_run: bool) -> Result<MarkRepair> {
-    Ok(repair::repair_marks(&*ws.open(None)?, dry_run)?)
+    let repo = ws.open(None)?;
+    let r = repair::repair_marks(&repo, dry_run)?;
+    if !r.dry_run {
+        ledger::record(ws, &repo, &ledger::repair("marks", r.marks, r.damaged_marks.len()))?;
+    }
+    Ok(r)
 }
 
 /// Writes the config again, from the key that opens the repository (and

@@ -144,6 +144,7 @@ pub fn restore(ws: &Workspace, request: &RestoreRequest, fetch: &Arc<dyn FetchCo
     let progress = observer.phase("restore");
     let outcome = restore_files(&repo, &snap.id, &opts, progress.as_ref())?;
     drop(progress);
+    crate::ledger::record(ws, &repo, &crate::ledger::restore(snap.id, &snap.header.component, &outcome))?;
     Ok(RestoreReport::Files(FilesRestored { snapshot: snap.id, target: request.to.clone(), outcome }))
 }
 
@@ -184,6 +185,7 @@ fn restore_postgres(
             },
             progress.as_ref(),
         )?;
+        crate::ledger::record(ws, &repo, &crate::ledger::restore_postgres(&c.name, Some(snap.id), None, "dump", 0))?;
         return Ok(RestoreReport::Dump(DumpRestored { snapshot: snap.id, to: request.to.clone(), loaded, ms: t.elapsed().as_millis() as u64 }));
     }
     let target = Target::parse(request.at.as_deref().unwrap_or("latest")).map_err(OpsError::usage)?;
@@ -211,5 +213,6 @@ fn restore_postgres(
     };
     let (outcome, cluster) = pitr::restore(&repo, &opts, progress.as_ref())?;
     drop(progress);
+    crate::ledger::record(ws, &repo, &crate::ledger::restore_postgres(&c.name, None, Some(&outcome.base_backup), &outcome.target, outcome.wal_segments as u64))?;
     Ok(RestoreReport::Pitr(Box::new(PitrRestored { outcome, spool_ahead, cluster, to: request.to.clone(), delta: request.delta, keep_running: request.keep_running })))
 }

@@ -71,6 +71,9 @@ pub fn forget(ws: &Workspace, request: &ForgetRequest, done: &mut dyn FnMut(&Com
             Some(pg) if pg.mode == PostgresMode::Physical => Some(expire_wal(&repo, c, &outcome, request.dry_run)?),
             _ => None,
         };
+        if !request.dry_run {
+            crate::ledger::record(ws, &repo, &crate::ledger::forget(&outcome, wal.as_ref()))?;
+        }
         let one = ComponentForget { outcome, wal };
         done(&one);
         outcomes.push(one);
@@ -130,7 +133,11 @@ pub fn prune(ws: &Workspace, request: &PruneRequest) -> Result<Prune> {
         lock_modes,
         ..Default::default()
     };
-    Ok(Prune(reprise_engine::prune::prune(&repo, &opts)?))
+    let r = reprise_engine::prune::prune(&repo, &opts)?;
+    if !r.dry_run {
+        crate::ledger::record(ws, &repo, &crate::ledger::prune(&r))?;
+    }
+    Ok(Prune(r))
 }
 
 /// A hold placed: its ID and the snapshot's.
@@ -148,6 +155,7 @@ pub fn hold_add(ws: &Workspace, snapshot: &str, reason: &str) -> Result<HoldPlac
     let repo = ws.open(None)?;
     let snap = find_snapshot(&repo, snapshot, None)?;
     let id = holds::add(&repo, snap.id, reason)?;
+    crate::ledger::record(ws, &repo, &crate::ledger::hold_add(id, snap.id, &snap.header.component, reason))?;
     Ok(HoldPlaced { hold: id, snapshot: snap.id, component: snap.header.component, reason: reason.to_owned() })
 }
 
@@ -163,5 +171,7 @@ pub fn hold_list(ws: &Workspace) -> Result<(Vec<HoldEntry>, holds::Ignored)> {
 /// removed the same way and returned as `None` (it protected nothing).
 pub fn hold_remove(ws: &Workspace, hold: &str) -> Result<(Id, Option<HoldEntry>)> {
     let repo = ws.open(None)?;
-    Ok(holds::remove(&repo, hold)?)
+    let (id, removed) = holds::remove(&repo, hold)?;
+    crate::ledger::record(ws, &repo, &crate::ledger::hold_remove(id, removed.as_ref()))?;
+    Ok((id, removed))
 }

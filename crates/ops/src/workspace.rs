@@ -47,6 +47,8 @@ pub struct Settings {
     pub key_file: Option<PathBuf>,
     /// Where local caches go (files cache, WAL stream spool).
     pub cache_dir: Option<PathBuf>,
+    /// The ledger witness, over the plan's `[ledger] witness`.
+    pub witness: Option<String>,
 }
 
 /// Asks a person for a passphrase. The CLI asks on the terminal; a daemon

@@ -203,6 +203,9 @@ pub struct Plan {
     pub repositories: BTreeMap<String, RepositoryPlan>,
     pub components: BTreeMap<String, ComponentPlan>,
     pub cache_dir: Option<PathBuf>,
+    /// `[ledger] witness`: where ledger checkpoints are also written (a
+    /// location the writing hosts cannot rewrite; see `reprise_ledger`).
+    pub ledger_witness: Option<String>,
 }
 
 // ---- raw, spanned form ----
@@ -218,6 +221,15 @@ struct RawPlan {
     repositories: BTreeMap<String, Spanned<RawRepository>>,
     #[serde(default)]
     components: BTreeMap<String, Spanned<RawComponent>>,
+    #[serde(default)]
+    ledger: Option<RawLedger>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    #[serde(default)]
+    witness: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -541,6 +553,14 @@ impl Plan {
         let mut plan = Plan { file: file.to_owned(), name: raw.plan.and_then(|m| m.name).unwrap_or_default(), ..Plan::default() };
         if let Some(settings) = raw.settings {
             plan.cache_dir = settings.cache_dir.map(|c| resolve(c.get_ref()));
+        }
+        if let Some(w) = raw.ledger.and_then(|l| l.witness) {
+            let url = w.get_ref().trim();
+            if url.is_empty() {
+                cx.at(w.span().start, "ledger.witness is empty", "give the witness location (a directory, s3://BUCKET/PREFIX or azure://ACCOUNT/CONTAINER/PREFIX), or remove the key");
+            } else {
+                plan.ledger_witness = Some(if url.contains("://") || url.starts_with("local:") { url.to_owned() } else { resolve(url).display().to_string() });
+            }
         }
 
         // `copy_of` names other repositories: checked once all are known.
@@ -926,6 +946,19 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         let bad = COPIES.replace("repository = \"primary\"", "repository = \"secondary\"");
         let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
         assert!(d[0].message.contains("copy of 'primary'") && d[0].fix.contains("repository = \"primary\""), "{}", d[0]);
+    }
+
+    #[test]
+    fn ledger_witness_is_a_url_or_a_path_beside_the_plan() {
+        let plan = Plan::parse(Path::new("/etc/reprise/p.toml"), &format!("{GOOD}\n[ledger]\nwitness = \"s3://audit/witness\"\n")).unwrap();
+        assert_eq!(plan.ledger_witness.as_deref(), Some("s3://audit/witness"));
+        let plan = Plan::parse(Path::new("/etc/reprise/p.toml"), &format!("{GOOD}\n[ledger]\nwitness = \"witness\"\n")).unwrap();
+        assert_eq!(plan.ledger_witness.as_deref(), Some("/etc/reprise/witness"));
+        assert_eq!(Plan::parse(Path::new("p.toml"), GOOD).unwrap().ledger_witness, None);
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &format!("{GOOD}\n[ledger]\nwitness = \" \"\n")) else { panic!("accepted") };
+        assert!(d[0].message.contains("ledger.witness is empty"), "{}", d[0]);
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &format!("{GOOD}\n[ledger]\nwitnes = \"x\"\n")) else { panic!("accepted") };
+        assert!(d[0].to_string().contains("`witness`"), "the unknown key names the right one: {}", d[0]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod copy;
 pub mod demo;
 pub mod inspect;
 pub mod keys;
+pub mod ledger;
 pub mod plan;
 pub mod postgres;
 pub mod repair;
