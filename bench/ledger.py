@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the evidence ledger costs (docs/BENCHMARKS.md section 9).
+"""What the evidence ledger costs (docs/BENCHMARKS.md section 11).
 
     bench/ledger.sh [--reps N] [--count N] [--reprise BIN] [--bench BIN] [WORKDIR]
 

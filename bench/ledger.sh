@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the evidence ledger costs: one append next to a no-change backup, and
 # 100,000 appends then verify; see bench/ledger.py and docs/BENCHMARKS.md
-# section 9.
+# section 11.
 #
 #   bench/ledger.sh [--reps N] [--count N] [WORKDIR]
 #

@@ -1,5 +1,5 @@
 //! What the evidence ledger costs, measured in process (bench/ledger.sh runs
-//! it and writes the report; docs/BENCHMARKS.md section 9).
+//! it and writes the report; docs/BENCHMARKS.md section 11).
 //!
 //! ```text
 //! ledger-bench no-change DATA WORK REPS   # a no-change backup of DATA, then one append, REPS times
