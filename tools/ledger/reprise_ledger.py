@@ -578,7 +578,7 @@ def verify_ledger(lid, recs, witnessed, witness, entry_key_bytes, trusted, appen
     return summary, findings
 
 
-# ---------------------------------------------------------------- proofs (section 15.6, RFC 9162)
+# ---------------------------------------------------------------- proofs (section 17.6, RFC 9162)
 
 def verify_inclusion(index, size, leaf, path, root):
     if index >= size:
