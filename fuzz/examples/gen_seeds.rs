@@ -135,6 +135,35 @@ fn main() {
     let sealed = reprise_format::mark::seal(&m, catalog);
     write(&root, "prune_mark_sealed", "minimal", &catalog.open_with_nonce_prefix(reprise_format::mark::MARK_AAD, &sealed, "prune mark").expect("mark"));
 
+    // Ledger: an entry's CBOR plaintext, a record, the markers.
+    let entry = reprise_format::ledger::EntryRecord {
+        version: 1,
+        index: 7,
+        salt: vec![9; 16],
+        time: "2026-11-21T10:00:00Z".parse().expect("time"),
+        host: "db1".into(),
+        user: "postgres".into(),
+        operation: "hold-add".into(),
+        component: Some("records".into()),
+        snapshots: vec![Id([3; 32])],
+        counts: [("files".to_owned(), 12)].into(),
+        sizes: [("bytes".to_owned(), 4096)].into(),
+        refs: [("hold".to_owned(), "ab".repeat(32))].into(),
+        reason: Some("litigation 2026-117".into()),
+        result: "ok".into(),
+        error: None,
+    };
+    write(&root, "ledger_entry_sealed", "hold-add", &entry.encode());
+    let record = reprise_format::ledger::Record {
+        sealed_entry: reprise_format::ledger::seal_entry(&entry.encode(), catalog),
+        checkpoint: "reprise-ledger/00000000000000000000000000000000\n8\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n\u{2014} reprise-ledger/0000000000000000 AAAAAA==\n".as_bytes().to_vec(),
+        frontier: vec![[1; 32]],
+    };
+    write(&root, "ledger_record_raw", "record", &record.encode());
+    let id = reprise_format::ledger::LedgerId([0xab; 16]);
+    write(&root, "ledger_record_raw", "site", &reprise_format::ledger::SiteMarker::new(id).to_bytes());
+    write(&root, "ledger_record_raw", "witness", &reprise_format::ledger::WitnessMarker::to_bytes());
+
     // Trees.
     write(&root, "tree_decode", "four-nodes", &sample_tree().encode());
     write(&root, "tree_decode", "empty", &Tree::default().encode());

@@ -5,11 +5,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::index::IndexFile;
-use reprise_fuzz::ctx;
+use reprise_fuzz::{DOMAIN, ctx};
 
 fuzz_target!(|data: &[u8]| {
-    let key = ctx().catalog_key();
+    let ctx = ctx();
+    let key = ctx.catalog_key();
     let Ok(idx) = IndexFile::open(data, key) else { return };
     assert_eq!(IndexFile::decode_plain(&idx.encode_plain()).as_ref(), Ok(&idx));
-    assert_eq!(IndexFile::open(&idx.seal(key), key).as_ref(), Ok(&idx));
+    assert_eq!(IndexFile::open(&idx.seal(&DOMAIN, key, &ctx.signer, &ctx.repository()), key).as_ref(), Ok(&idx));
 });

@@ -12,19 +12,29 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::index::{INDEX_MAGIC, IndexFile};
-use reprise_fuzz::{ctx, seal_fixed};
+use reprise_fuzz::{DOMAIN, NO_SIGNATURE, ctx, seal_fixed};
 
 fuzz_target!(|data: &[u8]| {
-    let key = ctx().catalog_key();
+    let ctx = ctx();
+    let key = ctx.catalog_key();
     let (mode, rest) = data.split_first().map_or((0, &[][..]), |(m, r)| (*m, r));
     let packed = if mode & 1 == 0 { zstd::bulk::compress(rest, 1).expect("zstd compresses in memory") } else { rest.to_vec() };
+    // The clear pack list of a version 2 file must match the sealed one:
+    // taken from the plaintext when it decodes.
+    let listed: Vec<[u8; 32]> = IndexFile::decode_plain(rest).map(|i| i.packs.iter().map(|p| p.id.0).collect()).unwrap_or_default();
     let mut object = INDEX_MAGIC.to_vec();
+    object.extend_from_slice(&DOMAIN.0);
+    object.extend_from_slice(&(listed.len() as u32).to_le_bytes());
+    for id in &listed {
+        object.extend_from_slice(id);
+    }
     object.extend_from_slice(&seal_fixed(key, INDEX_MAGIC, &packed));
+    object.extend_from_slice(&NO_SIGNATURE);
     let opened = IndexFile::open(&object, key);
-    if mode & 1 == 0 {
+    if mode & 1 == 0 && !(listed.is_empty() && IndexFile::decode_plain(rest).is_ok_and(|i| !i.packs.is_empty())) {
         assert_eq!(opened, IndexFile::decode_plain(rest), "open disagrees with decode_plain");
     }
     let Ok(idx) = opened else { return };
     assert_eq!(IndexFile::decode_plain(&idx.encode_plain()).as_ref(), Ok(&idx));
-    assert_eq!(IndexFile::open(&idx.seal(key), key).as_ref(), Ok(&idx));
+    assert_eq!(IndexFile::open(&idx.seal(&DOMAIN, key, &ctx.signer, &ctx.repository()), key).as_ref(), Ok(&idx));
 });

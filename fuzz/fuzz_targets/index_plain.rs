@@ -7,12 +7,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::index::IndexFile;
-use reprise_fuzz::ctx;
+use reprise_fuzz::{DOMAIN, ctx};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(idx) = IndexFile::decode_plain(data) else { return };
     assert_eq!(idx.encode_plain(), data, "encode_plain(decode_plain(x)) != x");
     assert_eq!(IndexFile::decode_plain(&idx.encode_plain()).as_ref(), Ok(&idx));
-    let key = ctx().catalog_key();
-    assert_eq!(IndexFile::open(&idx.seal(key), key).as_ref(), Ok(&idx), "seal/open round trip");
+    let ctx = ctx();
+    let key = ctx.catalog_key();
+    assert_eq!(IndexFile::open(&idx.seal(&DOMAIN, key, &ctx.signer, &ctx.repository()), key).as_ref(), Ok(&idx), "seal/open round trip");
 });

@@ -17,11 +17,11 @@
 use libfuzzer_sys::fuzz_target;
 use reprise_format::pack::{self, PackEntry, PackWriter};
 use reprise_format::{BlobKind, Id};
-use reprise_fuzz::{Cursor, blob_aad, blob_nonce, ctx};
+use reprise_fuzz::{Cursor, DOMAIN, blob_aad, blob_nonce, ctx};
 
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
-    let id_key = &ctx.secrets.write.id_key;
+    let id_key = ctx.id_key();
     let mut c = Cursor(data);
     let kind = BlobKind::from_code(c.u8() & 1).expect("0 or 1");
     let flags = c.u8();
@@ -73,9 +73,10 @@ fuzz_target!(|data: &[u8]| {
         let level = i32::from(flags >> 4) % 4 + 1;
         let (compression, payload) = pack::compress(raw, level);
         let blob_id = id_key.blob_id(raw);
-        let mut w = PackWriter::new(&ctx.secrets.write.recovery_public, raw.len());
+        let mut w = PackWriter::new(&ctx.secrets.recovery_public, raw.len());
         let added = w.add(kind, blob_id, raw.len() as u32, compression, &payload);
-        let (name, bytes, entries) = w.finish(ctx.catalog_key());
+        let (name, bytes, entries) = w.finish(&DOMAIN, ctx.catalog_key(), &ctx.signer, &ctx.repository());
+        assert_eq!(pack::verify(&bytes, &ctx.repository()), Ok((DOMAIN, ctx.signer.key_id())));
         assert_eq!(name, Id::of_object(&bytes));
         assert_eq!(entries, vec![added]);
         assert_eq!(pack::directory_of(&bytes, ctx.catalog_key()).expect("own pack's directory"), entries);

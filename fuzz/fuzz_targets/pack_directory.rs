@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use reprise_format::Id;
 use reprise_format::index::{IndexFile, IndexedPack};
 use reprise_format::pack::{self, PackEntry};
-use reprise_fuzz::{Cursor, DIRECTORY_AAD, ctx, directory_plain, pack_around, seal_fixed};
+use reprise_fuzz::{Cursor, DIRECTORY_AAD, ctx, directory_plain, pack_around, pack_tail, seal_fixed};
 
 fn check(plain: &[u8], sealed_len: usize, pack_len: u64, entries: &[PackEntry]) {
     assert_eq!(directory_plain(entries), plain, "directory does not re-encode to its plaintext");
@@ -37,17 +37,18 @@ fuzz_target!(|data: &[u8]| {
     let plain = c.rest();
     let sealed = seal_fixed(ctx.catalog_key(), DIRECTORY_AAD, plain);
 
-    if let Ok(entries) = pack::decode_directory(&sealed, ctx.catalog_key(), pack_len) {
+    let tail = pack_tail(sealed.len());
+    if let Ok(entries) = pack::decode_directory(&sealed, ctx.catalog_key(), pack_len, &tail) {
         check(plain, sealed.len(), pack_len, &entries);
     }
 
     let whole = pack_around(&sealed, blob_area);
     let via_pack = pack::directory_of(&whole, ctx.catalog_key());
-    assert_eq!(via_pack, pack::decode_directory(&sealed, ctx.catalog_key(), whole.len() as u64));
+    assert_eq!(via_pack, pack::decode_directory(&sealed, ctx.catalog_key(), whole.len() as u64, &tail));
     if let Ok(entries) = via_pack {
         check(plain, sealed.len(), whole.len() as u64, &entries);
     }
 
     // A wrong key or AAD never opens it.
-    assert!(pack::decode_directory(&sealed, &ctx.pack_key, pack_len).is_err());
+    assert!(pack::decode_directory(&sealed, &ctx.pack_key, pack_len, &tail).is_err());
 });

@@ -12,15 +12,16 @@ use reprise_fuzz::ctx;
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
     let key = pack::open_pack_key(data, ctx.recovery());
-    if data.len() >= pack::TRAILER_LEN {
-        let _ = pack::directory_len(&data[data.len() - pack::TRAILER_LEN..]);
+    let tail = pack::PackTail::parse(&data[data.len() - (pack::PackTail::read_len(data.len() as u64) as usize)..]);
+    if let Ok(t) = &tail {
+        let _ = pack::decode_directory(data, ctx.catalog_key(), data.len() as u64, t);
     }
-    let _ = pack::decode_directory(data, ctx.catalog_key(), data.len() as u64);
+    let _ = pack::verify(data, &ctx.repository());
     let Ok(entries) = pack::directory_of(data, ctx.catalog_key()) else { return };
 
     // What directory_of promises: every blob lies between the header and the directory.
-    let dlen = pack::directory_len(&data[data.len() - pack::TRAILER_LEN..]).expect("directory_of checked the trailer");
-    let blob_end = data.len() - pack::TRAILER_LEN - dlen;
+    let t = pack::tail_of(data).expect("directory_of checked the trailer");
+    let blob_end = data.len() - t.trailer_len - t.directory_len;
     for e in &entries {
         assert!(e.offset as usize >= pack::HEADER_LEN);
         assert!(e.length as usize >= pack::BLOB_OVERHEAD);
@@ -30,9 +31,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(key) = key else { return };
     for e in &entries {
         let ct = &data[e.offset as usize..e.offset as usize + e.length as usize];
-        if let Ok(raw) = pack::open_blob(&key, &ctx.secrets.write.id_key, e, ct) {
+        if let Ok(raw) = pack::open_blob(&key, ctx.id_key(), e, ct) {
             assert_eq!(raw.len(), e.raw_length as usize);
-            assert_eq!(ctx.secrets.write.id_key.blob_id(&raw), e.id);
+            assert_eq!(ctx.id_key().blob_id(&raw), e.id);
         }
     }
 });

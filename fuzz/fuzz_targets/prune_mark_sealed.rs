@@ -7,12 +7,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::mark;
-use reprise_fuzz::{ctx, seal_fixed};
+use reprise_fuzz::{ctx, seal_fixed, unsigned};
 
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
-    let object = seal_fixed(ctx.catalog_key(), mark::MARK_AAD, data);
+    let object = unsigned(mark::MARK_MAGIC, &seal_fixed(ctx.catalog_key(), mark::MARK_AAD, data));
     let Ok(m) = mark::open(&object, ctx.catalog_key()) else { return };
-    let again = mark::seal(&m, ctx.catalog_key());
+    let again = mark::seal(&m, ctx.catalog_key(), &ctx.signer, &ctx.repository());
+    assert_eq!(mark::verify(&again, &ctx.repository()), Ok(ctx.signer.key_id()));
     assert_eq!(mark::open(&again, ctx.catalog_key()).as_ref(), Ok(&m), "prune mark round trip");
 });

@@ -8,13 +8,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::snapshot;
-use reprise_fuzz::{ctx, snapshot_object};
+use reprise_fuzz::{DOMAIN, ctx, snapshot_object};
 
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
-    let sealed_body = ctx.secrets.write.recovery_public.seal(snapshot::BODY_INFO, data);
+    let sealed_body = ctx.secrets.recovery_public.seal(snapshot::BODY_INFO, data);
     let object = snapshot_object(&ctx.sealed_header, &sealed_body);
     let Ok(b) = snapshot::open_body(&object, ctx.recovery()) else { return };
-    let again = snapshot::seal(&ctx.header, &b, ctx.catalog_key(), &ctx.secrets.write.recovery_public);
+    let again = snapshot::seal(&ctx.header, &b, &DOMAIN, ctx.catalog_key(), &ctx.secrets.recovery_public, &ctx.signer, &ctx.repository());
     assert_eq!(snapshot::open_body(&again, ctx.recovery()).as_ref(), Ok(&b), "body round trip");
 });

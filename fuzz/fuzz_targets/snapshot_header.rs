@@ -9,13 +9,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::snapshot;
-use reprise_fuzz::{HEADER_AAD, ctx, seal_fixed, snapshot_object};
+use reprise_fuzz::{DOMAIN, HEADER_AAD, ctx, seal_fixed, snapshot_object};
 
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
     let object = snapshot_object(&seal_fixed(ctx.catalog_key(), HEADER_AAD, data), &ctx.sealed_body);
     let Ok(h) = snapshot::open_header(&object, ctx.catalog_key()) else { return };
     assert!(h.version <= snapshot::SNAPSHOT_VERSION);
-    let again = snapshot::seal(&h, &ctx.body, ctx.catalog_key(), &ctx.secrets.write.recovery_public);
+    let again = snapshot::seal(&h, &ctx.body, &DOMAIN, ctx.catalog_key(), &ctx.secrets.recovery_public, &ctx.signer, &ctx.repository());
     assert_eq!(snapshot::open_header(&again, ctx.catalog_key()).as_ref(), Ok(&h), "header round trip");
 });

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::snapshot;
-use reprise_fuzz::ctx;
+use reprise_fuzz::{DOMAIN, ctx};
 
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let h = header.unwrap_or_else(|_| ctx.header.clone());
     let b = body.unwrap_or_else(|_| ctx.body.clone());
     assert!(h.version <= snapshot::SNAPSHOT_VERSION);
-    let again = snapshot::seal(&h, &b, ctx.catalog_key(), &ctx.secrets.write.recovery_public);
+    let again = snapshot::seal(&h, &b, &DOMAIN, ctx.catalog_key(), &ctx.secrets.recovery_public, &ctx.signer, &ctx.repository());
     assert_eq!(snapshot::open_header(&again, ctx.catalog_key()).as_ref(), Ok(&h));
     assert_eq!(snapshot::open_body(&again, ctx.recovery()).as_ref(), Ok(&b));
 });

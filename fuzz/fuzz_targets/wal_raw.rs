@@ -7,11 +7,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::wal;
-use reprise_fuzz::ctx;
+use reprise_fuzz::{DOMAIN, ctx};
 
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
-    let (catalog, id_key, recovery) = (ctx.catalog_key(), &ctx.secrets.write.id_key, ctx.recovery());
+    let (catalog, id_key, recovery) = (ctx.catalog_key(), ctx.id_key(), ctx.recovery());
     let header = wal::open_header(data, catalog);
     if let Ok(h) = &header {
         assert_eq!(h.version, 1);
@@ -21,6 +21,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(plain.len() as u64, h.size);
     assert!(h.size <= wal::MAX_WAL_FILE);
     assert_eq!(id_key.blob_id(&plain), h.hash);
-    let again = wal::seal(&h, &plain, 1, catalog, &ctx.secrets.write.recovery_public);
+    let again = wal::seal(&h, &plain, 1, &DOMAIN, catalog, &ctx.secrets.recovery_public, &ctx.signer, &ctx.repository());
     assert_eq!(wal::open(&again, catalog, id_key, recovery), Ok((h, plain)), "WAL round trip");
 });

@@ -17,11 +17,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use reprise_format::{pack, wal};
-use reprise_fuzz::{Cursor, WAL_HEADER_AAD, ctx, seal_fixed, wal_body_aad, wal_object};
+use reprise_fuzz::{Cursor, DOMAIN, WAL_HEADER_AAD, ctx, seal_fixed, wal_body_aad, wal_object};
 
 fuzz_target!(|data: &[u8]| {
     let ctx = ctx();
-    let (catalog, id_key, recovery) = (ctx.catalog_key(), &ctx.secrets.write.id_key, ctx.recovery());
+    let (catalog, id_key, recovery) = (ctx.catalog_key(), ctx.id_key(), ctx.recovery());
     let mut c = Cursor(data);
     let h_len = usize::from(c.u16());
     let rest = c.rest();
@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
         let mut h2 = h.clone();
         h2.size = body_plain.len() as u64;
         h2.hash = id_key.blob_id(body_plain);
-        let again = wal::seal(&h2, body_plain, 1, catalog, &ctx.secrets.write.recovery_public);
+        let again = wal::seal(&h2, body_plain, 1, &DOMAIN, catalog, &ctx.secrets.recovery_public, &ctx.signer, &ctx.repository());
         assert_eq!(wal::open(&again, catalog, id_key, recovery), Ok((h2, body_plain.to_vec())), "WAL round trip");
     }
 });

@@ -16,23 +16,29 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use reprise_format::crypto::{NONCE_LEN, RecoverySecretKey, SymmetricKey};
+use reprise_format::crypto::{IdKey, NONCE_LEN, RecoverySecretKey, SymmetricKey};
 use reprise_format::index::{IndexFile, IndexedPack};
-use reprise_format::keys::{KdfParams, KeyFile, Secrets};
+use reprise_format::keys::{DomainId, DomainKeys, KdfParams, KeyFile, KeyLabels, Secrets};
 use reprise_format::pack::{self, PackEntry, PackWriter};
+use reprise_format::sign::{SIGNATURE_BLOCK_LEN, SigningKey};
 use reprise_format::snapshot::{self, SnapshotBody, SnapshotHeader, Summary};
 use reprise_format::tree::{Node, NodeKind, Tree};
 use reprise_format::wal::{self, WalHeader};
 use reprise_format::{BlobKind, Id};
 
 /// `docs/FORMAT.md` §6.2.
-pub const DIRECTORY_AAD: &[u8] = b"reprise pack directory v1";
+pub const DIRECTORY_AAD: &[u8] = b"reprise pack directory v2";
 /// `docs/FORMAT.md` §9.
-pub const HEADER_AAD: &[u8] = b"reprise snapshot header v1";
+pub const HEADER_AAD: &[u8] = b"reprise snapshot header v2";
 /// `docs/FORMAT.md` §4.
 pub const KEY_FILE_AAD: &[u8] = b"reprise key v1";
 /// `crates/format/src/wal.rs`: AAD of a WAL file's header (catalog key).
-pub const WAL_HEADER_AAD: &[u8] = b"reprise wal header v1";
+pub const WAL_HEADER_AAD: &[u8] = b"reprise wal header v2";
+/// The domain every object here is written in (the administrator's).
+pub const DOMAIN: DomainId = DomainId::ADMIN;
+/// A signature block: decoders strip it without checking it (signatures are
+/// the engine's to judge), so any 96 bytes reach the parsers behind it.
+pub const NO_SIGNATURE: [u8; SIGNATURE_BLOCK_LEN] = [0xEE; SIGNATURE_BLOCK_LEN];
 /// `crates/format/src/wal.rs`: a WAL body's AAD is this followed by the file name.
 pub const WAL_BODY_AAD: &[u8] = b"reprise wal v1";
 /// The passphrase of every key file the targets build.
@@ -60,6 +66,9 @@ pub fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
 /// Everything a target needs, built once per process.
 pub struct Ctx {
     pub secrets: Secrets,
+    /// The administrator domain's keys and the administrator's signing key.
+    pub keys: DomainKeys,
+    pub signer: SigningKey,
     /// A fixed pack data key for blob targets.
     pub pack_key: SymmetricKey,
     /// A valid sealed snapshot header / body (catalog key / recovery key).
@@ -80,12 +89,22 @@ pub struct Ctx {
 impl Ctx {
     #[must_use]
     pub fn catalog_key(&self) -> &SymmetricKey {
-        &self.secrets.write.catalog_key
+        &self.keys.catalog_key
+    }
+
+    #[must_use]
+    pub fn id_key(&self) -> &IdKey {
+        &self.keys.id_key
     }
 
     #[must_use]
     pub fn recovery(&self) -> &RecoverySecretKey {
-        self.secrets.recovery.as_ref().expect("fixed secrets have full access")
+        self.secrets.recovery().expect("fixed secrets have full access")
+    }
+
+    #[must_use]
+    pub fn repository(&self) -> Id {
+        self.secrets.repository_id
     }
 }
 
@@ -136,12 +155,12 @@ pub fn fixed_body() -> SnapshotBody {
 
 /// A WAL header describing `plaintext`.
 #[must_use]
-pub fn wal_header_for(secrets: &Secrets, name: &str, plaintext: &[u8]) -> WalHeader {
+pub fn wal_header_for(id_key: &IdKey, name: &str, plaintext: &[u8]) -> WalHeader {
     WalHeader {
         version: 1,
         name: name.into(),
         size: plaintext.len() as u64,
-        hash: secrets.write.id_key.blob_id(plaintext),
+        hash: id_key.blob_id(plaintext),
         modified: jiff::Timestamp::from_second(1_700_000_000).expect("valid time"),
         pushed: jiff::Timestamp::from_second(1_700_000_100).expect("valid time"),
         host: "db1".into(),
@@ -157,23 +176,25 @@ pub fn wal_body_aad(name: &[u8]) -> Vec<u8> {
     aad
 }
 
-/// A stored WAL file: `"RPRSWAL1" || u32 H || sealed header || sealed key || sealed body`.
+/// A stored WAL file: `"RPRSWAL2" || domain || u32 H || sealed header || sealed key || sealed body || signature block`.
 #[must_use]
 pub fn wal_object(sealed_header: &[u8], sealed_key: &[u8], sealed_body: &[u8]) -> Vec<u8> {
     let mut out = wal::WAL_MAGIC.to_vec();
+    out.extend_from_slice(&DOMAIN.0);
     out.extend_from_slice(&(sealed_header.len() as u32).to_le_bytes());
     out.extend_from_slice(sealed_header);
     out.extend_from_slice(sealed_key);
     out.extend_from_slice(sealed_body);
+    out.extend_from_slice(&NO_SIGNATURE);
     out
 }
 
 /// Splits a stored WAL file into sealed header, sealed file key and sealed body.
 #[must_use]
 pub fn wal_parts(object: &[u8]) -> (&[u8], &[u8], &[u8]) {
-    let h = u32::from_le_bytes(object[8..12].try_into().expect("4 bytes")) as usize;
-    let rest = &object[12 + h..];
-    (&object[12..12 + h], &rest[..pack::SEALED_KEY_LEN], &rest[pack::SEALED_KEY_LEN..])
+    let h = u32::from_le_bytes(object[40..44].try_into().expect("4 bytes")) as usize;
+    let rest = &object[44 + h..object.len() - SIGNATURE_BLOCK_LEN];
+    (&object[44..44 + h], &rest[..pack::SEALED_KEY_LEN], &rest[pack::SEALED_KEY_LEN..])
 }
 
 /// A small, valid tree with one node of each interesting kind.
@@ -204,12 +225,13 @@ pub fn sample_pack(secrets: &Secrets) -> (Vec<u8>, Vec<PackEntry>, Vec<Vec<u8>>)
         (BlobKind::Data, b"abcdefgh".repeat(100)),
         (BlobKind::Tree, sample_tree().encode()),
     ];
-    let mut w = PackWriter::new(&secrets.write.recovery_public, 4096);
+    let keys = secrets.domain_keys(&DOMAIN).expect("full");
+    let mut w = PackWriter::new(&secrets.recovery_public, 4096);
     for (kind, raw) in &raws {
         let (c, payload) = pack::compress(raw, 3);
-        w.add(*kind, secrets.write.id_key.blob_id(raw), raw.len() as u32, c, &payload);
+        w.add(*kind, keys.id_key.blob_id(raw), raw.len() as u32, c, &payload);
     }
-    let (_, bytes, entries) = w.finish(&secrets.write.catalog_key);
+    let (_, bytes, entries) = w.finish(&DOMAIN, &keys.catalog_key, &secrets.admin_key().expect("full"), &secrets.repository_id);
     (bytes, entries, raws.into_iter().map(|(_, r)| r).collect())
 }
 
@@ -243,7 +265,8 @@ pub fn directory_plain(entries: &[PackEntry]) -> Vec<u8> {
 }
 
 /// A whole pack around a sealed directory: magic, an 80-byte (garbage) sealed
-/// pack key, `blob_area` bytes of blobs, the directory and the trailer.
+/// pack key, `blob_area` bytes of blobs, the directory and the trailer
+/// (`D || domain || magic || signature block`).
 #[must_use]
 pub fn pack_around(sealed_directory: &[u8], blob_area: usize) -> Vec<u8> {
     let mut p = Vec::with_capacity(pack::HEADER_LEN + blob_area + sealed_directory.len() + pack::TRAILER_LEN);
@@ -251,25 +274,50 @@ pub fn pack_around(sealed_directory: &[u8], blob_area: usize) -> Vec<u8> {
     p.resize(pack::HEADER_LEN + blob_area, 0xAB);
     p.extend_from_slice(sealed_directory);
     p.extend_from_slice(&(sealed_directory.len() as u32).to_le_bytes());
+    p.extend_from_slice(&DOMAIN.0);
     p.extend_from_slice(pack::PACK_MAGIC);
+    p.extend_from_slice(&NO_SIGNATURE);
     p
 }
 
-/// `"RPRSSNP1" || u32 H || header || body`.
+/// The tail a version 2 pack with a directory of `directory_len` bytes has.
+#[must_use]
+pub fn pack_tail(directory_len: usize) -> pack::PackTail {
+    pack::PackTail { directory_len, trailer_len: pack::TRAILER_LEN, domain: Some(DOMAIN), signer: None }
+}
+
+/// `"RPRSSNP2" || domain || u32 H || header || body || signature block`.
 #[must_use]
 pub fn snapshot_object(sealed_header: &[u8], sealed_body: &[u8]) -> Vec<u8> {
     let mut out = snapshot::SNAPSHOT_MAGIC.to_vec();
+    out.extend_from_slice(&DOMAIN.0);
     out.extend_from_slice(&(sealed_header.len() as u32).to_le_bytes());
     out.extend_from_slice(sealed_header);
     out.extend_from_slice(sealed_body);
+    out.extend_from_slice(&NO_SIGNATURE);
     out
 }
 
 /// Splits a stored snapshot into its sealed header and sealed body.
 #[must_use]
 pub fn snapshot_parts(object: &[u8]) -> (&[u8], &[u8]) {
-    let h = u32::from_le_bytes(object[8..12].try_into().expect("4 bytes")) as usize;
-    (&object[12..12 + h], &object[12 + h..])
+    let h = u32::from_le_bytes(object[40..44].try_into().expect("4 bytes")) as usize;
+    (&object[44..44 + h], &object[44 + h..object.len() - SIGNATURE_BLOCK_LEN])
+}
+
+/// A signed object's bytes with any (unchecked) signature block appended.
+#[must_use]
+pub fn unsigned(magic: &[u8], sealed: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    out.extend_from_slice(sealed);
+    out.extend_from_slice(&NO_SIGNATURE);
+    out
+}
+
+/// Labels for key files the targets seal.
+#[must_use]
+pub fn labels() -> KeyLabels {
+    KeyLabels { host: "fuzz-host".into(), user: "fuzz-user".into(), label: "fuzz".into(), bound_host: None }
 }
 
 /// A key file (JSON bytes) whose sealed secrets are `plain`, sealed under the
@@ -309,13 +357,10 @@ pub fn key_file_for(ctx: &Ctx, secrets: &Secrets) -> Vec<u8> {
             serde_json::to_vec(&v).expect("json")
         }
         None => {
-            let full = Secrets { write: secrets.write.clone(), recovery: Some(ctx.recovery().clone()) };
-            let rf = full.to_recovery_file().expect("full");
-            let mut v: serde_json::Value = serde_json::from_slice(&rf).expect("json");
-            let m = v.as_object_mut().expect("object");
-            m.remove("format");
-            m.remove("version");
-            m.remove("recovery_secret");
+            // A version 2 writer: its credential's JSON without `format`.
+            let wc = secrets.to_write_credential().expect("a version 2 writer");
+            let mut v: serde_json::Value = serde_json::from_slice(&wc).expect("json");
+            v.as_object_mut().expect("object").remove("format");
             serde_json::to_vec(&v).expect("json")
         }
     };
@@ -324,12 +369,17 @@ pub fn key_file_for(ctx: &Ctx, secrets: &Secrets) -> Vec<u8> {
 
 /// Asserts two secret sets are the same, field by field.
 pub fn assert_same_secrets(a: &Secrets, b: &Secrets) {
-    assert_eq!(a.write.repository_id, b.write.repository_id);
-    assert_eq!(a.write.id_key, b.write.id_key);
-    assert_eq!(a.write.catalog_key, b.write.catalog_key);
-    assert_eq!(a.write.chunker_seed, b.write.chunker_seed);
-    assert_eq!(a.write.recovery_public, b.write.recovery_public);
-    assert_eq!(a.recovery, b.recovery);
+    assert_eq!(a.repository_id, b.repository_id);
+    assert_eq!(a.recovery_public, b.recovery_public);
+    assert_eq!(a.recovery(), b.recovery());
+    assert_eq!(a.role(), b.role());
+    assert_eq!(a.admin_id(), b.admin_id());
+    assert_eq!(a.shared_key(), b.shared_key());
+    assert_eq!(a.signer().map(|(k, d)| (k.key_id(), d)), b.signer().map(|(k, d)| (k.key_id(), d)));
+    let home = a.home_domain();
+    assert_eq!(home, b.home_domain());
+    let (ka, kb) = (a.domain_keys(&home).expect("own domain"), b.domain_keys(&home).expect("own domain"));
+    assert_eq!((ka.id_key, ka.catalog_key, ka.chunker_seed), (kb.id_key, kb.catalog_key, kb.chunker_seed));
 }
 
 fn argon2_kek(passphrase: &[u8], salt: &[u8], p: KdfParams) -> [u8; 32] {
@@ -342,36 +392,36 @@ fn argon2_kek(passphrase: &[u8], salt: &[u8], p: KdfParams) -> [u8; 32] {
 
 fn build_ctx() -> Ctx {
     let secrets = Secrets::from_recovery_file(&fixed_recovery_file()).expect("fixed recovery file is valid");
-    let recovery = secrets.recovery.clone().expect("full");
+    let recovery = secrets.recovery().expect("full").clone();
+    let keys = secrets.domain_keys(&DOMAIN).expect("full");
+    let signer = secrets.admin_key().expect("full");
+    let repo = secrets.repository_id;
 
     // Pack: directory AAD, blob nonce and blob AAD.
     let (bytes, entries, raws) = sample_pack(&secrets);
-    let dlen = pack::directory_len(&bytes[bytes.len() - pack::TRAILER_LEN..]).expect("trailer");
+    let dlen = pack::tail_of(&bytes).expect("trailer").directory_len;
     let sealed_dir = &bytes[bytes.len() - pack::TRAILER_LEN - dlen..bytes.len() - pack::TRAILER_LEN];
-    let dir_plain = secrets
-        .write
-        .catalog_key
-        .open_with_nonce_prefix(DIRECTORY_AAD, sealed_dir, "pack directory")
-        .expect("DIRECTORY_AAD matches the format");
+    let dir_plain = keys.catalog_key.open_with_nonce_prefix(DIRECTORY_AAD, sealed_dir, "pack directory").expect("DIRECTORY_AAD matches the format");
     assert_eq!(dir_plain, directory_plain(&entries), "directory encoding matches the format");
     let key = pack::open_pack_key(&bytes, &recovery).expect("pack key");
     for (e, raw) in entries.iter().zip(&raws) {
         let mut ct = bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
         key.open_in_place(blob_nonce(e.offset), &blob_aad(e.kind, &e.id), &mut ct, "blob").expect("blob nonce/AAD match the format");
-        assert_eq!(pack::open_blob(&key, &secrets.write.id_key, e, &bytes[e.offset as usize..(e.offset + e.length) as usize]).expect("blob"), *raw);
+        assert_eq!(pack::open_blob(&key, &keys.id_key, e, &bytes[e.offset as usize..(e.offset + e.length) as usize]).expect("blob"), *raw);
     }
 
     // Snapshot: header AAD.
     let header = fixed_header();
     let body = fixed_body();
-    let object = snapshot::seal(&header, &body, &secrets.write.catalog_key, &secrets.write.recovery_public);
+    let object = snapshot::seal(&header, &body, &DOMAIN, &keys.catalog_key, &secrets.recovery_public, &signer, &repo);
     let (sealed_header, sealed_body) = snapshot_parts(&object);
-    secrets.write.catalog_key.open_with_nonce_prefix(HEADER_AAD, sealed_header, "snapshot header").expect("HEADER_AAD matches the format");
-    assert_eq!(snapshot::open_header(&object, &secrets.write.catalog_key).expect("header"), header);
+    keys.catalog_key.open_with_nonce_prefix(HEADER_AAD, sealed_header, "snapshot header").expect("HEADER_AAD matches the format");
+    assert_eq!(snapshot::open_header(&object, &keys.catalog_key).expect("header"), header);
+    assert_eq!(snapshot::open_header(&snapshot_object(sealed_header, sealed_body), &keys.catalog_key).expect("hand-built header"), header);
     assert_eq!(snapshot::open_body(&object, &recovery).expect("body"), body);
 
     // Key file: Argon2id KEK and AAD.
-    let kf = KeyFile::seal(&secrets, PASSPHRASE, KdfParams::insecure_fast(), "fuzz-host", "fuzz-user", "fuzz").expect("seal");
+    let kf = KeyFile::seal(&secrets, PASSPHRASE, KdfParams::insecure_fast(), &labels()).expect("seal");
     let template: serde_json::Value = serde_json::from_slice(&kf.to_bytes()).expect("key file JSON");
     let salt = B64.decode(template["kdf"]["salt"].as_str().expect("salt")).expect("b64");
     let nonce: [u8; NONCE_LEN] = B64.decode(template["nonce"].as_str().expect("nonce")).expect("b64").try_into().expect("12 bytes");
@@ -381,23 +431,23 @@ fn build_ctx() -> Ctx {
 
     // WAL: header AAD, key info, body nonce and AAD.
     let wal_plain = b"WAL page ".repeat(50);
-    let wal_header = wal_header_for(&secrets, "000000010000000000000003", &wal_plain);
-    let object = wal::seal(&wal_header, &wal_plain, 1, &secrets.write.catalog_key, &secrets.write.recovery_public);
+    let wal_header = wal_header_for(&keys.id_key, "000000010000000000000003", &wal_plain);
+    let object = wal::seal(&wal_header, &wal_plain, 1, &DOMAIN, &keys.catalog_key, &secrets.recovery_public, &signer, &repo);
     let (sealed_h, sealed_k, sealed_b) = wal_parts(&object);
-    secrets.write.catalog_key.open_with_nonce_prefix(WAL_HEADER_AAD, sealed_h, "WAL header").expect("WAL_HEADER_AAD matches the format");
+    keys.catalog_key.open_with_nonce_prefix(WAL_HEADER_AAD, sealed_h, "WAL header").expect("WAL_HEADER_AAD matches the format");
     let file_key: [u8; 32] = recovery.open(wal::WAL_KEY_INFO, sealed_k, "WAL key").expect("WAL key").try_into().expect("32 bytes");
     let mut wal_body = sealed_b.to_vec();
     SymmetricKey::from_bytes(file_key)
         .open_in_place([0; NONCE_LEN], &wal_body_aad(wal_header.name.as_bytes()), &mut wal_body, "WAL body")
         .expect("WAL body nonce and AAD match the format");
-    assert_eq!(
-        wal::open(&object, &secrets.write.catalog_key, &secrets.write.id_key, &recovery).expect("WAL opens"),
-        (wal_header, wal_plain)
-    );
+    assert_eq!(wal::open(&object, &keys.catalog_key, &keys.id_key, &recovery).expect("WAL opens"), (wal_header.clone(), wal_plain.clone()));
+    assert_eq!(wal::open(&wal_object(sealed_h, sealed_k, sealed_b), &keys.catalog_key, &keys.id_key, &recovery).expect("hand-built WAL opens"), (wal_header, wal_plain));
     let wal_file_key = SymmetricKey::from_bytes([0x55; 32]);
-    let wal_sealed_key = secrets.write.recovery_public.seal(wal::WAL_KEY_INFO, wal_file_key.as_bytes());
+    let wal_sealed_key = secrets.recovery_public.seal(wal::WAL_KEY_INFO, wal_file_key.as_bytes());
 
     let ctx = Ctx {
+        keys,
+        signer,
         wal_file_key,
         wal_sealed_key,
         pack_key: SymmetricKey::from_bytes([0x42; 32]),

@@ -44,11 +44,27 @@ pub enum ObjectKind {
     Hold,
     /// Prune marks: packs condemned, deleted after a grace period.
     PruneMark,
+    /// The evidence ledger (`reprise_ledger`): records named
+    /// `<ledger>/records/<index>`, witnessed checkpoints named
+    /// `<ledger>/checkpoints/<size>`, and the `site` and `witness` markers.
+    Ledger,
+    /// The administrator's trust records: revocations, the legacy record.
+    Trust,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 8] =
-        [ObjectKind::Config, ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Wal, ObjectKind::Hold, ObjectKind::PruneMark];
+    pub const ALL: [ObjectKind; 10] = [
+        ObjectKind::Config,
+        ObjectKind::Key,
+        ObjectKind::Snapshot,
+        ObjectKind::Index,
+        ObjectKind::Pack,
+        ObjectKind::Wal,
+        ObjectKind::Hold,
+        ObjectKind::PruneMark,
+        ObjectKind::Ledger,
+        ObjectKind::Trust,
+    ];
 
     /// The folder (or key prefix) objects of this kind live under.
     #[must_use]
@@ -62,6 +78,8 @@ impl ObjectKind {
             ObjectKind::Wal => "wal",
             ObjectKind::Hold => "holds",
             ObjectKind::PruneMark => "prune",
+            ObjectKind::Ledger => "ledger",
+            ObjectKind::Trust => "trust",
         }
     }
 
@@ -100,6 +118,8 @@ impl ObjectKind {
                     _ => relative.to_owned(),
                 }
             }
+            // Ledger names are paths of their own (`<ledger>/records/<index>`).
+            ObjectKind::Ledger => relative.to_owned(),
             _ => relative.rsplit('/').next().unwrap_or(relative).to_owned(),
         }
     }
@@ -116,6 +136,8 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Wal => "WAL file",
             ObjectKind::Hold => "hold",
             ObjectKind::PruneMark => "prune mark",
+            ObjectKind::Ledger => "ledger object",
+            ObjectKind::Trust => "trust record",
         })
     }
 }
@@ -242,9 +264,15 @@ pub fn open(url: &str) -> Result<Arc<dyn Backend>, BackendError> {
 /// snapshots and WAL files created (S3 Object Lock; Azure version-level
 /// immutability policies; ignored by local directories: see [`lock`]).
 pub fn open_with_lock(url: &str, lock: Option<Lock>) -> Result<Arc<dyn Backend>, BackendError> {
+    open_with(url, lock, &Credentials::from_env())
+}
+
+/// [`open_with_lock`] with the storage credentials given, rather than
+/// those of the process environment (credentials per repository).
+pub fn open_with(url: &str, lock: Option<Lock>, credentials: &Credentials) -> Result<Arc<dyn Backend>, BackendError> {
     if let Some(parsed) = ObjectUrl::parse(url) {
         let parsed = parsed.map_err(|m| BackendError::new(ErrorKind::Other, url.split('?').next().unwrap_or(url), "", m))?;
-        return Ok(Arc::new(ObjectBackend::open(&parsed, &Credentials::from_env())?.with_lock(lock)));
+        return Ok(Arc::new(ObjectBackend::open(&parsed, credentials)?.with_lock(lock)));
     }
     let path = url.strip_prefix("local:").or_else(|| url.strip_prefix("file://")).unwrap_or(url);
     if path.is_empty() || path.contains("://") {

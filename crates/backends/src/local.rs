@@ -158,7 +158,7 @@ impl Backend for LocalBackend {
             Err(e) => return Err(self.err("", &e)),
         }
         let mut dirs = vec![self.root.join("tmp")];
-        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold, ObjectKind::PruneMark] {
+        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack, ObjectKind::Hold, ObjectKind::PruneMark, ObjectKind::Trust] {
             dirs.push(self.root.join(kind.dir()));
         }
         for i in 0..=255u8 {
@@ -180,15 +180,23 @@ impl Backend for LocalBackend {
             b
         };
         let tmp = self.root.join("tmp").join(format!("{}.{}.tmp", name.replace('/', "_"), hex::encode(suffix)));
-        if let Err(e) = Self::write_tmp(&tmp, bytes) {
+        let mut written = Self::write_tmp(&tmp, bytes);
+        // A location that is not a repository (a ledger witness) has no
+        // `tmp/` until its first write. The root itself is never created
+        // here: a mistyped path must fail, not start a new location.
+        if matches!(&written, Err(e) if e.kind() == io::ErrorKind::NotFound) && self.root.is_dir() {
+            self.make_dirs(&self.root.join("tmp")).map_err(|e| self.err(&object, &e))?;
+            written = Self::write_tmp(&tmp, bytes);
+        }
+        if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(self.err(&object, &e));
         }
         // Folders that repositories made by older versions may lack.
-        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark) {
-            if let Some(parent) = dest.parent() {
-                self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;
-            }
+        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark | ObjectKind::Trust | ObjectKind::Ledger)
+            && let Some(parent) = dest.parent()
+        {
+            self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;
         }
         let linked = fs::hard_link(&tmp, &dest);
         let _ = fs::remove_file(&tmp);
@@ -219,7 +227,7 @@ impl Backend for LocalBackend {
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
         let dir = self.root.join(kind.dir());
-        if kind == ObjectKind::Wal {
+        if matches!(kind, ObjectKind::Wal | ObjectKind::Ledger) {
             let mut out = Vec::new();
             self.list_tree(&dir, &dir, kind, &mut out)?;
             out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -312,5 +320,29 @@ mod tests {
         assert!(b.read_range(ObjectKind::Pack, "ab12", 3, 2).is_err());
         b.create(ObjectKind::Config, "", b"{}").unwrap();
         assert_eq!(b.prepare().unwrap_err().kind, ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn ledger_objects_keep_their_path_as_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.prepare().unwrap();
+        b.create(ObjectKind::Ledger, "site", b"s").unwrap();
+        b.create(ObjectKind::Ledger, "00ff/records/00000000000000000001", b"r").unwrap();
+        assert!(dir.path().join("ledger/00ff/records/00000000000000000001").exists());
+        let names: Vec<String> = b.list(ObjectKind::Ledger).unwrap().into_iter().map(|o| o.name).collect();
+        assert_eq!(names, vec!["00ff/records/00000000000000000001", "site"]);
+    }
+
+    #[test]
+    fn a_bare_directory_gets_its_tmp_folder_but_a_missing_one_is_not_created() {
+        // A ledger witness is a plain directory, not a repository.
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.create(ObjectKind::Ledger, "witness", b"w").unwrap();
+        assert_eq!(b.read(ObjectKind::Ledger, "witness").unwrap(), b"w");
+        let missing = LocalBackend::new(dir.path().join("typo"));
+        assert_eq!(missing.create(ObjectKind::Ledger, "witness", b"w").unwrap_err().kind, ErrorKind::NotFound);
+        assert!(!dir.path().join("typo").exists());
     }
 }

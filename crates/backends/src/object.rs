@@ -170,14 +170,27 @@ impl Credentials {
     /// `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`.
     #[must_use]
     pub fn from_env() -> Credentials {
+        Credentials::from_lookup(env)
+    }
+
+    /// The same names, looked up by `lookup` (an environment captured
+    /// once, a credentials file, a secrets manager's output) rather than
+    /// in this process's environment: one process can then hold a
+    /// different identity per repository. Empty values count as unset.
+    #[must_use]
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Credentials {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         Credentials {
-            aws_access_key_id: env("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key: env("AWS_SECRET_ACCESS_KEY"),
-            aws_session_token: env("AWS_SESSION_TOKEN"),
-            azure_account_key: env("AZURE_STORAGE_ACCOUNT_KEY"),
-            azure_sas_token: env("AZURE_STORAGE_SAS_TOKEN"),
+            aws_access_key_id: get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key: get("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token: get("AWS_SESSION_TOKEN"),
+            azure_account_key: get("AZURE_STORAGE_ACCOUNT_KEY"),
+            azure_sas_token: get("AZURE_STORAGE_SAS_TOKEN"),
         }
     }
+
+    /// The variable names [`Credentials::from_lookup`] reads.
+    pub const NAMES: [&'static str; 5] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN"];
 }
 
 /// A repository under a prefix of an S3 bucket or an Azure container.
@@ -304,7 +317,7 @@ impl ObjectBackend {
                             ErrorKind::PermissionDenied,
                             &location,
                             "",
-                            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+                            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or name where this repository's come from (credentials_file, credentials_env_prefix or credentials_command in the plan: docs/STORAGE.md)",
                         ));
                     }
                 }
@@ -450,6 +463,15 @@ impl ObjectBackend {
                     Ok(_) => Err(e),
                     Err(r) if r.kind == ErrorKind::NotFound => Err(BackendError::new(ErrorKind::Unavailable, &self.location, key.as_ref(), format!("create refused but no object found ({}); trying again", e.message))),
                     Err(r) => Err(r),
+                },
+                // A create-only Azure SAS (`c`, no `w`) is refused a Put
+                // Blob over an existing name with 403, not 409: the name is
+                // taken, which callers must be told as such (a WAL name
+                // another writer took, the same file pushed again).
+                Err(e) if e.kind == ErrorKind::PermissionDenied && self.service == Service::Azure => match self.read(kind, name) {
+                    Ok(existing) if existing == bytes => Ok(()),
+                    Ok(_) => Err(BackendError::new(ErrorKind::AlreadyExists, &self.location, key.as_ref(), "an object of this name exists".to_owned())),
+                    Err(_) => Err(e),
                 },
                 other => other,
             }

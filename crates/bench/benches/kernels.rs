@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
 use reprise_demo::datasets::Rng;
-use reprise_format::BlobKind;
+use reprise_format::keys::DomainId;
+use reprise_format::sign::SigningKey;
+use reprise_format::{BlobKind, Id};
 use reprise_format::chunker::{ChunkPolicy, Chunker, ChunkerParams};
 use reprise_format::crypto::{IdKey, RecoverySecretKey, SymmetricKey};
 use reprise_format::pack::{PackWriter, compress};
@@ -227,6 +229,8 @@ fn kernels(c: &mut Criterion) {
     let mut g = c.benchmark_group("path");
     configure(&mut g, BUF);
     let catalog = SymmetricKey::generate();
+    // Every pack is signed since format 2: the signature is part of the work.
+    let (signer, repository) = (SigningKey::generate(), Id::of_object(b"bench repository"));
     for (name, data) in [("mixed", &mixed), ("random", &random), ("text", &text)] {
         g.bench_function(format!("new-chunk-1thread-{name}-8MiB"), |b| {
             b.iter(|| {
@@ -237,7 +241,7 @@ fn kernels(c: &mut Criterion) {
                     let (comp, payload) = compress(raw, 3);
                     w.add(BlobKind::Data, id, raw.len() as u32, comp, &payload);
                 }
-                black_box(w.finish(&catalog));
+                black_box(w.finish(&DomainId::ADMIN, &catalog, &signer, &repository));
             });
         });
     }

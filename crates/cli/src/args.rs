@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "reprise", version, about = "The continuity plan that runs: encrypted, deduplicated, write-once backups with measured restores.")]
-#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase, 5 permission denied, \
-6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable, 130 interrupted.")]
+#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase or key, 5 permission denied, \
+6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable (retry later), 10 busy (retry later), 130 interrupted.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -39,6 +39,12 @@ pub struct Global {
     /// Directory for local caches [default: $XDG_CACHE_HOME/reprise]
     #[arg(long, global = true, env = "REPRISE_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Ledger witness: a second place every ledger checkpoint is written
+    /// to, which the writing hosts cannot rewrite [default: ledger.witness
+    /// in the plan]
+    #[arg(long, global = true, env = "REPRISE_LEDGER_WITNESS", value_name = "URL")]
+    pub witness: Option<String>,
 
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]
@@ -107,6 +113,68 @@ pub enum Command {
     /// index, the config, key files, prune marks
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// The evidence ledger: a tamper-evident record of every sensitive
+    /// operation, with signed checkpoints kept by a witness
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// List the recorded operations
+    Show {
+        /// Only from this entry position, time (RFC 3339 or a date) or
+        /// duration back from now (e.g. 7d)
+        #[arg(long, value_name = "POSITION|TIME|DURATION")]
+        since: Option<String>,
+        /// Only this ledger (an ID or unique prefix) [default: all]
+        #[arg(long, value_name = "ID")]
+        ledger: Option<String>,
+    },
+    /// Recompute every root, check every signature and every checkpoint,
+    /// the witness's included; name what was altered, removed, reordered
+    /// or forked (exit 6)
+    Verify {
+        /// Trust only this verifier key (NAME+ID+KEY, as verify prints it)
+        /// [default: the repository's own]
+        #[arg(long = "key", value_name = "VERIFIER_KEY")]
+        keys: Vec<String>,
+    },
+    /// Export the proof that an entry is in the ledger, for an auditor to
+    /// check offline
+    Proof {
+        /// The entry's position, as `ledger show` lists it (LEDGER:POSITION
+        /// for a ledger copied from another site)
+        entry: String,
+        /// Also prove that the tree of this size (from an earlier audit) is
+        /// a prefix of today's
+        #[arg(long, value_name = "SIZE")]
+        from_size: Option<u64>,
+        /// Write the proof to this file (refuses to overwrite) [default: stdout]
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Check an exported proof, offline (needs no repository)
+    CheckProof {
+        /// The proof, as `reprise ledger proof -o FILE` wrote it
+        file: PathBuf,
+        /// The verifier key to trust (NAME+ID+KEY) [default: the keys the
+        /// proof lists, with a caution]
+        #[arg(long = "key", value_name = "VERIFIER_KEY")]
+        keys: Vec<String>,
+    },
+    /// Record a statement: a drill signed off, an incident declared (no
+    /// patient data)
+    Note {
+        /// What to record (a statement, never patient data)
+        text: String,
+    },
+    /// Make a location a ledger witness (run once, by the account that
+    /// owns it)
+    WitnessInit {
+        /// A directory, s3://BUCKET/PREFIX or azure://ACCOUNT/CONTAINER/PREFIX
+        url: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,19 +305,25 @@ pub struct WalFetchArgs {
 pub struct WalStreamArgs {
     /// The plan's PostgreSQL component to stream
     pub component: String,
-    /// Flush every record and report it at once; with the server's
-    /// synchronous_standby_names = 'reprise_COMPONENT', commits wait for it
+    /// Store every received byte at once (commits grouped while a store is
+    /// in flight); with the server's synchronous_standby_names =
+    /// 'reprise_COMPONENT', a commit returns only once its WAL is in the
+    /// repository (RPO 0)
     #[arg(long)]
     pub synchronous: bool,
-    /// Local spool for the segments being received [default: CACHE/wal-stream/COMPONENT]
+    /// Local spool for received WAL not yet stored [default: CACHE/wal-stream/REPOSITORY-ID/COMPONENT]
     #[arg(long)]
     pub spool: Option<PathBuf>,
-    /// Seconds between uploads of the segment being written
+    /// Without --synchronous: seconds between stores of received WAL
     #[arg(long, default_value_t = 5)]
     pub partial_interval: u64,
     /// Stop after this many seconds [default: run until interrupted]
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Store what the spool holds beyond the repository, then exit; needs
+    /// no server (a spool left behind by a stream that was killed)
+    #[arg(long, conflicts_with_all = ["synchronous", "duration"])]
+    pub upload_only: bool,
 }
 
 #[derive(Args, Debug)]
@@ -330,6 +404,10 @@ pub enum KeyCommand {
         /// A note stored with the key (which host or person holds it), shown by `key list`
         #[arg(long, default_value = "")]
         label: String,
+        /// With --write-only: the host the key is issued for; a snapshot it
+        /// writes that claims another host is reported and never `latest`
+        #[arg(long, requires = "write_only", value_name = "NAME")]
+        host: Option<String>,
         /// Read the new key's passphrase from this file (first line); else
         /// REPRISE_NEW_PASSWORD, else it is asked twice on the terminal
         #[arg(long, env = "REPRISE_NEW_PASSWORD_FILE", value_name = "FILE")]
@@ -342,13 +420,28 @@ pub enum KeyCommand {
         #[arg(long, requires = "write_only", value_name = "FILE")]
         credential: Option<PathBuf>,
     },
-    /// List keys
+    /// List every key and write credential: ID, kind, status, created, by whom, host, label
     List,
-    /// Remove a key (not the one in use, not the last full-access key)
+    /// Remove a key: a full-access key file (not the one in use, not the
+    /// last), or a write-only key or credential (revoked: what it wrote so
+    /// far stays trusted)
     Remove {
         /// Key ID (or unique prefix), as `key list` shows it
         id: String,
     },
+    /// Revoke a write-only key or credential (stolen, or its host
+    /// rebuilt): what it signed so far stays trusted, anything it writes
+    /// later is ignored and reported. Rotate its storage credential too.
+    Revoke {
+        /// Key ID (or a unique prefix) from `reprise key list`
+        id: String,
+        /// Why, kept in the revocation record
+        #[arg(long, default_value = "revoked")]
+        reason: String,
+    },
+    /// Upgrade a repository written by an earlier version: sign what is
+    /// there, endorse the full-access keys, remove format 1 write-only keys
+    Upgrade,
     /// Change the passphrase of the key in use
     Passwd {
         /// Read the new passphrase from this file (first line); else

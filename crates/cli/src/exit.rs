@@ -1,7 +1,8 @@
 //! Exit codes: the contract with scripts and schedulers (documented in the
-//! README; keep both in step).
+//! README; keep both in step). Every error category of the operations
+//! layer maps to one code here, and only here.
 
-use reprise_engine::Category;
+use reprise_ops::{Category, OpsError};
 
 pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
@@ -13,6 +14,7 @@ pub const DAMAGED: u8 = 6;
 pub const STORAGE_FULL: u8 = 7;
 pub const INCOMPLETE: u8 = 8;
 pub const UNAVAILABLE: u8 = 9;
+pub const BUSY: u8 = 10;
 pub const INTERRUPTED: u8 = 130;
 
 #[must_use]
@@ -24,7 +26,9 @@ pub fn for_category(c: Category) -> u8 {
         Category::Permission => PERMISSION,
         Category::Damaged => DAMAGED,
         Category::StorageFull => STORAGE_FULL,
+        Category::Incomplete => INCOMPLETE,
         Category::Unavailable => UNAVAILABLE,
+        Category::Busy => BUSY,
         Category::Interrupted => INTERRUPTED,
         Category::Other => ERROR,
     }
@@ -54,6 +58,12 @@ pub fn with_code(code: u8, message: impl Into<String>) -> anyhow::Error {
     CliError { code, message: message.into() }.into()
 }
 
+/// An operation's failure as the CLI reports it: its message, and the
+/// code of its category.
+pub fn from_ops(e: &OpsError) -> anyhow::Error {
+    with_code(for_category(e.category()), e.message())
+}
+
 /// The exit code for any error that reaches `main`.
 #[must_use]
 pub fn code_of(e: &anyhow::Error) -> u8 {
@@ -61,8 +71,17 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         if let Some(c) = cause.downcast_ref::<CliError>() {
             return c.code;
         }
-        if let Some(c) = cause.downcast_ref::<reprise_engine::Error>() {
+        if let Some(c) = cause.downcast_ref::<OpsError>() {
             return for_category(c.category());
+        }
+        if let Some(c) = cause.downcast_ref::<reprise_engine::Error>() {
+            return for_category(match c {
+                reprise_engine::Error::ConcurrentPrune(_) => Category::Busy,
+                other => other.category().into(),
+            });
+        }
+        if let Some(c) = cause.downcast_ref::<reprise_ledger::Error>() {
+            return for_category(c.category().into());
         }
         if let Some(p) = cause.downcast_ref::<reprise_plan::PlanError>() {
             return match p {
@@ -80,4 +99,27 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         }
     }
     ERROR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every category a library error can have reaches a code of the
+    /// README's table, and two categories that call for different actions
+    /// never share one (a scheduler retries 9 and 10, and escalates the rest).
+    #[test]
+    fn every_category_has_a_documented_exit_code() {
+        let readme = include_str!("../../../README.md");
+        let table = &readme[readme.find("## Exit codes").expect("README has the table")..];
+        let mut seen = std::collections::HashMap::new();
+        for c in Category::ALL {
+            let code = for_category(c);
+            assert!(table.contains(&format!("| {code} ")), "{c:?} exits {code}, which the README's table does not list");
+            if let Some(other) = seen.insert(code, c) {
+                assert!(other == Category::Other || c == Category::Other, "{other:?} and {c:?} share exit code {code}");
+            }
+            assert_eq!(c.retryable(), matches!(code, UNAVAILABLE | BUSY), "{c:?}");
+        }
+    }
 }

@@ -174,6 +174,11 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Plan(cmd) => return commands::plan::run(&cli.global, cli.global.json, cmd),
         Command::Demo(args) => return commands::demo::run(&cli.global, args, &cancel),
         Command::WalFetch(args) => return commands::postgres::wal_fetch(&cli.global, args, &cancel),
+        Command::Ledger(cmd) => {
+            if let Some(done) = commands::ledger::without_repository(&cli.global, cmd) {
+                return done;
+            }
+        }
         _ => {}
     }
     let ctx = Context::new(cli.global, cancel)?;
@@ -196,6 +201,7 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Copy(a) => commands::copy::run(&ctx, a),
         Command::Prune(a) => commands::retention::prune(&ctx, a),
         Command::Repair(c) => commands::repair::run(&ctx, c),
+        Command::Ledger(c) => commands::ledger::run(&ctx, c),
         Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }
 }

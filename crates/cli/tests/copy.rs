@@ -479,7 +479,9 @@ fn copy_keeps_the_prune_protocol_of_the_copy() {
     assert!(condemned > 0, "{pruned}");
     std::thread::sleep(Duration::from_millis(1700));
 
-    let out = p.run(&["copy", "records"]).expect_code(1);
+    // Exit 10: busy, retry later (it used to be 1, "unexpected error",
+    // which a scheduler escalates instead of retrying).
+    let out = p.run(&["copy", "records"]).expect_code(10);
     out.assert_one_line_error();
     assert!(out.stderr.contains("prune") && out.stderr.contains("copy again"), "{}", out.describe());
     assert!(objects(&s.secondary_dir(), "snapshots").is_empty(), "a snapshot was saved on packs about to be swept");
@@ -548,4 +550,109 @@ fn forget_and_prune_on_a_copy_respect_copied_holds() {
     let file = target.join(s.records.strip_prefix("/").unwrap()).join("record.bin");
     assert!(fs::read(file).unwrap() == versions[0].1, "the held snapshot restores bit for bit from the copy");
     assert_eq!(first["holds_copied"], 1, "{first}");
+}
+
+/// Keys of one S3 account, written where the plan says to find them.
+fn credentials_text(keys: &Value) -> String {
+    format!("AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n", keys["id"].as_str().unwrap(), keys["secret"].as_str().unwrap())
+}
+
+fn private_file(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The bug: one process had one S3 identity (`Credentials::from_env`), so
+/// a copy from one provider (or account) to another was impossible. Two
+/// S3 services (moto with IAM enforced, each knowing only its own users),
+/// the primary's keys in a credentials file, the copy's printed by a
+/// program (a secrets manager's CLI): one `copy` uses both, with no AWS_*
+/// variable in its environment, and each set of keys is refused by the
+/// other service. A credentials file any account can read is refused with
+/// one line, and nothing leaks its secrets.
+#[test]
+fn copy_between_two_s3_accounts_each_with_its_own_credentials() {
+    let work = TestDir::new("copy-two-accounts");
+    for site in ["paris", "offsite"] {
+        fs::create_dir_all(work.join(site)).unwrap();
+    }
+    let Some(paris) = emulators::moto_iam(&work.join("paris")) else { return };
+    let Some(offsite) = emulators::moto_iam(&work.join("offsite")) else { return };
+    let setup = |s3: &emulators::Server, bucket: &str| -> Value {
+        let v: Value = serde_json::from_str(&emulators::s3_roles("setup", s3, bucket, "0", None)).unwrap();
+        v["operator"].clone()
+    };
+    let paris_keys = setup(&paris, "prod");
+    let offsite_keys = setup(&offsite, "offsite");
+    let secrets = work.join("secrets");
+    fs::create_dir_all(&secrets).unwrap();
+    let paris_file = secrets.join("paris.credentials");
+    private_file(&paris_file, &credentials_text(&paris_keys), 0o600);
+    let offsite_file = secrets.join("offsite.credentials");
+    private_file(&offsite_file, &credentials_text(&offsite_keys), 0o600);
+    let records = work.join("records");
+    random_files(&records, &mut Rng::new(23), 5, 50_000, 300_000);
+    let plan = work.join("reprise.toml");
+    let write_plan = |primary_creds: &str, offsite_creds: &str| {
+        fs::write(
+            &plan,
+            format!(
+                "[repositories.primary]\nurl = \"{}\"\npassword_env = \"REPRISE_PASSWORD\"\nsite = \"paris\"\n{primary_creds}\n\n\
+                 [repositories.offsite]\nurl = \"{}\"\npassword_env = \"REPRISE_PASSWORD\"\nsite = \"lyon\"\ncopy_of = \"primary\"\n{offsite_creds}\n\n\
+                 [components.records]\ntype = \"files\"\nrepository = \"primary\"\npaths = [\"{}\"]\n",
+                emulators::s3_url(&paris, "prod", "repo"),
+                emulators::s3_url(&offsite, "offsite", "repo"),
+                records.display()
+            ),
+        )
+        .unwrap();
+    };
+    let file_source = |p: &Path| format!("credentials_file = \"{}\"", p.display());
+    let command_source = |p: &Path| format!("credentials_command = [\"/bin/cat\", \"{}\"]", p.display());
+    write_plan(&file_source(&paris_file), &command_source(&offsite_file));
+    let on = |repo: &str| {
+        let mut r = Reprise::at(work.path(), PathBuf::from(repo)).with_env("REPRISE_PLAN", plan.as_os_str().to_owned());
+        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"] {
+            r.env.push((k.to_owned(), None));
+        }
+        r
+    };
+    let never_leaked = |out: &Out| {
+        for k in [&paris_keys, &offsite_keys] {
+            let secret = k["secret"].as_str().unwrap();
+            assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "a secret leaked: {}", out.describe());
+        }
+    };
+    let primary = on("primary");
+    primary.init();
+    never_leaked(&primary.run(&["backup", "records"]).ok());
+    let out = primary.run(&["--json", "copy"]).ok();
+    never_leaked(&out);
+    let report = out.json()[0].clone();
+    assert_eq!((report["from"].as_str(), report["to"].as_str()), (Some("primary"), Some("offsite")), "{report}");
+    assert_eq!(report["snapshots_copied"].as_array().unwrap().len(), 1, "{report}");
+    let copy = on("offsite");
+    let target = work.join("restored");
+    let id = snapshot_ids(&copy, Some("records")).into_iter().next().expect("the copy holds the snapshot");
+    never_leaked(&copy.restore(&snap_path(&id, &records), &target, &[] as &[&str]).ok());
+    assert_trees_equal(&records, &target);
+
+    // Each account's keys are refused by the other service: the copy above
+    // could only have used both identities.
+    write_plan(&file_source(&offsite_file), &command_source(&offsite_file));
+    let out = primary.run(&["snapshots"]).expect_code(PERMISSION);
+    out.assert_one_line_error();
+    never_leaked(&out);
+    write_plan(&file_source(&paris_file), &command_source(&paris_file));
+    never_leaked(&primary.run(&["copy"]).expect_code(PERMISSION));
+
+    // A credentials file readable by other accounts: refused, one line
+    // naming the fix, nothing read from it.
+    write_plan(&file_source(&paris_file), &command_source(&offsite_file));
+    private_file(&paris_file, &credentials_text(&paris_keys), 0o644);
+    let out = primary.run(&["snapshots"]).expect_code(PERMISSION);
+    out.assert_one_line_error();
+    never_leaked(&out);
+    assert!(out.stderr.contains("can be read by other accounts") && out.stderr.contains("chmod 600"), "{}", out.describe());
 }

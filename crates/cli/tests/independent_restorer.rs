@@ -184,3 +184,119 @@ fn the_python_restorer_restores_what_reprise_wrote() {
     reprise(dir, &["--repo", repo_s, "restore", &ids[1], "--to", own.to_str().unwrap()]);
     assert_same(&restored, &own.join(src.strip_prefix("/").unwrap()));
 }
+
+// Issue 13 item 12: the rich tree, a pruned and repacked repository, packs
+// no index names, and a damaged blob the restorer must refuse.
+
+/// A repository at `dir/repo` with a recovery key at `dir/recovery.json`.
+fn repo_with_key(dir: &Path) -> (String, PathBuf) {
+    let repo = dir.join("repo");
+    let repo_s = repo.to_str().unwrap().to_owned();
+    reprise(dir, &["--repo", &repo_s, "init", "--kdf-memory", "256", "--kdf-iterations", "1"]);
+    let key = dir.join("recovery.json");
+    reprise(dir, &["--repo", &repo_s, "key", "export-recovery", "-o", key.to_str().unwrap()]);
+    (repo_s, key)
+}
+
+fn backup(dir: &Path, repo: &str, src: &Path) -> String {
+    let out = reprise(dir, &["--repo", repo, "--json", "backup", "--path", src.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Runs the independent restorer; returns (success, stderr).
+fn python_restore(py: &str, repo: &str, key: &Path, snapshot: &str, target: &Path) -> (bool, String) {
+    let out = Command::new(py).arg(restorer()).args(["--repo", repo, "--recovery-key"]).arg(key).args(["--snapshot", snapshot, "--target"]).arg(target).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn the_python_restorer_restores_the_rich_tree() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = dir.join("rich");
+    common::build_rich_tree(&src, &dir.join("outside"), 12);
+    let (repo, key) = repo_with_key(dir);
+    let id = backup(dir, &repo, &src);
+    let target = dir.join("py");
+    let (ok, err) = python_restore(&py, &repo, &key, &id, &target);
+    assert!(ok, "{err}");
+    common::assert_trees_equal_with(&src, &target.join(src.strip_prefix("/").unwrap()), &common::Compare { owners: common::is_root(), ..common::Compare::default() });
+}
+
+#[test]
+fn the_python_restorer_restores_a_pruned_and_repacked_repository() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = dir.join("src");
+    build_tree(&src);
+    let (repo, key) = repo_with_key(dir);
+    let first = backup(dir, &repo, &src);
+    // Half the documents go: the packs holding them become mostly unused.
+    for i in (0..40).step_by(2) {
+        fs::remove_file(src.join(format!("consents/2026/11/case-{i}.pdf"))).unwrap();
+    }
+    fs::remove_file(src.join("big.bin")).unwrap();
+    let second = backup(dir, &repo, &src);
+    // The first snapshot is forgotten (as `forget` does: its object goes).
+    fs::remove_file(dir.join("repo/snapshots").join(&first)).unwrap();
+    let out = reprise(dir, &["--repo", &repo, "--json", "prune", "--grace", "0", "--max-unused", "0"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(report["repacked_packs"].as_u64().unwrap() > 0 && report["deleted_packs"].as_u64().unwrap() > 0, "the test needs a repack: {report}");
+    let target = dir.join("py");
+    let (ok, err) = python_restore(&py, &repo, &key, &second, &target);
+    assert!(ok, "{err}");
+    assert_same(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn the_python_restorer_reads_packs_no_index_names() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = dir.join("src");
+    build_tree(&src);
+    let (repo, key) = repo_with_key(dir);
+    let id = backup(dir, &repo, &src);
+    for e in fs::read_dir(dir.join("repo/index")).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let target = dir.join("py");
+    let (ok, err) = python_restore(&py, &repo, &key, &id, &target);
+    assert!(ok, "{err}");
+    assert!(err.contains("not in any readable index file"), "the restorer says it used the packs' own directories: {err}");
+    assert_same(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn the_python_restorer_refuses_a_damaged_blob() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("only.bin"), noise(100_000, 3)).unwrap();
+    fs::write(src.join("other.txt"), "untouched\n".repeat(100)).unwrap();
+    let (repo, key) = repo_with_key(dir);
+    let id = backup(dir, &repo, &src);
+    // One byte inside the data of the only data pack's first blob: the
+    // pack's name no longer matches, its directory and key still read.
+    let packs: Vec<PathBuf> = walk(&dir.join("repo/data")).into_iter().filter(|p| p.is_file()).collect();
+    let data_pack = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = fs::read(data_pack).unwrap();
+    bytes[200] ^= 0x01;
+    let mut perms = fs::metadata(data_pack).unwrap().permissions();
+    perms.set_mode(0o644);
+    fs::set_permissions(data_pack, perms).unwrap();
+    fs::write(data_pack, &bytes).unwrap();
+    let target = dir.join("py");
+    let (ok, err) = python_restore(&py, &repo, &key, &id, &target);
+    assert!(!ok, "the restorer accepted a damaged blob");
+    assert!(err.contains("only.bin") && err.contains("damaged"), "{err}");
+    // Nothing wrong is left behind: the damaged file is absent, the rest is there.
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert!(!restored.join("only.bin").exists(), "a damaged file was written");
+    assert_eq!(fs::read(restored.join("other.txt")).unwrap(), fs::read(src.join("other.txt")).unwrap());
+}

@@ -361,44 +361,6 @@ fn wrong_data_directory_and_privileges_on_an_archiving_server() {
     assert_eq!(env.one("SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'reprise' AND pid <> pg_backend_pid()"), "0");
 }
 
-#[test]
-fn streaming_keeps_the_repository_seconds_behind() {
-    // No archive_command: WAL reaches the repository only through the stream.
-    let Some(env) = setup(false) else { return };
-    env.sql("CREATE TABLE markers (n int PRIMARY KEY)");
-    let exe = env!("CARGO_BIN_EXE_reprise");
-    let mut stream = Command::new(exe)
-        .args(["--plan", env.plan.to_str().expect("utf8"), "wal-stream", COMPONENT, "--partial-interval", "1", "--spool"])
-        .arg(env.path("spool"))
-        .args(["--duration", "25"])
-        .env("REPRISE_PASSWORD", "test-passphrase")
-        .env("XDG_CACHE_HOME", env.path("cache"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("wal-stream");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while env.one("SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = 'reprise_db' AND active") != "1" {
-        assert!(Instant::now() < deadline, "the stream never connected");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // A base backup is allowed without archive_mode: the stream carries its WAL.
-    env.ok(&["backup", COMPONENT]);
-    env.sql("INSERT INTO markers VALUES (1)");
-    // No segment switch: the marker is only in the segment being written,
-    // which reaches the repository as a partial copy within seconds.
-    std::thread::sleep(Duration::from_secs(4));
-    let _ = nix_kill_term(&stream);
-    assert!(stream.wait().expect("wait").success());
-    let wal: Vec<String> = walk(&env.repo.join("wal")).into_iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned)).collect();
-    assert!(wal.iter().any(|n| n.contains(".partial.")), "no partial segment was uploaded: {wal:?}");
-    let (c, _) = restore_started(&env, "latest", &env.path("streamed"));
-    assert_eq!(markers(&c), 1, "the row committed 4 s before the stream stopped is not in the repository");
-}
-
-fn nix_kill_term(child: &std::process::Child) -> std::io::Result<()> {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().map(|_| ())
-}
-
 /// Runs reprise with the test's plan under a shell that, once reprise has
 /// exited and been reaped, reads its own `/proc/self/io`: the kernel adds
 /// a reaped child's I/O counters to its parent's, so `wchar` there is every

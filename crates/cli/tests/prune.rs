@@ -171,7 +171,8 @@ fn a_pack_a_running_backup_relied_on_is_rescued_and_a_late_commit_is_refused() {
     assert!(n(&p, "condemned_packs") > 0, "{p}");
     std::thread::sleep(Duration::from_millis(3300));
     drop(stdin);
-    let late = wait_output(child, "backup --stdin".into(), Instant::now(), Duration::from_mins(2)).expect_code(1);
+    // Exit 10: busy, retry later (it was 1, "unexpected error").
+    let late = wait_output(child, "backup --stdin".into(), Instant::now(), Duration::from_mins(2)).expect_code(10);
     late.assert_one_line_error();
     assert!(late.stderr.contains("run the backup again"), "{}", late.stderr);
     assert_eq!(r.snapshots().len(), before, "no snapshot was written");

@@ -64,16 +64,21 @@ fn write_only_key_backs_up_and_deduplicates() {
     let third = fx.wo.backup(&[std::ffi::OsStr::new("--no-cache"), std::ffi::OsStr::new("--path"), fx.src.as_os_str()]);
     assert!(summary(&third, "files_read") > 0);
     assert_eq!(summary(&third, "new_bytes"), 0, "{third}");
-    // Data a full key stored earlier is deduplicated too.
+    // Data a full key stored earlier is stored again: a writer deduplicates
+    // only within its own domain (nothing another key wrote can stand in
+    // for its data, and it cannot test what others stored).
     let other = fx.t.join("other");
     write_file(&other.join("x.bin"), &Rng::new(5).bytes(500_000));
     fx.full.backup_paths(&[&other]);
-    let dedup = fx.wo.backup_paths(&[&other]);
-    assert_eq!(summary(&dedup, "new_bytes"), 0, "{dedup}");
+    let own = fx.wo.backup_paths(&[&other]);
+    assert_eq!(summary(&own, "new_bytes"), 500_000, "{own}");
+    let again = fx.wo.backup(&[std::ffi::OsStr::new("--no-cache"), std::ffi::OsStr::new("--path"), other.as_os_str()]);
+    assert_eq!(summary(&again, "new_bytes"), 0, "{again}");
 
-    // `snapshots` shows the headers.
+    // `snapshots` shows the headers of its own snapshots only.
     let snaps = fx.wo.snapshots();
-    assert_eq!(snaps.len(), 5);
+    assert_eq!(snaps.len(), 5, "{snaps:?}");
+    assert_eq!(fx.full.snapshots().len(), 6);
     assert!(snaps.iter().all(|s| s["summary"]["files"].as_u64().is_some() && s["time"].is_string()));
     // The full key reads what the write-only key wrote, bit-identical.
     let target = fx.t.join("restored");
@@ -232,6 +237,50 @@ fn the_last_full_key_and_the_key_in_use_cannot_be_removed() {
     second.run(&["key", "remove", "ffffffffffff"]).expect_code(3).assert_one_line_error();
 }
 
+/// The bug this pins: `diff` read both snapshots' trees through one
+/// domain's index, but a write-only host's snapshot lives in its own
+/// domain (its own blob IDs), so comparing it with an administrator's
+/// snapshot found none of its trees. Each side is read in its own domain,
+/// files compared by size and time, and the note says so.
+#[test]
+fn diff_of_two_writers_snapshots_reads_each_in_its_own_domain() {
+    let fx = fixture("wo-diff-domains");
+    settle(&fx.src);
+    let theirs = id_of(&fx.wo.backup_paths(&[&fx.src]));
+    let ours = id_of(&fx.full.backup_paths(&[&fx.src]));
+    let out = fx.full.run(&["--json", "diff", &theirs, &ours]).ok();
+    assert!(out.stderr.contains("different writers"), "{}", out.describe());
+    let changes = out.json();
+    assert!(
+        changes.as_array().unwrap().iter().all(|c| c["change"] != "added" && c["change"] != "removed" && c["change"] != "modified"),
+        "the same files, backed up by two writers, differ in nothing: {changes}"
+    );
+}
+
+/// The bug this pins: deleting a writer's key file is not what `key
+/// remove` must do to a write-only key. Its endorsement is what makes its
+/// objects count, so a bare deletion would disown everything it ever
+/// backed up; and the key, its file gone, would be listed as nothing at
+/// all. `key remove` of a writer revokes it instead: what it wrote before
+/// stays listed and restorable, the key is listed as revoked, and it can
+/// no longer open the repository.
+#[test]
+fn removing_a_write_only_key_revokes_it_and_keeps_what_it_wrote() {
+    let fx = fixture("wo-remove-revokes");
+    let id = id_of(&fx.wo.backup_paths(&[&fx.src]));
+    let removed = fx.full.run(&["--json", "key", "remove", &fx.wo_key]).ok().json();
+    let listed: Vec<String> = fx.full.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    assert!(listed.contains(&id), "the removed writer's earlier snapshot is still listed: {listed:?}");
+    let target = fx.t.join("restored");
+    fx.full.restore(&snap_path(&id, &fx.src), &target, &[] as &[&str]).ok();
+    assert_trees_equal(&fx.src, &target);
+    fx.wo.run(&["snapshots"]).expect_code(4);
+    assert_eq!(removed["revocation"]["snapshots"], 1, "the removal is a revocation that counts what the key wrote: {removed}");
+    let keys = fx.full.run(&["--json", "key", "list"]).ok().json();
+    let key_id = removed["revocation"]["key_id"].as_str().unwrap();
+    assert!(keys.as_array().unwrap().iter().any(|k| k["key_id"] == key_id && k["status"] == "revoked"), "{keys}");
+}
+
 #[test]
 fn recovery_key_export_and_use() {
     let fx = fixture("recovery");
@@ -273,4 +322,136 @@ fn recovery_key_export_and_use() {
     let out = other.without_password().run(&["--recovery-key", rk.to_str().unwrap(), "snapshots"]);
     assert_ne!(out.code, 0, "{}", out.describe());
     out.assert_one_line_error();
+}
+
+/// Issue 13 item 5, issue 14: a write credential opens its own domain's
+/// metadata and nothing that names or holds content — checked by a program
+/// that decrypts everything the credential's secrets can open (index files,
+/// pack directories, snapshot and WAL headers, marks, holds) and searches
+/// the plaintext; the independent restorer restores nothing with it.
+#[test]
+fn a_write_credential_decrypts_no_name_and_no_content() {
+    let py = std::env::var("REPRISE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let usable = std::process::Command::new(&py).args(["-c", "import cryptography, zstandard, blake3, cbor2"]).output().is_ok_and(|o| o.status.success());
+    if !usable {
+        assert!(std::env::var_os("REPRISE_TEST_REQUIRE_ALL").is_none(), "this test needs Python with cryptography, zstandard, blake3, cbor2 (REPRISE_TEST_PYTHON)");
+        eprintln!("skipped: {py} cannot run the decryption check");
+        return;
+    }
+    let fx = fixture("wo-credential-reads");
+    let cred = fx.t.join("host.credential");
+    fx.full.run(&["key", "add", "--write-only", "--credential", cred.to_str().unwrap()]).ok();
+    let text = fs::read_to_string(&cred).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v.get("recovery_secret").is_none() && !text.contains("recovery_secret"), "the credential holds no recovery secret: {}", v["format"]);
+    let host = fx.full.without_password().with_env("REPRISE_KEY_FILE", &cred).with_cache(fx.t.join("host-cache"));
+    host.backup_paths(&[&fx.src]);
+    let more = fx.src.join("new-visit.txt");
+    write_file(&more, SECRET_CONTENT.as_bytes());
+    host.backup(&["--path", fx.src.to_str().unwrap(), "--tag", "TAG-IN-CLEAR-3f9"]);
+    // A full-key backup, a hold, and a prune mark (a snapshot removed, its
+    // packs condemned): there is something of every kind to try.
+    let kept = id_of(&fx.full.backup_paths(&[&fx.src]));
+    fx.full.run(&["hold", "add", &kept, "--reason", "case 12"]).ok();
+    let other = fx.t.join("other");
+    write_file(&other.join("x.bin"), &Rng::new(8).bytes(200_000));
+    let gone = id_of(&fx.full.backup_paths(&[&other]));
+    delete_object(&fx.full.repo, &format!("snapshots/{gone}"));
+    let pr = fx.full.run(&["--json", "prune", "--grace", "1h"]).ok().json();
+    assert!(pr["mark"].is_string(), "{pr}");
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacker.py");
+    let mut cmd = std::process::Command::new(&py);
+    cmd.arg(&script).args(["--store", "local", "--path"]).arg(&fx.full.repo).arg("--credential").arg(&cred).arg("oracle");
+    for needle in [SECRET_NAME, SECRET_DIR, "CONFIDENTIAL-MARKER-91c4e0", "new-visit.txt", "scans"] {
+        cmd.args(["--needle", needle]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let o: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(o["needles_found"], serde_json::json!([]), "{o}");
+    // It did open its own metadata (the search ran over something), and
+    // nothing of the full key's domain.
+    assert!(o["opened"]["index"].as_u64().unwrap() > 0 && o["opened"]["snapshots"].as_u64().unwrap() == 2, "{o}");
+    assert!(o["refused"]["snapshots"].as_u64().unwrap() > 0 && o["refused"]["holds"].as_u64().unwrap() > 0, "{o}");
+    // Marks are under the shared key every writer holds (it must honour
+    // them): they name packs, never content.
+    assert_eq!(o["opened"]["prune"], 1, "{o}");
+    // The tag the host chose is its own metadata: readable by it, as
+    // docs/STORAGE.md says; but no name or content.
+
+    // The independent restorer, given the credential, restores nothing.
+    let target = fx.t.join("py-target");
+    let out = std::process::Command::new(&py)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/restorer/reprise_restore.py"))
+        .arg("--repo")
+        .arg(&fx.full.repo)
+        .arg("--recovery-key")
+        .arg(&cred)
+        .arg("--target")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the restorer restored with a write credential");
+    assert!(!target.exists() || fs::read_dir(&target).unwrap().count() == 0);
+}
+
+/// `prune`, `hold remove`, `key revoke` and `key upgrade` are
+/// refused to a write-only key and a write credential, changing nothing.
+#[test]
+fn write_only_keys_cannot_prune_lift_holds_or_revoke() {
+    let fx = fixture("wo-no-delete");
+    let id = id_of(&fx.full.backup_paths(&[&fx.src]));
+    let hold = fx.full.run(&["--json", "hold", "add", &id, "--reason", "case 12"]).ok().json()["hold"].as_str().unwrap().to_owned();
+    let cred = fx.t.join("host.credential");
+    fx.full.run(&["key", "add", "--write-only", "--credential", cred.to_str().unwrap()]).ok();
+    let credential = fx.full.without_password().with_env("REPRISE_KEY_FILE", &cred);
+    let before = repo_listing(&fx.full.repo);
+    for who in [&fx.wo, &credential] {
+        for args in [
+            vec!["prune", "--grace", "0"],
+            vec!["hold", "remove", &hold[..8]],
+            vec!["key", "revoke", &fx.wo_key[..12]],
+            vec!["key", "upgrade"],
+        ] {
+            let out = who.run(&args);
+            assert_eq!(out.code, 5, "{}", out.describe());
+            out.assert_one_line_error();
+        }
+    }
+    assert_eq!(repo_listing(&fx.full.repo), before, "refused commands must not change the repository");
+}
+
+/// `repair index` rebuilds a writer's damaged index file in the writer's
+/// own domain (signed by the administrator): the writer's snapshot
+/// restores, `check` is clean, and the writer still deduplicates against
+/// its old data (it trusts index files the administrator signed in its
+/// domain, and no other domain's).
+#[test]
+fn repair_index_rebuilds_a_writers_index_in_its_own_domain() {
+    let fx = fixture("wo-repair-index");
+    settle(&fx.src);
+    fx.full.backup_paths(&[&fx.src]);
+    let admins: BTreeSet<String> = objects(&fx.full.repo, "index").into_iter().collect();
+    let id = id_of(&fx.wo.backup_paths(&[&fx.src]));
+    let writers: Vec<String> = objects(&fx.full.repo, "index").into_iter().filter(|o| !admins.contains(o)).collect();
+    assert_eq!(writers.len(), 1, "{writers:?}");
+    let size = size_of(&fx.full.repo, &writers[0]);
+    flip_byte(&fx.full.repo, &writers[0], size / 2);
+    let out = fx.full.run(&["check", "--read-data"]).expect_code(6);
+    assert!(out.stdout.contains(&format!("DAMAGED {}", writers[0])), "{}", out.describe());
+
+    let done = fx.full.run(&["--json", "repair", "index"]).ok().json();
+    assert_eq!(done["damaged_index_files"].as_array().unwrap().len(), 1, "{done}");
+    assert!(done["packs_indexed"].as_u64().unwrap() >= 1, "{done}");
+    assert!(!fx.full.repo.join(&writers[0]).exists());
+    let check = fx.full.check(&["--read-data"]).ok().json();
+    assert!(problem_objects(&check).is_empty(), "{check}");
+    let out = fx.t.join("out");
+    fx.full.restore(&id, &out, &[] as &[&str]).ok();
+    assert_trees_equal(&fx.src, &out.join(fx.src.strip_prefix("/").unwrap()));
+    // The writer, without its files cache, finds every chunk again.
+    let again = fx.wo.backup(&[std::ffi::OsStr::new("--no-cache"), std::ffi::OsStr::new("--path"), fx.src.as_os_str()]);
+    assert!(summary(&again, "files_read") > 0, "{again}");
+    assert_eq!(summary(&again, "new_bytes"), 0, "{again}");
 }

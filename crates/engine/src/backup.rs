@@ -267,7 +267,7 @@ impl Read for CancellableStream {
 
 struct Worker {
     chunker: Chunker,
-    repo: Arc<Repository>,
+    id_key: reprise_format::crypto::IdKey,
     known: Arc<Known>,
     packer: BlobPacker,
     counters: Arc<Counters>,
@@ -281,7 +281,7 @@ impl Worker {
         if self.cancel.is_cancelled() {
             return Err(WorkError::Fatal(Error::Interrupted));
         }
-        let id = self.repo.secrets().write.id_key.blob_id(data);
+        let id = self.id_key.blob_id(data);
         if self.known.claim(id) {
             self.packer.add(id, data).map_err(WorkError::Fatal)?;
             self.counters.new_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -359,10 +359,17 @@ struct OpenDir {
 pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &BackupOptions, progress: &Arc<dyn Progress>) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    // Nothing is read before we know this key may write here (a version 1
+    // repository or key is refused).
+    repo.signer()?;
+    let domain = repo.home_domain();
+    let id_key = repo.domain_keys(&domain)?.id_key.clone();
     // Prune marks first, then the index without the packs they condemn
-    // (crate::prune explains the protocol).
+    // (crate::prune explains the protocol). Only this key's own domain is
+    // deduplicated against: nothing another writer stored can stand in for
+    // a blob of ours.
     let marks = crate::prune::Marks::load(repo)?;
-    let (mut index, report) = MasterIndex::load_excluding(repo, marks.condemned())?;
+    let (mut index, report) = MasterIndex::load_excluding(repo, &domain, marks.condemned())?;
     index.track_reuse();
     if !report.adopted.is_empty() {
         tracing::info!("indexing {} packs left by an interrupted backup", report.adopted.len());
@@ -374,7 +381,12 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
             let c = FilesCache::load(path);
             if c.is_empty() && repo.recovery("").is_ok() {
                 match opts.parent {
-                    Some(parent) => match repo.snapshot_body(&parent).and_then(|b| FilesCache::from_snapshot(repo, &index, &b.tree)) {
+                    Some(parent) => match repo
+                        .snapshot(&parent)
+                        .and_then(|p| if p.domain == domain { Ok(()) } else { Err(Error::InvalidArgument(format!("it was written in another domain ({})", p.domain))) })
+                        .and_then(|()| repo.snapshot_body(&parent))
+                        .and_then(|b| FilesCache::from_snapshot(repo, &index, &b.tree))
+                    {
                         Ok(c) => c,
                         Err(e) => {
                             tracing::warn!("cannot use parent snapshot {}: {e}; reading every file", parent.short());
@@ -391,7 +403,7 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
     };
 
     let adopted_packs = report.adopted.len();
-    let adopted_ids: Vec<Id> = report.adopted.iter().map(|p| p.id).collect();
+    let adopted_ids: Vec<Id> = report.adopted.iter().map(|(_, p)| p.id).collect();
     let uploads = Uploads::start(Arc::clone(repo), opts.upload_threads, 0);
     uploads.record_adopted(report.adopted);
     let known = Arc::new(Known { index: Arc::clone(&index), claimed: Mutex::default() });
@@ -401,28 +413,27 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
     let (job_tx, job_rx) = bounded::<Job>(threads * 4);
     let (cmd_tx, cmd_rx) = bounded::<Command>(4096);
 
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let job_rx = job_rx.clone();
-            let mut w = Worker {
-                chunker: repo.chunker(),
-                repo: Arc::clone(repo),
-                known: Arc::clone(&known),
-                packer: BlobPacker::new(Arc::clone(repo), BlobKind::Data, uploads.sink(), opts.compression_level),
-                counters: Arc::clone(&counters),
-                progress: Arc::clone(progress),
-                cancel: opts.cancel.clone(),
-                buf: Vec::new(),
-            };
-            std::thread::spawn(move || -> Result<()> {
-                for job in job_rx {
-                    let r = w.process(job.content);
-                    let _ = job.reply.send(r);
-                }
-                w.packer.flush()
-            })
-        })
-        .collect();
+    let mut workers = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let job_rx = job_rx.clone();
+        let mut w = Worker {
+            chunker: repo.chunker(),
+            id_key: id_key.clone(),
+            known: Arc::clone(&known),
+            packer: BlobPacker::new(Arc::clone(repo), BlobKind::Data, uploads.sink(), opts.compression_level)?,
+            counters: Arc::clone(&counters),
+            progress: Arc::clone(progress),
+            cancel: opts.cancel.clone(),
+            buf: Vec::new(),
+        };
+        workers.push(std::thread::spawn(move || -> Result<()> {
+            for job in job_rx {
+                let r = w.process(job.content);
+                let _ = job.reply.send(r);
+            }
+            w.packer.flush()
+        }));
+    }
     drop(job_rx);
 
     let walker = {
@@ -432,8 +443,8 @@ pub fn backup(repo: &Arc<Repository>, source: impl Source + 'static, opts: &Back
         std::thread::spawn(move || walk_source(source, &cache, &index, &job_tx, &cmd_tx, &cancel, progress.as_ref()))
     };
 
-    let mut tree_packer = BlobPacker::new(Arc::clone(repo), BlobKind::Tree, uploads.sink(), opts.compression_level);
-    let assembled = assemble(repo, &known, &mut tree_packer, &cmd_rx, &uploads.sink());
+    let mut tree_packer = BlobPacker::new(Arc::clone(repo), BlobKind::Tree, uploads.sink(), opts.compression_level)?;
+    let assembled = assemble(&id_key, &known, &mut tree_packer, &cmd_rx, &uploads.sink());
     drop(cmd_rx); // unblocks the walker if assembling stopped early
     let walker_ok = walker.join().expect("walker panicked");
     let mut worker_err = None;
@@ -578,7 +589,7 @@ struct Labels {
 
 type Assembled = (Id, Totals, Vec<String>, Vec<(PathKey, CachedFile)>, Labels);
 
-fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_rx: &Receiver<Command>, sink: &PackSink) -> Result<Assembled> {
+fn assemble(id_key: &reprise_format::crypto::IdKey, known: &Known, tree_packer: &mut BlobPacker, cmd_rx: &Receiver<Command>, sink: &PackSink) -> Result<Assembled> {
     use std::os::unix::ffi::OsStrExt;
     let mut stack = vec![OpenDir { node: Node::new(Vec::new(), NodeKind::Dir), children: Vec::new() }];
     let mut totals = Totals::default();
@@ -587,7 +598,7 @@ fn assemble(repo: &Repository, known: &Known, tree_packer: &mut BlobPacker, cmd_
     let mut labels = Labels::default();
     let mut store_tree = |children: Vec<Node>| -> Result<Id> {
         let bytes = Tree { nodes: children }.encode();
-        let id = repo.secrets().write.id_key.blob_id(&bytes);
+        let id = id_key.blob_id(&bytes);
         if known.claim(id) {
             tree_packer.add(id, &bytes)?;
         }
@@ -742,7 +753,7 @@ mod tests {
         let r = r.expect("the backup did not stop within 10 s of the cancel while its input stayed open");
         assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
         assert!(cancelled.elapsed() < Duration::from_secs(2), "stopped {:?} after the cancel", cancelled.elapsed());
-        let (index, report) = MasterIndex::load(&repo).unwrap();
+        let (index, report) = MasterIndex::load(&repo, &repo.home_domain()).unwrap();
         assert!(index.blob_count() > 20, "what was read before the cancel is stored: {} blobs", index.blob_count());
         assert!(report.adopted.is_empty(), "{} pack(s) left unindexed", report.adopted.len());
         assert!(repo.snapshots().unwrap().0.is_empty());

@@ -10,10 +10,19 @@
 //!
 //! Every problem names the object it is about, so that a damaged repository
 //! can be repaired object by object.
+//!
+//! Writers are untrusted (docs/STORAGE.md): `check` also reports every
+//! object the repository ignores because its signer may not have written
+//! it — unendorsed key files, forged marks and holds, snapshots, index
+//! files and packs of unknown or revoked keys, objects naming a domain not
+//! their signer's, WAL names squatted — each with the key that signed it,
+//! and, when reading data, blobs stored twice with different content
+//! (decoys), naming the writer of the bad copy.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use reprise_backends::ObjectKind;
+use reprise_format::keys::Domain;
 use reprise_format::tree::NodeKind;
 use reprise_format::{BlobKind, Id, pack};
 
@@ -88,7 +97,14 @@ fn pack_selected(id: &Id, mode: ReadData) -> bool {
 
 pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport { content_verified: repo.recovery("").is_ok(), ..CheckReport::default() };
-    let (index, load) = MasterIndex::load(repo)?;
+    let full = report.content_verified;
+    // A full-access key checks every domain; a writer, its own.
+    let (indexes, load) = if full {
+        MasterIndex::load_all(repo)?
+    } else {
+        let (i, l) = MasterIndex::load(repo, &repo.home_domain())?;
+        (BTreeMap::from([(i.domain(), i)]), l)
+    };
     report.index_files = load.index_files.len();
     for (object, message) in load.damaged_index_files {
         report.problem(object, message);
@@ -96,13 +112,16 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     for (object, message) in load.unreadable_packs {
         report.problem(object, message);
     }
+    for (object, reason) in load.untrusted {
+        report.problem(object, format!("ignored: {reason}"));
+    }
     if !load.adopted.is_empty() {
         report.notes.push(format!(
             "{} in no index file (left by an interrupted or running backup); their blobs are usable, and the next backup or `reprise repair index` indexes them",
             if load.adopted.len() == 1 { "1 pack is".to_owned() } else { format!("{} packs are", load.adopted.len()) }
         ));
     }
-    // Key files: named by the hash of their bytes, and well-formed.
+    // Key files: named by the hash of their bytes, well-formed, endorsed.
     for k in repo.backend().list(ObjectKind::Key)? {
         let object = ObjectKind::Key.path(&k.name);
         match repo.backend().read(ObjectKind::Key, &k.name) {
@@ -115,15 +134,30 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
             Err(e) => report.problem(object, e.to_string()),
         }
     }
+    let trust = repo.trust();
+    for (object, message) in trust.unendorsed.iter().chain(&trust.bad_records) {
+        report.problem(object, message);
+    }
+    if full && trust.needs_upgrade() {
+        report.notes.push("written by an earlier version (format 1): writers are not authenticated and nothing can be written until a full-access key runs `reprise key upgrade`".into());
+    }
+    if !trust.legacy_key_files.is_empty() {
+        report.notes.push(format!("{} key file(s) of format 1 remain: run `reprise key upgrade`", trust.legacy_key_files.len()));
+    }
     let stored: HashMap<Id, u64> =
         load.stored_packs.unwrap_or_default().into_iter().filter_map(|o| o.name.parse::<Id>().ok().map(|id| (id, o.size))).collect();
     report.packs = stored.len();
-    report.blobs = index.blob_count();
+    report.blobs = indexes.values().map(MasterIndex::blob_count).sum();
 
     // Prune marks must be readable (writers rely on them); a pack they
-    // condemn may be gone before the sweep rewrote the index files naming it.
+    // condemn may be gone before the sweep rewrote the index files naming
+    // it. Marks the administrator did not sign condemn nothing.
     let condemned: HashSet<Id> = match crate::prune::read_marks(repo) {
-        Ok(marks) => {
+        Ok(set) => {
+            for (object, why) in set.ignored {
+                report.problem(object, why);
+            }
+            let marks = set.marks;
             if !marks.is_empty() {
                 let packs: HashSet<&Id> = marks.iter().flat_map(|m| &m.mark.packs).collect();
                 report.notes.push(format!(
@@ -139,8 +173,41 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
             HashSet::new()
         }
     };
+    if full {
+        match crate::holds::list_all(repo) {
+            Ok((_, ignored)) => {
+                for (object, why) in ignored {
+                    report.problem(object, why);
+                }
+            }
+            Err(e) => report.problem(ObjectKind::Hold.dir(), e.to_string()),
+        }
+        // A second name for a WAL file means another writer took the first.
+        let wal = repo.backend().list(ObjectKind::Wal)?;
+        for o in &wal {
+            if let Some((plain, writer)) = o.name.rsplit_once('@') {
+                let squatter = wal
+                    .iter()
+                    .find(|b| b.name == plain)
+                    .and_then(|b| repo.backend().read_range(ObjectKind::Wal, &b.name, b.size.checked_sub(reprise_format::sign::SIGNATURE_BLOCK_LEN as u64)?, 32).ok())
+                    .and_then(|k| reprise_format::sign::KeyId::from_slice(&k).ok());
+                report.problem(
+                    ObjectKind::Wal.path(&o.name),
+                    format!(
+                        "the WAL name {plain} was taken before its writer ({writer}) archived it there, by an object naming {} as its signer ({})",
+                        repo.trust().describe(squatter.as_ref()),
+                        ObjectKind::Wal.path(plain)
+                    ),
+                );
+            }
+        }
+    }
     // Packs the index names must exist with the indexed length.
-    for (id, length) in index.packs() {
+    let mut listed: BTreeMap<Id, u64> = BTreeMap::new();
+    for index in indexes.values() {
+        listed.extend(index.packs());
+    }
+    for (id, length) in listed {
         match stored.get(&id) {
             None if condemned.contains(&id) => {
                 report.notes.push(format!("{}: condemned by a prune and already deleted; the sweep rewrites the index files naming it", ObjectKind::Pack.path(&id.to_hex())));
@@ -153,15 +220,20 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
         }
     }
 
-    // Snapshots and their trees.
+    // Snapshots and their trees, each in its own domain.
     let (snapshots, bad) = repo.snapshots()?;
     for (object, e) in bad {
         report.problem(object, e.to_string());
     }
+    for s in &snapshots {
+        if let Some(w) = &s.warning {
+            report.problem(ObjectKind::Snapshot.path(&s.id.to_hex()), w);
+        }
+    }
     report.snapshots = snapshots.len();
     let mut missing_blobs: BTreeSet<(Id, String)> = BTreeSet::new();
     if report.content_verified {
-        let mut seen_trees: HashSet<Id> = HashSet::new();
+        let mut seen_trees: HashSet<(Domain, Id)> = HashSet::new();
         for snap in &snapshots {
             if opts.cancel.is_cancelled() {
                 return Err(Error::Interrupted);
@@ -174,17 +246,19 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
                     continue;
                 }
             };
+            let none = MasterIndex::new(snap.domain);
+            let index = indexes.get(&snap.domain).unwrap_or(&none);
             if !index.contains(&body.tree) {
-                report.problem(&snap_name, format!("root tree {} is in no index", body.tree));
+                report.problem(&snap_name, format!("root tree {} is in no index of its domain ({})", body.tree, snap.domain));
                 continue;
             }
-            if !seen_trees.insert(body.tree) {
+            if !seen_trees.insert((snap.domain, body.tree)) {
                 continue;
             }
             let mut problems = Vec::new();
             walk::walk_tolerant(
                 repo,
-                &index,
+                index,
                 &body.tree,
                 &mut |path, node| {
                     for id in &node.content {
@@ -195,7 +269,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
                     if node.kind == NodeKind::Dir
                         && let Some(sub) = node.subtree {
                             // Identical subtrees are checked once.
-                            if !seen_trees.insert(sub) {
+                            if !seen_trees.insert((snap.domain, sub)) {
                                 return Ok(Visit::Skip);
                             }
                         }
@@ -217,16 +291,35 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
 
     // Read data.
     if opts.read_data != ReadData::None {
+        // Which domains claim each pack.
+        let mut claims: HashMap<Id, Vec<Domain>> = HashMap::new();
+        for (d, index) in &indexes {
+            for (p, _) in index.packs() {
+                claims.entry(p).or_default().push(*d);
+            }
+        }
         let selected: Vec<(Id, u64)> = stored.iter().filter(|(id, _)| pack_selected(id, opts.read_data)).map(|(id, s)| (*id, *s)).collect();
         progress.set_total(selected.iter().map(|(_, s)| s).sum(), selected.len() as u64);
         for (id, size) in selected {
             if opts.cancel.is_cancelled() {
                 return Err(Error::Interrupted);
             }
-            read_pack(repo, &index, &id, &mut report);
+            read_pack(repo, &indexes, claims.get(&id).map_or(&[][..], Vec::as_slice), &id, &mut report);
             report.packs_read += 1;
             report.bytes_read += size;
             progress.advance(size, 1);
+        }
+        // Archived WAL: signature, signer, name and content of each file.
+        if report.content_verified && opts.read_data == ReadData::All {
+            for o in repo.backend().list(ObjectKind::Wal)? {
+                if opts.cancel.is_cancelled() {
+                    return Err(Error::Interrupted);
+                }
+                if let Err(m) = crate::walobj::verify(repo, &o.name)? {
+                    report.problem(ObjectKind::Wal.path(&o.name), m);
+                }
+                report.bytes_read += o.size;
+            }
         }
     }
     report.problems.sort();
@@ -234,7 +327,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     Ok(report)
 }
 
-fn read_pack(repo: &Repository, index: &MasterIndex, id: &Id, report: &mut CheckReport) {
+fn read_pack(repo: &Repository, indexes: &BTreeMap<Domain, MasterIndex>, claims: &[Domain], id: &Id, report: &mut CheckReport) {
     let name = ObjectKind::Pack.path(&id.to_hex());
     let bytes = match repo.backend().read(ObjectKind::Pack, &id.to_hex()) {
         Ok(b) => b,
@@ -243,15 +336,44 @@ fn read_pack(repo: &Repository, index: &MasterIndex, id: &Id, report: &mut Check
     if Id::of_object(&bytes) != *id {
         report.problem(&name, "content does not match its name (bytes were altered)");
     }
-    let dir = match pack::directory_of(&bytes, &repo.secrets().write.catalog_key) {
+    let trust = repo.trust();
+    let tail = match pack::tail_of(&bytes) {
+        Ok(t) => t,
+        Err(e) => return report.problem(&name, format!("trailer unreadable: {e}")),
+    };
+    let writer = trust.describe(tail.signer.as_ref());
+    let own = tail.domain.unwrap_or(reprise_format::keys::DomainId::LEGACY);
+    if tail.domain.is_some()
+        && let Err(e) = pack::verify(&bytes, &repo.id())
+    {
+        report.problem(&name, format!("{e} (it names {writer} as its signer)"));
+    }
+    // The domains whose index names this pack; an unindexed pack of a
+    // trusted writer is read in its own domain.
+    let domains: Vec<Domain> = if claims.is_empty() { vec![own] } else { claims.to_vec() };
+    for d in &domains {
+        if *d != own {
+            report.problem(
+                &name,
+                format!(
+                    "an index file of {} lists this pack, but the pack belongs to {} (written by {writer}): the claim is forged or damaged",
+                    trust.describe_domain(d),
+                    trust.describe_domain(&own)
+                ),
+            );
+        }
+    }
+    let Ok(keys) = repo.domain_keys(&own) else { return };
+    let dir = match pack::directory_of(&bytes, &keys.catalog_key) {
         Ok(d) => d,
         Err(e) => return report.problem(&name, format!("directory unreadable: {e}")),
     };
-    for e in &dir {
-        if let Some(loc) = index.get(&e.id)
-            && loc.pack == *id && loc.entry != *e {
+    if let Some(index) = indexes.get(&own) {
+        for e in &dir {
+            if index.locations(&e.id).iter().any(|l| l.pack == *id && l.entry != *e) {
                 report.problem(&name, format!("blob {} is indexed at a different place than the pack says", e.id));
             }
+        }
     }
     if !report.content_verified {
         return;
@@ -262,9 +384,21 @@ fn read_pack(repo: &Repository, index: &MasterIndex, id: &Id, report: &mut Check
     };
     for e in &dir {
         let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-        if let Err(err) = pack::open_blob(&key, &repo.secrets().write.id_key, e, ct) {
+        if let Err(err) = pack::open_blob(&key, &keys.id_key, e, ct) {
             let kind = if e.kind == BlobKind::Tree { "tree" } else { "data" };
-            report.problem(&name, format!("{kind} blob {}: {err}", e.id));
+            let others: Vec<Id> = indexes.get(&own).map(|i| i.locations(&e.id).into_iter().map(|l| l.pack).filter(|p| p != id).collect()).unwrap_or_default();
+            if others.is_empty() {
+                report.problem(&name, format!("{kind} blob {}: {err} (written by {writer})", e.id));
+            } else {
+                report.problem(
+                    &name,
+                    format!(
+                        "{kind} blob {} is stored twice with different content: this copy, written by {writer}, does not match its ID ({err}); other copies: {}",
+                        e.id,
+                        others.iter().map(|p| ObjectKind::Pack.path(&p.to_hex())).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
         }
     }
 }

@@ -38,9 +38,17 @@
 //! Keys are copied only when the destination is initialised (keys first,
 //! config last, like [`Repository::init`]). Afterwards each repository's
 //! keys are its own: a key removed from one (a departed administrator, a
-//! compromised passphrase) must never come back from the other.
+//! compromised passphrase) must never come back from the other. What a
+//! writer signed stays believable on the destination all the same: the
+//! administrator's trust records (revocations) travel with the data, and a
+//! writer key the destination does not know gets a public record there
+//! (endorsed, without secrets: it opens nothing).
+//!
+//! Only what the source trusts is copied (docs/FORMAT.md 2.5), each
+//! snapshot with the blobs of its own domain, and index files on the
+//! destination are written per domain, signed by the administrator.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -50,6 +58,8 @@ use parking_lot::Mutex;
 use reprise_backends::{Backend, ErrorKind, ObjectKind};
 use reprise_format::config::RepositoryConfig;
 use reprise_format::index::{IndexFile, IndexedPack};
+use reprise_format::keys::Domain;
+use reprise_format::sign::KeyId;
 use reprise_format::tree::NodeKind;
 use reprise_format::{FormatError, Id, pack};
 use serde::Serialize;
@@ -171,32 +181,38 @@ pub struct CopyPlan {
     pub not_kept: Vec<NotKept>,
     /// Source packs to copy, with their sizes.
     pub packs: Vec<(Id, u64)>,
+    /// The domain each pack to copy is claimed in on the source.
+    pack_domains: HashMap<Id, Domain>,
     /// Source packs whose name is already on the destination.
     pub packs_present: usize,
     /// Destination packs no index file names (an interrupted copy or
     /// backup): the copy indexes them.
-    adopted: Vec<IndexedPack>,
+    adopted: Vec<(Domain, IndexedPack)>,
     /// Source damage found while planning (the snapshots concerned are
     /// not in `snapshots`).
     pub damage: Vec<Problem>,
+    /// Source snapshots no trusted key wrote (never copied; `check` on the
+    /// source reports them).
+    pub ignored: Vec<Problem>,
     /// Snapshots held back by that damage.
     pub held_back: Vec<Id>,
     /// Destination packs the snapshots to copy rely on (packs sent, and
     /// packs already there): the prune protocol's `commit_guard` needs them.
     pub depends: HashSet<Id>,
-    /// Destination blob index, without packs a prune has condemned (empty
-    /// for an empty destination).
-    dst_index: MasterIndex,
+    /// Destination blob index per domain, without packs a prune has
+    /// condemned (empty for an empty destination).
+    dst_index: BTreeMap<Domain, MasterIndex>,
     /// Packs stored on the destination.
     dst_stored: HashSet<Id>,
-    src_index: MasterIndex,
+    src_index: BTreeMap<Domain, MasterIndex>,
 }
 
 impl CopyPlan {
-    /// Whether the destination holds a blob: indexed there, in a pack that
-    /// is really there (a pack lost from the destination is sent again).
-    fn on_destination(&self, id: &Id) -> bool {
-        self.dst_index.get(id).is_some_and(|l| self.dst_stored.contains(&l.pack))
+    /// Whether the destination holds a blob of `domain`: indexed there, in
+    /// a pack that is really there (a pack lost from the destination is
+    /// sent again).
+    fn on_destination(&self, domain: &Domain, id: &Id) -> bool {
+        self.dst_index.get(domain).and_then(|i| i.get(id)).is_some_and(|l| self.dst_stored.contains(&l.pack))
     }
 }
 
@@ -231,6 +247,8 @@ pub struct CopyReport {
     pub objects_skipped: usize,
     /// Damaged source objects, not copied.
     pub damage: Vec<Problem>,
+    /// Source snapshots no trusted key wrote: not copied, and not damage.
+    pub ignored: Vec<Problem>,
     /// Names present on both sides with different content (WAL), left alone.
     pub conflicts: Vec<Problem>,
     pub duration_ms: u64,
@@ -267,9 +285,15 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
         Some(d) => d.backend().list(ObjectKind::Snapshot)?.into_iter().map(|o| o.name).collect(),
         None => HashSet::new(),
     };
+    let mut ignored = Vec::new();
     for (object, e) in unreadable {
-        if !object.rsplit('/').next().is_some_and(|n| dst_names.contains(n)) {
-            damage.push(problem(object, format!("not copied: {e}")));
+        if object.rsplit('/').next().is_some_and(|n| dst_names.contains(n)) {
+            continue;
+        }
+        match e {
+            // Not damage: a snapshot no trusted key wrote is never copied.
+            Error::Untrusted { reason, .. } => ignored.push(problem(object, format!("not copied: {reason}"))),
+            e => damage.push(problem(object, format!("not copied: {e}"))),
         }
     }
     let dst_snaps = match dst_repo {
@@ -314,25 +338,26 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
     }
     to_copy.sort_by(|a, b| a.header.time.cmp(&b.header.time).then(a.id.cmp(&b.id)));
 
-    let (src_index, _src_load) = MasterIndex::load(src)?;
+    let (src_index, _src_load) = MasterIndex::load_all(src)?;
     let (dst_index, adopted, dst_unreadable, dst_stored) = match dst_repo {
         Some(d) => {
             // The prune protocol, as every writer keeps it: marks before the
             // index, and no deduplication against condemned packs.
             let marks = crate::prune::Marks::load(d)?;
-            let (index, load) = MasterIndex::load_excluding(d, marks.condemned())?;
+            let (index, load) = MasterIndex::load_all_excluding(d, marks.condemned())?;
             let stored: HashSet<Id> = load.stored_packs.unwrap_or_default().iter().filter_map(|o| o.name.parse().ok()).collect();
             let unreadable: HashSet<String> = load.unreadable_packs.into_iter().map(|(o, _)| o).collect();
             (index, load.adopted, unreadable, stored)
         }
-        None => (MasterIndex::default(), Vec::new(), HashSet::new(), HashSet::new()),
+        None => (BTreeMap::new(), Vec::new(), HashSet::new(), HashSet::new()),
     };
 
     // Which source packs the snapshots need, and which snapshots cannot be
     // completed from the source.
     let mut needed: BTreeSet<Id> = BTreeSet::new();
+    let mut pack_domains: HashMap<Id, Domain> = HashMap::new();
     let mut depends: HashSet<Id> = HashSet::new();
-    let mut memo: HashMap<Id, bool> = HashMap::new();
+    let mut memo: HashMap<(Domain, Id), bool> = HashMap::new();
     let mut held_back = Vec::new();
     let mut snapshots = Vec::new();
     for s in to_copy {
@@ -346,22 +371,27 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
             }
         };
         let mut local = Vec::new();
+        let domain = s.domain;
+        let empty = MasterIndex::new(domain);
+        let src_dom = src_index.get(&domain).unwrap_or(&empty);
+        let dst_dom = dst_index.get(&domain);
         let ok = subtree_ok(
             src,
-            &src_index,
+            src_dom,
             body.tree,
             &mut memo,
             &mut |id| {
-                if let Some(l) = dst_index.get(id).filter(|l| dst_stored.contains(&l.pack)) {
+                if let Some(l) = dst_dom.and_then(|i| i.get(id)).filter(|l| dst_stored.contains(&l.pack)) {
                     depends.insert(l.pack);
                     return Ok(());
                 }
-                let loc = src_index.get(id).ok_or_else(|| format!("blob {id} is in no index of the source: its pack is missing"))?;
+                let loc = src_dom.get(id).ok_or_else(|| format!("blob {id} is in no index of the source: its pack is missing"))?;
                 let object = ObjectKind::Pack.path(&loc.pack.to_hex());
                 if dst_unreadable.contains(&object) {
                     return Err(format!("{object} is damaged on the destination and cannot be replaced there (objects are write-once): remove it from the destination, then copy again"));
                 }
                 needed.insert(loc.pack);
+                pack_domains.insert(loc.pack, domain);
                 // Sent, or already there under the same name (a mirror's
                 // condemned pack is the source's pack): relied upon either way.
                 depends.insert(loc.pack);
@@ -381,14 +411,14 @@ pub fn plan(src: &Repository, dst: &Destination, selections: &[Selection]) -> Re
             held_back.push(s.id);
         }
     }
-    let sizes: HashMap<Id, u64> = src_index.packs().collect();
+    let sizes: HashMap<Id, u64> = src_index.values().flat_map(MasterIndex::packs).collect();
     // A pack the destination's index names but its storage lost is sent
     // again (its blobs did not count as present above).
     let packs: Vec<(Id, u64)> = needed.into_iter().filter(|p| !dst_stored.contains(p)).map(|p| (p, sizes.get(&p).copied().unwrap_or(0))).collect();
-    let packs_present = src_index.packs().filter(|(p, _)| dst_stored.contains(p)).count();
+    let packs_present = sizes.keys().filter(|p| dst_stored.contains(p)).count();
     damage.sort();
     damage.dedup();
-    Ok(CopyPlan { started, snapshots, snapshots_present: present, not_kept, packs, packs_present, adopted, damage, held_back, depends, dst_index, dst_stored, src_index })
+    Ok(CopyPlan { started, snapshots, snapshots_present: present, not_kept, packs, pack_domains, packs_present, adopted, damage, ignored, held_back, depends, dst_index, dst_stored, src_index })
 }
 
 /// Whether every blob under `tree` passes `blob` (memoised per tree: shared
@@ -397,11 +427,11 @@ fn subtree_ok(
     repo: &Repository,
     index: &MasterIndex,
     tree: Id,
-    memo: &mut HashMap<Id, bool>,
+    memo: &mut HashMap<(Domain, Id), bool>,
     blob: &mut dyn FnMut(&Id) -> std::result::Result<(), String>,
     problems: &mut Vec<Problem>,
 ) -> bool {
-    if let Some(ok) = memo.get(&tree) {
+    if let Some(ok) = memo.get(&(index.domain(), tree)) {
         return *ok;
     }
     let ok = (|| {
@@ -432,7 +462,7 @@ fn subtree_ok(
         }
         ok
     })();
-    memo.insert(tree, ok);
+    memo.insert((index.domain(), tree), ok);
     ok
 }
 
@@ -502,9 +532,25 @@ fn read_verified(repo: &Repository, kind: ObjectKind, name: &str) -> Result<std:
 
 /// What happened to one pack.
 enum PackResult {
-    Written(IndexedPack),
-    Present(IndexedPack),
+    Written(Domain, IndexedPack),
+    Present(Domain, IndexedPack),
     Damaged(Id, Problem),
+}
+
+/// Whether a source pack may be copied as a pack of `domain`: its
+/// signature holds and its signer may write there (a version 1 pack: the
+/// source trusts it, in the legacy domain).
+fn pack_belongs(src: &Repository, bytes: &[u8], name: &str, domain: &Domain) -> std::result::Result<(), String> {
+    let tail = pack::tail_of(bytes).map_err(|e| e.to_string())?;
+    let signer = match tail.domain {
+        Some(_) => Some(pack::verify(bytes, &src.id()).map_err(|e| e.to_string())?.1),
+        None => None,
+    };
+    match src.trust().judge(ObjectKind::Pack, name, signer.as_ref(), tail.domain) {
+        crate::trust::Verdict::Trusted { domain: d, .. } if d == *domain => Ok(()),
+        crate::trust::Verdict::Trusted { domain: d, .. } => Err(format!("it belongs to domain {d}, not to domain {domain} that lists it")),
+        crate::trust::Verdict::Untrusted { reason } => Err(reason),
+    }
 }
 
 /// What happened to one WAL file (`Failed(problem, is_conflict)`).
@@ -528,6 +574,7 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
         snapshots_held_back: plan.held_back.clone(),
         packs_present: plan.packs_present,
         damage: plan.damage.clone(),
+        ignored: plan.ignored.clone(),
         ..CopyReport::default()
     };
     let total_bytes: u64 = plan.packs.iter().map(|(_, s)| s).sum::<u64>() + wal.iter().flat_map(|w| &w.names).map(|(_, s)| s).sum::<u64>();
@@ -567,37 +614,41 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     };
     let backend = dst.backend().as_ref();
 
-    // 1. Packs, verified, in parallel.
-    let catalog = src.catalog_key();
+    // 1. Packs, verified (name, signature, signer, domain), in parallel.
     let results = parallel(&plan.packs, opts.threads, &opts.cancel, |(id, _)| {
         let name = id.to_hex();
+        let object = ObjectKind::Pack.path(&name);
+        let domain = plan.pack_domains.get(id).copied().unwrap_or(Domain::LEGACY);
         let bytes = match read_verified(src, ObjectKind::Pack, &name)? {
             Ok(b) => b,
             Err(p) => return Ok(PackResult::Damaged(*id, p)),
         };
-        let blobs = match pack::directory_of(&bytes, catalog) {
+        if let Err(why) = pack_belongs(src, &bytes, &name, &domain) {
+            return Ok(PackResult::Damaged(*id, problem(&object, format!("not copied: {why}"))));
+        }
+        let blobs = match src.domain_keys(&domain).map_err(|e| e.to_string()).and_then(|k| pack::directory_of(&bytes, &k.catalog_key).map_err(|e| e.to_string())) {
             Ok(d) => d,
-            Err(e) => return Ok(PackResult::Damaged(*id, problem(ObjectKind::Pack.path(&name), format!("not copied: directory unreadable: {e}")))),
+            Err(e) => return Ok(PackResult::Damaged(*id, problem(&object, format!("not copied: directory unreadable: {e}")))),
         };
         let indexed = IndexedPack { id: *id, length: bytes.len() as u64, blobs };
         let wrote = create_once(backend, ObjectKind::Pack, &name, &bytes)?;
         progress.advance(bytes.len() as u64, 1);
-        Ok(if wrote { PackResult::Written(indexed) } else { PackResult::Present(indexed) })
+        Ok(if wrote { PackResult::Written(domain, indexed) } else { PackResult::Present(domain, indexed) })
     })?;
-    let mut to_index: Vec<IndexedPack> = std::mem::take(&mut plan.adopted);
+    let mut to_index: Vec<(Domain, IndexedPack)> = std::mem::take(&mut plan.adopted);
     let mut bad_packs: HashSet<Id> = HashSet::new();
     for r in results {
         match r {
-            PackResult::Written(p) => {
+            PackResult::Written(d, p) => {
                 report.packs_written.push(p.id);
                 report.pack_bytes += p.length;
                 report.objects_copied += 1;
                 report.bytes_copied += p.length;
-                to_index.push(p);
+                to_index.push((d, p));
             }
-            PackResult::Present(p) => {
+            PackResult::Present(d, p) => {
                 report.packs_present += 1;
-                to_index.push(p);
+                to_index.push((d, p));
             }
             PackResult::Damaged(id, p) => {
                 bad_packs.insert(id);
@@ -607,11 +658,16 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     }
     report.packs_written.sort();
 
-    // 2. Index files for them (durable packs only), under the same catalog
-    // key: the destination is the same repository.
-    for chunk in to_index.chunks(INDEX_FLUSH_PACKS) {
+    // 2. Index files for them (durable packs only), per domain, signed by
+    // the administrator: the destination is the same repository.
+    let (signer, _) = dst.signer()?;
+    let mut by_domain: BTreeMap<Domain, Vec<IndexedPack>> = BTreeMap::new();
+    for (d, p) in to_index {
+        by_domain.entry(d).or_default().push(p);
+    }
+    for (domain, chunk) in by_domain.iter().flat_map(|(d, v)| v.chunks(INDEX_FLUSH_PACKS).map(move |c| (d, c))) {
         let file = IndexFile { supersedes: Vec::new(), packs: chunk.to_vec() };
-        let sealed = file.seal(dst.catalog_key());
+        let sealed = file.seal(domain, &dst.domain_keys(domain)?.catalog_key, &signer, &dst.id());
         let id = Id::of_object(&sealed);
         if create_once(backend, ObjectKind::Index, &id.to_hex(), &sealed)? {
             report.objects_copied += 1;
@@ -627,17 +683,19 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
         let mut memo = HashMap::new();
         let mut keep = Vec::new();
         for s in snapshots {
+            let empty = MasterIndex::new(s.domain);
+            let src_dom = plan.src_index.get(&s.domain).unwrap_or(&empty);
             let ok = match src.snapshot_body(&s.id) {
                 Ok(body) => subtree_ok(
                     src,
-                    &plan.src_index,
+                    src_dom,
                     body.tree,
                     &mut memo,
                     &mut |id| {
-                        if plan.on_destination(id) {
+                        if plan.on_destination(&s.domain, id) {
                             return Ok(());
                         }
-                        match plan.src_index.get(id) {
+                        match src_dom.get(id) {
                             Some(loc) if bad_packs.contains(&loc.pack) => Err(format!("in damaged {}", ObjectKind::Pack.path(&loc.pack.to_hex()))),
                             _ => Ok(()),
                         }
@@ -660,7 +718,6 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     // its name is not a hash of its bytes.
     let mut wal_failed: BTreeSet<String> = BTreeSet::new();
     let recovery = src.recovery("copying WAL")?;
-    let secrets = &src.secrets().write;
     for batch in wal {
         report.wal_present += batch.present;
         report.objects_skipped += batch.present;
@@ -676,7 +733,12 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
                 Err(e) => return Err(e.into()),
             };
             let file = name.rsplit_once('/').map_or(name.as_str(), |(_, f)| f);
-            let header = match reprise_format::wal::open(&bytes, &secrets.catalog_key, &secrets.id_key, recovery) {
+            let file = file.split_once('@').map_or(file, |(f, _)| f);
+            let keys = match wal_domain(src, name, &bytes) {
+                Ok(d) => src.domain_keys(&d)?,
+                Err(why) => return Ok(WalResult::Failed(problem(object, format!("not copied: {why}")), false)),
+            };
+            let header = match reprise_format::wal::open(&bytes, &keys.catalog_key, &keys.id_key, recovery) {
                 Ok((h, _)) if h.name == file => h,
                 Ok((h, _)) => return Ok(WalResult::Failed(problem(object, format!("not copied: it holds {}", h.name)), false)),
                 Err(e) => return Ok(WalResult::Failed(problem(object, format!("not copied: {e}")), false)),
@@ -690,7 +752,7 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
                     // Written meanwhile (another copy, an archiver pointed at
                     // the copy): the same file is fine, another is a conflict.
                     let theirs = backend.read(ObjectKind::Wal, name)?;
-                    match reprise_format::wal::open_header(&theirs, &secrets.catalog_key) {
+                    match reprise_format::wal::open_header(&theirs, &keys.catalog_key) {
                         Ok(h) if h.hash == header.hash && h.size == header.size => Ok(WalResult::Present),
                         _ => Ok(WalResult::Failed(problem(object, "the destination holds a different file under this name: left as it is; find out which is right before restoring from the copy"), true)),
                     }
@@ -743,6 +805,12 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
             e => e,
         })?
     };
+
+    // The administrator's trust records (revocations, the legacy record),
+    // and a public record of every writer key the destination does not
+    // know that signed what is copied: before the snapshots, so that none
+    // is ever there without what makes it believable.
+    copy_trust(src, &dst, &snapshots, &mut report)?;
 
     // 4. Holds of the snapshots the destination has or is about to have,
     // before the snapshots, so that no held snapshot is ever there unheld.
@@ -800,6 +868,60 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     Ok(report)
 }
 
+/// The domain of a source WAL object the source trusts, or why it is not
+/// copied.
+fn wal_domain(src: &Repository, name: &str, bytes: &[u8]) -> std::result::Result<Domain, String> {
+    let domain = reprise_format::wal::domain_of(bytes).map_err(|e| e.to_string())?;
+    let signer = match domain {
+        Some(_) => Some(reprise_format::sign::verify_object(reprise_format::sign::ObjectType::Wal, &src.id(), bytes).map_err(|e| e.to_string())?.0),
+        None => None,
+    };
+    match src.trust().judge(ObjectKind::Wal, name, signer.as_ref(), domain) {
+        crate::trust::Verdict::Trusted { domain, .. } => Ok(domain),
+        crate::trust::Verdict::Untrusted { reason } => Err(reason),
+    }
+}
+
+/// Copies the trust records the destination lacks, and gives every writer
+/// key that signed a snapshot being copied a public record there if the
+/// destination knows it neither as a key nor as a revoked key.
+fn copy_trust(src: &Repository, dst: &Repository, snapshots: &[SnapshotInfo], report: &mut CopyReport) -> Result<()> {
+    let have: HashSet<String> = dst.backend().list(ObjectKind::Trust)?.into_iter().map(|o| o.name).collect();
+    for o in src.backend().list(ObjectKind::Trust)? {
+        if have.contains(&o.name) {
+            continue;
+        }
+        match read_verified(src, ObjectKind::Trust, &o.name)? {
+            Ok(bytes) => {
+                if create_once(dst.backend().as_ref(), ObjectKind::Trust, &o.name, &bytes)? {
+                    report.objects_copied += 1;
+                    report.bytes_copied += bytes.len() as u64;
+                }
+            }
+            Err(p) => report.damage.push(p),
+        }
+    }
+    let signers: BTreeSet<KeyId> = snapshots.iter().filter_map(|s| s.writer.key_id.as_deref().and_then(|k| k.parse().ok())).collect();
+    let dst_keys = dst.keys()?;
+    let known: HashSet<String> = dst_keys.iter().filter_map(|k| k.key_id.clone()).collect();
+    let src_files = crate::trust::read_key_files(src.backend().as_ref())?;
+    for key in signers {
+        if known.contains(&key.to_hex()) || dst.trust().writer(&key).is_some_and(|w| w.revoked.is_some()) {
+            continue;
+        }
+        let Some(file) = src_files.iter().find(|f| f.file.key_id() == Some(key)) else { continue };
+        let mut record = file.file.public_record();
+        record.endorse(&dst.admin_key("copying")?, &dst.id()).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let bytes = record.to_bytes();
+        if create_once(dst.backend().as_ref(), ObjectKind::Key, &Id::of_object(&bytes).to_hex(), &bytes)? {
+            report.keys_copied += 1;
+            report.objects_copied += 1;
+            report.bytes_copied += bytes.len() as u64;
+        }
+    }
+    Ok(())
+}
+
 /// What `execute` would do, without writing anything: the same objects,
 /// counted the same way (keys and config of a new destination, index
 /// files, holds of the snapshots it will have).
@@ -808,7 +930,15 @@ pub fn dry_run(src: &Repository, dst: &Destination, plan: &CopyPlan, wal: &[WalB
     let wal_bytes: u64 = wal.iter().flat_map(|w| &w.names).map(|(_, s)| s).sum();
     let wal_copied: usize = wal.iter().map(|w| w.names.len()).sum();
     let wal_present: usize = wal.iter().map(|w| w.present).sum();
-    let index_files = (plan.packs.len() + plan.adopted.len()).div_ceil(INDEX_FLUSH_PACKS);
+    // One index file per domain and per INDEX_FLUSH_PACKS packs, as `execute` writes them.
+    let mut per_domain: BTreeMap<Domain, usize> = BTreeMap::new();
+    for (p, _) in &plan.packs {
+        *per_domain.entry(plan.pack_domains.get(p).copied().unwrap_or(Domain::LEGACY)).or_default() += 1;
+    }
+    for (d, _) in &plan.adopted {
+        *per_domain.entry(*d).or_default() += 1;
+    }
+    let index_files: usize = per_domain.values().map(|n| n.div_ceil(INDEX_FLUSH_PACKS)).sum();
     let (keys, config) = match dst {
         Destination::Empty(_) => (src.backend().list(ObjectKind::Key)?.len(), 1),
         Destination::Mirror(_) => (0, 0),
@@ -838,6 +968,7 @@ pub fn dry_run(src: &Repository, dst: &Destination, plan: &CopyPlan, wal: &[WalB
         bytes_copied: pack_bytes + wal_bytes,
         objects_skipped: plan.snapshots_present + plan.packs_present + wal_present,
         damage: plan.damage.clone(),
+        ignored: plan.ignored.clone(),
         conflicts: wal.iter().flat_map(|w| w.conflicts.iter().cloned()).collect(),
         ..CopyReport::default()
     })

@@ -94,6 +94,18 @@ pub enum Error {
 
     #[error("interrupted: nothing was acknowledged that is not safely stored; run the command again")]
     Interrupted,
+
+    /// An object whose signer may not have written it (docs/FORMAT.md 2.5).
+    #[error("{object} is ignored: {reason}; `reprise check` lists everything ignored and who wrote it")]
+    Untrusted { object: String, reason: String },
+
+    /// A version 1 repository: readable, not writable until upgraded.
+    #[error("this repository was written by an earlier version of reprise (format 1, unsigned writers): a full-access key must run `reprise key upgrade` before anything is written to it")]
+    NeedsUpgrade,
+
+    /// A version 1 write-only key: it holds no signing key.
+    #[error("this write-only key predates writer signatures (format 1) and cannot sign what it writes: ask the administrator for a new one (`reprise key add --write-only`)")]
+    LegacyKey,
 }
 
 impl Error {
@@ -101,10 +113,10 @@ impl Error {
     pub fn category(&self) -> Category {
         match self {
             Error::NotARepository { .. } | Error::SnapshotNotFound(_) | Error::PathNotInSnapshot { .. } | Error::NotFound(_) => Category::NotFound,
-            Error::RepositoryExists { .. } | Error::LocationNotEmpty { .. } | Error::AmbiguousSnapshot(_) | Error::InvalidArgument(_) => Category::Usage,
+            Error::RepositoryExists { .. } | Error::LocationNotEmpty { .. } | Error::AmbiguousSnapshot(_) | Error::InvalidArgument(_) | Error::NeedsUpgrade => Category::Usage,
             Error::WrongPassphrase { .. } => Category::Authentication,
-            Error::WriteOnly { .. } => Category::Permission,
-            Error::Damaged { .. } | Error::LatestDamaged { .. } => Category::Damaged,
+            Error::WriteOnly { .. } | Error::LegacyKey => Category::Permission,
+            Error::Damaged { .. } | Error::LatestDamaged { .. } | Error::Untrusted { .. } => Category::Damaged,
             Error::Source { source, .. } | Error::Target { source, .. } => io_category(source),
             Error::Backend(e) => match e.kind {
                 ErrorKind::NotFound => Category::NotFound,

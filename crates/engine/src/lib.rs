@@ -22,9 +22,13 @@ pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;
+pub mod revoke;
 pub mod source;
 pub mod stats;
+pub mod trust;
+pub mod upgrade;
 pub mod walk;
+pub mod walobj;
 
 pub use error::{Category, Error, Result, remedy};
 pub use index::MasterIndex;

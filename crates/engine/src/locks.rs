@@ -39,12 +39,13 @@
 //! Object Lock, a container without version-level immutability, Azurite),
 //! the job is skipped and the report says so in one line.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::Timestamp;
 use reprise_backends::{Lock, LockMode, ObjectKind, ObjectLock};
 use reprise_format::Id;
 use reprise_format::index::IndexedPack;
+use reprise_format::keys::Domain;
 use reprise_format::tree::NodeKind;
 
 use crate::error::{Error, Result};
@@ -99,7 +100,11 @@ pub fn lock_date(label: Timestamp) -> Timestamp {
 /// date first, so the smallest index wins.
 #[must_use]
 pub fn requirement_of(pack: &IndexedPack, needs: &hashbrown::HashMap<Id, u32>, table: &[Requirement]) -> Option<Requirement> {
-    pack.blobs.iter().filter_map(|b| needs.get(&b.id)).min().map(|&i| table[i as usize])
+    need_of(pack, needs).map(|i| table[i as usize])
+}
+
+fn need_of(pack: &IndexedPack, needs: &hashbrown::HashMap<Id, u32>) -> Option<u32> {
+    pack.blobs.iter().filter_map(|b| needs.get(&b.id)).min().copied()
 }
 
 /// What to set on a pack whose lock is `current` so that it holds `need`:
@@ -121,12 +126,13 @@ pub fn decide(current: Option<&ObjectLock>, need: Requirement) -> Option<(LockMo
 /// those a mark condemns, `index` an index of the tree packs, `modes` the
 /// lock mode of each component that asks for COMPLIANCE (others:
 /// GOVERNANCE).
+#[allow(clippy::implicit_hasher, reason = "prune's own maps are passed, never a caller's")]
 pub fn extend(
     repo: &Repository,
-    packs: &hashbrown::HashMap<Id, IndexedPack>,
+    packs: &hashbrown::HashMap<(Domain, Id), IndexedPack>,
     stored: &HashMap<Id, u64>,
     condemned: &HashSet<Id>,
-    index: &MasterIndex,
+    trees: &BTreeMap<Domain, MasterIndex>,
     modes: &HashMap<String, LockMode>,
     dry_run: bool,
 ) -> Result<LockReport> {
@@ -146,7 +152,7 @@ pub fn extend(
     // first, so that it sets the mode of a pack with no lock.
     let now = Timestamp::now();
     let (snapshots, _) = repo.snapshots()?;
-    let mut table: Vec<(Requirement, Id)> = Vec::new();
+    let mut table: Vec<(Requirement, Id, Domain)> = Vec::new();
     for s in &snapshots {
         let Some(until) = retention::retain_until(&s.header.labels) else { continue };
         if until == Timestamp::MAX {
@@ -155,7 +161,7 @@ pub fn extend(
             continue;
         }
         if until > now {
-            table.push((Requirement { until, mode: modes.get(&s.header.component).copied().unwrap_or(LockMode::Governance) }, s.id));
+            table.push((Requirement { until, mode: modes.get(&s.header.component).copied().unwrap_or(LockMode::Governance) }, s.id, s.domain));
         }
     }
     table.sort_by(|a, b| b.0.until.cmp(&a.0.until).then_with(|| (b.0.mode == LockMode::Compliance).cmp(&(a.0.mode == LockMode::Compliance))));
@@ -165,12 +171,13 @@ pub fn extend(
     }
 
     let mut needs: hashbrown::HashMap<Id, u32> = hashbrown::HashMap::new();
-    for (i, (_, id)) in table.iter().enumerate() {
+    for (i, (_, id, domain)) in table.iter().enumerate() {
         let i = u32::try_from(i).map_err(|_| Error::InvalidArgument("more than 4 billion retained snapshots".into()))?;
         let root = repo.snapshot_body(id)?.tree;
         if needs.try_insert(root, i).is_err() {
             continue;
         }
+        let Some(index) = trees.get(domain) else { continue };
         walk::walk(repo, index, &root, &mut |_, node| {
             for c in &node.content {
                 needs.entry(*c).or_insert(i);
@@ -185,12 +192,21 @@ pub fn extend(
             Ok(Visit::Descend)
         })?;
     }
-    let table: Vec<Requirement> = table.into_iter().map(|(r, _)| r).collect();
+    let table: Vec<Requirement> = table.into_iter().map(|(r, ..)| r).collect();
 
-    let mut ids: Vec<&Id> = packs.keys().filter(|id| stored.contains_key(id) && !condemned.contains(id)).collect();
-    ids.sort();
-    for id in ids {
-        let Some(need) = requirement_of(&packs[id], &needs, &table) else { continue };
+    // A pack claimed in several domains needs the longest of their dates.
+    let mut per_pack: BTreeMap<Id, u32> = BTreeMap::new();
+    for ((_, id), p) in packs {
+        if !stored.contains_key(id) || condemned.contains(id) {
+            continue;
+        }
+        if let Some(i) = need_of(p, &needs) {
+            let e = per_pack.entry(*id).or_insert(i);
+            *e = (*e).min(i);
+        }
+    }
+    for (id, i) in per_pack {
+        let need = table[i as usize];
         let name = id.to_hex();
         report.packs_checked += 1;
         let current = match backend.object_lock(ObjectKind::Pack, &name) {

@@ -17,8 +17,11 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
 use reprise_backends::ObjectKind;
+use reprise_format::crypto::SymmetricKey;
 use reprise_format::index::{IndexFile, IndexedPack};
+use reprise_format::keys::Domain;
 use reprise_format::pack::{PackWriter, compress};
+use reprise_format::sign::SigningKey;
 use reprise_format::{BlobKind, Id};
 
 use crate::error::{Error, Result};
@@ -31,6 +34,7 @@ pub const INDEX_FLUSH_PACKS: usize = 64;
 struct FinishedPack {
     id: Id,
     bytes: Vec<u8>,
+    domain: Domain,
     pack: IndexedPack,
 }
 
@@ -44,7 +48,7 @@ pub struct Uploads {
 
 #[derive(Default)]
 struct UploadState {
-    pending: Mutex<Vec<IndexedPack>>,
+    pending: Mutex<Vec<(Domain, IndexedPack)>>,
     index_files: Mutex<Vec<Id>>,
     error: Mutex<Option<Error>>,
     failed: AtomicBool,
@@ -123,12 +127,12 @@ impl Uploads {
                         state.written.lock().push(fp.id);
                         let batch = {
                             let mut pending = state.pending.lock();
-                            pending.push(fp.pack);
+                            pending.push((fp.domain, fp.pack));
                             if pending.len() >= INDEX_FLUSH_PACKS { Some(std::mem::take(&mut *pending)) } else { None }
                         };
                         if let Some(batch) = batch {
                             match write_index(&repo, batch) {
-                                Ok(id) => state.index_files.lock().push(id),
+                                Ok(ids) => state.index_files.lock().extend(ids),
                                 Err(e) => state.fail(e),
                             }
                         }
@@ -146,7 +150,7 @@ impl Uploads {
 
     /// Records packs that need an index entry without uploading anything
     /// (packs adopted from an interrupted backup).
-    pub fn record_adopted(&self, packs: Vec<IndexedPack>) {
+    pub fn record_adopted(&self, packs: Vec<(Domain, IndexedPack)>) {
         self.state.pending.lock().extend(packs);
     }
 
@@ -163,8 +167,8 @@ impl Uploads {
         }
         let rest = std::mem::take(&mut *self.state.pending.lock());
         if !rest.is_empty() {
-            let id = write_index(&self.repo, rest)?;
-            self.state.index_files.lock().push(id);
+            let ids = write_index(&self.repo, rest)?;
+            self.state.index_files.lock().extend(ids);
         }
         Ok(Uploaded {
             index_files: std::mem::take(&mut *self.state.index_files.lock()),
@@ -189,32 +193,55 @@ impl Uploads {
     }
 }
 
-fn write_index(repo: &Repository, packs: Vec<IndexedPack>) -> Result<Id> {
-    let file = IndexFile { supersedes: Vec::new(), packs };
-    repo.save_object(ObjectKind::Index, &file.seal(repo.catalog_key()))
+/// Writes one signed index file per domain among `packs` (a writer's are
+/// all in its own domain; a repack's may span several).
+fn write_index(repo: &Repository, packs: Vec<(Domain, IndexedPack)>) -> Result<Vec<Id>> {
+    let (signer, _) = repo.signer()?;
+    let mut by_domain: std::collections::BTreeMap<Domain, Vec<IndexedPack>> = std::collections::BTreeMap::new();
+    for (d, p) in packs {
+        by_domain.entry(d).or_default().push(p);
+    }
+    let mut ids = Vec::new();
+    for (domain, packs) in by_domain {
+        let keys = repo.domain_keys(&domain)?;
+        let file = IndexFile { supersedes: Vec::new(), packs };
+        ids.push(repo.save_object(ObjectKind::Index, &file.seal(&domain, &keys.catalog_key, &signer, &repo.id()))?);
+    }
+    Ok(ids)
 }
 
-/// One worker's pack under construction.
+/// One worker's pack under construction, in one domain.
 pub struct BlobPacker {
     repo: Arc<Repository>,
     kind: BlobKind,
     target: usize,
     level: i32,
+    domain: Domain,
+    catalog_key: SymmetricKey,
+    signer: SigningKey,
     writer: Option<PackWriter>,
     sink: PackSink,
 }
 
 impl BlobPacker {
-    #[must_use]
-    pub fn new(repo: Arc<Repository>, kind: BlobKind, sink: PackSink, level: i32) -> BlobPacker {
+    /// A packer for the repository key's own domain.
+    pub fn new(repo: Arc<Repository>, kind: BlobKind, sink: PackSink, level: i32) -> Result<BlobPacker> {
+        let domain = repo.home_domain();
+        Self::in_domain(repo, domain, kind, sink, level)
+    }
+
+    /// A packer for `domain` (the administrator repacking a writer's blobs).
+    pub fn in_domain(repo: Arc<Repository>, domain: Domain, kind: BlobKind, sink: PackSink, level: i32) -> Result<BlobPacker> {
+        let (signer, _) = repo.signer()?;
+        let catalog_key = repo.domain_keys(&domain)?.catalog_key.clone();
         let target = repo.config().pack_size as usize;
-        BlobPacker { repo, kind, target, level, writer: None, sink }
+        Ok(BlobPacker { repo, kind, target, level, domain, catalog_key, signer, writer: None, sink })
     }
 
     /// Compresses, encrypts and appends a blob the caller has claimed as new.
     pub fn add(&mut self, id: Id, raw: &[u8]) -> Result<()> {
         let (compression, payload) = compress(raw, self.level);
-        let writer = self.writer.get_or_insert_with(|| PackWriter::new(&self.repo.secrets().write.recovery_public, self.target));
+        let writer = self.writer.get_or_insert_with(|| PackWriter::new(&self.repo.secrets().recovery_public, self.target));
         writer.add(self.kind, id, raw.len() as u32, compression, &payload);
         if writer.len() >= self.target {
             self.flush()?;
@@ -226,7 +253,7 @@ impl BlobPacker {
     /// `Repository::open_blob_stored`): repacking moves blobs without
     /// compressing them again.
     pub fn add_stored(&mut self, id: Id, raw_length: u32, compression: u8, payload: &[u8]) -> Result<()> {
-        let writer = self.writer.get_or_insert_with(|| PackWriter::new(&self.repo.secrets().write.recovery_public, self.target));
+        let writer = self.writer.get_or_insert_with(|| PackWriter::new(&self.repo.secrets().recovery_public, self.target));
         writer.add(self.kind, id, raw_length, compression, payload);
         if writer.len() >= self.target {
             self.flush()?;
@@ -234,17 +261,17 @@ impl BlobPacker {
         Ok(())
     }
 
-    /// Seals and hands over the current pack, if any.
+    /// Seals, signs and hands over the current pack, if any.
     pub fn flush(&mut self) -> Result<()> {
         let Some(writer) = self.writer.take() else { return Ok(()) };
         if writer.is_empty() {
             return Ok(());
         }
-        let (id, bytes, blobs) = writer.finish(&self.repo.secrets().write.catalog_key);
+        let (id, bytes, blobs) = writer.finish(&self.domain, &self.catalog_key, &self.signer, &self.repo.id());
         let pack = IndexedPack { id, length: bytes.len() as u64, blobs };
         // On failure the real cause stays in the shared state, where
         // `Uploads::take_error` finds it.
-        if self.sink.tx.send(FinishedPack { id, bytes, pack }).is_err() || self.sink.failed() {
+        if self.sink.tx.send(FinishedPack { id, bytes, domain: self.domain, pack }).is_err() || self.sink.failed() {
             return Err(Error::Interrupted);
         }
         Ok(())

@@ -26,19 +26,20 @@
 //! All of them need a full-access key (and, on object storage, credentials
 //! allowed to delete).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use reprise_backends::{Backend, ErrorKind, ObjectKind};
 use reprise_format::config::RepositoryConfig;
 use reprise_format::index::{IndexFile, IndexedPack};
-use reprise_format::keys::{KeyFile, Secrets};
+use reprise_format::keys::{Domain, KeyFile, Secrets};
 use reprise_format::{FormatError, Id};
 
 use crate::check::Problem;
 use crate::error::{Error, Result};
-use crate::index::{read_directory, read_index_files};
+use crate::index::Scan;
 use crate::packer::INDEX_FLUSH_PACKS;
+use crate::prune::MarkRead;
 use crate::repository::Repository;
 
 /// What `repair_index` found and did.
@@ -58,58 +59,51 @@ pub struct IndexRepair {
 }
 
 /// Rebuilds the index from the packs' directories and removes the index
-/// files that cannot be read (see the module documentation).
+/// files that cannot be read (see the module documentation). Every
+/// domain's packs are indexed in that domain, in index files the
+/// administrator signs; packs nobody may have written stay unindexed (and
+/// `check` reports them).
 pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<IndexRepair> {
     repo.require_full("repairing the index (it removes damaged index files)")?;
+    let admin = repo.admin_key("repairing the index (it removes damaged index files)")?;
+    if repo.trust().needs_upgrade() {
+        // A format 1 repository is written to only after the upgrade (which
+        // indexes the packs a damaged index file named, too).
+        return Err(Error::NeedsUpgrade);
+    }
     let mut report = IndexRepair { dry_run, ..IndexRepair::default() };
     // Condemned packs stay out, as in any writer: the sweep may be
     // deleting them now.
-    let condemned: HashSet<Id> = crate::prune::read_marks(repo)?.into_iter().flat_map(|m| m.mark.packs).collect();
-    let mut indexed: HashSet<Id> = HashSet::new();
-    let mut damaged: Vec<String> = Vec::new();
-    for (name, r) in read_index_files(repo)? {
-        match r {
-            Ok(file) => indexed.extend(file.packs.iter().map(|p| p.id)),
-            // Superseded by a prune since it was listed.
-            Err(Error::Backend(e)) if e.kind == ErrorKind::NotFound => {}
-            Err(e @ Error::Damaged { .. }) => {
-                report.damaged_index_files.push(Problem { object: ObjectKind::Index.path(&name), message: e.to_string() });
-                damaged.push(name);
-            }
-            // Storage trouble is not damage: nothing is removed on it.
-            Err(e) => return Err(e),
-        }
-    }
-    let mut to_index: Vec<IndexedPack> = Vec::new();
-    for obj in repo.backend().list(ObjectKind::Pack)? {
-        let Ok(id) = obj.name.parse::<Id>() else { continue };
-        if indexed.contains(&id) {
-            continue;
-        }
-        if condemned.contains(&id) {
+    let condemned: HashSet<Id> = crate::prune::read_marks(repo)?.marks.into_iter().flat_map(|m| m.mark.packs).collect();
+    // Every domain at once: only trusted index files' claims count, so the
+    // packs a damaged file named come back as unindexed, read from their
+    // own (signed) directories.
+    let scan = Scan::run(repo, None)?;
+    let damaged: Vec<String> = scan.damaged.iter().map(|(object, _)| object.rsplit('/').next().unwrap_or_default().to_owned()).collect();
+    report.damaged_index_files = scan.damaged.into_iter().map(|(object, message)| Problem { object, message }).collect();
+    report.unreadable_packs = scan.unreadable_packs.into_iter().map(|(object, message)| Problem { object, message }).collect();
+    let mut to_index: BTreeMap<Domain, Vec<IndexedPack>> = BTreeMap::new();
+    for (domain, pack) in scan.adopted {
+        if condemned.contains(&pack.id) {
             report.condemned_packs_left += 1;
             continue;
         }
-        match read_directory(repo, &id, obj.size) {
-            Ok(blobs) => to_index.push(IndexedPack { id, length: obj.size, blobs }),
-            Err(Error::Backend(e)) if e.kind == ErrorKind::NotFound => {}
-            Err(e @ Error::Damaged { .. }) => report.unreadable_packs.push(Problem { object: ObjectKind::Pack.path(&obj.name), message: e.to_string() }),
-            Err(e) => return Err(e),
-        }
-    }
-    report.packs_indexed = to_index.len();
-    if dry_run {
-        report.index_files_written = to_index.chunks(INDEX_FLUSH_PACKS).map(|c| Id::of_object(&IndexFile { supersedes: Vec::new(), packs: c.to_vec() }.seal(repo.catalog_key()))).collect();
-        return Ok(report);
+        report.packs_indexed += 1;
+        to_index.entry(domain).or_default().push(pack);
     }
     // New index files first: once `save_object` returns they are durable,
     // and only then do the damaged ones go.
-    for chunk in to_index.chunks(INDEX_FLUSH_PACKS) {
-        let file = IndexFile { supersedes: Vec::new(), packs: chunk.to_vec() };
-        report.index_files_written.push(repo.save_object(ObjectKind::Index, &file.seal(repo.catalog_key()))?);
+    for (domain, packs) in &to_index {
+        let keys = repo.domain_keys(domain)?;
+        for chunk in packs.chunks(INDEX_FLUSH_PACKS) {
+            let sealed = IndexFile { supersedes: Vec::new(), packs: chunk.to_vec() }.seal(domain, &keys.catalog_key, &admin, &repo.id());
+            report.index_files_written.push(if dry_run { Id::of_object(&sealed) } else { repo.save_object(ObjectKind::Index, &sealed)? });
+        }
     }
-    for name in &damaged {
-        remove(repo.backend().as_ref(), ObjectKind::Index, name)?;
+    if !dry_run {
+        for name in &damaged {
+            remove(repo.backend().as_ref(), ObjectKind::Index, name)?;
+        }
     }
     Ok(report)
 }
@@ -123,27 +117,24 @@ pub struct MarkRepair {
     pub damaged_marks: Vec<Problem>,
 }
 
-/// Removes the prune marks that cannot be read (see the module documentation).
+/// Removes the prune marks that cannot be read, and those nobody who may
+/// condemn packs wrote (they count for nothing; `check` reports them)
+/// (see the module documentation).
 pub fn repair_marks(repo: &Repository, dry_run: bool) -> Result<MarkRepair> {
     repo.require_full("repairing prune marks (it removes damaged marks)")?;
     let mut report = MarkRepair { dry_run, ..MarkRepair::default() };
     for obj in repo.backend().list(ObjectKind::PruneMark)? {
         report.marks += 1;
         let object = ObjectKind::PruneMark.path(&obj.name);
-        let readable = match obj.name.parse::<Id>() {
-            Err(e) => Err(e),
-            Ok(id) => match repo.read_object(ObjectKind::PruneMark, &id) {
-                Ok(bytes) => reprise_format::mark::open(&bytes, repo.catalog_key()).map(|_| ()),
-                Err(Error::Backend(e)) if e.kind == ErrorKind::NotFound => continue,
-                Err(Error::Damaged { source, .. }) => Err(source),
-                Err(e) => return Err(e),
-            },
+        let problem = match crate::prune::read_mark(repo, &obj.name) {
+            Ok(MarkRead::Counted(_) | MarkRead::Gone) => continue,
+            Ok(MarkRead::Ignored(why)) => why,
+            Err(Error::Damaged { source, .. }) => source.to_string(),
+            Err(e) => return Err(e),
         };
-        if let Err(e) = readable {
-            report.damaged_marks.push(Problem { object, message: e.to_string() });
-            if !dry_run {
-                remove(repo.backend().as_ref(), ObjectKind::PruneMark, &obj.name)?;
-            }
+        report.damaged_marks.push(Problem { object, message: problem });
+        if !dry_run {
+            remove(repo.backend().as_ref(), ObjectKind::PruneMark, &obj.name)?;
         }
     }
     Ok(report)
@@ -212,10 +203,10 @@ pub fn repair_config(backend: &Arc<dyn Backend>, key: Key<'_>, from: Option<&Arc
         Key::Secrets(s) => s,
         Key::Passphrase(p) => open_any_key(backend.as_ref(), p)?,
     };
-    if secrets.recovery.is_none() {
+    if secrets.recovery().is_none() {
         return Err(Error::WriteOnly { operation: "repairing the config (it replaces an object)" });
     }
-    let id = secrets.write.repository_id;
+    let id = secrets.repository_id;
     let current = match backend.read(ObjectKind::Config, "") {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind == ErrorKind::NotFound => None,
@@ -246,7 +237,7 @@ pub fn repair_config(backend: &Arc<dyn Backend>, key: Key<'_>, from: Option<&Arc
         }
         (c, format!("the copy at {}", copy.location()), Vec::new())
     } else {
-        let (c, defaults) = rebuild(id, current.as_deref());
+        let (c, defaults) = rebuild(id, current.as_deref(), newest_key_version(backend.as_ref())?);
         (c, "the key (repository ID) and what the damaged config still says".to_owned(), defaults)
     };
     if !dry_run {
@@ -262,14 +253,25 @@ pub fn repair_config(backend: &Arc<dyn Backend>, key: Key<'_>, from: Option<&Arc
 }
 
 /// The config for repository `id`, keeping what the damaged text still
-/// says validly (chunker parameters, pack size, creation time), else the
-/// defaults (named in the second value). Restores need none of these:
-/// they only steer how new backups cut and pack data.
-fn rebuild(id: Id, damaged: Option<&[u8]>) -> (RepositoryConfig, Vec<String>) {
+/// says validly (format version, chunker parameters, pack size, creation
+/// time), else the defaults (named in the second value). Restores need
+/// none of the parameters: they only steer how new backups cut and pack
+/// data. The version matters: a format 1 repository not upgraded yet
+/// trusts its unsigned objects only while its config says version 1, so
+/// without a readable version it is taken from the key files (format 1
+/// keys only: version 1).
+fn rebuild(id: Id, damaged: Option<&[u8]>, key_version: u32) -> (RepositoryConfig, Vec<String>) {
     let text = damaged.map(String::from_utf8_lossy).unwrap_or_default();
     let old = |name: &str| field_value(&text, name);
     let mut config = RepositoryConfig::new(id, reprise_format::chunker::ChunkerParams::default());
     let mut defaults = Vec::new();
+    match old("version").as_ref().and_then(serde_json::Value::as_u64).and_then(|v| u32::try_from(v).ok()).filter(|v| (1..=config.version).contains(v)) {
+        Some(v) => config.version = v,
+        None => {
+            config.version = key_version.clamp(1, config.version);
+            defaults.push(format!("version (set to {}, from the key files)", config.version));
+        }
+    }
     match old("chunker").and_then(|v| serde_json::from_value::<reprise_format::chunker::ChunkerParams>(v).ok()).filter(|c| c.validate().is_ok()) {
         Some(c) => config.chunker = c,
         None => defaults.push("chunker (new backups may deduplicate less against older ones)".to_owned()),
@@ -292,6 +294,20 @@ fn field_value(text: &str, name: &str) -> Option<serde_json::Value> {
     let after = &text[text.find(&key)? + key.len()..];
     let value = after.trim_start().strip_prefix(':')?;
     serde_json::Deserializer::from_str(value).into_iter::<serde_json::Value>().next()?.ok()
+}
+
+/// The highest format version of the intact key files (1 when none parses).
+fn newest_key_version(backend: &dyn Backend) -> Result<u32> {
+    let mut newest = 1;
+    for k in backend.list(ObjectKind::Key)? {
+        let Ok(bytes) = backend.read(ObjectKind::Key, &k.name) else { continue };
+        if Id::of_object(&bytes).to_hex() == k.name
+            && let Ok(file) = KeyFile::from_bytes(&bytes)
+        {
+            newest = newest.max(file.version());
+        }
+    }
+    Ok(newest)
 }
 
 /// The secrets of the first intact key file that opens with `passphrase`

@@ -21,12 +21,18 @@ pub struct RepositoryStats {
     pub ratio: f64,
 }
 
+/// Statistics of every domain this key reads (a writer: its own).
 pub fn repository_stats(repo: &Repository) -> Result<RepositoryStats> {
-    let (index, _) = MasterIndex::load(repo)?;
+    let indexes = if repo.recovery("").is_ok() {
+        MasterIndex::load_all(repo)?.0.into_values().collect()
+    } else {
+        vec![MasterIndex::load(repo, &repo.home_domain())?.0]
+    };
     let (snapshots, _) = repo.snapshots()?;
-    let mut s = RepositoryStats { snapshots: snapshots.len(), packs: index.pack_count(), ..RepositoryStats::default() };
-    s.stored_bytes = index.packs().map(|(_, len)| len).sum();
-    for loc in index.blobs() {
+    let packs: std::collections::HashMap<reprise_format::Id, u64> = indexes.iter().flat_map(MasterIndex::packs).collect();
+    let mut s = RepositoryStats { snapshots: snapshots.len(), packs: packs.len(), ..RepositoryStats::default() };
+    s.stored_bytes = packs.values().sum();
+    for loc in indexes.iter().flat_map(MasterIndex::blobs) {
         match loc.entry.kind {
             BlobKind::Data => s.data_blobs += 1,
             BlobKind::Tree => s.tree_blobs += 1,

@@ -6,7 +6,7 @@ use crate::chunker::ChunkerParams;
 use crate::{FormatError, Id};
 
 pub const CONFIG_FORMAT: &str = "reprise-repository";
-pub const CONFIG_VERSION: u32 = 1;
+pub const CONFIG_VERSION: u32 = 2;
 
 /// Default target size of a pack before it is sealed and uploaded. A backup
 /// holds about one pack per worker and per uploader in memory, so this

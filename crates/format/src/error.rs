@@ -22,6 +22,9 @@ pub enum FormatError {
     /// The structure decoded but violates the format's rules.
     #[error("malformed: {0}")]
     Malformed(String),
+    /// A signature does not verify: the object was altered, or forged.
+    #[error("the signature of this {0} does not verify: it was altered or forged")]
+    BadSignature(&'static str),
     /// A passphrase-protected key could not be opened with the passphrase given.
     #[error("wrong passphrase")]
     WrongPassphrase,

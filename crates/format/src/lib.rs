@@ -25,10 +25,13 @@ pub mod hold;
 pub mod id;
 pub mod index;
 pub mod keys;
+pub mod ledger;
 pub mod mark;
 pub mod pack;
+pub mod sign;
 pub mod snapshot;
 pub mod tree;
+pub mod trust;
 pub mod wal;
 
 pub use error::FormatError;

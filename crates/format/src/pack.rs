@@ -1,31 +1,46 @@
-//! Packs: the objects that hold blobs.
+//! Packs: the objects that hold blobs (docs/FORMAT.md 6).
 //!
 //! ```text
 //! offset        size  content
-//! 0             8     magic "RPRSPAK1"
+//! 0             8     magic "RPRSPAK2"
 //! 8             80    pack key sealed to the recovery public key (HPKE: enc 32 || ct 32 || tag 16)
 //! 88            ...   blobs, each AES-256-GCM(pack key, nonce = 0u32 || offset u64 LE,
 //!                     aad = kind || blob id) of (compression byte || payload), tag appended
-//! ...           D     directory: nonce 12 || AES-256-GCM(catalog key, aad "reprise pack directory v1") || tag
-//! len-12        4     D, u32 LE
-//! len-8         8     magic "RPRSPAK1"
+//! ...           D     directory: nonce 12 || AES-256-GCM(domain catalog key, aad "reprise pack directory v2") || tag
+//! len-140       4     D, u32 LE
+//! len-136       32    domain
+//! len-104       8     magic "RPRSPAK2"
+//! len-96        96    signer || Ed25519 signature (crate::sign)
 //! ```
 //!
 //! Each pack has its own random data key, sealed so that only the recovery
 //! secret opens it: the writer forgets it once the pack is uploaded. The
-//! directory is under the catalog key instead, so any writer can rebuild
-//! index entries for a pack whose index file was never written (a backup
-//! killed between the two uploads) without being able to read its content.
+//! directory is under the domain's catalog key instead, so its writer can
+//! rebuild index entries for a pack whose index file was never written (a
+//! backup killed between the two uploads) without being able to read its
+//! content. The domain and the signer are in clear at the end: a reader
+//! finds out from two small range reads whose pack it is, before deciding
+//! to fetch it whole and check the signature.
+//!
+//! Version 1 packs (`RPRSPAK1`, legacy domain) end with
+//! `directory (legacy catalog key, aad "reprise pack directory v1") || D || magic`.
 
 use crate::crypto::{NONCE_LEN, RecoveryPublicKey, RecoverySecretKey, SymmetricKey, TAG_LEN};
+use crate::keys::DomainId;
+use crate::sign::{KeyId, ObjectType, SIGNATURE_BLOCK_LEN, SigningKey};
 use crate::{BlobKind, FormatError, Id, crypto::IdKey};
 
-pub const PACK_MAGIC: &[u8; 8] = b"RPRSPAK1";
+pub const PACK_MAGIC: &[u8; 8] = b"RPRSPAK2";
+pub const PACK_MAGIC_V1: &[u8; 8] = b"RPRSPAK1";
 pub const SEALED_KEY_LEN: usize = crate::crypto::ENC_LEN + 32 + TAG_LEN;
 pub const HEADER_LEN: usize = PACK_MAGIC.len() + SEALED_KEY_LEN;
-pub const TRAILER_LEN: usize = 4 + PACK_MAGIC.len();
+/// What follows a version 1 pack's directory.
+pub const TRAILER_LEN_V1: usize = 4 + PACK_MAGIC.len();
+/// What follows a version 2 pack's directory: D, domain, magic, signature block.
+pub const TRAILER_LEN: usize = 4 + 32 + PACK_MAGIC.len() + SIGNATURE_BLOCK_LEN;
 pub const PACK_KEY_INFO: &[u8] = b"reprise pack key v1";
-const DIRECTORY_AAD: &[u8] = b"reprise pack directory v1";
+const DIRECTORY_AAD_V1: &[u8] = b"reprise pack directory v1";
+const DIRECTORY_AAD: &[u8] = b"reprise pack directory v2";
 pub const DIRECTORY_ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
 /// Overhead added to each blob's payload: compression byte and GCM tag.
 pub const BLOB_OVERHEAD: usize = 1 + TAG_LEN;
@@ -75,12 +90,11 @@ thread_local! {
 pub fn zstd_compress(raw: &[u8], level: i32) -> Vec<u8> {
     COMPRESSORS.with(|c| {
         let mut c = c.borrow_mut();
-        let i = match c.iter().position(|(l, _)| *l == level) {
-            Some(i) => i,
-            None => {
-                c.push((level, zstd::bulk::Compressor::new(level).expect("zstd context")));
-                c.len() - 1
-            }
+        let i = if let Some(i) = c.iter().position(|(l, _)| *l == level) {
+            i
+        } else {
+            c.push((level, zstd::bulk::Compressor::new(level).expect("zstd context")));
+            c.len() - 1
         };
         c[i].1.compress(raw).expect("zstd compresses in memory")
     })
@@ -176,14 +190,32 @@ impl PackWriter {
         entry
     }
 
-    /// Seals the directory and returns the pack's bytes, its name and entries.
+    /// Seals the directory under `domain`'s catalog key, signs the pack
+    /// and returns its bytes, its name and entries.
     #[must_use]
-    pub fn finish(mut self, catalog_key: &SymmetricKey) -> (Id, Vec<u8>, Vec<PackEntry>) {
+    pub fn finish(mut self, domain: &DomainId, catalog_key: &SymmetricKey, signer: &SigningKey, repository: &Id) -> (Id, Vec<u8>, Vec<PackEntry>) {
         let dir = encode_directory(&self.entries);
         let sealed = catalog_key.seal_with_random_nonce(DIRECTORY_AAD, &dir);
         self.buf.extend_from_slice(&sealed);
         self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&domain.0);
         self.buf.extend_from_slice(PACK_MAGIC);
+        signer.seal_object(ObjectType::Pack, repository, &mut self.buf);
+        let id = Id::of_object(&self.buf);
+        (id, std::mem::take(&mut self.buf), std::mem::take(&mut self.entries))
+    }
+
+    /// A version 1 pack (no domain, no signature), for tests of the legacy
+    /// path only.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn finish_v1(mut self, catalog_key: &SymmetricKey) -> (Id, Vec<u8>, Vec<PackEntry>) {
+        self.buf[..8].copy_from_slice(PACK_MAGIC_V1);
+        let dir = encode_directory(&self.entries);
+        let sealed = catalog_key.seal_with_random_nonce(DIRECTORY_AAD_V1, &dir);
+        self.buf.extend_from_slice(&sealed);
+        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(PACK_MAGIC_V1);
         let id = Id::of_object(&self.buf);
         (id, std::mem::take(&mut self.buf), std::mem::take(&mut self.entries))
     }
@@ -222,22 +254,54 @@ pub(crate) fn decode_entry(b: &[u8]) -> Result<PackEntry, FormatError> {
     Ok(e)
 }
 
-/// From the last [`TRAILER_LEN`] bytes of a pack, the length of its sealed
-/// directory (which sits just before the trailer).
-pub fn directory_len(trailer: &[u8]) -> Result<usize, FormatError> {
-    if trailer.len() != TRAILER_LEN {
-        return Err(FormatError::truncated("pack trailer"));
+/// What the end of a pack says: its version, directory length, and for
+/// version 2 its domain and signer (not yet verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackTail {
+    pub directory_len: usize,
+    /// Bytes after the directory.
+    pub trailer_len: usize,
+    /// `None` for a version 1 (legacy) pack.
+    pub domain: Option<DomainId>,
+    pub signer: Option<KeyId>,
+}
+
+impl PackTail {
+    /// How many bytes from the end of a pack of `size` bytes to read for
+    /// [`PackTail::parse`].
+    #[must_use]
+    pub fn read_len(size: u64) -> u64 {
+        size.min(TRAILER_LEN as u64)
     }
-    if &trailer[4..] != PACK_MAGIC {
-        return Err(FormatError::BadMagic { expected: "pack" });
+
+    /// Parses the last [`PackTail::read_len`] bytes of a pack.
+    pub fn parse(tail: &[u8]) -> Result<PackTail, FormatError> {
+        let n = tail.len();
+        if n >= TRAILER_LEN_V1 && &tail[n - 8..] == PACK_MAGIC_V1 {
+            let d = u32::from_le_bytes(tail[n - 12..n - 8].try_into().expect("4 bytes")) as usize;
+            return Ok(PackTail { directory_len: d, trailer_len: TRAILER_LEN_V1, domain: None, signer: None });
+        }
+        if n < TRAILER_LEN {
+            return Err(FormatError::truncated("pack trailer"));
+        }
+        let t = &tail[n - TRAILER_LEN..];
+        if &t[36..44] != PACK_MAGIC {
+            return Err(FormatError::BadMagic { expected: "pack" });
+        }
+        Ok(PackTail {
+            directory_len: u32::from_le_bytes(t[..4].try_into().expect("4 bytes")) as usize,
+            trailer_len: TRAILER_LEN,
+            domain: Some(DomainId::from_slice(&t[4..36])?),
+            signer: Some(KeyId::from_slice(&t[44..76])?),
+        })
     }
-    Ok(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize)
 }
 
 /// Decodes a pack's sealed directory, checking every entry lies within the
 /// blob area of a pack of `pack_len` bytes.
-pub fn decode_directory(sealed: &[u8], catalog_key: &SymmetricKey, pack_len: u64) -> Result<Vec<PackEntry>, FormatError> {
-    let plain = catalog_key.open_with_nonce_prefix(DIRECTORY_AAD, sealed, "pack directory")?;
+pub fn decode_directory(sealed: &[u8], catalog_key: &SymmetricKey, pack_len: u64, tail: &PackTail) -> Result<Vec<PackEntry>, FormatError> {
+    let aad = if tail.domain.is_some() { DIRECTORY_AAD } else { DIRECTORY_AAD_V1 };
+    let plain = catalog_key.open_with_nonce_prefix(aad, sealed, "pack directory")?;
     if plain.len() < 4 {
         return Err(FormatError::truncated("pack directory"));
     }
@@ -246,7 +310,7 @@ pub fn decode_directory(sealed: &[u8], catalog_key: &SymmetricKey, pack_len: u64
     if body.len() != count.checked_mul(DIRECTORY_ENTRY_LEN).ok_or_else(|| FormatError::truncated("pack directory"))? {
         return Err(FormatError::Malformed(format!("pack directory declares {count} entries in {} bytes", body.len())));
     }
-    let blob_end = pack_len.saturating_sub((sealed.len() + TRAILER_LEN) as u64);
+    let blob_end = pack_len.saturating_sub((sealed.len() + tail.trailer_len) as u64);
     body.chunks_exact(DIRECTORY_ENTRY_LEN)
         .map(|b| {
             let e = decode_entry(b)?;
@@ -258,22 +322,40 @@ pub fn decode_directory(sealed: &[u8], catalog_key: &SymmetricKey, pack_len: u64
         .collect()
 }
 
-/// Whole-pack decoding: header check and directory, for `check --read-data`
-/// and for adopting unindexed packs.
-pub fn directory_of(pack: &[u8], catalog_key: &SymmetricKey) -> Result<Vec<PackEntry>, FormatError> {
-    if pack.len() < HEADER_LEN + TRAILER_LEN {
+/// A whole pack's tail, checked against its header magic.
+pub fn tail_of(pack: &[u8]) -> Result<PackTail, FormatError> {
+    if pack.len() < HEADER_LEN + TRAILER_LEN_V1 {
         return Err(FormatError::truncated(format!("pack of {} bytes", pack.len())));
     }
-    if &pack[..8] != PACK_MAGIC {
+    let tail = PackTail::parse(&pack[pack.len() - PackTail::read_len(pack.len() as u64) as usize..])?;
+    let magic = if tail.domain.is_some() { PACK_MAGIC } else { PACK_MAGIC_V1 };
+    if &pack[..8] != magic {
         return Err(FormatError::BadMagic { expected: "pack" });
     }
-    let dlen = directory_len(&pack[pack.len() - TRAILER_LEN..])?;
+    Ok(tail)
+}
+
+/// Checks a whole version 2 pack's signature; returns its domain and signer.
+pub fn verify(pack: &[u8], repository: &Id) -> Result<(DomainId, KeyId), FormatError> {
+    let tail = tail_of(pack)?;
+    let Some(domain) = tail.domain else {
+        return Err(FormatError::Malformed("a version 1 pack carries no signature".into()));
+    };
+    let (signer, _) = crate::sign::verify_object(ObjectType::Pack, repository, pack)?;
+    Ok((domain, signer))
+}
+
+/// Whole-pack decoding: header check and directory, for `check --read-data`
+/// and for adopting unindexed packs. Does not check the signature
+/// ([`verify`] does).
+pub fn directory_of(pack: &[u8], catalog_key: &SymmetricKey) -> Result<Vec<PackEntry>, FormatError> {
+    let tail = tail_of(pack)?;
     let start = pack
         .len()
-        .checked_sub(TRAILER_LEN + dlen)
+        .checked_sub(tail.trailer_len + tail.directory_len)
         .filter(|s| *s >= HEADER_LEN)
         .ok_or_else(|| FormatError::truncated("pack directory"))?;
-    decode_directory(&pack[start..pack.len() - TRAILER_LEN], catalog_key, pack.len() as u64)
+    decode_directory(&pack[start..pack.len() - tail.trailer_len], catalog_key, pack.len() as u64, &tail)
 }
 
 /// Opens a pack's data key from its first [`HEADER_LEN`] bytes.
@@ -281,7 +363,7 @@ pub fn open_pack_key(header: &[u8], recovery: &RecoverySecretKey) -> Result<Symm
     if header.len() < HEADER_LEN {
         return Err(FormatError::truncated("pack header"));
     }
-    if &header[..8] != PACK_MAGIC {
+    if &header[..8] != PACK_MAGIC && &header[..8] != PACK_MAGIC_V1 {
         return Err(FormatError::BadMagic { expected: "pack" });
     }
     let key = recovery.open(PACK_KEY_INFO, &header[8..HEADER_LEN], "pack key")?;
@@ -299,7 +381,7 @@ pub fn open_blob(pack_key: &SymmetricKey, id_key: &IdKey, entry: &PackEntry, cip
         }
         _ => decompress(entry, &buf)?,
     };
-    verify(id_key, entry, &plain)?;
+    verify_blob(id_key, entry, &plain)?;
     Ok(plain)
 }
 
@@ -309,8 +391,8 @@ pub fn open_blob(pack_key: &SymmetricKey, id_key: &IdKey, entry: &PackEntry, cip
 pub fn open_blob_stored(pack_key: &SymmetricKey, id_key: &IdKey, entry: &PackEntry, ciphertext: &[u8]) -> Result<(u8, Vec<u8>), FormatError> {
     let mut buf = decrypt_blob(pack_key, entry, ciphertext)?;
     match buf.first() {
-        Some(&STORED) => verify(id_key, entry, &buf[1..])?,
-        _ => verify(id_key, entry, &decompress(entry, &buf)?)?,
+        Some(&STORED) => verify_blob(id_key, entry, &buf[1..])?,
+        _ => verify_blob(id_key, entry, &decompress(entry, &buf)?)?,
     }
     let compression = buf.remove(0);
     Ok((compression, buf))
@@ -334,7 +416,7 @@ fn decompress(entry: &PackEntry, buf: &[u8]) -> Result<Vec<u8>, FormatError> {
     }
 }
 
-fn verify(id_key: &IdKey, entry: &PackEntry, plain: &[u8]) -> Result<(), FormatError> {
+fn verify_blob(id_key: &IdKey, entry: &PackEntry, plain: &[u8]) -> Result<(), FormatError> {
     if plain.len() != entry.raw_length as usize || id_key.blob_id(plain) != entry.id {
         return Err(FormatError::IdMismatch);
     }
@@ -344,38 +426,49 @@ fn verify(id_key: &IdKey, entry: &PackEntry, plain: &[u8]) -> Result<(), FormatE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::Secrets;
+    use crate::keys::{Domain, DomainId, Secrets};
     use proptest::prelude::*;
+
+    fn admin_finish(s: &Secrets, w: PackWriter) -> (Id, Vec<u8>, Vec<PackEntry>) {
+        let keys = s.domain_keys(&Domain::ADMIN).unwrap();
+        w.finish(&DomainId::ADMIN, &keys.catalog_key, &s.admin_key().unwrap(), &s.repository_id)
+    }
 
     proptest! {
         #[test]
         fn pack_round_trip(blobs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..3000), any::<bool>(), any::<bool>()), 1..20)) {
             let s = Secrets::generate(Id([3; 32]));
-            let mut w = PackWriter::new(&s.write.recovery_public, 1024);
+            let keys = s.domain_keys(&Domain::ADMIN).unwrap();
+            let mut w = PackWriter::new(&s.recovery_public, 1024);
             let mut expected = Vec::new();
             let mut stored = Vec::new();
             for (data, tree, squash) in &blobs {
                 let raw = if *squash { vec![b'a'; data.len() + 100] } else { data.clone() };
                 let kind = if *tree { BlobKind::Tree } else { BlobKind::Data };
-                let id = s.write.id_key.blob_id(&raw);
+                let id = keys.id_key.blob_id(&raw);
                 let (c, payload) = compress(&raw, 3);
                 w.add(kind, id, raw.len() as u32, c, &payload);
                 stored.push((c, payload));
                 expected.push(raw);
             }
-            let (name, bytes, entries) = w.finish(&s.write.catalog_key);
+            let (name, bytes, entries) = admin_finish(&s, w);
             prop_assert_eq!(name, Id::of_object(&bytes));
-            let dir = directory_of(&bytes, &s.write.catalog_key).unwrap();
+            let dir = directory_of(&bytes, &keys.catalog_key).unwrap();
             prop_assert_eq!(&dir, &entries);
-            let key = open_pack_key(&bytes[..HEADER_LEN], s.recovery.as_ref().unwrap()).unwrap();
+            prop_assert_eq!(verify(&bytes, &s.repository_id).unwrap(), (DomainId::ADMIN, s.admin_id().unwrap()));
+            let tail = PackTail::parse(&bytes[bytes.len() - PackTail::read_len(bytes.len() as u64) as usize..]).unwrap();
+            prop_assert_eq!(tail.signer, s.admin_id());
+            let key = open_pack_key(&bytes[..HEADER_LEN], s.recovery().unwrap()).unwrap();
             for ((e, raw), as_stored) in dir.iter().zip(&expected).zip(&stored) {
                 let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-                prop_assert_eq!(&open_blob(&key, &s.write.id_key, e, ct).unwrap(), raw);
+                prop_assert_eq!(&open_blob(&key, &keys.id_key, e, ct).unwrap(), raw);
                 // Repacking reads the blob as stored, verified the same way.
-                prop_assert_eq!(&open_blob_stored(&key, &s.write.id_key, e, ct).unwrap(), as_stored);
+                prop_assert_eq!(&open_blob_stored(&key, &keys.id_key, e, ct).unwrap(), as_stored);
                 let mut wrong = *e;
                 wrong.id = Id([9; 32]);
-                prop_assert!(open_blob_stored(&key, &s.write.id_key, &wrong, ct).is_err());
+                prop_assert!(open_blob_stored(&key, &keys.id_key, &wrong, ct).is_err());
+                // Another domain's id key does not take the blob for its own.
+                prop_assert!(open_blob(&key, &s.domain_keys(&DomainId::LEGACY).unwrap().id_key, e, ct).is_err());
             }
         }
     }
@@ -383,19 +476,38 @@ mod tests {
     #[test]
     fn flipped_blob_byte_is_detected_and_write_only_cannot_open() {
         let s = Secrets::generate(Id([3; 32]));
-        let mut w = PackWriter::new(&s.write.recovery_public, 1024);
+        let keys = s.domain_keys(&Domain::ADMIN).unwrap();
+        let mut w = PackWriter::new(&s.recovery_public, 1024);
         let raw = b"consent form of patient 42".to_vec();
-        let id = s.write.id_key.blob_id(&raw);
+        let id = keys.id_key.blob_id(&raw);
         w.add(BlobKind::Data, id, raw.len() as u32, STORED, &raw);
-        let (_, mut bytes, entries) = w.finish(&s.write.catalog_key);
+        let (_, mut bytes, entries) = admin_finish(&s, w);
         let (other, _) = RecoverySecretKey::generate();
         assert!(open_pack_key(&bytes[..HEADER_LEN], &other).is_err());
-        let key = open_pack_key(&bytes[..HEADER_LEN], s.recovery.as_ref().unwrap()).unwrap();
+        let key = open_pack_key(&bytes[..HEADER_LEN], s.recovery().unwrap()).unwrap();
         let e = entries[0];
         bytes[e.offset as usize + 3] ^= 0x40;
+        assert!(verify(&bytes, &s.repository_id).is_err(), "a flipped byte breaks the signature");
         let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-        assert!(matches!(open_blob(&key, &s.write.id_key, &e, ct), Err(FormatError::Authentication(_))));
+        assert!(matches!(open_blob(&key, &keys.id_key, &e, ct), Err(FormatError::Authentication(_))));
         assert!(!bytes.windows(raw.len()).any(|w| w == raw.as_slice()), "plaintext visible in pack");
+    }
+
+    #[test]
+    fn a_version_1_pack_is_still_read() {
+        let s = Secrets::generate(Id([3; 32]));
+        let legacy = s.domain_keys(&DomainId::LEGACY).unwrap();
+        let mut w = PackWriter::new(&s.recovery_public, 1024);
+        let raw = vec![7u8; 5000];
+        w.add(BlobKind::Data, legacy.id_key.blob_id(&raw), raw.len() as u32, STORED, &raw);
+        let (_, bytes, entries) = w.finish_v1(&legacy.catalog_key);
+        let tail = tail_of(&bytes).unwrap();
+        assert_eq!((tail.domain, tail.signer, tail.trailer_len), (None, None, TRAILER_LEN_V1));
+        assert_eq!(directory_of(&bytes, &legacy.catalog_key).unwrap(), entries);
+        assert!(verify(&bytes, &s.repository_id).is_err());
+        let key = open_pack_key(&bytes[..HEADER_LEN], s.recovery().unwrap()).unwrap();
+        let e = entries[0];
+        assert_eq!(open_blob(&key, &legacy.id_key, &e, &bytes[e.offset as usize..(e.offset + e.length) as usize]).unwrap(), raw);
     }
 
     #[test]

@@ -1,25 +1,32 @@
-//! Snapshots: one object per backup.
+//! Snapshots: one object per backup (docs/FORMAT.md 9).
 //!
 //! ```text
-//! "RPRSSNP1" || u32 LE H || header (H bytes: nonce || AES-256-GCM(catalog key) || tag)
-//!            || body (HPKE sealed to the recovery public key, to the end)
+//! "RPRSSNP2" || domain (32) || u32 LE H || header (H bytes: nonce || AES-256-GCM(domain catalog key) || tag)
+//!            || body (HPKE sealed to the recovery public key) || signer || signature
 //! ```
 //!
-//! The *header* (catalog key) holds what monitoring and retention need and
-//! what a write-only host may see: time, host, component, tags, sizes. The
-//! *body* (recovery key) holds the root tree and the source paths, which can
-//! name patients.
+//! The *header* (the domain's catalog key) holds what monitoring and
+//! retention need and what the writer may see again: time, host,
+//! component, tags, sizes. The *body* (recovery key) holds the root tree
+//! and the source paths, which can name patients. The domain says which
+//! index (and which id key) the snapshot's blobs are looked up in.
+//!
+//! Version 1 (legacy domain): `"RPRSSNP1" || u32 H || header || body`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{RecoveryPublicKey, RecoverySecretKey, SymmetricKey};
+use crate::keys::DomainId;
+use crate::sign::{ObjectType, SigningKey};
 use crate::{FormatError, Id};
 
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RPRSSNP1";
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RPRSSNP2";
+pub const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"RPRSSNP1";
 pub const SNAPSHOT_VERSION: u32 = 1;
-const HEADER_AAD: &[u8] = b"reprise snapshot header v1";
+const HEADER_AAD: &[u8] = b"reprise snapshot header v2";
+const HEADER_AAD_V1: &[u8] = b"reprise snapshot header v1";
 pub const BODY_INFO: &[u8] = b"reprise snapshot body v1";
 
 /// Totals measured while taking the snapshot.
@@ -77,37 +84,75 @@ pub struct SnapshotBody {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Seals a snapshot into its stored form.
+/// Seals a snapshot into its stored form, in `domain`, signed.
 #[must_use]
-pub fn seal(header: &SnapshotHeader, body: &SnapshotBody, catalog_key: &SymmetricKey, recovery_public: &RecoveryPublicKey) -> Vec<u8> {
+pub fn seal(header: &SnapshotHeader, body: &SnapshotBody, domain: &DomainId, catalog_key: &SymmetricKey, recovery_public: &RecoveryPublicKey, signer: &SigningKey, repository: &Id) -> Vec<u8> {
     let mut h = Vec::new();
     ciborium::into_writer(header, &mut h).expect("CBOR encodes in memory");
     let mut b = Vec::new();
     ciborium::into_writer(body, &mut b).expect("CBOR encodes in memory");
     let sealed_header = catalog_key.seal_with_random_nonce(HEADER_AAD, &h);
     let sealed_body = recovery_public.seal(BODY_INFO, &b);
-    let mut out = Vec::with_capacity(12 + sealed_header.len() + sealed_body.len());
+    let mut out = Vec::with_capacity(44 + sealed_header.len() + sealed_body.len() + crate::sign::SIGNATURE_BLOCK_LEN);
     out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&domain.0);
     out.extend_from_slice(&(sealed_header.len() as u32).to_le_bytes());
     out.extend_from_slice(&sealed_header);
     out.extend_from_slice(&sealed_body);
+    signer.seal_object(ObjectType::Snapshot, repository, &mut out);
     out
 }
 
-fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), FormatError> {
-    if bytes.len() < 12 || &bytes[..8] != SNAPSHOT_MAGIC {
-        return Err(FormatError::BadMagic { expected: "snapshot" });
-    }
-    let h = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-    if bytes.len() < 12 + h {
+/// A version 1 snapshot, for tests of the legacy path only.
+#[doc(hidden)]
+#[must_use]
+pub fn seal_v1(header: &SnapshotHeader, body: &SnapshotBody, catalog_key: &SymmetricKey, recovery_public: &RecoveryPublicKey) -> Vec<u8> {
+    let mut h = Vec::new();
+    ciborium::into_writer(header, &mut h).expect("CBOR encodes in memory");
+    let mut b = Vec::new();
+    ciborium::into_writer(body, &mut b).expect("CBOR encodes in memory");
+    let sealed_header = catalog_key.seal_with_random_nonce(HEADER_AAD_V1, &h);
+    let mut out = SNAPSHOT_MAGIC_V1.to_vec();
+    out.extend_from_slice(&(sealed_header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sealed_header);
+    out.extend_from_slice(&recovery_public.seal(BODY_INFO, &b));
+    out
+}
+
+/// A snapshot's parts: domain (`None`: version 1), sealed header, body.
+struct Parts<'a> {
+    domain: Option<DomainId>,
+    header: &'a [u8],
+    body: &'a [u8],
+}
+
+fn split(bytes: &[u8]) -> Result<Parts<'_>, FormatError> {
+    let (domain, rest) = match bytes.get(..8) {
+        Some(m) if m == SNAPSHOT_MAGIC_V1 => (None, &bytes[8..]),
+        Some(m) if m == SNAPSHOT_MAGIC && bytes.len() >= 40 => {
+            (Some(DomainId::from_slice(&bytes[8..40])?), crate::sign::strip(bytes)?.get(40..).ok_or_else(|| FormatError::truncated("snapshot"))?)
+        }
+        _ => return Err(FormatError::BadMagic { expected: "snapshot" }),
+    };
+    if rest.len() < 4 {
         return Err(FormatError::truncated("snapshot header"));
     }
-    Ok((&bytes[12..12 + h], &bytes[12 + h..]))
+    let h = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    if rest.len() < 4 + h {
+        return Err(FormatError::truncated("snapshot header"));
+    }
+    Ok(Parts { domain, header: &rest[4..4 + h], body: &rest[4 + h..] })
+}
+
+/// The domain a snapshot names (`None`: a version 1, legacy snapshot).
+pub fn domain_of(bytes: &[u8]) -> Result<Option<DomainId>, FormatError> {
+    Ok(split(bytes)?.domain)
 }
 
 pub fn open_header(bytes: &[u8], catalog_key: &SymmetricKey) -> Result<SnapshotHeader, FormatError> {
-    let (h, _) = split(bytes)?;
-    let plain = catalog_key.open_with_nonce_prefix(HEADER_AAD, h, "snapshot header")?;
+    let parts = split(bytes)?;
+    let aad = if parts.domain.is_some() { HEADER_AAD } else { HEADER_AAD_V1 };
+    let plain = catalog_key.open_with_nonce_prefix(aad, parts.header, "snapshot header")?;
     let header: SnapshotHeader =
         ciborium::from_reader(plain.as_slice()).map_err(|e| FormatError::Malformed(format!("snapshot header: {e}")))?;
     if header.version > SNAPSHOT_VERSION {
@@ -117,15 +162,14 @@ pub fn open_header(bytes: &[u8], catalog_key: &SymmetricKey) -> Result<SnapshotH
 }
 
 pub fn open_body(bytes: &[u8], recovery: &RecoverySecretKey) -> Result<SnapshotBody, FormatError> {
-    let (_, b) = split(bytes)?;
-    let plain = recovery.open(BODY_INFO, b, "snapshot body")?;
+    let plain = recovery.open(BODY_INFO, split(bytes)?.body, "snapshot body")?;
     ciborium::from_reader(plain.as_slice()).map_err(|e| FormatError::Malformed(format!("snapshot body: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::Secrets;
+    use crate::keys::{Domain, DomainId, Secrets};
     use proptest::prelude::*;
 
     proptest! {
@@ -138,9 +182,20 @@ mod tests {
                 summary: Summary { files, ..Summary::default() }, parent: Some(Id([1; 32])), labels: BTreeMap::from([("a".into(), "b".into())]),
             };
             let body = SnapshotBody { tree: Id([2; 32]), paths: paths.into_iter().map(serde_bytes::ByteBuf::from).collect(), excludes: vec!["*.tmp".into()], user: "u".into(), errors: vec![], labels: BTreeMap::new() };
-            let bytes = seal(&header, &body, &s.write.catalog_key, &s.write.recovery_public);
-            prop_assert_eq!(open_header(&bytes, &s.write.catalog_key).unwrap(), header);
-            prop_assert_eq!(open_body(&bytes, s.recovery.as_ref().unwrap()).unwrap(), body);
+            let w = s.new_writer().unwrap();
+            let (signer, domain) = w.signer().unwrap();
+            let keys = w.domain_keys(&domain).unwrap();
+            let bytes = seal(&header, &body, &domain, &keys.catalog_key, &w.recovery_public, &signer, &s.repository_id);
+            prop_assert_eq!(domain_of(&bytes).unwrap(), Some(domain));
+            prop_assert_eq!(crate::sign::verify_object(ObjectType::Snapshot, &s.repository_id, &bytes).unwrap().0, signer.key_id());
+            prop_assert_eq!(open_header(&bytes, &keys.catalog_key).unwrap(), header.clone());
+            prop_assert!(open_header(&bytes, &s.domain_keys(&Domain::ADMIN).unwrap().catalog_key).is_err());
+            prop_assert_eq!(open_body(&bytes, s.recovery().unwrap()).unwrap(), body.clone());
+            let legacy = s.domain_keys(&DomainId::LEGACY).unwrap();
+            let v1 = seal_v1(&header, &body, &legacy.catalog_key, &s.recovery_public);
+            prop_assert_eq!(domain_of(&v1).unwrap(), None);
+            prop_assert_eq!(open_header(&v1, &legacy.catalog_key).unwrap(), header);
+            prop_assert_eq!(open_body(&v1, s.recovery().unwrap()).unwrap(), body);
         }
     }
 }

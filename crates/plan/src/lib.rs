@@ -59,6 +59,25 @@ pub enum PasswordSource {
     /// A key file instead of a passphrase: a write credential (hosts that
     /// only add backups, e.g. WAL archiving) or a recovery key.
     KeyFile(PathBuf),
+    /// The first line of a program's output (a secrets manager's CLI):
+    /// the argument vector, run without a shell.
+    Command(Vec<String>),
+}
+
+/// Where a repository's storage credentials come from (S3 keys, an Azure
+/// account key or SAS token): the plan names the place, never the value.
+/// Without one, the process environment (`AWS_ACCESS_KEY_ID`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `NAME=VALUE` lines, with the names the environment would use
+    /// (`AWS_ACCESS_KEY_ID`, ...); the file must not be readable by group
+    /// or others, as ssh requires of a private key.
+    File(PathBuf),
+    /// The environment variables of those names, each behind this prefix
+    /// (`OFFSITE_` reads `OFFSITE_AWS_ACCESS_KEY_ID`, ...).
+    EnvPrefix(String),
+    /// `NAME=VALUE` lines printed by a program (argument vector, no shell).
+    Command(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +93,8 @@ pub struct RepositoryPlan {
     /// original may be named: copies of copies are refused, so that every
     /// copy's freshness is measured against the repository backups write to.
     pub copy_of: Option<String>,
+    /// Where its storage credentials come from; `None`: the environment.
+    pub credentials: Option<CredentialSource>,
 }
 
 /// Grandfather-father-son retention, as written in the plan.
@@ -182,6 +203,9 @@ pub struct Plan {
     pub repositories: BTreeMap<String, RepositoryPlan>,
     pub components: BTreeMap<String, ComponentPlan>,
     pub cache_dir: Option<PathBuf>,
+    /// `[ledger] witness`: where ledger checkpoints are also written (a
+    /// location the writing hosts cannot rewrite; see `reprise_ledger`).
+    pub ledger_witness: Option<String>,
 }
 
 // ---- raw, spanned form ----
@@ -197,6 +221,15 @@ struct RawPlan {
     repositories: BTreeMap<String, Spanned<RawRepository>>,
     #[serde(default)]
     components: BTreeMap<String, Spanned<RawComponent>>,
+    #[serde(default)]
+    ledger: Option<RawLedger>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    #[serde(default)]
+    witness: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +260,14 @@ struct RawRepository {
     site: Option<Spanned<String>>,
     #[serde(default)]
     copy_of: Option<Spanned<String>>,
+    #[serde(default)]
+    password_command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    credentials_file: Option<Spanned<String>>,
+    #[serde(default)]
+    credentials_env_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    credentials_command: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +480,45 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// A repository's storage credential source: at most one of the three
+/// keys, each well formed.
+fn credential_source(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    file: Option<Spanned<String>>,
+    prefix: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Option<CredentialSource> {
+    let given = usize::from(file.is_some()) + usize::from(prefix.is_some()) + usize::from(command.is_some());
+    if given > 1 {
+        let at = [file.as_ref().map(|f| f.span().start), prefix.as_ref().map(|p| p.span().start), command.as_ref().map(|c| c.span().start)].into_iter().flatten().max().unwrap_or(0);
+        cx.at(at, format!("repository '{name}' sets more than one of credentials_file, credentials_env_prefix, credentials_command"), "keep only one: the storage credentials come from one place");
+    }
+    if let Some(f) = file {
+        if f.get_ref().trim().is_empty() {
+            cx.at(f.span().start, format!("repository '{name}' has an empty credentials_file"), "give the path of a file of NAME=VALUE lines (mode 0600), or remove credentials_file");
+            return None;
+        }
+        return Some(CredentialSource::File(resolve(f.get_ref())));
+    }
+    if let Some(p) = prefix {
+        let v = p.get_ref();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            cx.at(p.span().start, format!("credentials_env_prefix '{v}' is not the start of an environment variable name"), "give a prefix such as \"OFFSITE_\" (reprise then reads OFFSITE_AWS_ACCESS_KEY_ID, ...)");
+        }
+        return Some(CredentialSource::EnvPrefix(p.into_inner()));
+    }
+    if let Some(c) = command {
+        if c.get_ref().first().is_none_or(|p| p.trim().is_empty()) {
+            cx.at(c.span().start, format!("repository '{name}' has an empty credentials_command"), "give the program and its arguments as a list, e.g. [\"/usr/local/bin/offsite-credentials\"]");
+            return None;
+        }
+        return Some(CredentialSource::Command(c.into_inner()));
+    }
+    None
+}
+
 /// Where the default plan is looked for when none is named.
 #[must_use]
 pub fn default_locations() -> Vec<PathBuf> {
@@ -474,6 +554,14 @@ impl Plan {
         if let Some(settings) = raw.settings {
             plan.cache_dir = settings.cache_dir.map(|c| resolve(c.get_ref()));
         }
+        if let Some(w) = raw.ledger.and_then(|l| l.witness) {
+            let url = w.get_ref().trim();
+            if url.is_empty() {
+                cx.at(w.span().start, "ledger.witness is empty", "give the witness location (a directory, s3://BUCKET/PREFIX or azure://ACCOUNT/CONTAINER/PREFIX), or remove the key");
+            } else {
+                plan.ledger_witness = Some(if url.contains("://") || url.starts_with("local:") { url.to_owned() } else { resolve(url).display().to_string() });
+            }
+        }
 
         // `copy_of` names other repositories: checked once all are known.
         let mut copy_links: Vec<(String, Spanned<String>)> = Vec::new();
@@ -486,7 +574,21 @@ impl Plan {
             if repo.url.get_ref().trim().is_empty() {
                 cx.at(repo.url.span().start, format!("repository '{name}' has an empty url"), "set url to a directory path, e.g. \"/var/backups/reprise\"");
             }
+            let password_command = match repo.password_command {
+                Some(c) if c.get_ref().first().is_none_or(|p| p.trim().is_empty()) => {
+                    cx.at(c.span().start, format!("repository '{name}' has an empty password_command"), "give the program and its arguments as a list, e.g. [\"vault\", \"kv\", \"get\", \"-field=passphrase\", \"secret/reprise\"]");
+                    None
+                }
+                Some(c) => {
+                    if repo.password_file.is_some() || repo.password_env.is_some() || repo.key_file.is_some() {
+                        cx.at(c.span().start, format!("repository '{name}' sets password_command and another passphrase source"), "keep only one of password_file, password_env, password_command, key_file");
+                    }
+                    Some(c.into_inner())
+                }
+                None => None,
+            };
             let password = match (repo.password_file, repo.password_env, repo.key_file) {
+                _ if password_command.is_some() => PasswordSource::Command(password_command.unwrap_or_default()),
                 (Some(f), Some(e), _) => {
                     cx.at(e.span().start, format!("repository '{name}' sets both password_file and password_env"), "keep only one of them");
                     PasswordSource::File(resolve(f.get_ref()))
@@ -517,9 +619,10 @@ impl Plan {
             if let Some(c) = &repo.copy_of {
                 copy_links.push((name.clone(), c.clone()));
             }
+            let credentials = credential_source(&mut cx, &name, repo.credentials_file, repo.credentials_env_prefix, repo.credentials_command, &resolve);
             let url = repo.url.into_inner();
             let url = if url.contains("://") || url.starts_with("local:") { url } else { resolve(&url).display().to_string() };
-            plan.repositories.insert(name.clone(), RepositoryPlan { name, url, password, site, copy_of: repo.copy_of.map(Spanned::into_inner) });
+            plan.repositories.insert(name.clone(), RepositoryPlan { name, url, password, site, copy_of: repo.copy_of.map(Spanned::into_inner), credentials });
         }
         for (name, target) in &copy_links {
             let at = target.span().start;
@@ -846,6 +949,19 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
     }
 
     #[test]
+    fn ledger_witness_is_a_url_or_a_path_beside_the_plan() {
+        let plan = Plan::parse(Path::new("/etc/reprise/p.toml"), &format!("{GOOD}\n[ledger]\nwitness = \"s3://audit/witness\"\n")).unwrap();
+        assert_eq!(plan.ledger_witness.as_deref(), Some("s3://audit/witness"));
+        let plan = Plan::parse(Path::new("/etc/reprise/p.toml"), &format!("{GOOD}\n[ledger]\nwitness = \"witness\"\n")).unwrap();
+        assert_eq!(plan.ledger_witness.as_deref(), Some("/etc/reprise/witness"));
+        assert_eq!(Plan::parse(Path::new("p.toml"), GOOD).unwrap().ledger_witness, None);
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &format!("{GOOD}\n[ledger]\nwitness = \" \"\n")) else { panic!("accepted") };
+        assert!(d[0].message.contains("ledger.witness is empty"), "{}", d[0]);
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &format!("{GOOD}\n[ledger]\nwitnes = \"x\"\n")) else { panic!("accepted") };
+        assert!(d[0].to_string().contains("`witness`"), "the unknown key names the right one: {}", d[0]);
+    }
+
+    #[test]
     fn postgres_components() {
         let text = format!(
             "{GOOD}\n[components.database]\ntype = \"postgres\"\nconnection = \"host=/var/run/postgresql user=postgres\"\ndata_directory = \"/var/lib/postgresql/15/main\"\n[components.database.objectives]\nrpo = \"1h\"\nrto = \"2h\"\npitr = \"7d\"\n"
@@ -920,5 +1036,29 @@ paths = ["/srv/docs"]
         let bad = GOOD.replace("type = \"files\"", "type = \"files\"\nrepository = \"secondary\"");
         let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &bad) else { panic!("accepted") };
         assert!(d[0].message.contains("secondary") && d[0].fix.contains("primary"), "{}", d[0]);
+    }
+
+    /// Per-repository secrets: the plan names where they come from (never
+    /// the values), one source each, and a malformed source is located.
+    #[test]
+    fn repository_secret_sources() {
+        let text = "[repositories.primary]\nurl = \"/srv/r\"\npassword_command = [\"vault\", \"read\", \"-field=p\"]\ncredentials_file = \"creds\"\n\n\
+                    [repositories.offsite]\nurl = \"s3://b/r\"\ncopy_of = \"primary\"\ncredentials_env_prefix = \"OFFSITE_\"\n\n\
+                    [repositories.third]\nurl = \"azure://a/c\"\ncredentials_command = [\"/usr/local/bin/az-sas\"]\n";
+        let plan = Plan::parse(Path::new("/etc/reprise/p.toml"), text).unwrap();
+        let r = &plan.repositories;
+        assert_eq!(r["primary"].password, PasswordSource::Command(vec!["vault".into(), "read".into(), "-field=p".into()]));
+        assert_eq!(r["primary"].credentials, Some(CredentialSource::File("/etc/reprise/creds".into())));
+        assert_eq!(r["offsite"].credentials, Some(CredentialSource::EnvPrefix("OFFSITE_".into())));
+        assert_eq!(r["third"].credentials, Some(CredentialSource::Command(vec!["/usr/local/bin/az-sas".into()])));
+        assert_eq!(r["third"].password, PasswordSource::Prompt);
+
+        let bad = "[repositories.primary]\nurl = \"/srv/r\"\npassword_env = \"P\"\npassword_command = []\ncredentials_file = \"c\"\ncredentials_env_prefix = \"A B\"\n";
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), bad) else { panic!("accepted") };
+        assert!(d.iter().any(|x| x.message.contains("empty password_command") && x.line == 4), "{d:?}");
+        assert!(d.iter().any(|x| x.message.contains("more than one of credentials_file") && x.line == 6), "{d:?}");
+        let bad = "[repositories.primary]\nurl = \"/srv/r\"\npassword_file = \"f\"\npassword_command = [\"x\"]\n";
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), bad) else { panic!("accepted") };
+        assert!(d[0].message.contains("password_command and another passphrase source") && d[0].fix.contains("keep only one"), "{d:?}");
     }
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 use reprise_engine::backends::ObjectKind;
 use reprise_engine::check::Problem;
 use reprise_engine::copy::WalBatch;
-use reprise_engine::format::wal as walfmt;
 use reprise_engine::{Repository, SnapshotInfo};
 
 use crate::error::Result;
@@ -64,9 +63,7 @@ pub fn wal_batch(src: &Repository, dst: Option<&Repository>, component: &str, co
             None => batch.names.push((name, size)),
             Some(&their_size) if their_size == size => batch.present += 1,
             Some(_) => {
-                let header = |r: &Repository| {
-                    r.backend().read(ObjectKind::Wal, &name).ok().and_then(|b| walfmt::open_header(&b, &r.secrets().write.catalog_key).ok())
-                };
+                let header = |r: &Repository| reprise_engine::walobj::read(r, &name, false, None).ok().flatten().map(|w| w.header);
                 match (header(src), dst.and_then(header)) {
                     (Some(a), Some(b)) if a.hash == b.hash && a.size == b.size => batch.present += 1,
                     _ => batch.conflicts.push(Problem {

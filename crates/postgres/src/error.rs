@@ -13,6 +13,14 @@ pub enum PgError {
     #[error("PostgreSQL: {0}")]
     Sql(String),
 
+    /// An error the server answered, with its SQLSTATE (for callers that
+    /// handle some codes).
+    #[error("PostgreSQL: {message} ({code})")]
+    Server { code: String, message: String },
+
+    #[error("WAL stream: {0}")]
+    Stream(String),
+
     #[error("the server is not in archive mode (archive_mode = {0}): set archive_mode = on and archive_command = 'reprise wal-push COMPONENT %p' (then restart), or stream WAL with `reprise wal-stream`")]
     NotArchiving(String),
 

@@ -13,7 +13,9 @@
 //!   that a monthly or yearly base backup restores years later;
 //! * **every history file** (a few bytes each; timeline paths need them).
 //!
-//! Nothing else is kept. With no base backup at all, nothing is removed: WAL
+//! Nothing else is kept, and streamed ranges of a segment that `wal-stream`
+//! has since stored whole go too (no restore reads them; a stream writing
+//! with a write-only credential cannot delete them itself). With no base backup at all, nothing is removed: WAL
 //! with nothing to replay it onto may be all there is while the first base
 //! backup runs.
 
@@ -77,14 +79,33 @@ impl KeepRule {
     /// Whether an archived file (its name within the component) is kept.
     #[must_use]
     pub fn keeps(&self, file: &str) -> bool {
+        // A copy stored beside a name another writer took goes with its name.
+        let file = base_name(file);
         let segment_name = match walname::classify(file) {
             Some(WalFile::Segment(s)) => s,
-            Some(WalFile::Partial | WalFile::BackupHistory | WalFile::StreamPartial { .. }) => file[..24].to_owned(),
+            Some(WalFile::Partial | WalFile::BackupHistory | WalFile::StreamPartial { .. } | WalFile::StreamPiece { .. }) => file[..24].to_owned(),
             // History files, and anything unrecognised: never removed here.
             Some(WalFile::History(_)) | None => return true,
         };
         let Some(s) = Segment::parse(&segment_name, walname::DEFAULT_SEGMENT_SIZE) else { return true };
         s.number >= self.continuous_from.number || self.ranges.iter().any(|&(tli, lo, hi)| s.timeline == tli && (lo..=hi).contains(&s.number))
+    }
+}
+
+/// The WAL file name a stored object stands for: `<file>@<key>` is a copy
+/// of `<file>` stored beside it (docs/FORMAT.md 10.1).
+fn base_name(object: &str) -> &str {
+    object.split_once('@').map_or(object, |(f, _)| f)
+}
+
+/// Whether `file` is a streamed piece (a byte range, or an older version's
+/// whole copy) of a segment that is stored whole: no restore reads it
+/// (FORMAT.md §10.2), so retention removes it even within what it keeps.
+#[must_use]
+pub fn superseded(file: &str, whole_segments: &std::collections::BTreeSet<&str>) -> bool {
+    match walname::classify(base_name(file)) {
+        Some(WalFile::StreamPiece { segment, .. } | WalFile::StreamPartial { segment, .. }) => whole_segments.contains(segment.as_str()),
+        _ => false,
     }
 }
 
@@ -131,8 +152,23 @@ pub fn expire(repo: &Repository, component: &str, kept: &[BaseBackupInfo], windo
     out.anchor_backup = Some(rule.anchor);
     out.anchor_stop = Some(rule.anchor_stop);
     out.note.clone_from(&rule.shortfall);
-    for (file, size) in files {
-        if rule.keeps(&file) {
+    // A segment counts as stored whole, making its ranges superfluous, only
+    // when a trusted writer stored it from this server: a segment name
+    // another writer planted must not get the genuine ranges removed.
+    if let Some(b) = kept.iter().max_by_key(|b| (b.stop_time, b.stop_lsn)) {
+        crate::wal::expect_system_identifier(b.system_identifier);
+    }
+    let named_whole: std::collections::BTreeSet<&str> = files.iter().map(|(f, _)| base_name(f)).filter(|f| matches!(walname::classify(f), Some(WalFile::Segment(_)))).collect();
+    let with_ranges: std::collections::BTreeSet<&str> = files.iter().filter(|(f, _)| superseded(f, &named_whole)).map(|(f, _)| &f[..24]).collect();
+    let mut whole = std::collections::BTreeSet::new();
+    for segment in with_ranges {
+        if crate::wal::trusted(repo, component, segment, false)?.is_some() {
+            whole.insert(segment);
+        }
+    }
+    let superseded: Vec<bool> = files.iter().map(|(f, _)| superseded(f, &whole)).collect();
+    for ((file, size), superseded) in files.into_iter().zip(superseded) {
+        if rule.keeps(&file) && !superseded {
             out.kept_files += 1;
             out.kept_bytes += size;
             continue;
@@ -178,6 +214,17 @@ mod tests {
     }
 
     #[test]
+    fn streamed_ranges_of_a_segment_stored_whole_are_superseded() {
+        let whole: std::collections::BTreeSet<&str> = ["000000010000000000000005"].into_iter().collect();
+        assert!(superseded("000000010000000000000005.stream.00000000-00002000", &whole));
+        assert!(superseded("000000010000000000000005.partial.1700000000000", &whole));
+        assert!(!superseded("000000010000000000000006.stream.00000000-00002000", &whole), "the segment still being written needs its ranges");
+        assert!(superseded("000000010000000000000005.stream.00000000-00002000@0123456789abcdef", &whole), "a range stored beside a taken name goes with its range");
+        assert!(!superseded("000000010000000000000005", &whole));
+        assert!(!superseded("000000010000000000000005.partial", &whole), "a promotion's partial segment is not a stream piece");
+    }
+
+    #[test]
     fn without_a_window_only_the_newest_and_each_backups_own_range() {
         let kept = [base(1, 1, 2, 3, "2026-11-01T00:00:00Z"), base(2, 1, 10, 10, "2026-11-10T00:00:00Z"), base(3, 1, 20, 21, "2026-11-20T00:00:00Z")];
         let rule = KeepRule::new(&kept, None, "2026-11-21T00:00:00Z".parse().unwrap()).unwrap();
@@ -187,6 +234,10 @@ mod tests {
         assert!(rule.keeps("00000002.history"), "history files stay");
         assert!(!rule.keeps(&format!("{}.partial", name(1, 5))));
         assert!(rule.keeps(&format!("{}.partial.1700000000000", name(1, 25))));
+        assert!(!rule.keeps(&format!("{}@0123456789abcdef", name(1, 5))), "a copy beside a taken name expires with its name");
+        assert!(rule.keeps(&format!("{}@0123456789abcdef", name(1, 25))));
+        assert!(rule.keeps(&format!("{}.stream.00000000-00002000", name(1, 25))));
+        assert!(!rule.keeps(&format!("{}.stream.00000000-00002000", name(1, 6))), "stream pieces go with their segment");
         assert!(!rule.keeps(&format!("{}.00000028.backup", name(1, 4))));
         assert!(rule.keeps("not-a-wal-name"), "unknown names are never removed");
     }

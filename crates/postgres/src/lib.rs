@@ -8,6 +8,8 @@
 //! * [`cluster`]: servers reprise runs itself (scratch restores, demo);
 //! * [`rows`]: recovering deleted or changed rows of one table;
 //! * [`logical`]: `pg_dump` / `pg_restore` for managed servers;
+//! * [`stream`], [`replication`]: WAL streamed into the repository,
+//!   acknowledged to the server only once stored;
 //! * [`status`]: achieved RPO and the point-in-time window;
 //! * [`copy`]: the WAL a copy to a second repository sends;
 //! * [`expire`]: WAL retention (what kept base backups and the window need).
@@ -19,6 +21,7 @@ pub mod copy;
 pub mod error;
 pub mod expire;
 pub mod logical;
+pub mod replication;
 pub mod restore;
 pub mod rows;
 pub mod status;
@@ -26,5 +29,6 @@ pub mod stream;
 pub mod tablespaces;
 pub mod wal;
 pub mod walname;
+pub mod walrecord;
 
 pub use error::{PgError, Result};

@@ -14,12 +14,20 @@
 //!    this process fills ahead of replay, wait until it reaches the target
 //!    and promotes, and measure the time taken.
 //!
-//! While a started restore replays, `restore_command` is
-//! `reprise wal-fetch --spool DIR --spool-only ...`: it only asks this
-//! process for files through the spool folder, so no key is ever written to
-//! disk for recovery.
+//! While a started restore replays, `restore_command` only asks this
+//! process for files through a spool folder, so no key is ever written to
+//! disk for recovery. Both sides of that protocol are here: the server
+//! side ([`SpoolServer`], in this process) and the client side
+//! ([`fetch_from_spool`], in the `restore_command` PostgreSQL runs). The
+//! command line of the client is the interface's business
+//! ([`PitrOptions::spool_fetch`]).
+//!
+//! The protocol, in the spool folder: the client creates `NAME.want`; the
+//! server answers with `NAME` (the file, renamed into place whole),
+//! `NAME.missing` (not archived: the end of the archive) or `NAME.error`
+//! (why it cannot be read), and removes `NAME.want`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +37,7 @@ use reprise_engine::format::Id;
 use reprise_engine::restore::{RestoreOptions, restore as restore_files};
 use reprise_engine::{CancelToken, Progress, Repository};
 
-use crate::cluster::{self, Cluster, OnDrop, PgBin, shell_quote};
+use crate::cluster::{self, Cluster, OnDrop, PgBin};
 use crate::error::{PgError, Result};
 use crate::tablespaces::{self, Placement, TablespaceMap};
 use crate::wal::{self, ArchiveView};
@@ -182,7 +190,12 @@ fn candidates(component: &str, bases: &[BaseBackupInfo], target: &Target) -> Res
 /// The WAL segments recovery from `base` to `target` will ask for, checked
 /// present in the archive. Returns them in replay order.
 pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, target: &Target) -> Result<Vec<Segment>> {
-    let view = ArchiveView::load(repo, component)?;
+    wal::expect_system_identifier(base.system_identifier);
+    let mut view = ArchiveView::load(repo, component)?;
+    // Ranges no trusted writer stored from this server are not WAL to plan on.
+    for timeline in view.timelines() {
+        view.keep_trusted_tail(repo, component, timeline)?;
+    }
     let seg = base.segment_size;
     let start = base.start_segment();
     if let Target::Immediate = target {
@@ -190,8 +203,8 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
         wal::check_chain(&view, component, &needed)?;
         return Ok(needed);
     }
-    let latest_tli = view.segments.keys().next_back().copied().unwrap_or(base.timeline).max(base.timeline);
-    let newest_on_latest = view.segments.get(&latest_tli).and_then(|s| s.iter().next_back().copied()).unwrap_or(start.number);
+    let latest_tli = view.timelines().into_iter().next_back().unwrap_or(base.timeline).max(base.timeline);
+    let newest_on_latest = view.newest_on(latest_tli).map_or(start.number, |s| s.number);
     let path = wal::required_segments(repo, component, start, latest_tli, newest_on_latest)?;
     let stop_number = base.stop_segment().number;
     let end = match target {
@@ -205,7 +218,7 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
             let (mut lo, mut hi) = (0usize, good);
             while lo < hi {
                 let mid = usize::midpoint(lo, hi);
-                let modified = wal::header(repo, component, &path[mid].name(seg))?.map(|h| h.modified);
+                let modified = wal::written(repo, component, &view, path[mid])?;
                 if modified.is_some_and(|m| m >= *t) {
                     hi = mid;
                 } else {
@@ -213,7 +226,7 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
                 }
             }
             if lo == good && good == path.len() {
-                let newest = path.last().and_then(|s| wal::header(repo, component, &s.name(seg)).ok().flatten()).map(|h| h.modified);
+                let newest = path.last().and_then(|s| wal::written(repo, component, &view, *s).ok().flatten());
                 return Err(PgError::NoBaseBackup {
                     component: component.to_owned(),
                     target: target.to_string(),
@@ -234,6 +247,18 @@ pub fn plan_wal(repo: &Repository, component: &str, base: &BaseBackupInfo, targe
     Ok(needed.to_vec())
 }
 
+/// The `restore_command` that asks this process for WAL through a spool
+/// folder (given), with `%f %p` for PostgreSQL to fill in. The program
+/// that runs the restore knows its own command line; this crate does not.
+#[derive(Clone)]
+pub struct SpoolFetch(pub Arc<dyn Fn(&Path) -> String + Send + Sync>);
+
+impl std::fmt::Debug for SpoolFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpoolFetch")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PitrOptions {
     pub component: String,
@@ -247,8 +272,9 @@ pub struct PitrOptions {
     pub tablespace_map: TablespaceMap,
     /// `restore_command` for a restore the user starts later.
     pub standalone_fetch: String,
-    /// The reprise executable (for the spool-only `restore_command`).
-    pub exe: PathBuf,
+    /// `restore_command` for a restore this process starts: asks this
+    /// process for each file through the spool (see [`SpoolServer`]).
+    pub spool_fetch: SpoolFetch,
     pub bin: Option<PathBuf>,
     pub threads: usize,
     pub cancel: CancelToken,
@@ -341,7 +367,7 @@ fn sanitize_config(data_dir: &Path) -> Result<()> {
 /// Where `base`'s tablespaces go for this restore, checked before anything
 /// is written (see `crate::tablespaces`).
 fn place_tablespaces(repo: &Repository, base: &BaseBackupInfo, opts: &PitrOptions) -> Result<Vec<Placement>> {
-    let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+    let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
     let body = repo.snapshot_body(&base.id)?;
     let stored = tablespaces::stored(repo, &index, &body.tree, &base.id)?;
     let placements = tablespaces::place(&stored, &opts.to, &opts.tablespace_map, &base.id)?;
@@ -381,7 +407,7 @@ fn restore_base(
     // Configuration kept outside the data directory comes along if the
     // data directory has none (Debian layout), made safe to start here.
     if !opts.to.join("postgresql.conf").exists() {
-        let (index, _) = reprise_engine::MasterIndex::load(repo)?;
+        let (index, _) = reprise_engine::MasterIndex::load(repo, &repo.snapshot(&base.id)?.domain)?;
         let body = repo.snapshot_body(&base.id)?;
         if let Ok(Some(_)) = reprise_engine::walk::find(repo, &index, &body.tree, b"config") {
             let mut co = RestoreOptions::new(&opts.to);
@@ -417,6 +443,35 @@ fn restore_base(
     Ok(out)
 }
 
+/// The client side of the spool protocol: asks for `file`, waits for the
+/// answer, and moves the file to `dest`. `Ok(false)`: not archived.
+pub fn fetch_from_spool(spool: &Path, file: &str, dest: &Path, timeout: Duration) -> Result<bool> {
+    let want = spool.join(format!("{file}.want"));
+    let deadline = Instant::now() + timeout;
+    let mut asked = false;
+    loop {
+        let ready = spool.join(file);
+        if ready.exists() {
+            std::fs::rename(&ready, dest).map_err(|e| PgError::Invalid(format!("cannot move {} to {}: {e}", ready.display(), dest.display())))?;
+            return Ok(true);
+        }
+        if spool.join(format!("{file}.missing")).exists() {
+            return Ok(false);
+        }
+        if let Ok(msg) = std::fs::read_to_string(spool.join(format!("{file}.error"))) {
+            return Err(PgError::Invalid(format!("{file}: {msg}")));
+        }
+        if !asked {
+            std::fs::write(&want, b"").map_err(|e| PgError::Invalid(format!("cannot ask for {file} in {}: {e}", spool.display())))?;
+            asked = true;
+        }
+        if Instant::now() > deadline {
+            return Err(PgError::Invalid(format!("{file}: the restoring process did not answer within {} minutes", timeout.as_secs() / 60)));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Removes what `dir` holds, keeping the folder itself.
 fn empty_folder(dir: &Path) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
@@ -430,8 +485,14 @@ fn empty_folder(dir: &Path) -> Result<()> {
 
 /// Fills the spool with WAL files PostgreSQL asks for (`NAME.want`) and
 /// prefetches the segments after each, so that replay does not wait.
+///
+/// A file it cannot read (damaged, unreadable) is answered with an error,
+/// which makes `wal-fetch` exit 126 and recovery stop; the errors are kept
+/// (prefetched files too: recovery may ask for one after it failed), to
+/// tell the operator which object stopped recovery.
 struct SpoolServer {
     stop: Arc<AtomicBool>,
+    failure: Arc<parking_lot::Mutex<BTreeMap<String, PgError>>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -439,6 +500,8 @@ impl SpoolServer {
     fn start(repo: Arc<Repository>, component: String, spool: PathBuf) -> SpoolServer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let failure = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
+        let first_failure = Arc::clone(&failure);
         let handle = std::thread::spawn(move || {
             let mut ahead: VecDeque<String> = VecDeque::new();
             let put = |name: &str| -> bool {
@@ -463,6 +526,7 @@ impl SpoolServer {
                     }
                     Err(e) => {
                         let _ = std::fs::write(spool.join(format!("{name}.error")), e.to_string());
+                        first_failure.lock().entry(name.to_owned()).or_insert(e);
                         false
                     }
                 }
@@ -498,7 +562,12 @@ impl SpoolServer {
                 }
             }
         });
-        SpoolServer { stop, handle: Some(handle) }
+        SpoolServer { stop, failure, handle: Some(handle) }
+    }
+
+    /// The first file (in replay order) it could not give recovery, if any.
+    fn failure(&self) -> Option<PgError> {
+        self.failure.lock().pop_first().map(|(_, e)| e)
     }
 }
 
@@ -523,6 +592,9 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     let mut written: Vec<PathBuf> = Vec::new();
     let mut attempted = false;
     for base in &list {
+        // WAL from another server under this server's names is not taken
+        // (docs/FORMAT.md 10.1).
+        wal::expect_system_identifier(base.system_identifier);
         let needed = match plan_wal(repo, &opts.component, base, &opts.target) {
             Ok(n) => n,
             Err(e) => {
@@ -597,7 +669,7 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     let spool = wal::default_spool(&opts.to);
     std::fs::create_dir_all(&spool).map_err(|e| PgError::io(&spool, e))?;
     cluster::hand_over(&spool, 0o700)?;
-    let fetch = format!("{} wal-fetch --spool {} --spool-only {} %f %p", shell_quote(&opts.exe.display().to_string()), shell_quote(&spool.display().to_string()), shell_quote(&opts.component));
+    let fetch = (opts.spool_fetch.0)(&spool);
     cluster::append_file(&opts.to.join("postgresql.auto.conf"), &recovery_lines(&opts.target, &fetch))?;
     let hba = work.join("pg_hba.conf");
     std::fs::write(&hba, "local all all trust\n").map_err(|e| PgError::io(&hba, e))?;
@@ -622,7 +694,9 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     c.start(&settings)?;
     // Ready, then out of recovery (promoted at the target, or at the end of the archive).
     let deadline = Duration::from_secs(6 * 3600);
-    c.wait_ready(deadline)?;
+    // A WAL file recovery needed could not be read: that is the cause,
+    // and it is damage, not a wrong target (also below).
+    c.wait_ready(deadline).map_err(|e| server.failure().unwrap_or(e))?;
     let mut client = None;
     loop {
         if opts.cancel.is_cancelled() {
@@ -640,6 +714,9 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
                 client = None;
                 std::thread::sleep(Duration::from_millis(100));
                 if !c.alive() {
+                    if let Some(e) = server.failure() {
+                        return Err(e);
+                    }
                     return Err(PgError::Recovery(recovery_failure(&c, &opts.target)));
                 }
             }

@@ -13,18 +13,34 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use reprise_engine::Repository;
 use reprise_engine::backends::{ErrorKind, ObjectKind};
-use reprise_engine::format::wal::{self as walfmt, WalHeader};
+use reprise_engine::format::wal::WalHeader;
+use reprise_engine::walobj;
 
 use crate::error::{PgError, Result};
-use crate::walname::{self, Segment, WalFile};
-
-/// zstd level for WAL: level 1 keeps `wal-push` ahead of a busy server.
-const WAL_ZSTD_LEVEL: i32 = 1;
+use crate::walname::{self, Lsn, Segment, WalFile};
 
 fn object_name(component: &str, file: &str) -> String {
     format!("{component}/{file}")
+}
+
+/// The system identifier of the server whose WAL is being read (from the
+/// base backup a restore starts from, or the data directory `wal-fetch`
+/// runs in): when a WAL name holds a file of another server, the copy a
+/// trusted writer stored beside it is taken instead (docs/FORMAT.md 10.1).
+/// 0: unknown.
+static SYSTEM_IDENTIFIER: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the server whose WAL this process reads (see [`SYSTEM_IDENTIFIER`]).
+pub fn expect_system_identifier(id: u64) {
+    SYSTEM_IDENTIFIER.store(id, Ordering::Relaxed);
+}
+
+fn expected_system_identifier() -> Option<u64> {
+    Some(SYSTEM_IDENTIFIER.load(Ordering::Relaxed)).filter(|&i| i != 0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -47,8 +63,22 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
         .ok()
         .and_then(|t| jiff::Timestamp::try_from(t).ok())
         .unwrap_or_else(jiff::Timestamp::now);
-    let secrets = &repo.secrets().write;
-    let hash = secrets.id_key.blob_id(&data);
+    let system_identifier = walname::long_page_header(&data).map_or(0, |h| h.system_identifier);
+    store(repo, component, name, &data, modified, system_identifier)
+}
+
+/// Seals `data` as the WAL object `name` of `component`, signed by this
+/// key in its own domain, and creates it. Every WAL object reprise writes
+/// goes through here (archived files, streamed byte ranges, segments the
+/// stream completes, history files), so they all share one encoding and
+/// one answer to a name another writer took first (docs/FORMAT.md §10).
+///
+/// The same name with the same keyed hash is success (a retry); a name
+/// another writer took is no obstacle (stored beside it, and reported); a
+/// different file of this key's own domain under the name is a loud
+/// refusal.
+pub fn store(repo: &Repository, component: &str, name: &str, data: &[u8], modified: jiff::Timestamp, system_identifier: u64) -> Result<PushOutcome> {
+    let hash = walobj::hash(repo, data)?;
     let header = WalHeader {
         version: 1,
         name: name.to_owned(),
@@ -57,29 +87,26 @@ pub fn push(repo: &Repository, component: &str, path: &Path) -> Result<PushOutco
         modified,
         pushed: jiff::Timestamp::now(),
         host: reprise_engine::repository::hostname(),
-        system_identifier: walname::long_page_header(&data).map_or(0, |h| h.system_identifier),
+        system_identifier,
     };
-    let sealed = walfmt::seal(&header, &data, WAL_ZSTD_LEVEL, &secrets.catalog_key, &secrets.recovery_public);
-    let object = object_name(component, name);
-    match repo.backend().create(ObjectKind::Wal, &object, &sealed) {
-        Ok(()) => Ok(PushOutcome::Archived),
-        Err(e) if e.kind == ErrorKind::AlreadyExists => {
-            let existing = repo.backend().read(ObjectKind::Wal, &object).map_err(reprise_engine::Error::from)?;
-            let old = walfmt::open_header(&existing, &secrets.catalog_key)
-                .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e })?;
-            if old.hash == hash && old.size == header.size {
-                Ok(PushOutcome::AlreadyArchived)
-            } else {
-                Err(PgError::WalConflict { name: name.to_owned() })
-            }
-        }
-        Err(e) => Err(reprise_engine::Error::from(e).into()),
+    // A name another writer took first does not block the genuine file:
+    // it is stored beside it (walobj::create) and the squatting reported.
+    match walobj::create(repo, &object_name(component, name), &header, data)? {
+        Ok(walobj::Created::Stored | walobj::Created::Beside { .. }) => Ok(PushOutcome::Archived),
+        Ok(walobj::Created::AlreadyThere) => Ok(PushOutcome::AlreadyArchived),
+        Err(walobj::Conflict) => Err(PgError::WalConflict { name: name.to_owned() }),
     }
 }
 
 /// Reads one archived file, or — for a segment that was still being
-/// streamed — its newest streamed copy (recovery reads it up to the last
-/// record written and ends there).
+/// streamed — the segment as far as the stream stored it (recovery reads it
+/// up to the last record and ends there).
+///
+/// A streamed segment is assembled from its byte ranges
+/// (`<segment>.stream.<FROM>-<TO>`): the bytes from offset 0 for as long as
+/// the ranges are contiguous, zeros after (PostgreSQL wants a whole segment
+/// and reads zeros as the end of the WAL). Segments streamed by older
+/// versions are whole copies (`<segment>.partial.<millis>`): the newest.
 pub fn read_or_partial(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
     if let Some(found) = read(repo, component, file)? {
         return Ok(Some(found));
@@ -87,46 +114,202 @@ pub fn read_or_partial(repo: &Repository, component: &str, file: &str) -> Result
     if !matches!(walname::classify(file), Some(WalFile::Segment(_))) {
         return Ok(None);
     }
-    let prefix = format!("{component}/{file}.partial.");
-    let newest = repo
-        .backend()
-        .list(ObjectKind::Wal)
-        .map_err(reprise_engine::Error::from)?
-        .into_iter()
-        .filter_map(|o| o.name.strip_prefix(&prefix).and_then(|m| m.parse::<u64>().ok()))
-        .max();
-    match newest {
+    let prefix = format!("{component}/{file}.");
+    let mut pieces = Vec::new();
+    let mut newest_copy = None;
+    for o in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
+        let Some(rest) = o.name.strip_prefix(&prefix) else { continue };
+        // A range stored beside a name another writer took (FORMAT.md
+        // 10.1) is the same range: [`trusted`] picks the copy.
+        let rest = rest.split_once('@').map_or(rest, |(r, _)| r);
+        match walname::classify(&format!("{file}.{rest}")) {
+            Some(WalFile::StreamPiece { from, to, .. }) => pieces.push((from, to)),
+            Some(WalFile::StreamPartial { millis, .. }) => newest_copy = newest_copy.max(Some(millis)),
+            _ => {}
+        }
+    }
+    pieces.sort_unstable();
+    pieces.dedup();
+    if let Some(assembled) = assemble_streamed(repo, component, file, &pieces)? {
+        return Ok(Some(assembled));
+    }
+    match newest_copy {
         Some(m) => read(repo, component, &format!("{file}.partial.{m}")),
         None => Ok(None),
     }
 }
 
-/// Reads and decrypts one archived file; `None` if it is not archived.
-pub fn read(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
-    let object = object_name(component, file);
-    let bytes = match repo.backend().read(ObjectKind::Wal, &object) {
-        Ok(b) => b,
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(reprise_engine::Error::from(e).into()),
-    };
-    let recovery = repo.recovery("reading archived WAL")?;
-    let s = &repo.secrets().write;
-    let (h, data) = walfmt::open(&bytes, &s.catalog_key, &s.id_key, recovery)
-        .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e })?;
-    Ok(Some((h, data)))
+/// The byte ranges that extend the contiguous prefix from offset 0, in
+/// order: the ones a restore reads (a range inside another adds nothing).
+#[must_use]
+pub fn covering_pieces(pieces: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut sorted = pieces.to_vec();
+    sorted.sort_unstable();
+    let mut covered = 0;
+    let mut out = Vec::new();
+    for (from, to) in sorted {
+        if from > covered {
+            break;
+        }
+        if to > covered {
+            out.push((from, to));
+            covered = to;
+        }
+    }
+    out
 }
 
-/// Reads only the header of an archived file (write secrets suffice).
-pub fn header(repo: &Repository, component: &str, file: &str) -> Result<Option<WalHeader>> {
-    let object = object_name(component, file);
-    let bytes = match repo.backend().read(ObjectKind::Wal, &object) {
-        Ok(b) => b,
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(reprise_engine::Error::from(e).into()),
+/// How far from offset 0 the stored ranges of one segment reach without a hole.
+#[must_use]
+pub fn contiguous_end(pieces: &[(u32, u32)]) -> u32 {
+    covering_pieces(pieces).last().map_or(0, |p| p.1)
+}
+
+/// One stored range as read: its place among the chosen ranges, header,
+/// bytes (when asked for).
+type PieceRead = (usize, WalHeader, Option<Vec<u8>>);
+
+/// Ranges read, and ranges left out (no trusted copy from this server).
+type PiecesRead = (Vec<PieceRead>, Vec<(u32, u32)>);
+
+/// Pieces read at once while assembling a streamed segment.
+const ASSEMBLY_THREADS: usize = 8;
+
+/// Assembles a streamed segment from its stored ranges; `None` if they do
+/// not start at offset 0. Only ranges a trusted writer stored, from the
+/// server being recovered, count ([`trusted`]): a range name no trusted
+/// copy answers for (another writer's, forged) is left out and the covering
+/// ranges are chosen again without it. Overlapping trusted ranges must
+/// agree byte for byte (the same WAL received twice); a disagreement is
+/// damage.
+fn assemble_streamed(repo: &Repository, component: &str, segment: &str, pieces: &[(u32, u32)]) -> Result<Option<(WalHeader, Vec<u8>)>> {
+    let size = walname::DEFAULT_SEGMENT_SIZE as usize;
+    // Only a writer this reader does not trust names a range past the end.
+    let mut candidates: Vec<(u32, u32)> = pieces.iter().copied().filter(|p| p.1 as usize <= size).collect();
+    let (chosen, parts) = loop {
+        let chosen = covering_pieces(&candidates);
+        if chosen.is_empty() {
+            return Ok(None);
+        }
+        let (parts, ignored) = read_pieces(repo, component, segment, &chosen, true)?;
+        if ignored.is_empty() {
+            break (chosen, parts);
+        }
+        for p in &ignored {
+            tracing::warn!("{}: no trusted copy from this server: ignored", ObjectKind::Wal.path(&object_name(component, &walname::piece_name(segment, p.0, p.1))));
+        }
+        candidates.retain(|p| !ignored.contains(p));
     };
-    walfmt::open_header(&bytes, &repo.secrets().write.catalog_key)
-        .map(Some)
-        .map_err(|e| reprise_engine::Error::Damaged { object: ObjectKind::Wal.path(&object), source: e }.into())
+    let mut out = vec![0u8; size];
+    let mut covered = 0usize;
+    let mut newest: Option<WalHeader> = None;
+    for (i, h, data) in parts {
+        let data = data.expect("content asked for");
+        let from = chosen[i].0 as usize;
+        let overlap = covered - from;
+        if out[from..covered] != data[..overlap] {
+            return Err(reprise_engine::Error::Damaged {
+                object: ObjectKind::Wal.path(&object_name(component, &walname::piece_name(segment, chosen[i].0, chosen[i].1))),
+                source: reprise_engine::format::FormatError::Malformed("it disagrees with an overlapping range of the same segment".into()),
+            }
+            .into());
+        }
+        out[covered..from + data.len()].copy_from_slice(&data[overlap..]);
+        covered = from + data.len();
+        if newest.as_ref().is_none_or(|n| h.modified > n.modified) {
+            newest = Some(h);
+        }
+    }
+    let mut header = newest.expect("at least one range");
+    segment.clone_into(&mut header.name);
+    header.size = size as u64;
+    Ok(Some((header, out)))
+}
+
+/// Reads the chosen ranges of `segment` in parallel (with their content,
+/// or headers only): those that verify, in order, and the ranges of which
+/// no trusted copy exists.
+fn read_pieces(repo: &Repository, component: &str, segment: &str, chosen: &[(u32, u32)], content: bool) -> Result<PiecesRead> {
+    let ignored = parking_lot::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<PieceRead>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..ASSEMBLY_THREADS.min(chosen.len()))
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut got = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(from, to)) = chosen.get(i) else { return Ok(got) };
+                        let name = walname::piece_name(segment, from, to);
+                        match trusted(repo, component, &name, content)? {
+                            Some((h, data)) if data.as_ref().is_none_or(|d| d.len() == (to - from) as usize) && h.size == u64::from(to - from) => got.push((i, h, data)),
+                            // A trusted copy whose length is not the range its
+                            // name gives was not stored by a stream: ignored.
+                            Some(_) => ignored.lock().push((from, to)),
+                            None => match repo.backend().size(ObjectKind::Wal, &object_name(component, &name)) {
+                                // Removed since the listing (forget): not there.
+                                Err(e) if e.kind == ErrorKind::NotFound => {
+                                    return Err(PgError::Invalid(format!("{name} disappeared while the segment was assembled: try again")));
+                                }
+                                Err(e) => return Err(reprise_engine::Error::from(e).into()),
+                                // There, but no trusted copy: not this server's WAL.
+                                Ok(_) => ignored.lock().push((from, to)),
+                            },
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("assembly thread panicked")).collect()
+    });
+    let mut parts = Vec::with_capacity(chosen.len());
+    for r in results {
+        parts.extend(r?);
+    }
+    parts.sort_by_key(|p| p.0);
+    Ok((parts, ignored.into_inner()))
+}
+
+/// A WAL object as [`read`] or [`header`] find it, but only when a trusted
+/// writer stored it and, the server being recovered known, it comes from
+/// that server: what a streamed range must be to count. [`walobj::read`]
+/// prefers a fitting copy beside the name; its fallback (a copy of another
+/// server) is refused here.
+pub fn trusted(repo: &Repository, component: &str, file: &str, content: bool) -> Result<Option<(WalHeader, Option<Vec<u8>>)>> {
+    if content {
+        repo.recovery("reading archived WAL")?;
+    }
+    let expected = expected_system_identifier();
+    Ok(walobj::read(repo, &object_name(component, file), content, expected)?
+        .filter(|r| expected.is_none_or(|want| r.header.system_identifier == want))
+        .map(|r| (r.header, r.data)))
+}
+
+/// Reads and decrypts one archived file (a trusted copy: see
+/// `walobj::read`); `None` if it is not archived.
+pub fn read(repo: &Repository, component: &str, file: &str) -> Result<Option<(WalHeader, Vec<u8>)>> {
+    repo.recovery("reading archived WAL")?;
+    let found = walobj::read(repo, &object_name(component, file), true, expected_system_identifier())?;
+    Ok(found.map(|r| (r.header, r.data.expect("content asked for"))))
+}
+
+/// Reads only the header of an archived file (this key's domain's secrets
+/// suffice).
+pub fn header(repo: &Repository, component: &str, file: &str) -> Result<Option<WalHeader>> {
+    Ok(walobj::read(repo, &object_name(component, file), false, expected_system_identifier())?.map(|r| r.header))
+}
+
+/// When the newest stored WAL of segment `s` was written on the server: the
+/// archived segment's time, else that of its last streamed range.
+pub fn written(repo: &Repository, component: &str, view: &ArchiveView, s: Segment) -> Result<Option<jiff::Timestamp>> {
+    let name = s.name(walname::DEFAULT_SEGMENT_SIZE);
+    if view.segments.get(&s.timeline).is_some_and(|set| set.contains(&s.number)) {
+        return Ok(header(repo, component, &name)?.map(|h| h.modified));
+    }
+    match view.streamed.get(&name).and_then(|p| covering_pieces(p).last().copied()) {
+        Some((from, to)) => Ok(header(repo, component, &walname::piece_name(&name, from, to))?.map(|h| h.modified)),
+        None => Ok(None),
+    }
 }
 
 fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {
@@ -171,6 +354,14 @@ pub fn take_from_spool(spool: &Path, file: &str, dest: &Path) -> Result<bool> {
 /// following calls.
 pub fn fetch(repo: &Repository, component: &str, file: &str, dest: &Path, spool: Option<&Path>) -> Result<FetchOutcome> {
     let kind = walname::classify(file).ok_or_else(|| PgError::BadWalName(file.to_owned()))?;
+    // PostgreSQL runs restore_command in the data directory it recovers:
+    // its control file names the server whose WAL is wanted.
+    if expected_system_identifier().is_none()
+        && let Ok(control) = std::fs::read("global/pg_control")
+        && let Some(id) = control.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    {
+        expect_system_identifier(id);
+    }
     if let Some(spool) = spool {
         if take_from_spool(spool, file, dest)? {
             return Ok(FetchOutcome::Restored);
@@ -223,8 +414,11 @@ pub struct ArchiveView {
     pub histories: BTreeSet<u32>,
     /// Partial segments (streaming, promotions).
     pub partials: BTreeSet<String>,
-    /// Newest streamed copy of a segment still being written, by segment name.
+    /// Newest streamed copy of a segment still being written, by segment
+    /// name (older versions of `wal-stream`).
     pub stream_partials: BTreeMap<String, u64>,
+    /// Stored byte ranges of streamed segments, by segment name.
+    pub streamed: BTreeMap<String, Vec<(u32, u32)>>,
     pub total_bytes: u64,
     pub files: usize,
 }
@@ -235,6 +429,8 @@ impl ArchiveView {
         let mut view = ArchiveView::default();
         for obj in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
             let Some(file) = obj.name.strip_prefix(&prefix) else { continue };
+            // A file stored beside a name another writer took (FORMAT.md 10.1).
+            let file = file.split_once('@').map_or(file, |(f, _)| f);
             view.files += 1;
             view.total_bytes += obj.size;
             match walname::classify(file) {
@@ -252,22 +448,135 @@ impl ArchiveView {
                     let e = view.stream_partials.entry(segment).or_insert(0);
                     *e = (*e).max(millis);
                 }
+                Some(WalFile::StreamPiece { segment, from, to }) => view.streamed.entry(segment).or_default().push((from, to)),
                 _ => {}
             }
         }
         Ok(view)
     }
 
-    #[must_use]
-    pub fn contains(&self, s: Segment) -> bool {
-        self.segments.get(&s.timeline).is_some_and(|set| set.contains(&s.number))
+    /// Leaves out the streamed ranges that decide where the stored WAL of
+    /// `timeline` ends ([`ArchiveView::stored_end`]) unless a trusted writer
+    /// stored them from the server being read ([`trusted`], headers only:
+    /// a write-only key can do it). A range name anyone else planted must
+    /// not make a stream believe, and report to the server as flushed, WAL
+    /// the repository does not hold.
+    pub fn keep_trusted_tail(&mut self, repo: &Repository, component: &str, timeline: u32) -> Result<()> {
+        let archived = self.segments.get(&timeline).and_then(|set| set.iter().next_back().copied());
+        loop {
+            let Some(s) = self.streamed_segments().filter(|s| s.timeline == timeline && archived.is_none_or(|a| s.number > a)).max_by_key(|s| s.number) else {
+                return Ok(());
+            };
+            let name = s.name(walname::DEFAULT_SEGMENT_SIZE);
+            let pieces = self.streamed.get_mut(&name).expect("listed");
+            pieces.retain(|p| u64::from(p.1) <= walname::DEFAULT_SEGMENT_SIZE);
+            let chosen = covering_pieces(pieces);
+            let (_, ignored) = if chosen.is_empty() { (Vec::new(), Vec::new()) } else { read_pieces(repo, component, &name, &chosen, false)? };
+            if ignored.is_empty() && !chosen.is_empty() {
+                return Ok(());
+            }
+            for p in &ignored {
+                tracing::warn!("{}: no trusted copy from this server: ignored", ObjectKind::Wal.path(&object_name(component, &walname::piece_name(&name, p.0, p.1))));
+            }
+            pieces.retain(|p| !ignored.contains(p));
+            if covering_pieces(pieces).is_empty() {
+                self.streamed.remove(&name);
+            }
+        }
     }
 
-    /// The newest segment on the highest timeline.
+    /// Whether recovery can read segment `s`: archived whole, or streamed
+    /// from its first byte on.
+    #[must_use]
+    pub fn contains(&self, s: Segment) -> bool {
+        self.segments.get(&s.timeline).is_some_and(|set| set.contains(&s.number)) || self.streamed_end(s) > 0
+    }
+
+    /// How far from its start segment `s` is stored as streamed ranges.
+    #[must_use]
+    pub fn streamed_end(&self, s: Segment) -> u32 {
+        self.streamed.get(&s.name(walname::DEFAULT_SEGMENT_SIZE)).map_or(0, |p| contiguous_end(p))
+    }
+
+    /// The newest segment on the highest timeline, streamed ones included.
     #[must_use]
     pub fn newest(&self) -> Option<Segment> {
-        self.segments.iter().next_back().and_then(|(t, set)| set.iter().next_back().map(|n| Segment { timeline: *t, number: *n }))
+        let timeline = self.timelines().into_iter().next_back()?;
+        self.newest_on(timeline)
     }
+
+    /// Every timeline with a segment, archived or streamed.
+    #[must_use]
+    pub fn timelines(&self) -> BTreeSet<u32> {
+        let mut t: BTreeSet<u32> = self.segments.keys().copied().collect();
+        t.extend(self.streamed_segments().map(|s| s.timeline));
+        t
+    }
+
+    /// The newest segment recovery can read on `timeline`.
+    #[must_use]
+    pub fn newest_on(&self, timeline: u32) -> Option<Segment> {
+        let archived = self.segments.get(&timeline).and_then(|set| set.iter().next_back().copied());
+        let streamed = self.streamed_segments().filter(|s| s.timeline == timeline && self.streamed_end(*s) > 0).map(|s| s.number).max();
+        archived.max(streamed).map(|number| Segment { timeline, number })
+    }
+
+    fn streamed_segments(&self) -> impl Iterator<Item = Segment> + '_ {
+        self.streamed.keys().filter_map(|n| Segment::parse(n, walname::DEFAULT_SEGMENT_SIZE))
+    }
+
+    /// Where the WAL stored for `timeline` ends: the end of the newest
+    /// archived segment, or how far the newest streamed segment reaches,
+    /// whichever is later. Everything before it that recovery needs is in
+    /// the repository when the chain has no gap.
+    #[must_use]
+    pub fn stored_end(&self, timeline: u32) -> Option<Lsn> {
+        let seg = walname::DEFAULT_SEGMENT_SIZE;
+        let archived = self.segments.get(&timeline).and_then(|set| set.iter().next_back()).map(|n| Segment { timeline, number: *n }.next().start_lsn(seg).0);
+        let streamed = self
+            .streamed_segments()
+            .filter(|s| s.timeline == timeline && self.streamed_end(*s) > 0)
+            .map(|s| s.start_lsn(seg).0 + u64::from(self.streamed_end(s)))
+            .max();
+        archived.max(streamed).map(Lsn)
+    }
+}
+
+/// WAL objects that come from another server than the component's base
+/// backups (segments, streamed ranges, partial copies: every file that
+/// names its server), with what `check` says of each. A trusted writer can
+/// still store any name in its own domain; restores take only the copies
+/// of the server being recovered (docs/FORMAT.md 10.1, 10.2), and this
+/// names the others and their writer. Components without a base backup
+/// are skipped (no server to compare with).
+pub fn foreign_servers(repo: &Repository) -> Result<Vec<(String, String)>> {
+    let mut servers: BTreeMap<String, Option<BTreeSet<u64>>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for o in repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)? {
+        let Some((component, file)) = o.name.rsplit_once('/') else { continue };
+        let file = file.split_once('@').map_or(file, |(f, _)| f);
+        if !matches!(walname::classify(file), Some(WalFile::Segment(_) | WalFile::StreamPiece { .. } | WalFile::StreamPartial { .. })) {
+            continue;
+        }
+        if !servers.contains_key(component) {
+            let ids: BTreeSet<u64> = crate::restore::base_backups(repo, component)?.iter().map(|b| b.system_identifier).filter(|&i| i != 0).collect();
+            servers.insert(component.to_owned(), (!ids.is_empty()).then_some(ids));
+        }
+        let Some(known) = servers[component].clone() else { continue };
+        let Some((h, who)) = walobj::trusted_header(repo, &o.name)? else { continue };
+        if !known.contains(&h.system_identifier) {
+            let ids: Vec<String> = known.iter().map(u64::to_string).collect();
+            out.push((
+                ObjectKind::Wal.path(&o.name),
+                format!(
+                    "written by {who} for another server (system identifier {}; the base backups of '{component}' are of {}): restores ignore it",
+                    h.system_identifier,
+                    ids.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The timeline path from `from` to `to`: `(timeline, first segment on it)`,
@@ -338,15 +647,28 @@ pub fn check_chain(view: &ArchiveView, component: &str, needed: &[Segment]) -> R
     })
 }
 
-/// Waits until `file` is archived, polling, for at most `timeout`.
+/// Waits until `file` is archived, polling, for at most `timeout`. A
+/// segment whose streamed ranges cover it whole counts (a stream stopped
+/// before it stored the segment under its own name).
 pub fn wait_archived(repo: &Repository, component: &str, file: &str, timeout: Duration) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     let object = object_name(component, file);
+    let segment = Segment::parse(file, walname::DEFAULT_SEGMENT_SIZE);
+    let mut last_listing = std::time::Instant::now();
     loop {
         match repo.backend().size(ObjectKind::Wal, &object) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(reprise_engine::Error::from(e).into()),
+        }
+        // Listing is dearer than a size request: every few seconds.
+        if let Some(s) = segment
+            && last_listing.elapsed() >= Duration::from_secs(2)
+        {
+            last_listing = std::time::Instant::now();
+            if u64::from(ArchiveView::load(repo, component)?.streamed_end(s)) == walname::DEFAULT_SEGMENT_SIZE {
+                return Ok(());
+            }
         }
         if std::time::Instant::now() >= deadline {
             return Err(PgError::ArchiveTimeout { name: file.to_owned(), seconds: timeout.as_secs() });

@@ -95,10 +95,20 @@ pub enum WalFile {
     BackupHistory,
     /// `<segment>.partial` (from a promotion or streaming)
     Partial,
-    /// `<segment>.partial.<millis>`: a copy of the segment being streamed,
-    /// uploaded every few seconds by `wal-stream` (write-once, so each
-    /// upload has its own name; the newest wins).
+    /// `<segment>.partial.<millis>`: a whole copy of a segment being
+    /// streamed, as `wal-stream` wrote them before it stored byte ranges
+    /// (still read; the newest wins).
     StreamPartial { segment: String, millis: u64 },
+    /// `<segment>.stream.<FROM>-<TO>`: bytes `FROM..TO` (offsets within the
+    /// segment, 8 hex digits each) of a segment being streamed, stored as
+    /// soon as they are received (docs/FORMAT.md §10.2).
+    StreamPiece { segment: String, from: u32, to: u32 },
+}
+
+/// The name of the stored byte range `from..to` of `segment`.
+#[must_use]
+pub fn piece_name(segment: &str, from: u32, to: u32) -> String {
+    format!("{segment}.stream.{from:08X}-{to:08X}")
 }
 
 /// Classifies a WAL-archive file name; `None` if it is not one PostgreSQL
@@ -125,6 +135,14 @@ pub fn classify(name: &str) -> Option<WalFile> {
         if seg.len() == 24 && hex(seg) {
             return Some(WalFile::Partial);
         }
+    }
+    if let Some((seg, range)) = name.split_once(".stream.") {
+        let (from, to) = range.split_once('-')?;
+        if seg.len() == 24 && hex(seg) && from.len() == 8 && hex(from) && to.len() == 8 && hex(to) {
+            let (from, to) = (u32::from_str_radix(from, 16).ok()?, u32::from_str_radix(to, 16).ok()?);
+            return (from < to).then(|| WalFile::StreamPiece { segment: seg.to_owned(), from, to });
+        }
+        return None;
     }
     if let Some((seg, millis)) = name.split_once(".partial.") {
         if seg.len() == 24 && hex(seg) && !millis.is_empty() && millis.bytes().all(|b| b.is_ascii_digit()) {
@@ -197,6 +215,11 @@ mod tests {
         assert_eq!(classify("000000010000000000000002.00000028.backup"), Some(WalFile::BackupHistory));
         assert_eq!(classify("000000010000000000000002.partial"), Some(WalFile::Partial));
         assert_eq!(classify("../etc/passwd"), None);
+        let piece = piece_name("000000010000000000000003", 0x2000, 0xA2C8);
+        assert_eq!(piece, "000000010000000000000003.stream.00002000-0000A2C8");
+        assert_eq!(classify(&piece), Some(WalFile::StreamPiece { segment: "000000010000000000000003".into(), from: 0x2000, to: 0xA2C8 }));
+        assert_eq!(classify("000000010000000000000003.stream.0000A2C8-00002000"), None, "an empty or reversed range is not a piece");
+        assert_eq!(classify("000000010000000000000003.stream.00002000-A2C8"), None);
         assert_eq!(parse_history("1\t0/3000158\tno recovery target specified\n"), vec![HistoryEntry { parent: 1, switch: Lsn(0x300_0158) }]);
     }
 }

@@ -12,7 +12,7 @@
 use std::sync::LazyLock;
 
 use typst::foundations::{Array, Dict, Str, Value};
-use typst::layout::PagedDocument;
+use typst_layout::PagedDocument;
 use typst_as_lib::TypstEngine;
 
 use crate::{Block, Document, ReportError, signature_words};

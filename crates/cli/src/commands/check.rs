@@ -7,7 +7,8 @@
 //! anew on each run (like restic's).
 
 use anyhow::Result;
-use reprise_engine::check::{CheckOptions, ReadData, check};
+use reprise_engine::check::ReadData;
+use reprise_ops::Verdict;
 
 use crate::args::CheckArgs;
 use crate::commands::bytes;
@@ -51,22 +52,12 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let repo = ctx.open(None)?;
-    let progress = ctx.progress("check");
-    let report = check(&repo, &CheckOptions { read_data, cancel: ctx.cancel.clone() }, progress.as_ref())?;
-    drop(progress);
-    let group = match read_data {
-        ReadData::Group { n, m } => Some(format!("{n}/{m}")),
-        _ => None,
-    };
+    let checked = reprise_ops::check::check(&ctx.ws, read_data, &ctx.observer(), &ctx.cancel)?;
+    let report = &checked.report;
     if ctx.json() {
-        let mut doc = serde_json::to_value(&report)?;
-        if let (Some(g), Some(map)) = (&group, doc.as_object_mut()) {
-            map.insert("read_data_group".into(), serde_json::Value::String(g.clone()));
-        }
-        ctx.print_json(&doc)?;
+        ctx.print_json(&checked)?;
     } else {
-        if let Some(g) = &group {
+        if let Some(g) = &checked.read_data_group {
             ctx.say(format!("reading pack group {g}"));
         }
         for n in &report.notes {
@@ -87,12 +78,11 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<()> {
             bytes(report.bytes_read)
         ));
     }
-    if report.ok() {
-        if !ctx.json() {
-            ctx.say("no problems found");
-        }
-        Ok(())
-    } else {
-        Err(exit::with_code(exit::DAMAGED, format!("check found {}, each listed with the damaged object and what helps", count(report.problems.len(), "problem", "problems"))))
+    if let Some(e) = checked.failure() {
+        return Err(exit::from_ops(&e));
     }
+    if !ctx.json() {
+        ctx.say("no problems found");
+    }
+    Ok(())
 }

@@ -3,39 +3,29 @@
 use anyhow::Result;
 use reprise_engine::diff::Change;
 use reprise_engine::format::tree::NodeKind;
-use reprise_engine::walk::{self, Visit};
-use reprise_engine::MasterIndex;
+use reprise_ops::Verdict;
+use reprise_ops::inspect::{self, DamagedSnapshot, Entry, SnapshotFilter};
 
 use crate::args::{DiffArgs, LsArgs, SnapshotsArgs};
-use crate::commands::{bytes, find_snapshot};
+use crate::commands::bytes;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{bytes_if_not_utf8, count, escape_name};
 
 pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
-    let repo = ctx.open(None)?;
-    let (all, bad) = repo.snapshots()?;
-    let keep = |h: &reprise_engine::format::snapshot::SnapshotHeader| {
-        args.component.as_ref().is_none_or(|c| &h.component == c) && args.host.as_ref().is_none_or(|x| &h.host == x)
-    };
-    let list: Vec<_> = all.into_iter().filter(|s| keep(&s.header)).collect();
-    // A damaged snapshot is listed too (it may be the newest), unless its
-    // header still authenticates and says it is outside the filter.
-    let damaged: Vec<(String, String, Option<reprise_engine::format::snapshot::SnapshotHeader>)> = bad
-        .into_iter()
-        .map(|(object, e)| {
-            let header = repo.damaged_snapshot_header(&object);
-            let reason = match e {
-                reprise_engine::Error::Damaged { source, .. } => source.to_string(),
-                other => other.to_string(),
-            };
-            (object, reason, header)
-        })
-        .filter(|(_, _, h)| h.as_ref().is_none_or(keep))
-        .collect();
+    let listed = inspect::snapshots(&ctx.ws, &SnapshotFilter { component: args.component.clone(), host: args.host.clone() })?;
+    let (list, damaged) = (&listed.snapshots, &listed.damaged);
+    for why in &listed.untrusted {
+        errln!("reprise: warning: {why}");
+    }
+    for s in list {
+        if let Some(w) = &s.warning {
+            errln!("reprise: warning: snapshot {} {w}: it is never taken as `latest`", s.id.short());
+        }
+    }
     if ctx.json() {
         let mut docs: Vec<serde_json::Value> = list.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
-        for (object, reason, header) in &damaged {
+        for DamagedSnapshot { object, reason, header } in damaged {
             let mut v = serde_json::json!({ "id": object.rsplit('/').next(), "object": object, "damaged": reason });
             if let (Some(h), Some(map)) = (header, v.as_object_mut()) {
                 map.insert("time".into(), serde_json::to_value(h.time)?);
@@ -46,37 +36,29 @@ pub fn snapshots(ctx: &Context, args: &SnapshotsArgs) -> Result<()> {
         }
         ctx.print_json(&docs)?;
     } else {
-        ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  tags", "id", "time (UTC)", "host", "component", "size", "files"));
-        for s in &list {
+        ctx.say(format!("{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {:<14} tags", "id", "time (UTC)", "host", "component", "size", "files", "writer"));
+        for s in list {
             let h = &s.header;
             ctx.say(format!(
-                "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {}",
+                "{:<10} {:<20} {:<16} {:<20} {:>10} {:>8}  {:<14} {}",
                 s.id.short(),
                 h.time.strftime("%Y-%m-%d %H:%M:%S"),
                 h.host,
                 h.component,
                 bytes(h.summary.bytes),
                 h.summary.files,
+                s.writer.short(),
                 h.tags.join(",")
             ));
         }
         // Printed even with --quiet: it is why the exit code is not 0.
-        for (object, reason, header) in &damaged {
+        for DamagedSnapshot { object, reason, header } in damaged {
             let when = header.as_ref().map(|h| format!(" (taken {} on {}, {})", h.time.strftime("%Y-%m-%d %H:%M:%S"), h.host, h.component)).unwrap_or_default();
             outln!("DAMAGED {object}{when}: {reason}");
         }
         ctx.say(count(list.len(), "snapshot", "snapshots"));
     }
-    if damaged.is_empty() {
-        return Ok(());
-    }
-    Err(exit::with_code(
-        exit::DAMAGED,
-        format!(
-            "{} cannot be read (listed as DAMAGED): the others are usable by ID; `reprise check` reports all damage, and a copy repository may hold an intact one",
-            count(damaged.len(), "snapshot", "snapshots")
-        ),
-    ))
+    listed.failure().map_or(Ok(()), |e| Err(exit::from_ops(&e)))
 }
 
 #[derive(serde::Serialize)]
@@ -102,39 +84,22 @@ struct LsEntry {
 }
 
 pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
-    let repo = ctx.open(None)?;
-    let snap = find_snapshot(&repo, &args.snapshot, None)?;
-    let body = repo.snapshot_body(&snap.id)?;
-    let (index, _) = MasterIndex::load(&repo)?;
-    let prefix: Vec<u8> = args.path.as_deref().unwrap_or("").trim_matches('/').as_bytes().to_vec();
-    let mut entries = Vec::new();
-    walk::walk(&repo, &index, &body.tree, &mut |path, node| {
-        let below = |a: &[u8], b: &[u8]| a.len() > b.len() && a.starts_with(b) && a[b.len()] == b'/';
-        let inside = prefix.is_empty() || path == prefix.as_slice() || below(path, &prefix);
-        let on_way = below(&prefix, path);
-        if !inside && !on_way {
-            return Ok(Visit::Skip);
-        }
-        if inside {
-            let mtime = jiff::Timestamp::from_nanosecond(i128::from(node.mtime_ns)).map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
-            let mut raw_path = Vec::with_capacity(path.len() + 1);
-            raw_path.push(b'/');
-            raw_path.extend_from_slice(path);
-            entries.push(LsEntry {
-                path: String::from_utf8_lossy(&raw_path).into_owned(),
-                path_bytes: bytes_if_not_utf8(&raw_path),
-                kind: node.kind,
-                mode: node.mode,
-                size: node.size,
-                mtime,
-                target: node.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
-                target_bytes: node.target.as_deref().and_then(bytes_if_not_utf8),
-                raw_path,
-                raw_target: node.target.clone(),
-            });
-        }
-        Ok(Visit::Descend)
-    })?;
+    let (_, found) = inspect::ls(&ctx.ws, &args.snapshot, args.path.as_deref().unwrap_or(""))?;
+    let entries: Vec<LsEntry> = found
+        .into_iter()
+        .map(|Entry { path: raw_path, node }| LsEntry {
+            path: String::from_utf8_lossy(&raw_path).into_owned(),
+            path_bytes: bytes_if_not_utf8(&raw_path),
+            kind: node.kind,
+            mode: node.mode,
+            size: node.size,
+            mtime: jiff::Timestamp::from_nanosecond(i128::from(node.mtime_ns)).map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+            target: node.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+            target_bytes: node.target.as_deref().and_then(bytes_if_not_utf8),
+            raw_path,
+            raw_target: node.target,
+        })
+        .collect();
     if ctx.json() {
         return ctx.print_json(&entries);
     }
@@ -159,13 +124,10 @@ pub fn ls(ctx: &Context, args: &LsArgs) -> Result<()> {
 }
 
 pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
-    let repo = ctx.open(None)?;
-    let a = find_snapshot(&repo, &args.from, None)?;
-    let b = find_snapshot(&repo, &args.to, None)?;
-    let (index, _) = MasterIndex::load(&repo)?;
-    let ta = repo.snapshot_body(&a.id)?.tree;
-    let tb = repo.snapshot_body(&b.id)?.tree;
-    let changes = reprise_engine::diff::diff(&repo, &index, &ta, &tb)?;
+    let inspect::Diff { changes, domains } = inspect::diff(&ctx.ws, &args.from, &args.to)?;
+    if let Some((a, b)) = &domains {
+        errln!("reprise: note: the two snapshots were written by different writers (domains {a} and {b}): files are compared by size and modification time");
+    }
     if ctx.json() {
         let docs: Vec<serde_json::Value> = changes
             .iter()
@@ -194,8 +156,7 @@ pub fn diff(ctx: &Context, args: &DiffArgs) -> Result<()> {
 }
 
 pub fn stats(ctx: &Context) -> Result<()> {
-    let repo = ctx.open(None)?;
-    let s = reprise_engine::stats::repository_stats(&repo)?;
+    let s = inspect::stats(&ctx.ws)?;
     if ctx.json() {
         return ctx.print_json(&s);
     }

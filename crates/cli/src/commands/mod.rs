@@ -1,12 +1,13 @@
-//! One function per command: resolve arguments, call the engine, print.
+//! One function per command: flags → request → operation (`reprise_ops`)
+//! → render (text or JSON) → exit code.
 
 pub mod backup;
 pub mod check;
 pub mod copy;
 pub mod demo;
-pub mod immutability;
 pub mod inspect;
 pub mod keys;
+pub mod ledger;
 pub mod plan;
 pub mod postgres;
 pub mod repair;
@@ -14,8 +15,6 @@ pub mod restore;
 pub mod retention;
 pub mod status;
 
-use reprise_engine::Repository;
-use reprise_engine::format::snapshot::SnapshotHeader;
 
 /// Human-readable byte counts (binary units).
 #[must_use]
@@ -30,9 +29,19 @@ pub fn bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// Resolves a snapshot argument, `latest` meaning the newest of all (or of
-/// `component` when given).
-pub fn find_snapshot(repo: &Repository, spec: &str, component: Option<&str>) -> reprise_engine::Result<reprise_engine::SnapshotInfo> {
-    let filter = |h: &SnapshotHeader| component.is_none_or(|c| h.component == c);
-    repo.find_snapshot(spec, &filter)
+
+/// A warning of an operation, for the operator.
+pub fn render_warning(warning: &reprise_ops::Warning) -> String {
+    match warning {
+        reprise_ops::Warning::SpoolAhead(a) => format!(
+            "the wal-stream spool {} holds WAL the repository lacks ({} in {} file(s), from segment {} at byte {}): run `reprise wal-stream {} --upload-only` first to restore it too",
+            a.spool.display(),
+            bytes(a.bytes),
+            a.files,
+            a.first_segment,
+            a.first_stored_bytes,
+            a.component
+        ),
+        _ => format!("{warning:?}"),
+    }
 }

@@ -75,7 +75,7 @@ fn check(global: &Global, json: bool) -> Result<()> {
     }
 }
 
-pub const NO_PLAN: &str = "no plan found: pass --plan FILE (or REPRISE_PLAN), or write ./reprise.toml (`reprise plan init` writes a starter plan)";
+pub use reprise_ops::workspace::NO_PLAN;
 
 /// What the plan names that this machine does not have.
 fn warnings(plan: &Plan) -> Vec<String> {
@@ -90,6 +90,11 @@ fn warnings(plan: &Plan) -> Vec<String> {
                 out.push(format!("repository '{}': key_file {} does not exist (commands that open it will fail with exit 3)", r.name, f.display()));
             }
             _ => {}
+        }
+        if let Some(reprise_plan::CredentialSource::File(f)) = &r.credentials
+            && missing(f)
+        {
+            out.push(format!("repository '{}': credentials_file {} does not exist (commands that open it will fail with exit 3)", r.name, f.display()));
         }
     }
     for c in plan.components.values() {

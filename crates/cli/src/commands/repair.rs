@@ -2,33 +2,23 @@
 //! `check` reports (see `reprise_engine::repair`).
 
 use anyhow::Result;
-use reprise_engine::repair::{self, ConfigRepair, IndexRepair, MarkRepair};
+use reprise_engine::repair::{ConfigRepair, IndexRepair, MarkRepair};
+use reprise_ops::{Verdict, repair};
 
 use crate::args::RepairCommand;
-use crate::context::{Context, Key, Target};
+use crate::context::Context;
 use crate::exit;
 use crate::output::count;
 
 pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<()> {
     match cmd {
         RepairCommand::Index { dry_run } => {
-            let repo = ctx.open(None)?;
-            let r = repair::repair_index(&repo, *dry_run)?;
-            print_index(ctx, &r)?;
-            if r.unreadable_packs.is_empty() {
-                return Ok(());
-            }
-            Err(exit::with_code(
-                exit::DAMAGED,
-                format!(
-                    "the index is repaired, but {} damaged themselves (listed): the files that need them cannot be restored from here; `reprise check --read-data` lists all damage",
-                    count(r.unreadable_packs.len(), "pack is", "packs are")
-                ),
-            ))
+            let r = repair::index(&ctx.ws, *dry_run)?;
+            print_index(ctx, &r.0)?;
+            r.failure().map_or(Ok(()), |e| Err(exit::from_ops(&e)))
         }
         RepairCommand::Keys { dry_run } => {
-            let repo = ctx.open(None)?;
-            let r = repair::repair_keys(&repo, *dry_run)?;
+            let r = repair::keys(&ctx.ws, *dry_run)?;
             if ctx.json() {
                 return ctx.print_json(&r);
             }
@@ -39,30 +29,8 @@ pub fn run(ctx: &Context, cmd: &RepairCommand) -> Result<()> {
             ctx.say(format!("keys: {} read, {remove} {}", r.keys, count(r.damaged_keys.len(), "damaged key file", "damaged key files")));
             Ok(())
         }
-        RepairCommand::Marks { dry_run } => {
-            let repo = ctx.open(None)?;
-            let r = repair::repair_marks(&repo, *dry_run)?;
-            print_marks(ctx, &r)
-        }
-        RepairCommand::Config { from, dry_run } => {
-            let target = ctx.target(None)?;
-            let backend = Context::backend(&target)?;
-            let from = from
-                .as_deref()
-                .map(|f| {
-                    let t = ctx.plan.as_ref().and_then(|p| p.repositories.get(f)).map_or_else(
-                        || Target { url: f.to_owned(), password: reprise_plan::PasswordSource::Prompt },
-                        |r| Target { url: r.url.clone(), password: r.password.clone() },
-                    );
-                    Context::backend(&t)
-                })
-                .transpose()?;
-            let key = match ctx.key(&target)? {
-                Key::Secrets(s) => repair::Key::Secrets(s),
-                Key::Passphrase(p) => return finish_config(ctx, &repair::repair_config(&backend, repair::Key::Passphrase(&p), from.as_ref(), *dry_run)?),
-            };
-            finish_config(ctx, &repair::repair_config(&backend, key, from.as_ref(), *dry_run)?)
-        }
+        RepairCommand::Marks { dry_run } => print_marks(ctx, &repair::marks(&ctx.ws, *dry_run)?),
+        RepairCommand::Config { from, dry_run } => finish_config(ctx, &repair::config(&ctx.ws, from.as_deref(), *dry_run)?),
     }
 }
 

@@ -2,87 +2,43 @@
 //! snapshot needs) and `hold` (legal holds).
 
 use anyhow::Result;
-use reprise_engine::retention::{self, Policy};
-use reprise_engine::{Repository, holds};
-use reprise_plan::{ComponentPlan, PostgresMode};
-use reprise_postgres::expire::{self, WalExpiry};
+use reprise_ops::retention::{self, ForgetRequest, PruneRequest};
+use reprise_ops::Verdict;
+use reprise_postgres::expire::WalExpiry;
 
 use crate::args::{ForgetArgs, HoldCommand, PruneArgs};
-use crate::commands::postgres::pg_error;
 use crate::context::Context;
 use crate::exit;
 use crate::output::count;
 
-/// The engine's form of a component's retention policy (also the policy
-/// `copy` applies to what a copy receives).
-pub(crate) fn policy_of(c: &ComponentPlan) -> Policy {
-    let r = &c.objectives.retention;
-    // `keep_within = "1y"` is a calendar year behind now.
-    let within = r.keep_within.map(|p| p.length_before(jiff::Timestamp::now()));
-    Policy { last: r.keep_last, within, hourly: r.hourly, daily: r.daily, weekly: r.weekly, monthly: r.monthly, yearly: r.yearly }
-}
-
 pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
-    let plan = ctx.plan()?;
-    let components: Vec<&ComponentPlan> = if args.components.is_empty() {
-        let with_policy: Vec<&ComponentPlan> = plan.components.values().filter(|c| !c.objectives.retention.is_empty()).collect();
-        if with_policy.is_empty() {
-            return Err(exit::usage("no component of the plan has a retention policy: add retention = { keep_within = \"7d\", daily = 30, ... } to a component's objectives"));
+    let request = ForgetRequest { components: args.components.clone(), dry_run: args.dry_run };
+    let json = ctx.json();
+    let outcomes = retention::forget(&ctx.ws, &request, &mut |one| {
+        if json {
+            return;
         }
-        with_policy
-    } else {
-        args.components.iter().map(|n| ctx.component(n)).collect::<Result<_>>()?
-    };
-    let mut outcomes = Vec::new();
-    for c in components {
-        let repo = ctx.open(Some(c))?;
-        let outcome = retention::forget(&repo, &c.name, &policy_of(c), args.dry_run)?;
-        let wal = match crate::commands::postgres::pg_plan(c) {
-            Some(pg) if pg.mode == PostgresMode::Physical => Some(expire_wal(&repo, c, &outcome, args.dry_run)?),
-            _ => None,
-        };
-        if !ctx.json() {
-            let verb = if args.dry_run { "would forget" } else { "forgotten" };
-            outln!(
-                "{}: {}, {} kept, {} {verb}",
-                c.name,
-                count(outcome.snapshots.len(), "snapshot", "snapshots"),
-                outcome.snapshots.iter().filter(|v| v.keep).count(),
-                outcome.snapshots.iter().filter(|v| !v.keep).count()
-            );
-            for v in &outcome.snapshots {
-                let what = if v.keep { "keep  " } else if args.dry_run { "forget" } else { "gone  " };
-                outln!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
-            }
-            if let Some(w) = &wal {
-                print_wal(w);
-            }
+        let outcome = &one.outcome;
+        let verb = if args.dry_run { "would forget" } else { "forgotten" };
+        outln!(
+            "{}: {}, {} kept, {} {verb}",
+            outcome.component,
+            count(outcome.snapshots.len(), "snapshot", "snapshots"),
+            outcome.snapshots.iter().filter(|v| v.keep).count(),
+            outcome.snapshots.iter().filter(|v| !v.keep).count()
+        );
+        for v in &outcome.snapshots {
+            let what = if v.keep { "keep  " } else if args.dry_run { "forget" } else { "gone  " };
+            outln!("  {what} {}  {}  {}", &v.id.to_hex()[..8], v.time.strftime("%Y-%m-%d %H:%M:%S"), v.reasons.join(", "));
         }
-        outcomes.push(ComponentForget { outcome, wal });
-    }
-    if ctx.json() {
+        if let Some(w) = &one.wal {
+            print_wal(w);
+        }
+    })?;
+    if json {
         ctx.print_json(&outcomes)?;
     }
     Ok(())
-}
-
-/// One component's `forget`: its snapshots, and for PostgreSQL its WAL.
-#[derive(serde::Serialize)]
-struct ComponentForget {
-    #[serde(flatten)]
-    outcome: retention::ForgetOutcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    wal: Option<WalExpiry>,
-}
-
-/// WAL retention after the snapshot decision: the window is the plan's
-/// `pitr` objective, or else the retention's `keep_within` (the seed writes
-/// "7 days of point-in-time recovery" as the latter).
-fn expire_wal(repo: &Repository, c: &ComponentPlan, outcome: &retention::ForgetOutcome, dry_run: bool) -> Result<WalExpiry> {
-    let going: std::collections::HashSet<_> = outcome.snapshots.iter().filter(|v| !v.keep).map(|v| v.id).collect();
-    let kept: Vec<_> = reprise_postgres::restore::base_backups(repo, &c.name).map_err(pg_error)?.into_iter().filter(|b| !going.contains(&b.id)).collect();
-    let window = c.objectives.pitr.or(c.objectives.retention.keep_within).map(|p| p.length_before(jiff::Timestamp::now()));
-    expire::expire(repo, &c.name, &kept, window, dry_run).map_err(pg_error)
 }
 
 fn print_wal(w: &WalExpiry) {
@@ -104,24 +60,22 @@ fn print_wal(w: &WalExpiry) {
     }
 }
 
-fn open_any(ctx: &Context) -> Result<std::sync::Arc<Repository>> {
-    ctx.open(None)
-}
-
 pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
-    let repo = open_any(ctx)?;
     match cmd {
         HoldCommand::Add { snapshot, reason } => {
-            let snap = crate::commands::find_snapshot(&repo, snapshot, None)?;
-            let id = holds::add(&repo, snap.id, reason)?;
+            let placed = retention::hold_add(&ctx.ws, snapshot, reason)?;
             if ctx.json() {
-                ctx.print_json(&serde_json::json!({ "hold": id, "snapshot": snap.id }))?;
+                ctx.print_json(&placed)?;
             } else {
-                outln!("hold {} placed on snapshot {} ({}): {reason}", &id.to_hex()[..8], &snap.id.to_hex()[..8], snap.header.component);
+                outln!("hold {} placed on snapshot {} ({}): {reason}", &placed.hold.to_hex()[..8], &placed.snapshot.to_hex()[..8], placed.component);
             }
         }
         HoldCommand::List => {
-            let all = holds::list(&repo)?;
+            let (all, ignored) = retention::hold_list(&ctx.ws)?;
+            // Holds a writer planted count for nothing: said, not listed.
+            for (object, why) in &ignored {
+                errln!("reprise: warning: {object}: {why}");
+            }
             if ctx.json() {
                 ctx.print_json(&all)?;
             } else if all.is_empty() {
@@ -133,11 +87,12 @@ pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
             }
         }
         HoldCommand::Remove { hold } => {
-            let h = holds::remove(&repo, hold)?;
-            if ctx.json() {
-                ctx.print_json(&h)?;
-            } else {
-                outln!("hold {} lifted from snapshot {} (it was: {})", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.reason);
+            let (id, h) = retention::hold_remove(&ctx.ws, hold)?;
+            match (ctx.json(), h) {
+                (true, Some(h)) => ctx.print_json(&h)?,
+                (true, None) => ctx.print_json(&serde_json::json!({ "id": id, "ignored": true }))?,
+                (false, Some(h)) => outln!("hold {} lifted from snapshot {} (it was: {})", &h.id.to_hex()[..8], &h.hold.snapshot.to_hex()[..8], h.hold.reason),
+                (false, None) => outln!("removed {}, a hold object the administrator did not sign (it protected nothing)", &id.to_hex()[..8]),
             }
         }
     }
@@ -163,7 +118,7 @@ fn parse_size(text: &str) -> Option<u64> {
         None => (t, 1),
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| (v * mult as f64) as u64)
+    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
 }
 
 pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
@@ -176,25 +131,11 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
         None => None,
         Some(s) => Some(parse_size(s).ok_or_else(|| exit::usage(format!("--max-repack {s} is not a size: write it like 500M or 10G")))?),
     };
-    let repo = open_any(ctx)?;
-    // The mode a pack with no lock gets when a retained snapshot needs it
-    // locked longer: the plan knows which components are `immutable`
-    // (without a plan, GOVERNANCE: the weaker mode, liftable by an
-    // administrator, rather than an irrevocable guess).
-    let lock_modes = ctx
-        .plan
-        .as_ref()
-        .map(|p| p.components.values().filter_map(|c| crate::commands::immutability::lock_for(c).map(|l| (c.name.clone(), l.mode))).collect())
-        .unwrap_or_default();
-    let opts = reprise_engine::prune::PruneOptions { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run, lock_modes, ..Default::default() };
-    let r = reprise_engine::prune::prune(&repo, &opts)?;
-    // The garbage collection is done and reported either way; a lock that
-    // could not be lengthened makes the run fail, so that a scheduler sees it.
-    let lock_failure = r.locks.error.as_ref().map(|e| {
-        exit::with_code(exit::ERROR, format!("{} could not be read or lengthened; first: {e}", count(r.locks.packs_failed.max(1), "pack lock", "pack locks")))
-    });
+    let prune = retention::prune(&ctx.ws, &PruneRequest { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run })?;
+    let lock_failure = prune.failure().map(|e| exit::from_ops(&e));
+    let r = &prune.0;
     if ctx.json() {
-        ctx.print_json(&r)?;
+        ctx.print_json(&prune)?;
         return lock_failure.map_or(Ok(()), Err);
     }
     let b = crate::commands::bytes;

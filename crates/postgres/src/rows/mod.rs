@@ -92,7 +92,8 @@ pub struct RowRecoveryOptions {
     pub script: PathBuf,
     /// Scratch folder (removed afterwards).
     pub scratch: PathBuf,
-    pub exe: PathBuf,
+    /// How the scratch servers ask this process for WAL.
+    pub spool_fetch: restore::SpoolFetch,
     pub bin: Option<PathBuf>,
     pub cancel: CancelToken,
 }
@@ -238,7 +239,7 @@ fn scratch_state(repo: &Arc<Repository>, opts: &RowRecoveryOptions, tables: &[Li
         delta: false,
         tablespace_map: crate::tablespaces::TablespaceMap::default(),
         standalone_fetch: String::new(),
-        exe: opts.exe.clone(),
+        spool_fetch: opts.spool_fetch.clone(),
         bin: opts.bin.clone(),
         threads: 0,
         cancel: opts.cancel.clone(),

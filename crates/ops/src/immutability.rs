@@ -1,6 +1,7 @@
 //! Storage-level immutability: which lock a component's objects get (from
 //! its objectives), and whether a lock is in force for it (for `status`,
-//! and for a later `audit`).
+//! and for a later `audit`). Both are decided here, below every
+//! interface: a daemon writes with the same lock the CLI does.
 //!
 //! The lock: `immutable = true` → S3 COMPLIANCE (nobody, not even the
 //! account's root user, can delete or shorten it); `retain_for` alone →
