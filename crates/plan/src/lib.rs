@@ -9,6 +9,7 @@
 //! Precedence (command line > environment > file) is the interfaces' job:
 //! they read the plan for defaults and override them.
 
+pub mod drill;
 pub mod duration;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+pub use drill::{DrillPlan, DrillTarget};
 pub use duration::Period;
 
 /// One problem in a plan file, located and with its fix.
@@ -195,7 +197,7 @@ pub struct ComponentPlan {
     pub objectives: Objectives,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
     /// The file the plan was read from.
     pub file: PathBuf,
@@ -206,6 +208,8 @@ pub struct Plan {
     /// `[ledger] witness`: where ledger checkpoints are also written (a
     /// location the writing hosts cannot rewrite; see `reprise_ledger`).
     pub ledger_witness: Option<String>,
+    /// `[drills.NAME]`: restore drills (`drill.rs`).
+    pub drills: BTreeMap<String, DrillPlan>,
 }
 
 // ---- raw, spanned form ----
@@ -223,6 +227,8 @@ struct RawPlan {
     components: BTreeMap<String, Spanned<RawComponent>>,
     #[serde(default)]
     ledger: Option<RawLedger>,
+    #[serde(default)]
+    drills: BTreeMap<String, Spanned<drill::RawDrill>>,
 }
 
 #[derive(Deserialize)]
@@ -815,6 +821,7 @@ impl Plan {
                 },
             );
         }
+        drill::parse(&mut cx, &mut plan, raw.drills, &resolve);
         if cx.diags.is_empty() { Ok(plan) } else { Err(PlanError::Invalid(cx.diags)) }
     }
 
