@@ -15,6 +15,7 @@ pub const STORAGE_FULL: u8 = 7;
 pub const INCOMPLETE: u8 = 8;
 pub const UNAVAILABLE: u8 = 9;
 pub const BUSY: u8 = 10;
+pub const DRILL_FAILED: u8 = 11;
 pub const INTERRUPTED: u8 = 130;
 
 #[must_use]
@@ -30,6 +31,7 @@ pub fn for_category(c: Category) -> u8 {
         Category::Unavailable => UNAVAILABLE,
         Category::Busy => BUSY,
         Category::Interrupted => INTERRUPTED,
+        Category::DrillFailed => DRILL_FAILED,
         Category::Other => ERROR,
     }
 }

@@ -884,6 +884,9 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         assert!(plan.component("secrets").is_ok());
         assert_eq!(plan.repositories["geo"].copy_of.as_deref(), Some("primary"));
         assert_ne!(plan.repositories["geo"].site, plan.repositories["primary"].site, "the geo copy is off-site");
+        let drill = &plan.drills["monthly-db"];
+        assert_eq!(drill.components, ["medicapp-db", "signed-documents"]);
+        assert_eq!(drill.schedule.as_ref().map(|s| s.cron.as_str()), Some("0 3 1 * *"), "monthly, as §10.1 asks");
     }
 
     #[test]
