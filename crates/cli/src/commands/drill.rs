@@ -59,7 +59,7 @@ pub fn run(ctx: &Context, cmd: &DrillCommand) -> Result<()> {
             let stored = StoredDrill { id: ran.id, record: ran.record.clone() };
             if let Some(o) = output {
                 let history = reprise_ops::drill::list(&ctx.ws, Some(name))?;
-                write_report(&stored, &history, format, lang, Some(o))?;
+                write_report(&stored, &history, format, lang, Some(o.as_path()))?;
             }
             if ctx.json() {
                 ctx.print_json(&ran)?;

@@ -79,7 +79,7 @@ pub fn build(drill: &StoredDrill, history: &[StoredDrill], lang: Lang) -> Docume
     let passed = r.verdict == DrillVerdict::Passed;
     let rto_objective = r.objectives.iter().filter(|o| o.objective == "rto").map(|o| o.target_ms).min();
     let restore_ms: u64 = r.phases.iter().filter(|p| p.phase != "validation" && p.phase != "cleanup").map(|p| p.ms).sum();
-    let by_kind = |kind: &str| r.validations.iter().filter(move |v| v.kind == kind);
+    let by_kind = |kind: &'static str| r.validations.iter().filter(move |v| v.kind == kind);
     let databases: Vec<&str> = r.components.iter().filter(|c| c.kind == "postgres").map(|c| c.name.as_str()).collect();
 
     let mut doc = Document {
@@ -135,7 +135,8 @@ pub fn build(drill: &StoredDrill, history: &[StoredDrill], lang: Lang) -> Docume
     let mut valid: Vec<Check> = by_kind("connection").map(validation_check).collect();
     valid.extend(by_kind("sql").map(|v| {
         let mut c = validation_check(v);
-        if let (Some(e), Some(m)) = (&v.expected, &v.measured) {
+        // The seed's wording: "Nombre de patients correct (attendu: ___, réel: ___)".
+        if let (Some(e), Some(m)) = (c.expected.take(), c.measured.take()) {
             c.label = format!("{} ({} {e}, {} {m})", v.label, l("attendu :", "expected:"), l("réel :", "actual:"));
         }
         c
