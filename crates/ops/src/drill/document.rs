@@ -136,8 +136,9 @@ pub fn build(drill: &StoredDrill, history: &[StoredDrill], lang: Lang) -> Docume
     valid.extend(by_kind("sql").map(|v| {
         let mut c = validation_check(v);
         // The seed's wording: "Nombre de patients correct (attendu: ___, réel: ___)".
-        if let (Some(e), Some(m)) = (c.expected.take(), c.measured.take()) {
+        if let (Some(e), Some(m)) = (&v.expected, &v.measured) {
             c.label = format!("{} ({} {e}, {} {m})", v.label, l("attendu :", "expected:"), l("réel :", "actual:"));
+            (c.expected, c.measured) = (None, None);
         }
         c
     }));
