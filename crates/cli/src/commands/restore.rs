@@ -92,6 +92,9 @@ fn render(ctx: &Context, report: &RestoreReport) -> Result<()> {
                 if p.delta { format!(" written, {} already right", bytes(out.bytes_unchanged)) } else { String::new() },
                 out.wal_segments
             ));
+            if let Some(r) = &out.reach {
+                ctx.say(format!("this base backup restores to any point from {r}; restored to {}", out.target));
+            }
             for t in &out.tablespaces {
                 ctx.say(format!("tablespace {} restored to {}{}", t.oid, t.location.display(), t.original.as_ref().map(|o| format!(" (was {})", o.display())).unwrap_or_default()));
             }
