@@ -64,7 +64,8 @@ pub struct FilesRestored {
 pub struct DumpRestored {
     pub snapshot: Id,
     pub to: PathBuf,
-    pub loaded: Vec<String>,
+    #[serde(flatten)]
+    pub outcome: logical::LogicalRestored,
     pub ms: u64,
 }
 
@@ -268,7 +269,7 @@ fn restore_dump(ws: &Workspace, repo: &Arc<reprise_engine::Repository>, snap: &r
     }
     let progress = observer.phase("restore");
     let t = Instant::now();
-    let loaded = logical::restore_logical(
+    let outcome = logical::restore_logical(
         repo,
         &logical::LogicalRestoreOptions {
             snapshot: snap.id,
@@ -284,5 +285,5 @@ fn restore_dump(ws: &Workspace, repo: &Arc<reprise_engine::Repository>, snap: &r
     )?;
     drop(progress);
     crate::ledger::record(ws, repo, &crate::ledger::restore_postgres(&snap.header.component, Some(snap.id), None, "dump", 0))?;
-    Ok(RestoreReport::Dump(DumpRestored { snapshot: snap.id, to: request.to.clone(), loaded, ms: t.elapsed().as_millis() as u64 }))
+    Ok(RestoreReport::Dump(DumpRestored { snapshot: snap.id, to: request.to.clone(), outcome, ms: t.elapsed().as_millis() as u64 }))
 }

@@ -453,7 +453,7 @@ mod tests {
 
     #[test]
     fn streamed_ranges_of_a_segment_stored_whole_are_superseded() {
-        let whole: std::collections::BTreeSet<&str> = ["000000010000000000000005"].into_iter().collect();
+        let whole: BTreeSet<&str> = ["000000010000000000000005"].into_iter().collect();
         assert!(superseded("000000010000000000000005.stream.00000000-00002000", &whole));
         assert!(superseded("000000010000000000000005.partial.1700000000000", &whole));
         assert!(!superseded("000000010000000000000006.stream.00000000-00002000", &whole), "the segment still being written needs its ranges");
@@ -505,5 +505,41 @@ mod tests {
         assert!(rule.shortfall.as_deref().is_some_and(|s| s.contains("keep older base backups")));
         assert!(!rule.keeps(&name(1, 4)) && rule.keeps(&name(1, 5)));
         assert!(KeepRule::new(&[], None, Timestamp::now()).is_none(), "no base backup: no rule (nothing removed)");
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// Bug (issue 16): with the first base backup held and `keep_last =
+    /// 1`, forget removed the WAL between the base backups without saying
+    /// that restores between them became impossible.
+    #[test]
+    fn removing_wal_between_base_backups_closes_the_window_between_them() {
+        // Segment n is written on November n + 1; a base backup ends when
+        // its stop segment is written.
+        let day = |n: u64| at("2026-11-01T00:00:00Z") + jiff::SignedDuration::from_hours(24 * i64::try_from(n).unwrap());
+        let written = |s: Segment| -> Result<Option<Timestamp>> { Ok(Some(day(s.number))) };
+        let base_at = |n: u8, start: u64, stop: u64| BaseBackupInfo { stop_time: day(stop), start_time: day(start), ..base(n, 1, start, stop, "2026-11-01T00:00:00Z") };
+        let (held, middle, newest) = (base_at(1, 2, 3), base_at(2, 10, 10), base_at(3, 20, 21));
+        let all: BTreeMap<u64, BTreeSet<u32>> = (2..=30).map(|n| (n, BTreeSet::from([1]))).collect();
+        let before = reachable(&[held.clone(), middle, newest.clone()], &all, &mut { written }).unwrap();
+        assert_eq!(before, vec![Window { from: day(3), to: day(30) }]);
+        let rule = KeepRule::new(&[held.clone(), newest.clone()], None, day(31)).unwrap();
+        let kept: BTreeMap<u64, BTreeSet<u32>> = all.into_iter().filter(|(n, _)| rule.keeps(&name(1, *n))).collect();
+        let after = reachable(&[held, newest], &kept, &mut { written }).unwrap();
+        // The held backup reaches its own end only, the newest from its end on.
+        assert_eq!(after, vec![Window { from: day(3), to: day(3) }, Window { from: day(21), to: day(30) }]);
+        assert_eq!(subtract(&before, &after), vec![Window { from: day(3), to: day(21) }]);
+        assert!(subtract(&after, &before).is_empty(), "nothing reopens");
+    }
+
+    #[test]
+    fn a_gap_before_a_base_backups_end_makes_it_reach_nothing() {
+        let b = base(1, 1, 2, 4, "2026-11-01T00:00:00Z");
+        let present: BTreeMap<u64, BTreeSet<u32>> = [2u64, 4, 5].into_iter().map(|n| (n, BTreeSet::from([1]))).collect();
+        assert!(reachable(&[b], &present, &mut |_| Ok(None)).unwrap().is_empty());
+        let w = |a: &str, b: &str| Window { from: at(a), to: at(b) };
+        assert_eq!(subtract(&[w("2026-11-01T00:00:00Z", "2026-11-10T00:00:00Z")], &[w("2026-11-01T00:00:00Z", "2026-11-01T00:00:00Z"), w("2026-11-05T00:00:00Z", "2026-11-10T00:00:00Z")]), vec![w("2026-11-01T00:00:00Z", "2026-11-05T00:00:00Z")]);
     }
 }

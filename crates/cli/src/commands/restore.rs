@@ -77,8 +77,17 @@ fn render(ctx: &Context, report: &RestoreReport) -> Result<()> {
                 d.snapshot.short(),
                 d.to.display(),
                 d.ms as f64 / 1000.0,
-                if d.loaded.is_empty() { String::new() } else { format!("; loaded {}", d.loaded.join(", ")) }
+                if d.outcome.loaded.is_empty() { String::new() } else { format!("; loaded {}", d.outcome.loaded.join(", ")) }
             ));
+            for c in &d.outcome.created {
+                ctx.say(format!("created database {c}"));
+            }
+            for p in &d.outcome.prerequisites {
+                ctx.say(format!("restored with the table (the target lacked it): {p}"));
+            }
+            for l in &d.outcome.left_out {
+                ctx.say(format!("left out: {l}"));
+            }
         }
         RestoreReport::Pitr(p) => {
             let out = &p.outcome;
