@@ -262,7 +262,12 @@ fn dump_with(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> String {
         .expect("run pg_dump");
     assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
     // pg_dump (since 15.14) writes a random \restrict key into every dump.
-    String::from_utf8(out.stdout).expect("utf8 dump").lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).map(|l| format!("{l}\n")).collect()
+    lines_of(String::from_utf8(out.stdout).expect("utf8 dump").lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")))
+}
+
+/// Lines joined, each ended by a newline.
+fn lines_of<'a>(lines: impl Iterator<Item = &'a str>) -> String {
+    lines.fold(String::new(), |acc, l| acc + l + "\n")
 }
 
 #[track_caller]
@@ -297,12 +302,11 @@ fn logical_env() -> Option<Env> {
         )
         .expect("load");
     let plan = std::fs::read_to_string(&env.plan).expect("plan");
-    let logical: String = plan
+    let logical = plan
         .replace("type = \"postgres\"", "type = \"postgres\"\nmode = \"logical\"\ndatabases = [\"app\"]")
         .lines()
         .filter(|l| !l.starts_with("data_directory"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+        .fold(String::new(), |acc, l| acc + l + "\n");
     std::fs::write(&env.plan, logical).expect("plan");
     Some(env)
 }
@@ -395,7 +399,7 @@ fn one_table_comes_back_with_its_keys_indexes_sequence_and_trigger() {
     let without_fk: String = {
         let lines: Vec<&str> = orders.lines().collect();
         let name = lines.iter().position(|l| l.starts_with("-- Name: orders orders_customer_fkey;")).expect("the foreign key in the dump");
-        lines.iter().enumerate().filter(|(k, _)| !(name - 1..name + 7).contains(k)).map(|(_, l)| format!("{l}\n")).collect()
+        lines_of(lines.iter().enumerate().filter(|(k, _)| !(name - 1..name + 7).contains(k)).map(|(_, l)| *l))
     };
     let got = dump_with(&env, env.cluster(), "scratch", &["-t", "orders"]);
     assert_same_dump("orders into a new database, without its key to customers", &without_fk, &got);

@@ -239,10 +239,10 @@ fn wal_marks(repo: &Repository, component: Option<&str>) -> Result<Vec<(Mark, Ve
 fn whole_segments<'a>(files: impl Iterator<Item = &'a str>) -> BTreeMap<u64, BTreeSet<u32>> {
     let mut out: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
     for f in files {
-        if let Some(WalFile::Segment(_)) = walname::classify(f) {
-            if let Some(s) = Segment::parse(f, walname::DEFAULT_SEGMENT_SIZE) {
-                out.entry(s.number).or_default().insert(s.timeline);
-            }
+        if let Some(WalFile::Segment(_)) = walname::classify(f)
+            && let Some(s) = Segment::parse(f, walname::DEFAULT_SEGMENT_SIZE)
+        {
+            out.entry(s.number).or_default().insert(s.timeline);
         }
     }
     out
