@@ -542,4 +542,15 @@ mod tests {
         let w = |a: &str, b: &str| Window { from: at(a), to: at(b) };
         assert_eq!(subtract(&[w("2026-11-01T00:00:00Z", "2026-11-10T00:00:00Z")], &[w("2026-11-01T00:00:00Z", "2026-11-01T00:00:00Z"), w("2026-11-05T00:00:00Z", "2026-11-10T00:00:00Z")]), vec![w("2026-11-01T00:00:00Z", "2026-11-05T00:00:00Z")]);
     }
+
+    #[test]
+    fn the_sweep_keeps_what_an_existing_base_backups_own_range_needs() {
+        let bases = [base(1, 1, 5, 6, "2026-11-19T00:00:00Z")];
+        assert!(needed_by(&name(1, 5), &bases) && needed_by(&name(1, 6), &bases));
+        assert!(needed_by(&format!("{}.00000028.backup", name(1, 5)), &bases));
+        assert!(!needed_by(&name(1, 4), &bases) && !needed_by(&name(1, 7), &bases));
+        assert!(!needed_by(&name(2, 5), &bases), "another timeline's segment of that number");
+        assert!(needed_by("00000002.history", &bases), "history files are never deleted");
+        assert!(!needed_by(&name(1, 5), &[]), "no base backup: nothing needed");
+    }
 }
