@@ -88,8 +88,8 @@ fn a_held_base_backup_restores_by_its_id_to_its_end_or_within_its_wal() {
     env.sql("INSERT INTO markers VALUES (4)");
     env.archive_now();
 
-    // By its ID alone: its own end, consistent, and the range it can reach.
-    let (c, out) = restore_id(&env, &id, &env.path("end"), &[]);
+    // The command: its own end, consistent, and the range it can reach.
+    let (c, out) = restore_id(&env, &id, &env.path("end"), &["--at", "immediate"]);
     assert_eq!(markers(&c), [1], "{out}");
     assert_eq!(out["base_backup"], held["id"], "{out}");
     assert_eq!(out["target"], "immediate", "{out}");
@@ -106,9 +106,9 @@ fn a_held_base_backup_restores_by_its_id_to_its_end_or_within_its_wal() {
     assert_eq!(markers(&c), [1, 2, 3, 4], "{out}");
     assert_eq!(out["base_backup"], held["id"], "{out}");
     drop(c);
-    // The text says what it can reach.
+    // By its ID alone, the same end; the text says what it can reach.
     let text = env.ok(&["restore", &id, "--to", env.path("text").to_str().expect("utf8")]);
-    assert!(text.contains("this base backup restores to any point from"), "{text}");
+    assert!(text.contains("this base backup restores to any point from") && text.contains("restored to immediate"), "{text}");
 
     // Outside its range: refused, naming the range, nothing written.
     let to = env.path("refused");
