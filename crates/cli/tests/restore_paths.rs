@@ -185,6 +185,7 @@ fn forget_marks_wal_says_which_restores_it_closes_and_can_be_undone() {
     assert_eq!(to, stop(&bases[2]), "{dry}");
     let text = env.ok(&["forget", "--dry-run"]);
     assert!(text.contains("will no longer be possible"), "{text}");
+    eprintln!("forget --dry-run said:\n{}", text.lines().filter(|l| l.contains("WAL")).collect::<Vec<_>>().join("\n"));
     assert_eq!(archived_segments(&env), before, "a dry run marks nothing");
 
     // The real run marks, deletes nothing, and says the same.

@@ -48,7 +48,7 @@ fn print_wal(w: &WalExpiry) {
     let verb = if w.dry_run { "would be marked" } else { "marked" };
     match (&w.continuous_from, &w.anchor_backup) {
         (Some(from), Some(anchor)) => outln!(
-            "  WAL: {} files kept ({:.1} MiB; continuous from {from}, the start of base backup {}), {} {verb} for deletion ({:.1} MiB, {} newly), deleted by `prune` {} after marking",
+            "  WAL: {} files kept ({:.1} MiB; continuous from {from}, the start of base backup {}), {} {verb} for deletion ({:.1} MiB, {} newly), deleted by {}",
             w.kept_files,
             mib(w.kept_bytes),
             &anchor.to_hex()[..8],
@@ -74,7 +74,7 @@ fn print_wal(w: &WalExpiry) {
 }
 
 fn grace_words(secs: u64) -> String {
-    if secs == 0 { "at once".to_owned() } else { format!("{}", jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))) }
+    if secs == 0 { "the next `prune`".to_owned() } else { format!("a `prune` {:#} after marking at the earliest", jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))) }
 }
 
 fn parse_grace(text: &str) -> Result<std::time::Duration> {
