@@ -579,10 +579,13 @@ pub struct RestoreArgs {
     /// PostgreSQL: restore every tablespace not named by --tablespace into DIR/OID
     #[arg(long = "tablespace-dir", value_name = "DIR")]
     pub tablespace_dir: Option<PathBuf>,
-    /// PostgreSQL logical: load the dump into this server (connection string)
+    /// PostgreSQL logical: load the dump into this server (connection
+    /// string); a missing database is created, and the server, databases
+    /// and table are checked before anything is written
     #[arg(long, value_name = "CONNECTION")]
     pub into: Option<String>,
-    /// PostgreSQL logical: only this database
+    /// PostgreSQL logical: only this database; for a one-database dump, a
+    /// new name to load it under
     #[arg(long)]
     pub database: Option<String>,
     /// PostgreSQL logical: only this table (`schema.table` or `table`)
