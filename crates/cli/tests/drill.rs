@@ -137,6 +137,8 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     assert_eq!(run["verdict"], "passed", "{run:#}");
     assert_eq!(run["schema"], "reprise.drill/1");
     let rto = run["rto_ms"].as_u64().expect("rto");
+    // The measured figures, for whoever reads the test's output.
+    eprintln!("drill: rto_ms {rto}, phases {}, components {}", run["phases"], run["components"]);
     assert!(rto > 0, "{run}");
     for phase in ["restore-files", "startup-consistent", "wal-replay", "validation", "cleanup"] {
         assert!(run["phases"].as_array().expect("phases").iter().any(|p| p["phase"] == phase), "no {phase} phase: {run:#}");

@@ -1,8 +1,9 @@
 //! Restore drill records: the evidence a drill leaves in the repository
 //! (`drills/<id>`, docs/FORMAT.md section 18).
 //!
-//! Kept in the repository rather than beside it so that the off-site copy
-//! carries the evidence with the backups it proves, and write-once like
+//! Kept in the repository rather than beside it, so that the evidence
+//! stays with the backups it proves (`copy` does not send `drills/` yet:
+//! that is the next step to carry it off-site), and write-once like
 //! every object: a failed drill cannot be rewritten into a passed one.
 //! Only the administrator signs them (a drill restores patient data, which
 //! only a full-access key may do); a record signed by anyone else is

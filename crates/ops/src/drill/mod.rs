@@ -14,8 +14,9 @@
 //! record says it was.
 //!
 //! The record ([`record::DrillRecord`]) is stored encrypted and write-once
-//! in the repository of the drill's first component, so the off-site copy
-//! carries the evidence, and its ID is appended to the ledger. Reports
+//! in the repository of the drill's first component, with the backups it
+//! proves, and its ID is appended to the ledger (whose records `copy`
+//! carries off-site; the drill records themselves are not copied yet). Reports
 //! (Markdown, HTML, PDF, JSON) are rendered from stored records
 //! ([`document`]), never from memory: what `drill show` prints is what was
 //! kept.
