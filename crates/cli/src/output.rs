@@ -51,9 +51,9 @@ pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// A whole document on stdout as it is (a rendered report), with the
 /// same closed-pipe rule as lines.
-pub fn raw(bytes: &[u8]) -> anyhow::Result<()> {
+pub fn raw(bytes: &[u8]) {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
-        return Ok(());
+        return;
     }
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
@@ -62,7 +62,6 @@ pub fn raw(bytes: &[u8]) -> anyhow::Result<()> {
             WRITE_FAILURE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert_with(|| e.to_string());
         }
     }
-    Ok(())
 }
 
 /// Whether the command already printed its JSON document.

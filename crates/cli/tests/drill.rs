@@ -10,8 +10,11 @@
 //! (`sha256()`), so the drill's comparison is checked against an
 //! independent hash.
 
+#![allow(clippy::duration_suboptimal_units, reason = "bounds in seconds read as the messages that state them")]
+
 mod common;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -48,7 +51,8 @@ fn medicapp(env: &Env) {
 /// The drill of the seed's monthly test, added to the test's plan.
 fn add_drill(env: &Env, scratch: &Path) {
     let mut plan = std::fs::read_to_string(&env.plan).expect("plan");
-    plan.push_str(&format!(
+    let _ = write!(
+        plan,
         r#"
 [components.{COMPONENT}.objectives]
 rpo = "1h"
@@ -93,7 +97,7 @@ newest = 10
 "#,
         docs = docs_root(env).display(),
         scratch = scratch.display()
-    ));
+    );
     std::fs::write(&env.plan, plan).expect("plan");
 }
 
@@ -131,6 +135,18 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     medicapp(&env);
     add_drill(&env, &scratch);
     backup_both(&env);
+
+    // Bad input: one line naming the fix, its exit code, nothing restored.
+    let out = env.reprise(&["drill", "run", "nope"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(3) && err.contains("drills: monthly") && err.lines().count() == 1, "{err}");
+    let out = env.reprise(&["drill", "show", "latest", "--format", "docx"]);
+    assert!(out.status.code() == Some(2) && String::from_utf8_lossy(&out.stderr).contains("choose md, html, pdf or json"));
+    std::fs::write(env.path("taken.md"), "mine").expect("file");
+    let out = env.reprise(&["drill", "run", "monthly", "-o", env.path("taken.md").to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!scratch.exists() || left_in(&scratch).is_empty(), "a refused drill restores nothing");
+    assert_eq!(std::fs::read_to_string(env.path("taken.md")).expect("file"), "mine");
 
     // 1. The drill passes, every figure measured.
     let run = env.json(&["drill", "run", "monthly"]);
@@ -200,7 +216,9 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     std::fs::remove_file(docs_root(&env).join(&paths[0])).expect("lose a document");
     std::fs::write(docs_root(&env).join(&paths[1]), "forged").expect("alter a document");
     backup_both(&env);
-    let out = env.reprise(&["--json", "drill", "run", "monthly"]);
+    let written = env.path("failed.md");
+    let out = env.reprise(&["--json", "drill", "run", "monthly", "-o", written.to_str().expect("utf8")]);
+    assert!(std::fs::read_to_string(&written).expect("the failed drill's report is written too").contains("ÉCHEC - Raison"));
     assert_eq!(out.status.code(), Some(11), "a failed drill exits 11: {}", String::from_utf8_lossy(&out.stderr));
     let failed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(failed["verdict"], "failed");

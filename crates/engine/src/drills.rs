@@ -30,9 +30,12 @@ pub fn save(repo: &Repository, json: &[u8]) -> Result<Id> {
 /// Drill record objects nobody may have written, with why they are ignored.
 pub type Ignored = Vec<(String, String)>;
 
+/// Drill records: each ID and its JSON.
+pub type Records = Vec<(Id, Vec<u8>)>;
+
 /// Every drill record the administrator signed (ID and JSON), and the
 /// objects ignored, with why.
-pub fn list(repo: &Repository) -> Result<(Vec<(Id, Vec<u8>)>, Ignored)> {
+pub fn list(repo: &Repository) -> Result<(Records, Ignored)> {
     repo.require_full("reading restore drill records")?;
     let admin = repo.trust().admin();
     let keys = repo.domain_keys(&DomainId::ADMIN)?;

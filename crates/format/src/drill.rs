@@ -61,10 +61,16 @@ mod tests {
         assert_eq!(verify(&sealed, &Id([1; 32])).unwrap(), signer.key_id());
         assert!(verify(&sealed, &Id([2; 32])).is_err(), "a record of another repository");
         assert!(open(&sealed, &SymmetricKey::generate()).is_err());
-        let mid = sealed.len() / 2;
-        sealed[mid] ^= 1;
+        // A byte of the ciphertext: the signature and the AEAD tag both break.
+        sealed[DRILL_MAGIC.len() + 12 + 1] ^= 1;
         assert!(verify(&sealed, &Id([1; 32])).is_err());
         assert!(open(&sealed, &key).is_err());
+        sealed[DRILL_MAGIC.len() + 12 + 1] ^= 1;
+        // A byte of the signature block: the content still decrypts, and
+        // only the signature says it is no longer the administrator's.
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(verify(&sealed, &Id([1; 32])).is_err());
         assert!(open(&sealed[..10], &key).is_err());
     }
 }

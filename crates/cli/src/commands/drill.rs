@@ -185,7 +185,7 @@ fn write_report(one: &StoredDrill, history: &[StoredDrill], format: Format, lang
             })?;
             f.write_all(&bytes)?;
         }
-        None => crate::output::raw(&bytes)?,
+        None => crate::output::raw(&bytes),
     }
     Ok(())
 }

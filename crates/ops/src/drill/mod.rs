@@ -415,7 +415,7 @@ pub fn show(ws: &Workspace, spec: &str) -> Result<(StoredDrill, Vec<StoredDrill>
     let found: Vec<&StoredDrill> = if spec == "latest" {
         all.last().into_iter().collect()
     } else if all.iter().any(|d| d.record.drill == spec) {
-        all.iter().filter(|d| d.record.drill == spec).next_back().into_iter().collect()
+        all.iter().rfind(|d| d.record.drill == spec).into_iter().collect()
     } else {
         all.iter().filter(|d| !spec_l.is_empty() && d.id.to_hex().starts_with(&spec_l)).collect()
     };

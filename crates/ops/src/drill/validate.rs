@@ -8,6 +8,7 @@
 //! there (no `..`, not absolute), so a drill never reads outside its
 //! scratch folder.
 
+use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
@@ -229,7 +230,7 @@ fn documents(ws: &Workspace, check: &DocumentCheck, c: &reprise_postgres::cluste
     let name = |list: &[String]| {
         let mut s = list.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
         if list.len() > NAMED {
-            s.push_str(&format!(" (+{})", list.len() - NAMED));
+            let _ = write!(s, " (+{})", list.len() - NAMED);
         }
         s
     };
