@@ -107,7 +107,7 @@ struct Scratch {
 impl Scratch {
     fn create(root: &Path, drill: &str) -> Result<Scratch> {
         std::fs::create_dir_all(root).map_err(|e| OpsError::new(Category::Usage, format!("cannot create the drill scratch folder {}: {e}; set [drills.{drill}] scratch to a writable folder", root.display())))?;
-        let path = root.join(format!("reprise-drill-{drill}-{}", hex_of(&reprise_engine::format::crypto::random::<6>())));
+        let path = root.join(format!("reprise-drill-{drill}-{}", hex::encode(reprise_engine::format::crypto::random::<6>())));
         std::fs::create_dir(&path).map_err(|e| OpsError::new(Category::Usage, format!("cannot create {}: {e}", path.display())))?;
         // The restored server runs as the server account and needs this
         // folder; nobody else may enter it.
@@ -139,9 +139,6 @@ impl Drop for Scratch {
     }
 }
 
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
