@@ -237,3 +237,6 @@ mod seconds {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
