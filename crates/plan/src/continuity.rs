@@ -267,22 +267,20 @@ pub(crate) struct RawContinuity {
 
 fn date(cx: &mut Ctx<'_>, d: &Spanned<RawDate>, what: &str) -> Option<Date> {
     let text = match d.get_ref() {
-        RawDate::Toml(t) => match (t.date, t.time) {
-            (Some(date), None) => format!("{:04}-{:02}-{:02}", date.year, date.month, date.day),
-            _ => {
+        RawDate::Toml(t) => {
+            let (Some(date), None) = (t.date, t.time) else {
                 cx.at(d.span().start, format!("{what} = {t} is not a date"), format!("write the day only, e.g. {what} = \"2026-10-05\""));
                 return None;
-            }
-        },
+            };
+            format!("{:04}-{:02}-{:02}", date.year, date.month, date.day)
+        }
         RawDate::Text(s) => s.trim().to_owned(),
     };
-    match text.parse::<Date>() {
-        Ok(date) => Some(date),
-        Err(_) => {
-            cx.at(d.span().start, format!("{what} = \"{text}\" is not a date"), format!("write it as YYYY-MM-DD, e.g. {what} = \"2026-10-05\""));
-            None
-        }
+    if let Ok(date) = text.parse::<Date>() {
+        return Some(date);
     }
+    cx.at(d.span().start, format!("{what} = \"{text}\" is not a date"), format!("write it as YYYY-MM-DD, e.g. {what} = \"2026-10-05\""));
+    None
 }
 
 fn period(cx: &mut Ctx<'_>, s: &Spanned<String>, what: &str) -> Option<(Period, String)> {

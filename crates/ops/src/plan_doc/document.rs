@@ -655,6 +655,7 @@ fn procedures(plan: &Plan, evidence: &Evidence, w: &Words) -> Section {
 }
 
 #[cfg(test)]
+#[allow(clippy::duration_suboptimal_units, reason = "lengths in seconds read best next to the text they become")]
 mod tests {
     use super::*;
 

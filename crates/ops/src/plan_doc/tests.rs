@@ -1,6 +1,8 @@
 //! Each lint rule on its own facts, and the rendered plan as a reader
 //! sees it (a snapshot, with fixed measurements so it never drifts).
 
+#![allow(clippy::duration_suboptimal_units, reason = "drill figures in seconds, as drills record them")]
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -9,6 +11,9 @@ use reprise_plan::Plan;
 use reprise_report::Lang;
 
 use super::*;
+
+/// One lint case: the code, its subject, and the change that triggers it.
+type Case = (&'static str, &'static str, Box<dyn Fn(&mut Plan, &mut Evidence)>);
 
 const NOW: &str = "2026-11-26T10:00:00Z";
 
@@ -85,7 +90,7 @@ fn the_example_on_good_facts_has_only_the_seeds_own_retention_gap() {
 #[test]
 fn each_lint_case_triggers_its_code() {
     let base = medicapp();
-    let cases: Vec<(&str, &str, Box<dyn Fn(&mut Plan, &mut Evidence)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("contact-not-reviewed", "tech", Box::new(|p, _| p.continuity.contacts.get_mut("tech").expect("tech").reviewed = Some(jiff::civil::date(2026, 6, 1)))),
         ("drill-overdue", "database-restore", Box::new(|_, e| e.drills.retain(|d| d.name != "monthly-db"))),
         ("drill-failed", "database-restore", Box::new(|_, e| e.drills[0].passed = false)),
@@ -142,8 +147,10 @@ fn rendered_plan_markdown() {
 /// and no continuity section at all, each missing fact is named.
 #[test]
 fn missing_facts_are_named_never_left_blank() {
-    let mut plan = medicapp();
-    plan.continuity = reprise_plan::Continuity::default();
+    let full = medicapp();
+    let mut bare = medicapp();
+    bare.continuity = reprise_plan::Continuity::default();
+    for plan in [full, bare] {
     let ev = Evidence {
         measured_at: at(NOW),
         components: plan.components.keys().map(|c| ComponentEvidence { component: c.clone(), state: Measurement::Unavailable { reason: "the repository is unreachable".into() } }).collect(),
@@ -151,7 +158,13 @@ fn missing_facts_are_named_never_left_blank() {
         drills_unavailable: None,
     };
     for lang in [Lang::Fr, Lang::En] {
-        let md = reprise_report::markdown::render(&document(&plan, &ev, &DocumentOptions { lang }));
+        let doc = document(&plan, &ev, &DocumentOptions { lang });
+        // The model, before any renderer escapes it (Markdown writes `_` as `\_`).
+        let model = serde_json::to_string(&doc).expect("json");
+        for placeholder in ["REMPLIR", "___", "[DATE", "[NOM", "TODO"] {
+            assert!(!model.contains(placeholder), "{placeholder:?} in the document model");
+        }
+        let md = reprise_report::markdown::render(&doc);
         // The signature block alone has lines for a pen (date, signature).
         let facts = &md[..md.find(lang.pick("## Approbation", "## Approval")).expect("approval section")];
         for placeholder in ["À REMPLIR", "A REMPLIR", "___", "[DATE", "[NOM", "TODO", "| |"] {
@@ -159,5 +172,6 @@ fn missing_facts_are_named_never_left_blank() {
         }
         assert!(md.contains(lang.pick("aucun exercice enregistré", "no drill recorded")), "{md}");
         assert!(md.contains("the repository is unreachable"), "{md}");
+    }
     }
 }
