@@ -256,6 +256,11 @@ pub struct ForgetArgs {
     /// Show each snapshot with the rule that keeps it or why it would go; remove nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// PostgreSQL: time between marking WAL for deletion and `prune`
+    /// deleting it, to undo a mistaken forget (run forget again with a
+    /// policy that keeps it); e.g. 24h, 90m, 0
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub grace: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -535,7 +540,9 @@ pub struct DiffArgs {
 #[allow(clippy::struct_excessive_bools, reason = "clap flags: each bool is one switch")]
 pub struct RestoreArgs {
     /// Snapshot ID (or prefix), `latest`, or a plan component (its latest
-    /// snapshot); `SNAPSHOT:PATH` restores only PATH
+    /// snapshot); `SNAPSHOT:PATH` restores only PATH. A PostgreSQL base
+    /// backup's ID restores that backup (to its end, or --at within the
+    /// WAL it has); a logical dump's ID loads with --into
     pub what: String,
     /// Target directory (created if missing; must be empty unless
     /// --overwrite or --delta)
@@ -572,10 +579,13 @@ pub struct RestoreArgs {
     /// PostgreSQL: restore every tablespace not named by --tablespace into DIR/OID
     #[arg(long = "tablespace-dir", value_name = "DIR")]
     pub tablespace_dir: Option<PathBuf>,
-    /// PostgreSQL logical: load the dump into this server (connection string)
+    /// PostgreSQL logical: load the dump into this server (connection
+    /// string); a missing database is created, and the server, databases
+    /// and table are checked before anything is written
     #[arg(long, value_name = "CONNECTION")]
     pub into: Option<String>,
-    /// PostgreSQL logical: only this database
+    /// PostgreSQL logical: only this database; for a one-database dump, a
+    /// new name to load it under
     #[arg(long)]
     pub database: Option<String>,
     /// PostgreSQL logical: only this table (`schema.table` or `table`)
