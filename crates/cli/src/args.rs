@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "reprise", version, about = "The continuity plan that runs: encrypted, deduplicated, write-once backups with measured restores.")]
 #[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase or key, 5 permission denied, \
-6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable (retry later), 10 busy (retry later), 130 interrupted.")]
+6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable (retry later), 10 busy (retry later), 12 plan lint warnings, 13 plan lint errors, 130 interrupted.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -671,6 +671,23 @@ pub enum PlanCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Write the PRA/PCA document from the plan and what the repositories
+    /// measure now (objectives against achieved values, restorable points,
+    /// 3-2-1, drills, contacts, escalation)
+    Render {
+        /// Where to write it (replaced if it exists)
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// md, html or pdf [default: from the file's extension, else md]
+        #[arg(long, value_name = "md|html|pdf")]
+        format: Option<String>,
+        /// The document's language: fr or en
+        #[arg(long, default_value = "fr", value_name = "fr|en")]
+        lang: String,
+    },
+    /// Say what in the plan is stale or not true now, each finding with a
+    /// code, a severity and the fix (exit 12: warnings, 13: errors)
+    Lint,
 }
 
 #[derive(Args, Debug)]
