@@ -546,6 +546,11 @@ pub fn fetch_from_spool(spool: &Path, file: &str, dest: &Path, timeout: Duration
         if Instant::now() > deadline {
             return Err(PgError::Invalid(format!("{file}: the restoring process did not answer within {} minutes", timeout.as_secs() / 60)));
         }
+        // The restore was stopped and its folder removed (an interrupted
+        // drill): nobody will answer, and waiting would outlive it.
+        if asked && !spool.is_dir() {
+            return Err(PgError::Invalid(format!("{file}: the spool {} is gone: the restore that asked for it was stopped", spool.display())));
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
