@@ -164,7 +164,11 @@ EOF
     echo "ram: $(free -g | awk '/Mem:/ {print $2}') GiB"
     echo "kernel: $(uname -r)"
     echo "disk: $(df -h "$W" | awk 'NR==2 {print $1, $2}'); $(lsblk -d -n -o NAME,ROTA,SIZE | tr '\n' ' ')"
-    echo "reprise: $("$REPRISE" --version) (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" status --short -- crates 2>/dev/null | awk '{printf ", modified: %s", $2}'))"
+    if [[ -n ${REPRISE_BIN:-} ]]; then
+        echo "reprise: $("$REPRISE" --version) (REPRISE_BIN=$REPRISE, not built from this checkout)"
+    else
+        echo "reprise: $("$REPRISE" --version) (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" status --short -- crates 2>/dev/null | awk '{printf ", modified: %s", $2}'))"
+    fi
     echo "pgbackrest: $($PGBR version)"
     echo "postgresql: $("$PGBIN/postgres" --version)"
     echo "zstd/openssl: $(openssl version)"
