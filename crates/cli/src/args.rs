@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "reprise", version, about = "The continuity plan that runs: encrypted, deduplicated, write-once backups with measured restores.")]
 #[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage/invalid plan, 3 not found, 4 wrong passphrase or key, 5 permission denied, \
-6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable (retry later), 10 busy (retry later), 130 interrupted.")]
+6 damaged data, 7 storage full, 8 backup incomplete, 9 storage unavailable (retry later), 10 busy (retry later), 12 plan lint warnings, 13 plan lint errors, 130 interrupted.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -256,6 +256,11 @@ pub struct ForgetArgs {
     /// Show each snapshot with the rule that keeps it or why it would go; remove nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// PostgreSQL: time between marking WAL for deletion and `prune`
+    /// deleting it, to undo a mistaken forget (run forget again with a
+    /// policy that keeps it); e.g. 24h, 90m, 0
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub grace: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -535,7 +540,9 @@ pub struct DiffArgs {
 #[allow(clippy::struct_excessive_bools, reason = "clap flags: each bool is one switch")]
 pub struct RestoreArgs {
     /// Snapshot ID (or prefix), `latest`, or a plan component (its latest
-    /// snapshot); `SNAPSHOT:PATH` restores only PATH
+    /// snapshot); `SNAPSHOT:PATH` restores only PATH. A PostgreSQL base
+    /// backup's ID restores that backup (to its end, or --at within the
+    /// WAL it has); a logical dump's ID loads with --into
     pub what: String,
     /// Target directory (created if missing; must be empty unless
     /// --overwrite or --delta)
@@ -572,10 +579,13 @@ pub struct RestoreArgs {
     /// PostgreSQL: restore every tablespace not named by --tablespace into DIR/OID
     #[arg(long = "tablespace-dir", value_name = "DIR")]
     pub tablespace_dir: Option<PathBuf>,
-    /// PostgreSQL logical: load the dump into this server (connection string)
+    /// PostgreSQL logical: load the dump into this server (connection
+    /// string); a missing database is created, and the server, databases
+    /// and table are checked before anything is written
     #[arg(long, value_name = "CONNECTION")]
     pub into: Option<String>,
-    /// PostgreSQL logical: only this database
+    /// PostgreSQL logical: only this database; for a one-database dump, a
+    /// new name to load it under
     #[arg(long)]
     pub database: Option<String>,
     /// PostgreSQL logical: only this table (`schema.table` or `table`)
@@ -609,6 +619,23 @@ pub enum PlanCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Write the PRA/PCA document from the plan and what the repositories
+    /// measure now (objectives against achieved values, restorable points,
+    /// 3-2-1, drills, contacts, escalation)
+    Render {
+        /// Where to write it (replaced if it exists)
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// md, html or pdf [default: from the file's extension, else md]
+        #[arg(long, value_name = "md|html|pdf")]
+        format: Option<String>,
+        /// The document's language: fr or en
+        #[arg(long, default_value = "fr", value_name = "fr|en")]
+        lang: String,
+    },
+    /// Say what in the plan is stale or not true now, each finding with a
+    /// code, a severity and the fix (exit 12: warnings, 13: errors)
+    Lint,
 }
 
 #[derive(Args, Debug)]

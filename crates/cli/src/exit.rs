@@ -15,6 +15,10 @@ pub const STORAGE_FULL: u8 = 7;
 pub const INCOMPLETE: u8 = 8;
 pub const UNAVAILABLE: u8 = 9;
 pub const BUSY: u8 = 10;
+/// `plan lint` found warnings, and no error.
+pub const LINT_WARNINGS: u8 = 12;
+/// `plan lint` found at least one error: a promise of the plan broken now.
+pub const LINT_ERRORS: u8 = 13;
 pub const INTERRUPTED: u8 = 130;
 
 #[must_use]

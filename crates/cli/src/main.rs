@@ -171,7 +171,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
     // Commands that need no plan or repository first.
     match &cli.command {
-        Command::Plan(cmd) => return commands::plan::run(&cli.global, cli.global.json, cmd),
+        Command::Plan(cmd) => return commands::plan::run(&cli.global, cli.global.json, cmd, &cancel),
         Command::Demo(args) => return commands::demo::run(&cli.global, args, &cancel),
         Command::WalFetch(args) => return commands::postgres::wal_fetch(&cli.global, args, &cancel),
         Command::Ledger(cmd) => {

@@ -271,6 +271,10 @@ fn demo_runs_every_step_and_leaves_nothing_running() {
     let out = run_bare(t.path(), &["demo", "--scale", "1", "--documents", "40", "--load-seconds", "3", "--dir", dir.to_str().unwrap()], &[]);
     assert_eq!(out.code, 0, "{}", out.describe());
     assert!(dir.join("reprise.toml").exists(), "--dir keeps the work directory");
+    // The plan it wrote is rendered from what the repository holds.
+    let md = fs::read_to_string(dir.join("plan/PRA.md")).expect("the demo renders its plan");
+    assert!(md.contains("| medicapp-db | 1 |") && md.contains("aucun exercice enregistré"), "{md}");
+    assert!(fs::read(dir.join("plan/PRA.pdf")).expect("pdf").starts_with(b"%PDF-"));
     // The clusters it started are stopped (pg_ctl stop waits for them).
     let left = processes_under(&dir);
     assert!(left.is_empty(), "still running after the demo: {left:#?}");

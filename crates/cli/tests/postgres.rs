@@ -619,12 +619,15 @@ fn wal_retention_keeps_what_kept_base_backups_need_and_nothing_more() {
     let dry = env.json(&["forget", "--dry-run"]);
     let wal = &dry[0]["wal"];
     assert_eq!(archived_segments(&env), before, "a dry run removes nothing");
-    let would: Vec<String> = wal["removed_files"].as_array().expect("removed").iter().map(|v| v.as_str().expect("name").to_owned()).collect();
+    let would: Vec<String> = wal["marked_files"].as_array().expect("marked").iter().map(|v| v.as_str().expect("name").to_owned()).collect();
     assert!(!would.is_empty(), "{dry}");
 
-    let out = env.json(&["forget"]);
+    // Marked by forget (no grace here), deleted by prune.
+    let out = env.json(&["forget", "--grace", "0"]);
     assert_eq!(out[0]["removed"], 1, "{out}");
-    assert_eq!(out[0]["wal"]["removed_files"], wal["removed_files"], "the dry run said what the run did");
+    assert_eq!(out[0]["wal"]["marked_files"], wal["marked_files"], "the dry run said what the run did");
+    assert_eq!(archived_segments(&env), before, "forget only marks");
+    env.ok(&["--repo", env.repo.to_str().expect("utf8"), "prune", "--grace", "0"]);
     let after = archived_segments(&env);
     let (b2_start, b2_stop, b3_start) = (label(&bases[1], "start_wal"), label(&bases[1], "stop_wal"), label(&bases[2], "start_wal"));
     for s in &before {
@@ -646,7 +649,7 @@ fn wal_retention_keeps_what_kept_base_backups_need_and_nothing_more() {
     let plan = std::fs::read_to_string(&env.plan).expect("plan").replace("keep_last = 2", "keep_last = 2, keep_within = \"30d\"");
     std::fs::write(&env.plan, plan).expect("plan");
     let out = env.json(&["forget"]);
-    assert_eq!(out[0]["wal"]["removed_files"].as_array().expect("removed").len(), 0, "{out}");
+    assert_eq!(out[0]["wal"]["marked_files"].as_array().expect("marked").len(), 0, "{out}");
     assert!(out[0]["wal"]["note"].as_str().is_some_and(|n| n.contains("keep older base backups")), "{out}");
 }
 
@@ -677,8 +680,10 @@ fn a_held_base_backup_keeps_its_wal_and_data_through_forget_and_prune() {
     std::fs::write(&env.plan, plan).expect("plan");
     let before = archived_segments(&env);
 
-    let out = env.json(&["forget"]);
+    let out = env.json(&["forget", "--grace", "0"]);
     assert_eq!(out[0]["removed"], 1, "only the middle base backup goes: {out}");
+    let pruned = env.json(&["--repo", env.repo.to_str().expect("utf8"), "prune", "--grace", "0", "--max-unused", "0"]);
+    assert!(pruned["deleted_packs"].as_u64().expect("deleted") > 0, "{pruned}");
     let after = archived_segments(&env);
     let (start, stop) = (label(&bases[0], "start_wal"), label(&bases[0], "stop_wal"));
     let own: Vec<&String> = before.iter().filter(|s| **s >= start && **s <= stop).collect();
@@ -687,8 +692,6 @@ fn a_held_base_backup_keeps_its_wal_and_data_through_forget_and_prune() {
         assert!(after.contains(s), "{s}, of the held base backup's own range {start}..{stop}, was removed");
     }
     assert!(after.len() < before.len(), "WAL that only the forgotten base backup needed went");
-    let pruned = env.json(&["--repo", env.repo.to_str().expect("utf8"), "prune", "--grace", "0", "--max-unused", "0"]);
-    assert!(pruned["deleted_packs"].as_u64().expect("deleted") > 0, "{pruned}");
     env.ok(&["--repo", env.repo.to_str().expect("utf8"), "check", "--read-data"]);
     let started = Instant::now();
     let (c, out) = restore_started(&env, &label(&bases[0], "stop_lsn"), &env.path("held"));

@@ -394,6 +394,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             cancel: cancel.clone(),
             keep_running: false,
             settings: Vec::new(),
+            base: None,
         },
         &NoProgress,
     )?;

@@ -173,6 +173,24 @@ pub(crate) fn read_mark(repo: &Repository, name: &str) -> Result<MarkRead> {
     Ok(MarkRead::Counted(Mark { id, mark: m }))
 }
 
+/// Writes a mark condemning WAL objects (`<component>/<file>`), signed by
+/// the administrator: `time` is kept when a later `forget` rewrites a mark
+/// without the files it keeps again, so the grace period never restarts.
+pub fn mark_wal(repo: &Repository, wal: Vec<String>, time: Timestamp, grace: Duration) -> Result<Mark> {
+    let (host, user) = whoami();
+    let m = PruneMark { time, grace_secs: grace.as_secs(), packs: Vec::new(), wal, host, user };
+    let (signer, _) = repo.signer()?;
+    let shared = repo.secrets().shared_key().ok_or(Error::WriteOnly { operation: "marking WAL for deletion" })?;
+    let id = repo.save_object(ObjectKind::PruneMark, &mark::seal(&m, &shared, &signer, &repo.id()))?;
+    Ok(Mark { id, mark: m })
+}
+
+/// Removes a mark (swept, or replaced by [`mark_wal`]); one already gone
+/// is not an error.
+pub fn remove_mark(repo: &Repository, id: &Id) -> Result<()> {
+    remove(repo, ObjectKind::PruneMark, &id.to_hex())
+}
+
 /// The prune marks a writer saw when it started.
 #[derive(Debug, Default, Clone)]
 pub struct Marks {
@@ -576,7 +594,10 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     for (object, why) in &marks.ignored {
         tracing::warn!("{object}: {why}");
     }
-    let marks = marks.marks;
+    // Marks that condemn WAL only are `forget`'s: the PostgreSQL layer
+    // sweeps them (`reprise_postgres::expire::sweep`), knowing which base
+    // backups still need which segments.
+    let marks: Vec<Mark> = marks.marks.into_iter().filter(|m| !m.mark.packs.is_empty() || m.mark.wal.is_empty()).collect();
     let mut catalog = Catalog::load(repo)?;
     let verifier = Verifier::new(repo);
     // Trees are read from any stored pack, condemned or not.
@@ -868,6 +889,7 @@ fn mark(repo: &Arc<Repository>, catalog: &mut Catalog, verifier: &Verifier, used
         time: Timestamp::now(),
         grace_secs: opts.grace.as_secs(),
         packs: unused_packs.into_iter().chain(to_repack).collect(),
+        wal: Vec::new(),
         host,
         user,
     };

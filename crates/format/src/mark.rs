@@ -32,6 +32,10 @@ pub struct PruneMark {
     pub grace_secs: u64,
     /// The condemned packs.
     pub packs: Vec<Id>,
+    /// Condemned WAL objects (`<component>/<file>`), marked by `forget`:
+    /// absent from marks that condemn none, so those encode as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wal: Vec<String>,
     pub host: String,
     pub user: String,
 }
@@ -88,7 +92,7 @@ mod tests {
         let key = SymmetricKey::generate();
         let signer = SigningKey::generate();
         let repo = Id([1; 32]);
-        let m = PruneMark { time: "2026-11-21T10:00:00Z".parse().unwrap(), grace_secs: 86_400, packs: vec![Id([1; 32]), Id([2; 32])], host: "h".into(), user: "u".into() };
+        let m = PruneMark { time: "2026-11-21T10:00:00Z".parse().unwrap(), grace_secs: 86_400, packs: vec![Id([1; 32]), Id([2; 32])], wal: Vec::new(), host: "h".into(), user: "u".into() };
         let mut sealed = seal(&m, &key, &signer, &repo);
         assert_eq!(open(&sealed, &key).unwrap(), m);
         assert_eq!(verify(&sealed, &repo).unwrap(), signer.key_id());
@@ -97,6 +101,14 @@ mod tests {
         assert!(open(&hold, &key).is_err());
         assert!(verify(&hold, &repo).is_err());
         assert_eq!(open(&seal_v1(&m, &key), &key).unwrap(), m);
+        // A mark condemning WAL round-trips too; one that condemns none
+        // encodes without the key, as marks did before it existed.
+        let w = PruneMark { wal: vec!["db/000000010000000000000003".into()], packs: Vec::new(), ..m.clone() };
+        assert_eq!(open(&seal(&w, &key, &signer, &repo), &key).unwrap(), w);
+        let mut plain = Vec::new();
+        ciborium::into_writer(&m, &mut plain).unwrap();
+        let map: ciborium::Value = ciborium::from_reader(plain.as_slice()).unwrap();
+        assert_eq!(map.as_map().unwrap().len(), 5, "time, grace_secs, packs, host, user");
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         assert!(verify(&sealed, &repo).is_err());

@@ -183,7 +183,7 @@ impl From<reprise_postgres::PgError> for OpsError {
         use reprise_postgres::PgError as E;
         let category = match &e {
             E::Engine(inner) => engine_category(inner),
-            E::Connect { .. } | E::NotArchiving(_) | E::WrongDataDirectory { .. } | E::NotADataDirectory { .. } | E::BadWalName(_) | E::Invalid(_) => Category::Usage,
+            E::Connect { .. } | E::NotArchiving(_) | E::WrongDataDirectory { .. } | E::NotADataDirectory { .. } | E::BadWalName(_) | E::Invalid(_) | E::OutOfReach { .. } => Category::Usage,
             E::Privileges { .. } => Category::Permission,
             E::Gap { .. } | E::WalConflict { .. } => Category::Damaged,
             E::NoBaseBackup { .. } | E::MissingBinary { .. } => Category::NotFound,

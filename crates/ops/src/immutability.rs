@@ -32,7 +32,7 @@ pub fn lock_for(c: &ComponentPlan) -> Option<Lock> {
 }
 
 /// How long a retention policy can keep a snapshot at most.
-fn horizon(r: &RetentionPolicy, now: jiff::Timestamp) -> Option<Duration> {
+pub(crate) fn horizon(r: &RetentionPolicy, now: jiff::Timestamp) -> Option<Duration> {
     const HOUR: u64 = 3600;
     const DAY: u64 = 24 * HOUR;
     [

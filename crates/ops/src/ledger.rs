@@ -32,7 +32,7 @@ use reprise_engine::revoke::RevokeReport;
 use reprise_engine::upgrade::UpgradeReport;
 use reprise_ledger::{Entry, Ledger, LedgerKeys, Operation, Outcome, Receipt, Witness, WitnessStatus};
 use reprise_plan::PasswordSource;
-use reprise_postgres::expire::WalExpiry;
+use reprise_postgres::expire::{WalExpiry, WalSweep};
 
 use crate::error::{OpsError, Result};
 use crate::workspace::{Target, Workspace};
@@ -226,13 +226,21 @@ pub fn forget(o: &ForgetOutcome, wal: Option<&WalExpiry>) -> Entry {
         .count("kept", o.snapshots.iter().filter(|v| v.keep).count() as u64)
         .count("removed", o.removed as u64);
     if let Some(w) = wal {
-        e = e.count("wal_removed", w.removed_files.len() as u64).size("wal_removed_bytes", w.removed_bytes);
+        e = e
+            .count("wal_marked", w.newly_marked as u64)
+            .count("wal_condemned", w.marked_files.len() as u64)
+            .size("wal_condemned_bytes", w.marked_bytes)
+            .count("wal_unmarked", w.unmarked_files.len() as u64)
+            .count("pitr_windows_closed", w.closes.len() as u64);
+        if let Some(m) = w.mark {
+            e = e.reference("wal_mark", m.to_hex());
+        }
     }
     e
 }
 
 #[must_use]
-pub fn prune(r: &PruneReport) -> Entry {
+pub fn prune(r: &PruneReport, wal: &WalSweep) -> Entry {
     let mut e = Entry::new(Operation::Prune)
         .count("snapshots", r.snapshots as u64)
         .count("deleted_packs", r.deleted_packs as u64)
@@ -242,6 +250,9 @@ pub fn prune(r: &PruneReport) -> Entry {
         .count("locks_extended", r.locks.packs_extended as u64)
         .size("deleted_bytes", r.deleted_bytes)
         .size("condemned_bytes", r.condemned_bytes)
+        .count("wal_deleted", wal.deleted_files as u64)
+        .size("wal_deleted_bytes", wal.deleted_bytes)
+        .count("wal_rescued", wal.rescued_files.len() as u64)
         .outcome(if r.locks.error.is_some() { Outcome::Problems } else { Outcome::Ok });
     if let Some(m) = r.mark {
         e = e.reference("mark", m.to_hex());

@@ -22,6 +22,7 @@ pub mod immutability;
 pub mod inspect;
 pub mod keys;
 pub mod ledger;
+pub mod plan_doc;
 pub mod postgres;
 pub mod repair;
 pub mod restore;

@@ -14,7 +14,8 @@ use reprise_engine::prune::{PruneOptions, PruneReport};
 use reprise_engine::retention::{self, ForgetOutcome, Policy};
 use reprise_engine::{Repository, format::Id};
 use reprise_plan::{ComponentPlan, PostgresMode};
-use reprise_postgres::expire::{self, WalExpiry};
+use reprise_postgres::expire::{self, WalExpiry, WalSweep};
+use reprise_postgres::restore::BaseBackupInfo;
 
 use crate::error::{Category, OpsError, Result};
 use crate::workspace::Workspace;
@@ -41,10 +42,19 @@ pub struct ComponentForget {
 
 /// Which components to apply their policies to (none named: every
 /// component that has one).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ForgetRequest {
     pub components: Vec<String>,
     pub dry_run: bool,
+    /// Between marking WAL for deletion and `prune` deleting it: the time
+    /// left to undo a mistaken forget.
+    pub grace: Duration,
+}
+
+impl Default for ForgetRequest {
+    fn default() -> Self {
+        ForgetRequest { components: Vec::new(), dry_run: false, grace: reprise_engine::prune::DEFAULT_GRACE }
+    }
 }
 
 /// Applies each component's retention policy; `done` sees each
@@ -66,11 +76,11 @@ pub fn forget(ws: &Workspace, request: &ForgetRequest, done: &mut dyn FnMut(&Com
     let mut outcomes = Vec::new();
     for c in components {
         let repo = ws.open(Some(c))?;
+        let physical = pg_plan(c).is_some_and(|pg| pg.mode == PostgresMode::Physical);
+        // Read before forget removes any: what restores reached before.
+        let bases_before = if physical { reprise_postgres::restore::base_backups(&repo, &c.name)? } else { Vec::new() };
         let outcome = retention::forget(&repo, &c.name, &policy_of(c), request.dry_run)?;
-        let wal = match pg_plan(c) {
-            Some(pg) if pg.mode == PostgresMode::Physical => Some(expire_wal(&repo, c, &outcome, request.dry_run)?),
-            _ => None,
-        };
+        let wal = if physical { Some(expire_wal(&repo, c, &bases_before, &outcome, request.grace, request.dry_run)?) } else { None };
         if !request.dry_run {
             crate::ledger::record(ws, &repo, &crate::ledger::forget(&outcome, wal.as_ref()))?;
         }
@@ -84,11 +94,11 @@ pub fn forget(ws: &Workspace, request: &ForgetRequest, done: &mut dyn FnMut(&Com
 /// WAL retention after the snapshot decision: the window is the plan's
 /// `pitr` objective, or else the retention's `keep_within` (the seed writes
 /// "7 days of point-in-time recovery" as the latter).
-fn expire_wal(repo: &Repository, c: &ComponentPlan, outcome: &ForgetOutcome, dry_run: bool) -> Result<WalExpiry> {
+fn expire_wal(repo: &Repository, c: &ComponentPlan, before: &[BaseBackupInfo], outcome: &ForgetOutcome, grace: Duration, dry_run: bool) -> Result<WalExpiry> {
     let going: HashSet<_> = outcome.snapshots.iter().filter(|v| !v.keep).map(|v| v.id).collect();
-    let kept: Vec<_> = reprise_postgres::restore::base_backups(repo, &c.name)?.into_iter().filter(|b| !going.contains(&b.id)).collect();
+    let kept: Vec<_> = before.iter().filter(|b| !going.contains(&b.id)).cloned().collect();
     let window = c.objectives.pitr.or(c.objectives.retention.keep_within).map(|p| p.length_before(jiff::Timestamp::now()));
-    Ok(expire::expire(repo, &c.name, &kept, window, dry_run)?)
+    Ok(expire::expire(repo, &c.name, before, &kept, window, grace, dry_run)?)
 }
 
 /// What `prune` is asked to do (the flags, validated).
@@ -105,12 +115,16 @@ pub struct PruneRequest {
 /// reported either way, and a lock that could not be lengthened makes the
 /// run fail, so that a scheduler sees it.
 #[derive(Debug, serde::Serialize)]
-#[serde(transparent)]
-pub struct Prune(pub PruneReport);
+pub struct Prune {
+    #[serde(flatten)]
+    pub report: PruneReport,
+    /// The sweep of the WAL `forget` marked.
+    pub wal: WalSweep,
+}
 
 impl Verdict for Prune {
     fn failure(&self) -> Option<OpsError> {
-        let l = &self.0.locks;
+        let l = &self.report.locks;
         l.error.as_ref().map(|e| OpsError::new(Category::Other, format!("{} could not be read or lengthened; first: {e}", count(l.packs_failed.max(1), "pack lock", "pack locks"))))
     }
 }
@@ -134,10 +148,11 @@ pub fn prune(ws: &Workspace, request: &PruneRequest) -> Result<Prune> {
         ..Default::default()
     };
     let r = reprise_engine::prune::prune(&repo, &opts)?;
+    let wal = expire::sweep(&repo, request.dry_run)?;
     if !r.dry_run {
-        crate::ledger::record(ws, &repo, &crate::ledger::prune(&r))?;
+        crate::ledger::record(ws, &repo, &crate::ledger::prune(&r, &wal))?;
     }
-    Ok(Prune(r))
+    Ok(Prune { report: r, wal })
 }
 
 /// A hold placed: its ID and the snapshot's.

@@ -9,6 +9,7 @@
 //! Precedence (command line > environment > file) is the interfaces' job:
 //! they read the plan for defaults and override them.
 
+pub mod continuity;
 pub mod duration;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+pub use continuity::Continuity;
 pub use duration::Period;
 
 /// One problem in a plan file, located and with its fix.
@@ -206,6 +208,10 @@ pub struct Plan {
     /// `[ledger] witness`: where ledger checkpoints are also written (a
     /// location the writing hosts cannot rewrite; see `reprise_ledger`).
     pub ledger_witness: Option<String>,
+    /// Contacts, escalation, dependencies, legal retention, required
+    /// tests and reviews: what the continuity document says beyond
+    /// backups (`continuity.rs`).
+    pub continuity: Continuity,
 }
 
 // ---- raw, spanned form ----
@@ -223,6 +229,20 @@ struct RawPlan {
     components: BTreeMap<String, Spanned<RawComponent>>,
     #[serde(default)]
     ledger: Option<RawLedger>,
+    #[serde(default)]
+    contacts: BTreeMap<String, Spanned<continuity::RawContact>>,
+    #[serde(default)]
+    escalation: Vec<continuity::RawEscalation>,
+    #[serde(default)]
+    dependencies: BTreeMap<String, Spanned<continuity::RawDependency>>,
+    #[serde(default)]
+    legal: BTreeMap<String, Spanned<continuity::RawLegal>>,
+    #[serde(default)]
+    tests: BTreeMap<String, Spanned<continuity::RawTest>>,
+    #[serde(default)]
+    review: Option<continuity::RawReview>,
+    #[serde(default)]
+    revisions: Vec<continuity::RawRevision>,
 }
 
 #[derive(Deserialize)]
@@ -551,6 +571,15 @@ impl Plan {
             if p.is_absolute() { p } else { base.join(p) }
         };
         let mut plan = Plan { file: file.to_owned(), name: raw.plan.and_then(|m| m.name).unwrap_or_default(), ..Plan::default() };
+        let raw_continuity = continuity::RawContinuity {
+            contacts: raw.contacts,
+            escalation: raw.escalation,
+            dependencies: raw.dependencies,
+            legal: raw.legal,
+            tests: raw.tests,
+            review: raw.review,
+            revisions: raw.revisions,
+        };
         if let Some(settings) = raw.settings {
             plan.cache_dir = settings.cache_dir.map(|c| resolve(c.get_ref()));
         }
@@ -815,6 +844,8 @@ impl Plan {
                 },
             );
         }
+        let known: Vec<String> = plan.components.keys().cloned().collect();
+        plan.continuity = continuity::parse(&mut cx, raw_continuity, &known.iter().map(String::as_str).collect::<Vec<_>>());
         if cx.diags.is_empty() { Ok(plan) } else { Err(PlanError::Invalid(cx.diags)) }
     }
 
@@ -877,6 +908,55 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         assert!(plan.component("secrets").is_ok());
         assert_eq!(plan.repositories["geo"].copy_of.as_deref(), Some("primary"));
         assert_ne!(plan.repositories["geo"].site, plan.repositories["primary"].site, "the geo copy is off-site");
+    }
+
+    /// The example's continuity sections: contacts, the escalation
+    /// ladder, dependencies, the legal retention, required tests, review
+    /// dates (unquoted TOML dates and quoted ones alike).
+    #[test]
+    fn the_medicapp_example_declares_its_continuity() {
+        let text = include_str!("../../../docs/examples/medicapp.toml");
+        let plan = Plan::parse(Path::new("docs/examples/medicapp.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let c = &plan.continuity;
+        assert_eq!(c.contacts.len(), 3);
+        assert_eq!(c.contacts["pra-lead"].reviewed, Some(jiff::civil::date(2026, 10, 5)));
+        assert_eq!(c.escalation.iter().map(|l| l.after.as_secs()).collect::<Vec<_>>(), vec![0, 900, 4500, 18_900]);
+        assert_eq!(c.escalation[2].who, vec!["pra-lead"]);
+        assert_eq!(c.dependencies["yousign"].criticality, continuity::Criticality::Important);
+        let legal = &c.legal["medical-records"];
+        assert_eq!((legal.retain, legal.components.len()), (Period { months: 240, seconds: 0 }, 2));
+        assert_eq!(c.tests["database-restore"].every, Period { months: 1, seconds: 0 });
+        assert_eq!(c.review.next, Some(jiff::civil::date(2027, 10, 5)), "reviewed + every");
+        assert_eq!(c.review.contacts_every, Period { months: 3, seconds: 0 });
+        assert_eq!(c.revisions.len(), 2);
+        assert_eq!(c.legal_for("signed-documents").count(), 1);
+        let quoted = text.replace("reviewed = 2026-10-05\nevery", "reviewed = \"2026-10-05\"\nevery");
+        assert_ne!(quoted, text);
+        assert_eq!(Plan::parse(Path::new("p.toml"), &quoted).unwrap().continuity.review.reviewed, Some(jiff::civil::date(2026, 10, 5)));
+    }
+
+    /// Every mistake in the continuity sections is located and names its
+    /// fix: an unknown contact, component or criticality, a date that is
+    /// not one, levels out of order, an unreachable contact.
+    #[test]
+    fn continuity_mistakes_are_located_with_their_fix() {
+        let text = format!(
+            "{GOOD}\n[contacts.lead]\nname = \"A\"\nrole = \"R\"\nreviewed = \"2026-13-01\"\n\n\
+             [[escalation]]\nafter = \"1h\"\nwho = [\"lead\"]\n[[escalation]]\nafter = \"30m\"\nwho = [\"leed\"]\n\n\
+             [dependencies.x]\ncriticality = \"urgent\"\n\n[legal.records]\nretain = \"20y\"\ncomponents = [\"signed-docs\"]\n\n\
+             [tests.monthly]\ncomponents = [\"signed-documents\"]\nevery = \"1 fortnight\"\n"
+        );
+        let Err(PlanError::Invalid(d)) = Plan::parse(Path::new("p.toml"), &text) else { panic!("accepted") };
+        let find = |needle: &str| d.iter().find(|x| x.message.contains(needle)).unwrap_or_else(|| panic!("no diagnostic with {needle:?} in {d:#?}"));
+        assert!(find("neither phone nor email").fix.contains("phone"));
+        assert!(find("2026-13-01").fix.contains("YYYY-MM-DD"));
+        assert!(find("no later than the level before").fix.contains("longer `after`"));
+        assert!(find("contact 'leed'").fix.contains("lead"));
+        assert!(find("criticality 'urgent'").fix.contains("\"critical\""));
+        assert!(find("component 'signed-docs'").fix.contains("signed-documents"));
+        assert!(find("every").message.contains("fortnight"));
+        assert_eq!(d.len(), 7, "{d:#?}");
+        assert!(d.iter().all(|x| x.line > 20), "each located on its own line: {d:#?}");
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub enum PgError {
     #[error("no base backup of '{component}' can reach {target}: {reason}")]
     NoBaseBackup { component: String, target: String, reason: String },
 
+    /// A target outside what one base backup, with the WAL the repository
+    /// holds for it, can reach.
+    #[error("base backup {backup} cannot reach {target}: the repository holds what restores it from {reach}; choose --at within that range (or restore the component by name to let reprise pick a base backup)")]
+    OutOfReach { backup: String, target: String, reach: String },
+
     #[error("PostgreSQL program {program} not found in {}: install postgresql-15, or set bin_dir in the plan", dir.display())]
     MissingBinary { program: String, dir: PathBuf },
 

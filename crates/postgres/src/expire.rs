@@ -18,13 +18,30 @@
 //! with a write-only credential cannot delete them itself). With no base backup at all, nothing is removed: WAL
 //! with nothing to replay it onto may be all there is while the first base
 //! backup runs.
+//!
+//! Removal is two-phase, like packs (`reprise_engine::prune`): `forget`
+//! only *marks* the WAL it no longer keeps, in a prune mark the
+//! administrator signs (docs/FORMAT.md 14), and `prune` deletes it once the
+//! mark's grace period is over ([`sweep`]). Until then a mistaken `forget`
+//! is undone by running `forget` again with a policy that keeps the WAL:
+//! a file a later run keeps is taken out of its mark (the mark is
+//! rewritten without it, with its original time). The sweep, like the pack
+//! sweep, rescues what a base backup that exists *then* needs (its own
+//! range), so a base backup committed while the mark waited is never left
+//! without the WAL that makes it consistent.
+//!
+//! Each run says which point-in-time windows it closes ([`Window`]): the
+//! times some base backup could reach with the WAL before, and no base
+//! backup can reach after (and, for a run that undoes a mark, which reopen).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use reprise_engine::backends::{ErrorKind, ObjectKind};
 use reprise_engine::Repository;
 use reprise_engine::format::Id;
+use reprise_engine::prune::Mark;
 
 use crate::restore::BaseBackupInfo;
 use crate::walname::{self, Segment, WalFile};
@@ -102,11 +119,72 @@ fn base_name(object: &str) -> &str {
 /// whole copy) of a segment that is stored whole: no restore reads it
 /// (FORMAT.md §10.2), so retention removes it even within what it keeps.
 #[must_use]
-pub fn superseded(file: &str, whole_segments: &std::collections::BTreeSet<&str>) -> bool {
+pub fn superseded(file: &str, whole_segments: &BTreeSet<&str>) -> bool {
     match walname::classify(base_name(file)) {
         Some(WalFile::StreamPiece { segment, .. } | WalFile::StreamPartial { segment, .. }) => whole_segments.contains(segment.as_str()),
         _ => false,
     }
+}
+
+/// A span of time a point-in-time restore can reach (both ends included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Window {
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// The times base backups can reach with the WAL `present` holds: for each
+/// base backup whose WAL is unbroken from its start to its end, from its
+/// end to the end of that unbroken run (on its timeline or a later one),
+/// merged. `written` says when the server wrote a segment.
+pub fn reachable(bases: &[BaseBackupInfo], present: &BTreeMap<u64, BTreeSet<u32>>, written: &mut dyn FnMut(Segment) -> Result<Option<Timestamp>>) -> Result<Vec<Window>> {
+    let mut spans = Vec::new();
+    for b in bases {
+        let on = |n: u64| present.get(&n).and_then(|t| t.range(b.timeline..).next_back().copied());
+        let mut n = b.start_segment().number;
+        let mut last = None;
+        while let Some(timeline) = on(n) {
+            last = Some(Segment { timeline, number: n });
+            n += 1;
+        }
+        let Some(last) = last.filter(|l| l.number >= b.stop_segment().number) else { continue };
+        let to = written(last)?.unwrap_or(b.stop_time).max(b.stop_time);
+        spans.push(Window { from: b.stop_time, to });
+    }
+    Ok(union(spans))
+}
+
+fn union(mut spans: Vec<Window>) -> Vec<Window> {
+    spans.sort_by_key(|w| (w.from, w.to));
+    let mut out: Vec<Window> = Vec::new();
+    for w in spans {
+        match out.last_mut() {
+            Some(l) if w.from <= l.to => l.to = l.to.max(w.to),
+            _ => out.push(w),
+        }
+    }
+    out
+}
+
+/// The times in `a` that `b` does not cover (both merged, sorted), as
+/// windows of some length: a base backup's own end point that stays
+/// restorable splits nothing.
+#[must_use]
+pub fn subtract(a: &[Window], b: &[Window]) -> Vec<Window> {
+    let mut out = Vec::new();
+    for w in a {
+        let mut cur = w.from;
+        for c in b.iter().filter(|c| c.to >= w.from && c.from <= w.to) {
+            if c.from > cur {
+                out.push(Window { from: cur, to: c.from });
+            }
+            cur = cur.max(c.to);
+        }
+        if cur < w.to {
+            out.push(Window { from: cur, to: w.to });
+        }
+    }
+    out
 }
 
 /// What WAL retention did (or would do) for one component.
@@ -120,20 +198,65 @@ pub struct WalExpiry {
     pub anchor_stop: Option<Timestamp>,
     pub kept_files: usize,
     pub kept_bytes: u64,
-    pub removed_files: Vec<String>,
-    pub removed_bytes: u64,
-    /// Why nothing was removed, or why the window is not fully covered.
+    /// Every file this run does not keep: marked for deletion (now or by
+    /// an earlier run); `prune` deletes them after the grace period.
+    pub marked_files: Vec<String>,
+    pub marked_bytes: u64,
+    /// Of those, the ones this run marked (the rest were already).
+    pub newly_marked: usize,
+    /// Files an earlier run marked that this run keeps again: taken out of
+    /// their marks (the undo of a mistaken forget).
+    pub unmarked_files: Vec<String>,
+    /// The mark this run wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Id>,
+    pub grace_secs: u64,
+    /// Point-in-time windows no base backup can reach once the marked WAL
+    /// is deleted, that one could reach before this run.
+    pub closes: Vec<Window>,
+    /// Windows this run makes reachable again (files unmarked).
+    pub reopens: Vec<Window>,
+    /// Why nothing was marked, or why the window is not fully covered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
-/// Applies WAL retention for `component`, given the base backups that stay
-/// (`forget` has already removed, or in a dry run would remove, the others).
-pub fn expire(repo: &Repository, component: &str, kept: &[BaseBackupInfo], window: Option<Duration>, dry_run: bool) -> Result<WalExpiry> {
-    if !dry_run {
-        repo.require_full("removing archived WAL")?;
+/// The WAL marks (marks condemning no pack) that name files of
+/// `component`, with those files.
+fn wal_marks(repo: &Repository, component: Option<&str>) -> Result<Vec<(Mark, Vec<String>)>> {
+    let marks = reprise_engine::prune::read_marks(repo)?.marks;
+    Ok(marks
+        .into_iter()
+        .filter(|m| m.mark.packs.is_empty() && !m.mark.wal.is_empty())
+        .filter_map(|m| {
+            let files: Vec<String> = m.mark.wal.iter().filter(|o| component.is_none_or(|c| o.strip_prefix(c).is_some_and(|r| r.starts_with('/')))).cloned().collect();
+            (!files.is_empty()).then_some((m, files))
+        })
+        .collect())
+}
+
+/// Whole segments named in `files`, by number, with their timelines.
+fn whole_segments<'a>(files: impl Iterator<Item = &'a str>) -> BTreeMap<u64, BTreeSet<u32>> {
+    let mut out: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+    for f in files {
+        if let Some(WalFile::Segment(_)) = walname::classify(f)
+            && let Some(s) = Segment::parse(f, walname::DEFAULT_SEGMENT_SIZE)
+        {
+            out.entry(s.number).or_default().insert(s.timeline);
+        }
     }
-    let mut out = WalExpiry { component: component.to_owned(), dry_run, ..WalExpiry::default() };
+    out
+}
+
+/// Applies WAL retention for `component`, given the base backups that
+/// existed before `forget` (`before`) and those that stay (`kept`):
+/// marks what is no longer kept, unmarks what is kept again, and says
+/// which point-in-time windows that closes or reopens.
+pub fn expire(repo: &Repository, component: &str, before: &[BaseBackupInfo], kept: &[BaseBackupInfo], window: Option<Duration>, grace: Duration, dry_run: bool) -> Result<WalExpiry> {
+    if !dry_run {
+        repo.require_full("marking archived WAL for deletion")?;
+    }
+    let mut out = WalExpiry { component: component.to_owned(), dry_run, grace_secs: grace.as_secs(), ..WalExpiry::default() };
     let prefix = format!("{component}/");
     let files: Vec<_> = repo
         .backend()
@@ -158,31 +281,146 @@ pub fn expire(repo: &Repository, component: &str, kept: &[BaseBackupInfo], windo
     if let Some(b) = kept.iter().max_by_key(|b| (b.stop_time, b.stop_lsn)) {
         crate::wal::expect_system_identifier(b.system_identifier);
     }
-    let named_whole: std::collections::BTreeSet<&str> = files.iter().map(|(f, _)| base_name(f)).filter(|f| matches!(walname::classify(f), Some(WalFile::Segment(_)))).collect();
-    let with_ranges: std::collections::BTreeSet<&str> = files.iter().filter(|(f, _)| superseded(f, &named_whole)).map(|(f, _)| &f[..24]).collect();
-    let mut whole = std::collections::BTreeSet::new();
+    let named_whole: BTreeSet<&str> = files.iter().map(|(f, _)| base_name(f)).filter(|f| matches!(walname::classify(f), Some(WalFile::Segment(_)))).collect();
+    let with_ranges: BTreeSet<&str> = files.iter().filter(|(f, _)| superseded(f, &named_whole)).map(|(f, _)| &f[..24]).collect();
+    let mut whole = BTreeSet::new();
     for segment in with_ranges {
         if crate::wal::trusted(repo, component, segment, false)?.is_some() {
             whole.insert(segment);
         }
     }
-    let superseded: Vec<bool> = files.iter().map(|(f, _)| superseded(f, &whole)).collect();
-    for ((file, size), superseded) in files.into_iter().zip(superseded) {
-        if rule.keeps(&file) && !superseded {
+    let marks = wal_marks(repo, Some(component))?;
+    let already: BTreeSet<&str> = marks.iter().flat_map(|(_, f)| f.iter()).filter_map(|o| o.strip_prefix(&prefix)).collect();
+    let mut condemned: BTreeSet<&str> = BTreeSet::new();
+    for (file, size) in &files {
+        if rule.keeps(file) && !superseded(file, &whole) {
             out.kept_files += 1;
             out.kept_bytes += size;
+        } else {
+            condemned.insert(file);
+            out.marked_bytes += size;
+            out.marked_files.push(file.clone());
+        }
+    }
+    out.newly_marked = condemned.iter().filter(|f| !already.contains(*f)).count();
+    out.unmarked_files = files.iter().map(|(f, _)| f.as_str()).filter(|f| already.contains(f) && !condemned.contains(f)).map(str::to_owned).collect();
+
+    // What restores reach before this run (the WAL no mark condemns, every
+    // base backup there was) and after it (the WAL kept, the base backups
+    // kept).
+    let mut times: BTreeMap<Segment, Option<Timestamp>> = BTreeMap::new();
+    let mut written = |s: Segment| -> Result<Option<Timestamp>> {
+        if let Some(t) = times.get(&s) {
+            return Ok(*t);
+        }
+        let t = crate::wal::header(repo, component, &s.name(walname::DEFAULT_SEGMENT_SIZE))?.map(|h| h.modified);
+        times.insert(s, t);
+        Ok(t)
+    };
+    let was = reachable(before, &whole_segments(files.iter().map(|(f, _)| f.as_str()).filter(|f| !already.contains(f))), &mut written)?;
+    let will = reachable(kept, &whole_segments(files.iter().map(|(f, _)| f.as_str()).filter(|f| !condemned.contains(f))), &mut written)?;
+    out.closes = subtract(&was, &will);
+    out.reopens = subtract(&will, &was);
+    if dry_run {
+        return Ok(out);
+    }
+    // Kept again: each mark naming such a file is replaced by one without
+    // it, with the mark's own time (the grace period does not restart).
+    let unmark: BTreeSet<String> = out.unmarked_files.iter().map(|f| format!("{prefix}{f}")).collect();
+    for (m, _) in &marks {
+        if !m.mark.wal.iter().any(|o| unmark.contains(o)) {
             continue;
         }
-        if !dry_run {
-            match repo.backend().remove(ObjectKind::Wal, &format!("{component}/{file}")) {
-                Ok(()) => {}
-                // Another forget got there first.
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(reprise_engine::Error::from(e).into()),
+        let rest: Vec<String> = m.mark.wal.iter().filter(|o| !unmark.contains(*o)).cloned().collect();
+        if !rest.is_empty() {
+            reprise_engine::prune::mark_wal(repo, rest, m.mark.time, Duration::from_secs(m.mark.grace_secs))?;
+        }
+        reprise_engine::prune::remove_mark(repo, &m.id)?;
+    }
+    let new: Vec<String> = condemned.iter().filter(|f| !already.contains(*f)).map(|f| format!("{prefix}{f}")).collect();
+    if !new.is_empty() {
+        out.mark = Some(reprise_engine::prune::mark_wal(repo, new, Timestamp::now(), grace)?.id);
+    }
+    Ok(out)
+}
+
+/// What the WAL sweep of a `prune` did (or would do).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WalSweep {
+    pub dry_run: bool,
+    /// WAL marks past their grace period, swept.
+    pub swept_marks: usize,
+    pub deleted_files: usize,
+    pub deleted_bytes: u64,
+    /// Marked files a base backup that exists now needs (its own range):
+    /// kept, and taken out of the mark.
+    pub rescued_files: Vec<String>,
+    pub pending_marks: usize,
+    pub pending_files: usize,
+    pub next_sweep: Option<Timestamp>,
+}
+
+/// Whether `object` (`<component>/<file>`) lies in the own range (start to
+/// stop segment, on its timeline) of a base backup in `bases`.
+fn needed_by(file: &str, bases: &[BaseBackupInfo]) -> bool {
+    let file = base_name(file);
+    let segment = match walname::classify(file) {
+        Some(WalFile::Segment(s)) => s,
+        Some(WalFile::Partial | WalFile::BackupHistory | WalFile::StreamPartial { .. } | WalFile::StreamPiece { .. }) => file[..24].to_owned(),
+        Some(WalFile::History(_)) | None => return true,
+    };
+    let Some(s) = Segment::parse(&segment, walname::DEFAULT_SEGMENT_SIZE) else { return true };
+    bases.iter().any(|b| s.timeline == b.timeline && (b.start_segment().number..=b.stop_segment().number).contains(&s.number))
+}
+
+/// Phase 2 for WAL: deletes what the WAL marks whose grace period is over
+/// condemn, except what a base backup existing now needs, then removes the
+/// marks. Interrupted anywhere, the next prune finishes the job (a file
+/// already gone is not an error; the mark goes last).
+pub fn sweep(repo: &Repository, dry_run: bool) -> Result<WalSweep> {
+    let mut out = WalSweep { dry_run, ..WalSweep::default() };
+    let marks = wal_marks(repo, None)?;
+    if marks.is_empty() {
+        return Ok(out);
+    }
+    repo.require_full("deleting archived WAL")?;
+    let now = Timestamp::now();
+    let sizes: BTreeMap<String, u64> = repo.backend().list(ObjectKind::Wal).map_err(reprise_engine::Error::from)?.into_iter().map(|o| (o.name, o.size)).collect();
+    // Listed after the marks were read: a base backup committed before
+    // this point is seen, and one started later begins at newer WAL.
+    let (snapshots, _) = repo.snapshots()?;
+    let mut bases: BTreeMap<String, Vec<BaseBackupInfo>> = BTreeMap::new();
+    for info in snapshots.iter().filter_map(crate::restore::base_backup_info_with_component) {
+        bases.entry(info.0).or_default().push(info.1);
+    }
+    for (m, files) in marks {
+        if m.due() > now {
+            out.pending_marks += 1;
+            out.pending_files += files.len();
+            out.next_sweep = Some(out.next_sweep.map_or(m.due(), |t: Timestamp| t.min(m.due())));
+            continue;
+        }
+        out.swept_marks += 1;
+        for object in &files {
+            let (component, file) = object.split_once('/').unwrap_or(("", object));
+            if needed_by(file, bases.get(component).map_or(&[], Vec::as_slice)) {
+                out.rescued_files.push(object.clone());
+                continue;
+            }
+            let Some(size) = sizes.get(object) else { continue };
+            out.deleted_files += 1;
+            out.deleted_bytes += size;
+            if !dry_run {
+                match repo.backend().remove(ObjectKind::Wal, object) {
+                    Ok(()) => {}
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(reprise_engine::Error::from(e).into()),
+                }
             }
         }
-        out.removed_bytes += size;
-        out.removed_files.push(file);
+        if !dry_run {
+            reprise_engine::prune::remove_mark(repo, &m.id)?;
+        }
     }
     Ok(out)
 }
@@ -215,7 +453,7 @@ mod tests {
 
     #[test]
     fn streamed_ranges_of_a_segment_stored_whole_are_superseded() {
-        let whole: std::collections::BTreeSet<&str> = ["000000010000000000000005"].into_iter().collect();
+        let whole: BTreeSet<&str> = ["000000010000000000000005"].into_iter().collect();
         assert!(superseded("000000010000000000000005.stream.00000000-00002000", &whole));
         assert!(superseded("000000010000000000000005.partial.1700000000000", &whole));
         assert!(!superseded("000000010000000000000006.stream.00000000-00002000", &whole), "the segment still being written needs its ranges");
@@ -267,5 +505,52 @@ mod tests {
         assert!(rule.shortfall.as_deref().is_some_and(|s| s.contains("keep older base backups")));
         assert!(!rule.keeps(&name(1, 4)) && rule.keeps(&name(1, 5)));
         assert!(KeepRule::new(&[], None, Timestamp::now()).is_none(), "no base backup: no rule (nothing removed)");
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// Bug (issue 16): with the first base backup held and `keep_last =
+    /// 1`, forget removed the WAL between the base backups without saying
+    /// that restores between them became impossible.
+    #[test]
+    fn removing_wal_between_base_backups_closes_the_window_between_them() {
+        // Segment n is written on November n + 1; a base backup ends when
+        // its stop segment is written.
+        let day = |n: u64| at("2026-11-01T00:00:00Z") + jiff::SignedDuration::from_hours(24 * i64::try_from(n).unwrap());
+        let written = |s: Segment| -> Result<Option<Timestamp>> { Ok(Some(day(s.number))) };
+        let base_at = |n: u8, start: u64, stop: u64| BaseBackupInfo { stop_time: day(stop), start_time: day(start), ..base(n, 1, start, stop, "2026-11-01T00:00:00Z") };
+        let (held, middle, newest) = (base_at(1, 2, 3), base_at(2, 10, 10), base_at(3, 20, 21));
+        let all: BTreeMap<u64, BTreeSet<u32>> = (2..=30).map(|n| (n, BTreeSet::from([1]))).collect();
+        let before = reachable(&[held.clone(), middle, newest.clone()], &all, &mut { written }).unwrap();
+        assert_eq!(before, vec![Window { from: day(3), to: day(30) }]);
+        let rule = KeepRule::new(&[held.clone(), newest.clone()], None, day(31)).unwrap();
+        let kept: BTreeMap<u64, BTreeSet<u32>> = all.into_iter().filter(|(n, _)| rule.keeps(&name(1, *n))).collect();
+        let after = reachable(&[held, newest], &kept, &mut { written }).unwrap();
+        // The held backup reaches its own end only, the newest from its end on.
+        assert_eq!(after, vec![Window { from: day(3), to: day(3) }, Window { from: day(21), to: day(30) }]);
+        assert_eq!(subtract(&before, &after), vec![Window { from: day(3), to: day(21) }]);
+        assert!(subtract(&after, &before).is_empty(), "nothing reopens");
+    }
+
+    #[test]
+    fn a_gap_before_a_base_backups_end_makes_it_reach_nothing() {
+        let b = base(1, 1, 2, 4, "2026-11-01T00:00:00Z");
+        let present: BTreeMap<u64, BTreeSet<u32>> = [2u64, 4, 5].into_iter().map(|n| (n, BTreeSet::from([1]))).collect();
+        assert!(reachable(&[b], &present, &mut |_| Ok(None)).unwrap().is_empty());
+        let w = |a: &str, b: &str| Window { from: at(a), to: at(b) };
+        assert_eq!(subtract(&[w("2026-11-01T00:00:00Z", "2026-11-10T00:00:00Z")], &[w("2026-11-01T00:00:00Z", "2026-11-01T00:00:00Z"), w("2026-11-05T00:00:00Z", "2026-11-10T00:00:00Z")]), vec![w("2026-11-01T00:00:00Z", "2026-11-05T00:00:00Z")]);
+    }
+
+    #[test]
+    fn the_sweep_keeps_what_an_existing_base_backups_own_range_needs() {
+        let bases = [base(1, 1, 5, 6, "2026-11-19T00:00:00Z")];
+        assert!(needed_by(&name(1, 5), &bases) && needed_by(&name(1, 6), &bases));
+        assert!(needed_by(&format!("{}.00000028.backup", name(1, 5)), &bases));
+        assert!(!needed_by(&name(1, 4), &bases) && !needed_by(&name(1, 7), &bases));
+        assert!(!needed_by(&name(2, 5), &bases), "another timeline's segment of that number");
+        assert!(needed_by("00000002.history", &bases), "history files are never deleted");
+        assert!(!needed_by(&name(1, 5), &[]), "no base backup: nothing needed");
     }
 }

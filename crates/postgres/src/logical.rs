@@ -129,46 +129,74 @@ pub struct LogicalRestoreOptions {
     pub bin: Option<PathBuf>,
 }
 
-/// Restores a logical snapshot's dump folder, then optionally `pg_restore`s it.
-pub fn restore_logical(repo: &Repository, opts: &LogicalRestoreOptions, progress: &dyn Progress) -> Result<Vec<String>> {
+/// What a logical restore did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LogicalRestored {
+    /// Databases loaded, by their name on the target server.
+    pub loaded: Vec<String>,
+    /// Of those, the ones this restore created.
+    pub created: Vec<String>,
+    /// Objects of the dump a single-table restore left out, each with why
+    /// (foreign keys to a table the target lacks, other tables' foreign
+    /// keys to this one).
+    pub left_out: Vec<String>,
+    /// Objects the table needs that the target lacked, restored with it
+    /// (a trigger's function, a column's type).
+    pub prerequisites: Vec<String>,
+}
+
+/// One database to load: its dump, and its name on the target server.
+struct Load {
+    dumped: String,
+    target: String,
+    exists: bool,
+}
+
+/// Restores a logical snapshot's dump folder, then optionally `pg_restore`s
+/// it. Everything that can be checked is checked before anything is
+/// written: the server answers, the databases are in the dump, the table
+/// is in the dump and not already in the target.
+pub fn restore_logical(repo: &Repository, opts: &LogicalRestoreOptions, progress: &dyn Progress) -> Result<LogicalRestored> {
+    let snap = repo.find_snapshot(&opts.snapshot.to_hex(), &|_| true)?;
     let body = repo.snapshot_body(&opts.snapshot)?;
     let dump_path = body.paths.first().map(|p| String::from_utf8_lossy(p).trim_start_matches('/').to_owned()).unwrap_or_default();
+    let dumped: Vec<String> = snap.header.labels.get("pg.databases").map(|l| l.split(',').filter(|d| !d.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
+    let mut out = LogicalRestored::default();
+    let plan = match &opts.into {
+        None => None,
+        Some(into) => Some(plan_loads(repo, opts, into, &dump_path, &dumped)?),
+    };
     let mut ro = RestoreOptions::new(&opts.to);
     ro.subpath = dump_path.into_bytes();
-    let out = restore_files(repo, &opts.snapshot, &ro, progress)?;
-    if !out.damaged.is_empty() {
-        return Err(PgError::Invalid(format!("{} dump file(s) are damaged; run `reprise check --read-data`", out.damaged.len())));
+    let restored = restore_files(repo, &opts.snapshot, &ro, progress)?;
+    if !restored.damaged.is_empty() {
+        return Err(PgError::Invalid(format!("{} dump file(s) are damaged; run `reprise check --read-data`", restored.damaged.len())));
     }
-    let Some(into) = &opts.into else { return Ok(Vec::new()) };
-    let bin = PgBin::find(opts.bin.as_deref())?;
-    let mut restored = Vec::new();
-    let databases: Vec<String> = match &opts.database {
-        Some(d) => vec![d.clone()],
-        None => std::fs::read_dir(&opts.to)
-            .map_err(|e| PgError::io(&opts.to, e))?
-            .flatten()
-            .filter(|e| e.path().join("toc.dat").exists())
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .collect(),
-    };
-    for db in databases {
-        let dir = opts.to.join(&db);
-        if !dir.join("toc.dat").exists() {
-            return Err(PgError::Invalid(format!("the snapshot has no dump of database '{db}'")));
+    let (Some(into), Some((bin, loads))) = (&opts.into, plan) else { return Ok(out) };
+    for load in loads {
+        let dir = opts.to.join(&load.dumped);
+        if !load.exists {
+            let mut admin = conn::connect(into, opts.password_env.as_deref())?;
+            admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&load.target))).map_err(|e| PgError::sql(&e))?;
+            out.created.push(load.target.clone());
         }
-        let target = with_dbname(into, &db);
+        let target = with_dbname(into, &load.target);
         let cfg = conn::config(&target, opts.password_env.as_deref())?;
         let mut cmd = std::process::Command::new(bin.program("pg_restore")?);
         libpq_env(&mut cmd, &cfg);
-        cmd.args(["-j", &opts.jobs.max(1).to_string(), "--no-owner", "-d", &db]);
+        cmd.args(["-j", &opts.jobs.max(1).to_string(), "--no-owner", "--exit-on-error", "-d", &load.target]);
         // Kept until pg_restore has read it.
         let mut list_file = None;
         if let Some(t) = &opts.table {
-            let (schema, table) = t.split_once('.').map_or((None, t.as_str()), |(s, t)| (Some(s), t));
+            let (schema, table) = split_table(t);
             let toc = toc_of(&bin, &dir)?;
-            let lines = table_entries(&toc, schema, table).map_err(|e| PgError::Invalid(format!("database '{db}': {e}")))?;
+            let mut client = conn::connect(&target, opts.password_env.as_deref())?;
+            let mut exists = |what: &Absent<'_>| target_has(&mut client, what);
+            let chosen = table_restore(&toc, schema, table, &mut exists).map_err(|e| PgError::Invalid(format!("database '{}': {e}", load.dumped)))?;
+            out.left_out.extend(chosen.left_out);
+            out.prerequisites.extend(chosen.prerequisites);
             let mut f = tempfile::NamedTempFile::new().map_err(|e| PgError::io(std::env::temp_dir(), e))?;
-            for l in lines {
+            for l in chosen.lines {
                 writeln!(f, "{l}").map_err(|e| PgError::io(f.path(), e))?;
             }
             f.flush().map_err(|e| PgError::io(f.path(), e))?;
@@ -177,9 +205,101 @@ pub fn restore_logical(repo: &Repository, opts: &LogicalRestoreOptions, progress
         }
         run(cmd.arg(&dir), "pg_restore")?;
         drop(list_file);
-        restored.push(db);
+        out.loaded.push(load.target);
     }
-    Ok(restored)
+    Ok(out)
+}
+
+fn split_table(t: &str) -> (Option<&str>, &str) {
+    t.split_once('.').map_or((None, t), |(s, t)| (Some(s), t))
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Decides which dumped database goes to which target database, and
+/// checks the server and the dump, before anything is written.
+fn plan_loads(repo: &Repository, opts: &LogicalRestoreOptions, into: &str, dump_path: &str, dumped: &[String]) -> Result<(PgBin, Vec<Load>)> {
+    let bin = PgBin::find(opts.bin.as_deref())?;
+    let pairs: Vec<(String, String)> = match &opts.database {
+        Some(d) if dumped.contains(d) => vec![(d.clone(), d.clone())],
+        // A dump of one database loads under any name: `--database NEW`.
+        Some(d) if dumped.len() == 1 => vec![(dumped[0].clone(), d.clone())],
+        Some(d) => {
+            return Err(PgError::Invalid(format!(
+                "the snapshot has no dump of database '{d}' (it holds {}): name one of them with --database",
+                if dumped.is_empty() { "none".to_owned() } else { dumped.join(", ") }
+            )));
+        }
+        None if dumped.is_empty() => return Err(PgError::Invalid("the snapshot names no dumped database: name one with --database".into())),
+        None => dumped.iter().map(|d| (d.clone(), d.clone())).collect(),
+    };
+    if opts.table.is_some() && pairs.len() > 1 {
+        return Err(PgError::Invalid(format!("--table restores one table of one database: the dump holds {}, name one with --database", dumped.join(", "))));
+    }
+    let mut admin = conn::connect(into, opts.password_env.as_deref())?;
+    let mut loads = Vec::new();
+    for (from, to) in pairs {
+        let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&to]).map_err(|e| PgError::sql(&e))?.is_some();
+        if let Some(t) = &opts.table {
+            let toc_dir = tempfile::tempdir().map_err(|e| PgError::io(std::env::temp_dir(), e))?;
+            let mut ro = RestoreOptions::new(toc_dir.path());
+            ro.subpath = format!("{dump_path}/{from}").into_bytes();
+            ro.include = vec![b"toc.dat".to_vec()];
+            restore_files(repo, &opts.snapshot, &ro, &reprise_engine::NoProgress)?;
+            let toc = toc_of(&bin, toc_dir.path())?;
+            let (schema, table) = split_table(t);
+            table_owner(&parse_toc(&toc), schema, table).map_err(|e| PgError::Invalid(format!("database '{from}': {e}")))?;
+            if exists {
+                let mut client = conn::connect(&with_dbname(into, &to), opts.password_env.as_deref())?;
+                let name = schema.map_or_else(|| quote_ident(table), |s| format!("{}.{}", quote_ident(s), quote_ident(table)));
+                let present: Option<String> = client.query_one("SELECT to_regclass($1)::text", &[&name]).map_err(|e| PgError::sql(&e))?.get(0);
+                if let Some(p) = present {
+                    return Err(PgError::Invalid(format!("table {p} already exists in database '{to}': drop or rename it first, or restore into another database with --database NEW")));
+                }
+            }
+        } else if exists {
+            let mut client = conn::connect(&with_dbname(into, &to), opts.password_env.as_deref())?;
+            let tables: i64 = client
+                .query_one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'", &[])
+                .map_err(|e| PgError::sql(&e))?
+                .get(0);
+            if tables > 0 {
+                return Err(PgError::Invalid(format!("database '{to}' on the target server is not empty ({tables} relations): restore into a new database with --database NEW, or drop it first")));
+            }
+        }
+        loads.push(Load { dumped: from, target: to, exists });
+    }
+    Ok((bin, loads))
+}
+
+/// Something a single-table restore needs from the target, looked up there.
+#[derive(Debug)]
+enum Absent<'a> {
+    Table { schema: &'a str, name: &'a str },
+    Function { schema: &'a str, signature: &'a str },
+    Type { schema: &'a str, name: &'a str },
+    Schema(&'a str),
+    Extension(&'a str),
+}
+
+fn target_has(client: &mut postgres::Client, what: &Absent<'_>) -> Result<bool> {
+    let q = |client: &mut postgres::Client, sql: &str, arg: &str| -> Result<bool> {
+        let row = client.query_one(sql, &[&arg]).map_err(|e| PgError::sql(&e))?;
+        Ok(row.get::<_, bool>(0))
+    };
+    match what {
+        Absent::Table { schema, name } => q(client, "SELECT to_regclass($1) IS NOT NULL", &format!("{}.{}", quote_ident(schema), quote_ident(name))),
+        Absent::Function { schema, signature } => {
+            // The TOC writes `name(argtypes)`: quote the name only.
+            let (name, args) = signature.split_once('(').unwrap_or((signature, ")"));
+            q(client, "SELECT to_regprocedure($1) IS NOT NULL", &format!("{}.{}({args}", quote_ident(schema), quote_ident(name)))
+        }
+        Absent::Type { schema, name } => q(client, "SELECT to_regtype($1) IS NOT NULL", &format!("{}.{}", quote_ident(schema), quote_ident(name))),
+        Absent::Schema(s) => q(client, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", s),
+        Absent::Extension(e) => q(client, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1)", e),
+    }
 }
 
 /// The table of contents of a dump, with each entry's dependencies.
@@ -268,34 +388,77 @@ fn parse_toc(text: &str) -> Vec<TocEntry<'_>> {
     out
 }
 
-/// The lines of `toc` (`pg_restore -l -v`) that restore table `table`
-/// whole: the table, its rows, and what belongs to it (constraints and
-/// foreign keys of its own, indexes, triggers, policies, rules, row
-/// security, extended statistics, column defaults, owned sequences with
-/// their values, comments, grants). Views and other tables that depend on
-/// it, and their foreign keys to it, are not its own.
-fn table_entries<'a>(toc: &'a str, schema: Option<&str>, table: &str) -> std::result::Result<Vec<&'a str>, String> {
-    let entries = parse_toc(toc);
+/// The TOC entry of table `table` (in `schema`, if given).
+fn table_owner<'a>(entries: &'a [TocEntry<'a>], schema: Option<&str>, table: &str) -> std::result::Result<&'a TocEntry<'a>, String> {
     let matches: Vec<&TocEntry<'_>> = entries.iter().filter(|e| e.desc == "TABLE" && e.tag == table && schema.is_none_or(|s| e.schema == s)).collect();
-    let owner = match matches.as_slice() {
-        [one] => one.id,
-        [] => return Err(format!("the dump has no table '{}': check the name (SCHEMA.TABLE or TABLE)", schema.map_or_else(|| table.to_owned(), |s| format!("{s}.{table}")))),
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!("the dump has no table '{}': check the name (SCHEMA.TABLE or TABLE)", schema.map_or_else(|| table.to_owned(), |s| format!("{s}.{table}")))),
         many => {
             let schemas: Vec<&str> = many.iter().map(|e| e.schema).collect();
-            return Err(format!("there is a table '{table}' in several schemas ({}): write SCHEMA.{table}", schemas.join(", ")));
+            Err(format!("there is a table '{table}' in several schemas ({}): write SCHEMA.{table}", schemas.join(", ")))
         }
-    };
+    }
+}
+
+/// What a single-table restore loads, and what it leaves out.
+#[derive(Debug, Default)]
+struct TableRestore<'a> {
+    /// The `pg_restore -L` list.
+    lines: Vec<&'a str>,
+    left_out: Vec<String>,
+    prerequisites: Vec<String>,
+}
+
+/// The lines of `toc` (`pg_restore -l -v`) that restore table `table`
+/// whole: the table, its rows, and what belongs to it (constraints of its
+/// own, indexes, triggers, policies, rules, row security, extended
+/// statistics, column defaults, owned sequences with their values,
+/// comments, grants).
+///
+/// Its foreign keys to other tables are restored when the referenced
+/// table exists in the target (`exists`), and left out, named, when it
+/// does not (the constraint could not be created). Other tables' foreign
+/// keys to it are theirs, as in `pg_dump -t`: left out, named. Functions,
+/// types, schemas and extensions the kept entries depend on are restored
+/// too when the target lacks them (a trigger's function in a new
+/// database). Views and other tables that depend on it are not its own.
+fn table_restore<'a>(toc: &'a str, schema: Option<&str>, table: &str, exists: &mut dyn FnMut(&Absent<'_>) -> Result<bool>) -> std::result::Result<TableRestore<'a>, String> {
+    let entries = parse_toc(toc);
+    let owner = table_owner(&entries, schema, table)?.id;
+    let by_id: std::collections::HashMap<u32, &TocEntry<'_>> = entries.iter().map(|e| (e.id, e)).collect();
     let own_tag = format!("{table} ");
+    let mut out = TableRestore::default();
     let mut keep: std::collections::HashSet<u32> = std::collections::HashSet::from([owner]);
+    let failed = |e: PgError| format!("checking the target: {e}");
     for e in &entries {
         if !e.deps.contains(&owner) {
             continue;
         }
         let belongs = match e.desc {
             "TABLE DATA" | "INDEX" | "STATISTICS" | "SEQUENCE" | "ROW SECURITY" | "COMMENT" | "ACL" | "SECURITY LABEL" => true,
-            // Tagged "TABLE NAME": another table's foreign key to this one
-            // depends on it too, but is that table's.
-            "CONSTRAINT" | "FK CONSTRAINT" | "CHECK CONSTRAINT" | "TRIGGER" | "POLICY" | "RULE" | "DEFAULT" => e.tag.starts_with(&own_tag),
+            "FK CONSTRAINT" if e.tag.starts_with(&own_tag) => {
+                let referenced: Vec<&TocEntry<'_>> = e.deps.iter().filter(|d| **d != owner).filter_map(|d| by_id.get(d).copied()).filter(|d| d.desc == "TABLE").collect();
+                let mut missing = Vec::new();
+                for r in &referenced {
+                    if !exists(&Absent::Table { schema: r.schema, name: r.tag }).map_err(failed)? {
+                        missing.push(format!("{}.{}", r.schema, r.tag));
+                    }
+                }
+                if missing.is_empty() {
+                    true
+                } else {
+                    out.left_out.push(format!("foreign key {} of {}.{table}: it references {}, which the target database lacks", constraint_name(e.tag, table), e.schema, missing.join(", ")));
+                    false
+                }
+            }
+            "FK CONSTRAINT" => {
+                let (other, name) = e.tag.split_once(' ').unwrap_or((e.tag, ""));
+                out.left_out.push(format!("foreign key {name} of {}.{other}, which references {}.{table}: another table's (restore that table, or add it back)", e.schema, by_id[&owner].schema));
+                false
+            }
+            // Tagged "TABLE NAME".
+            "CONSTRAINT" | "CHECK CONSTRAINT" | "TRIGGER" | "POLICY" | "RULE" | "DEFAULT" => e.tag.starts_with(&own_tag),
             _ => false,
         };
         if belongs {
@@ -315,7 +478,38 @@ fn table_entries<'a>(toc: &'a str, schema: Option<&str>, table: &str) -> std::re
         }
         keep.extend(more);
     }
-    Ok(entries.iter().filter(|e| keep.contains(&e.id) || matches!(e.desc, "ENCODING" | "STDSTRINGS" | "SEARCHPATH")).map(|e| e.line).collect())
+    // What the kept entries need that the target lacks, with what that
+    // needs in turn.
+    let mut queue: Vec<u32> = keep.iter().copied().collect();
+    let mut looked: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    while let Some(id) = queue.pop() {
+        let Some(e) = by_id.get(&id) else { continue };
+        for d in &e.deps {
+            if keep.contains(d) || !looked.insert(*d) {
+                continue;
+            }
+            let Some(dep) = by_id.get(d) else { continue };
+            let what = match dep.desc {
+                "FUNCTION" => Absent::Function { schema: dep.schema, signature: dep.tag },
+                "TYPE" | "DOMAIN" => Absent::Type { schema: dep.schema, name: dep.tag },
+                "SCHEMA" => Absent::Schema(dep.tag),
+                "EXTENSION" => Absent::Extension(dep.tag),
+                _ => continue,
+            };
+            if !exists(&what).map_err(failed)? {
+                out.prerequisites.push(format!("{} {}{}", dep.desc, if dep.schema == "-" { String::new() } else { format!("{}.", dep.schema) }, dep.tag));
+                keep.insert(dep.id);
+                queue.push(dep.id);
+            }
+        }
+    }
+    out.lines = entries.iter().filter(|e| keep.contains(&e.id) || matches!(e.desc, "ENCODING" | "STDSTRINGS" | "SEARCHPATH")).map(|e| e.line).collect();
+    Ok(out)
+}
+
+/// The constraint's name in a tag `TABLE NAME`.
+fn constraint_name<'a>(tag: &'a str, table: &str) -> &'a str {
+    tag.strip_prefix(table).map_or(tag, str::trim_start)
 }
 
 struct Cleanup(PathBuf);
@@ -409,21 +603,43 @@ mod tests {
         lines.iter().map(|l| l.split(';').next().unwrap().parse().unwrap()).collect()
     }
 
+    /// A target that has everything (`true`) or nothing (`false`).
+    fn restore(toc: &str, schema: Option<&str>, table: &str, target_has_all: bool) -> std::result::Result<TableRestore<'static>, String> {
+        let toc: &'static str = Box::leak(toc.to_owned().into_boxed_str());
+        table_restore(toc, schema, table, &mut |_| Ok(target_has_all))
+    }
+
     #[test]
     fn a_table_comes_with_what_belongs_to_it_and_nothing_else() {
-        let got = ids(&table_entries(TOC, None, "notes").unwrap());
-        assert_eq!(got, vec![3377, 3378, 3379, 217, 3381, 3382, 3383, 216, 3384, 3213, 3373, 3386, 3220, 3218, 3388, 3221, 3224, 3222, 3368, 3369]);
-        // Not the view reading it, nor notes' foreign key to it.
-        assert_eq!(ids(&table_entries(TOC, Some("public"), "patients").unwrap()), vec![3377, 3378, 3379, 215, 214, 3385, 3211, 3371, 3387, 3217, 3215]);
+        let got = restore(TOC, None, "notes", true).unwrap();
+        assert_eq!(ids(&got.lines), vec![3377, 3378, 3379, 217, 3381, 3382, 3383, 216, 3384, 3213, 3373, 3386, 3220, 3218, 3388, 3221, 3224, 3222, 3368, 3369]);
+        // Not the view reading it, nor other's foreign key to it: named.
+        assert_eq!(got.left_out, vec!["foreign key other_id_fkey of public.other, which references public.notes: another table's (restore that table, or add it back)"]);
+        assert!(got.prerequisites.is_empty(), "{:?}", got.prerequisites);
+        let got = restore(TOC, Some("public"), "patients", true).unwrap();
+        assert_eq!(ids(&got.lines), vec![3377, 3378, 3379, 215, 214, 3385, 3211, 3371, 3387, 3217, 3215]);
+        assert!(got.left_out[0].contains("foreign key notes_patient_fkey of public.notes"), "{:?}", got.left_out);
+    }
+
+    /// Bug (issue 16): into a database without `patients`, `notes`'s
+    /// foreign key to it made pg_restore fail, and the trigger's function
+    /// was missing; now the key is left out and named, the function comes
+    /// along.
+    #[test]
+    fn into_an_empty_database_foreign_keys_to_absent_tables_are_named_and_functions_come_along() {
+        let got = restore(TOC, None, "notes", false).unwrap();
+        assert_eq!(ids(&got.lines), vec![3377, 3378, 3379, 220, 217, 3381, 3382, 3383, 216, 3384, 3213, 3373, 3386, 3220, 3218, 3388, 3221, 3224, 3368, 3369]);
+        assert!(got.left_out.iter().any(|l| l.starts_with("foreign key notes_patient_fkey of public.notes: it references public.patients, which the target database lacks")), "{:?}", got.left_out);
+        assert_eq!(got.prerequisites, vec!["FUNCTION public.t()"]);
     }
 
     #[test]
     fn unknown_and_ambiguous_tables_are_refused() {
-        assert!(table_entries(TOC, None, "nope").unwrap_err().contains("no table 'nope'"));
-        assert!(table_entries(TOC, Some("other_schema"), "notes").unwrap_err().contains("no table 'other_schema.notes'"));
+        assert!(restore(TOC, None, "nope", true).unwrap_err().contains("no table 'nope'"));
+        assert!(restore(TOC, Some("other_schema"), "notes", true).unwrap_err().contains("no table 'other_schema.notes'"));
         let two = format!("{TOC}300; 1259 17000 TABLE audit notes postgres\n");
-        assert!(table_entries(&two, None, "notes").unwrap_err().contains("several schemas (public, audit)"));
-        assert_eq!(ids(&table_entries(&two, Some("audit"), "notes").unwrap()), vec![3377, 3378, 3379, 300]);
+        assert!(restore(&two, None, "notes", true).unwrap_err().contains("several schemas (public, audit)"));
+        assert_eq!(ids(&restore(&two, Some("audit"), "notes", true).unwrap().lines), vec![3377, 3378, 3379, 300]);
     }
 
     #[test]

@@ -165,6 +165,12 @@ pub fn base_backup_info(s: &reprise_engine::SnapshotInfo) -> Option<BaseBackupIn
     })
 }
 
+/// The component and base backup a snapshot records, if it is one.
+#[must_use]
+pub fn base_backup_info_with_component(s: &reprise_engine::SnapshotInfo) -> Option<(String, BaseBackupInfo)> {
+    base_backup_info(s).map(|b| (s.header.component.clone(), b))
+}
+
 /// Base backups that may reach `target`, best first.
 fn candidates(component: &str, bases: &[BaseBackupInfo], target: &Target) -> Result<Vec<BaseBackupInfo>> {
     let none = |reason: String| PgError::NoBaseBackup { component: component.to_owned(), target: target.to_string(), reason };
@@ -185,6 +191,67 @@ fn candidates(component: &str, bases: &[BaseBackupInfo], target: &Target) -> Res
         list.truncate(1);
     }
     Ok(list)
+}
+
+/// What one base backup can be restored to with the WAL the repository
+/// holds: any point from its end (when it is consistent) to the end of
+/// the WAL archived without a gap from its start.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reach {
+    pub from_time: jiff::Timestamp,
+    pub from_lsn: Lsn,
+    /// When the server wrote the last segment of the unbroken run.
+    pub to_time: Option<jiff::Timestamp>,
+    /// The end of that segment: no LSN past it is archived without a gap.
+    pub to_lsn: Lsn,
+    pub to_segment: String,
+}
+
+impl std::fmt::Display for Reach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let to = self.to_time.map_or_else(|| "an unknown time".to_owned(), |t| t.to_string());
+        write!(f, "{} (LSN {}, the backup's end) to {to} (LSN {}, the end of {})", self.from_time, self.from_lsn, self.to_lsn, self.to_segment)
+    }
+}
+
+impl Reach {
+    /// Whether a restore from this base backup can stop at `target`
+    /// (a restore point cannot be placed without replaying: it is not
+    /// refused here, recovery says whether it was found).
+    #[must_use]
+    pub fn holds(&self, target: &Target) -> bool {
+        match target {
+            Target::Latest | Target::Immediate | Target::Name(_) => true,
+            Target::Time(t) => *t >= self.from_time && self.to_time.is_some_and(|end| *t <= end),
+            Target::Lsn(l) => *l >= self.from_lsn && *l <= self.to_lsn,
+        }
+    }
+}
+
+/// How far `base` can be restored with the WAL the repository holds now,
+/// or `None` when WAL it needs to become consistent is missing.
+pub fn reach(repo: &Repository, component: &str, base: &BaseBackupInfo) -> Result<Option<Reach>> {
+    wal::expect_system_identifier(base.system_identifier);
+    let mut view = ArchiveView::load(repo, component)?;
+    for timeline in view.timelines() {
+        view.keep_trusted_tail(repo, component, timeline)?;
+    }
+    let start = base.start_segment();
+    let latest_tli = view.timelines().into_iter().next_back().unwrap_or(base.timeline).max(base.timeline);
+    let newest_on_latest = view.newest_on(latest_tli).map_or(start.number, |s| s.number);
+    let path = wal::required_segments(repo, component, start, latest_tli, newest_on_latest)?;
+    let Some(last) = path.iter().take_while(|s| view.contains(**s)).last().copied() else { return Ok(None) };
+    if last.number < base.stop_segment().number {
+        return Ok(None);
+    }
+    let seg = base.segment_size;
+    Ok(Some(Reach {
+        from_time: base.stop_time,
+        from_lsn: base.stop_lsn,
+        to_time: wal::written(repo, component, &view, last)?,
+        to_lsn: Lsn((last.number + 1) * seg),
+        to_segment: last.name(seg),
+    }))
 }
 
 /// The WAL segments recovery from `base` to `target` will ask for, checked
@@ -282,6 +349,10 @@ pub struct PitrOptions {
     pub keep_running: bool,
     /// Extra server settings for a started restore.
     pub settings: Vec<(String, String)>,
+    /// Restore this base backup (a snapshot named by its ID) rather than
+    /// the one reprise would pick for the target; a target outside its
+    /// [`Reach`] is refused before anything is written.
+    pub base: Option<Id>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -303,6 +374,10 @@ pub struct PitrOutcome {
     pub reached_lsn: Option<String>,
     /// Where each tablespace was restored.
     pub tablespaces: Vec<Placement>,
+    /// What the restored base backup can reach with the archived WAL
+    /// (a base backup restored by its ID).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reach: Option<Reach>,
 }
 
 const BLOCK_BEGIN: &str = "# --- reprise restore: recovery settings (removed after promotion) ---";
@@ -586,7 +661,23 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
     let started = Instant::now();
     repo.require_full("restoring a database")?;
     let bases = base_backups(repo, &opts.component)?;
-    let list = candidates(&opts.component, &bases, &opts.target)?;
+    let mut pinned_reach = None;
+    let list = match opts.base {
+        None => candidates(&opts.component, &bases, &opts.target)?,
+        Some(id) => {
+            let base = bases.iter().find(|b| b.id == id).cloned().ok_or_else(|| PgError::Invalid(format!("snapshot {} is not a base backup of '{}'", id.short(), opts.component)))?;
+            let reach = reach(repo, &opts.component, &base)?.ok_or_else(|| PgError::NoBaseBackup {
+                component: opts.component.clone(),
+                target: opts.target.to_string(),
+                reason: format!("WAL base backup {} needs to become consistent is missing from the archive (`reprise check` lists what is there)", id.short()),
+            })?;
+            if !reach.holds(&opts.target) {
+                return Err(PgError::OutOfReach { backup: id.short(), target: opts.target.to_string(), reach: reach.to_string() });
+            }
+            pinned_reach = Some(reach);
+            vec![base]
+        }
+    };
     let mut last_err = None;
     // Tablespace folders written by earlier attempts.
     let mut written: Vec<PathBuf> = Vec::new();
@@ -624,6 +715,7 @@ pub fn restore(repo: &Arc<Repository>, opts: &PitrOptions, progress: &dyn Progre
             bytes_unchanged: files.bytes_unchanged,
             restore_ms,
             tablespaces: placements,
+            reach: pinned_reach.clone(),
             ..PitrOutcome::default()
         };
         let signal = opts.to.join("recovery.signal");

@@ -37,6 +37,9 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
         }
         other => exit::with_code(exit::ERROR, format!("demo failed: {other}")),
     })?;
+    // The plan the demo wrote, rendered as its PRA/PCA from what the
+    // repository holds now (the same operation as `reprise plan render`).
+    let rendered = render_plan(&workdir)?;
     if global.json {
         crate::output::json(&report)?;
     } else if !quiet {
@@ -50,9 +53,25 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
             report.pitr_rto_ms as f64 / 1000.0,
             report.documents_restore_ms as f64 / 1000.0
         );
-        if args.dir.is_none() {
-            outln!("(nothing is left running; the work directory is removed: use --dir DIR to keep it)");
+        if args.dir.is_some() {
+            outln!("plan rendered from the measurements: {} and {}", rendered[0].display(), rendered[1].display());
+        } else {
+            outln!("plan rendered from the measurements (PRA.md, PRA.pdf); nothing is left running; the work directory is removed: use --dir DIR to keep them");
         }
     }
     Ok(())
+}
+
+/// Renders the demo's plan (Markdown and PDF) into `workdir/plan/`.
+fn render_plan(workdir: &std::path::Path) -> Result<[std::path::PathBuf; 2]> {
+    let plan = reprise_plan::Plan::load(&workdir.join("reprise.toml"))?;
+    let ws = reprise_ops::Workspace::new(Some(plan), reprise_ops::Settings::default(), reprise_ops::Environment::from_process());
+    let evidence = reprise_ops::plan_doc::gather(&ws, &reprise_ops::plan_doc::NoDrillRecords).map_err(|e| exit::from_ops(&e))?;
+    let doc = reprise_ops::plan_doc::document(ws.plan().map_err(|e| exit::from_ops(&e))?, &evidence, &reprise_ops::plan_doc::DocumentOptions::default());
+    let dir = workdir.join("plan");
+    std::fs::create_dir_all(&dir)?;
+    let (md, pdf) = (dir.join("PRA.md"), dir.join("PRA.pdf"));
+    std::fs::write(&md, reprise_report::markdown::render(&doc))?;
+    std::fs::write(&pdf, reprise_report::pdf::render(&doc).map_err(|e| exit::with_code(exit::ERROR, e.to_string()))?)?;
+    Ok([md, pdf])
 }

@@ -1,4 +1,8 @@
-//! `plan check` and `plan init`.
+//! `plan check`, `plan init`, `plan render` and `plan lint`.
+//!
+//! `render` and `lint` read the repositories (through
+//! `reprise_ops::plan_doc`, which builds the document and the findings);
+//! here only the flags, the file written and the exit code.
 //!
 //! `check` validates the file (every error with file, line, column and
 //! fix) and then looks at the machine it runs on: a path that does not
@@ -11,16 +15,100 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use reprise_engine::CancelToken;
+use reprise_ops::plan_doc;
 use reprise_plan::{ComponentKind, PasswordSource, Plan, PlanError};
+use reprise_report::Lang;
 
 use crate::args::{Global, PlanCommand};
+use crate::context::Context;
 use crate::exit;
 use crate::output::count;
 
-pub fn run(global: &Global, json: bool, cmd: &PlanCommand) -> Result<()> {
+pub fn run(global: &Global, json: bool, cmd: &PlanCommand, cancel: &CancelToken) -> Result<()> {
     match cmd {
         PlanCommand::Check => check(global, json),
         PlanCommand::Init { output } => init(global, json, output.as_deref()),
+        PlanCommand::Render { output, format, lang } => render(global, cancel, output, format.as_deref(), lang),
+        PlanCommand::Lint => lint(global, cancel),
+    }
+}
+
+/// The workspace, refusing to go on without a plan (there is nothing to
+/// render or lint).
+fn context(global: &Global, cancel: &CancelToken) -> Result<Context> {
+    let ctx = Context::new(global.clone(), cancel.clone())?;
+    if ctx.ws.plan_if_any().is_none() {
+        return Err(exit::with_code(exit::NOT_FOUND, NO_PLAN));
+    }
+    Ok(ctx)
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Markdown,
+    Html,
+    Pdf,
+}
+
+fn render(global: &Global, cancel: &CancelToken, output: &Path, format: Option<&str>, lang: &str) -> Result<()> {
+    let format = match format.map(str::to_ascii_lowercase).or_else(|| output.extension().map(|e| e.to_string_lossy().to_ascii_lowercase())).as_deref() {
+        None | Some("md" | "markdown") => Format::Markdown,
+        Some("html" | "htm") => Format::Html,
+        Some("pdf") => Format::Pdf,
+        Some(other) if format.is_some() => return Err(exit::usage(format!("--format {other}: use md, html or pdf"))),
+        Some(_) => Format::Markdown,
+    };
+    let lang = Lang::parse(lang).ok_or_else(|| exit::usage(format!("--lang {lang}: use fr or en")))?;
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        return Err(exit::with_code(exit::NOT_FOUND, format!("cannot write {}: directory {} does not exist; fix: create it, or give another -o FILE", output.display(), dir.display())));
+    }
+    let ctx = context(global, cancel)?;
+    let evidence = plan_doc::gather(&ctx.ws, &plan_doc::NoDrillRecords).map_err(|e| exit::from_ops(&e))?;
+    let plan = ctx.ws.plan().map_err(|e| exit::from_ops(&e))?;
+    let doc = plan_doc::document(plan, &evidence, &plan_doc::DocumentOptions { lang });
+    let bytes = match format {
+        Format::Markdown => reprise_report::markdown::render(&doc).into_bytes(),
+        Format::Html => reprise_report::html::render(&doc).into_bytes(),
+        Format::Pdf => reprise_report::pdf::render(&doc).map_err(|e| exit::with_code(exit::ERROR, e.to_string()))?,
+    };
+    // Written beside, then renamed: a reader never sees half a document.
+    let tmp = output.with_extension("reprise-tmp");
+    std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, output)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        let code = if e.kind() == std::io::ErrorKind::PermissionDenied { exit::PERMISSION } else { exit::ERROR };
+        exit::with_code(code, format!("cannot write {}: {e}; fix: give a file this account may write (-o FILE)", output.display()))
+    })?;
+    let findings = plan_doc::lint(plan, &evidence);
+    if ctx.json() {
+        ctx.print_json(&serde_json::json!({ "output": output, "bytes": bytes.len(), "findings": findings.len() }))?;
+    } else {
+        ctx.say(format!("wrote {} ({} bytes); {} (`reprise plan lint` lists them)", output.display(), bytes.len(), count(findings.len(), "finding", "findings")));
+    }
+    Ok(())
+}
+
+fn lint(global: &Global, cancel: &CancelToken) -> Result<()> {
+    let ctx = context(global, cancel)?;
+    let evidence = plan_doc::gather(&ctx.ws, &plan_doc::NoDrillRecords).map_err(|e| exit::from_ops(&e))?;
+    let plan = ctx.ws.plan().map_err(|e| exit::from_ops(&e))?;
+    let findings = plan_doc::lint(plan, &evidence);
+    let errors = findings.iter().filter(|f| f.severity == plan_doc::Severity::Error).count();
+    if ctx.json() {
+        ctx.print_json(&serde_json::json!({ "plan": plan.file, "measured_at": evidence.measured_at, "errors": errors, "warnings": findings.len() - errors, "findings": findings }))?;
+    } else if !global.quiet {
+        for f in &findings {
+            let severity = if f.severity == plan_doc::Severity::Error { "error" } else { "warning" };
+            outln!("{severity}[{}] {}: {}\n    fix: {}", f.code, f.subject, f.message, f.fix);
+        }
+    }
+    match (errors, findings.len()) {
+        (0, 0) => {
+            ctx.say(format!("{}: no finding", plan.file.display()));
+            Ok(())
+        }
+        (0, n) => Err(exit::with_code(exit::LINT_WARNINGS, format!("{}: {} (listed above, each with its fix)", plan.file.display(), count(n, "warning", "warnings")))),
+        (e, n) => Err(exit::with_code(exit::LINT_ERRORS, format!("{}: {} and {} (listed above, each with its fix)", plan.file.display(), count(e, "error", "errors"), count(n - e, "warning", "warnings")))),
     }
 }
 

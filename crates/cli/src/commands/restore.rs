@@ -77,8 +77,17 @@ fn render(ctx: &Context, report: &RestoreReport) -> Result<()> {
                 d.snapshot.short(),
                 d.to.display(),
                 d.ms as f64 / 1000.0,
-                if d.loaded.is_empty() { String::new() } else { format!("; loaded {}", d.loaded.join(", ")) }
+                if d.outcome.loaded.is_empty() { String::new() } else { format!("; loaded {}", d.outcome.loaded.join(", ")) }
             ));
+            for c in &d.outcome.created {
+                ctx.say(format!("created database {c}"));
+            }
+            for p in &d.outcome.prerequisites {
+                ctx.say(format!("restored with the table (the target lacked it): {p}"));
+            }
+            for l in &d.outcome.left_out {
+                ctx.say(format!("left out: {l}"));
+            }
         }
         RestoreReport::Pitr(p) => {
             let out = &p.outcome;
@@ -92,6 +101,9 @@ fn render(ctx: &Context, report: &RestoreReport) -> Result<()> {
                 if p.delta { format!(" written, {} already right", bytes(out.bytes_unchanged)) } else { String::new() },
                 out.wal_segments
             ));
+            if let Some(r) = &out.reach {
+                ctx.say(format!("this base backup restores to any point from {r}; restored to {}", out.target));
+            }
             for t in &out.tablespaces {
                 ctx.say(format!("tablespace {} restored to {}{}", t.oid, t.location.display(), t.original.as_ref().map(|o| format!(" (was {})", o.display())).unwrap_or_default()));
             }

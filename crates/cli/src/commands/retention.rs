@@ -12,7 +12,8 @@ use crate::exit;
 use crate::output::count;
 
 pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
-    let request = ForgetRequest { components: args.components.clone(), dry_run: args.dry_run };
+    let grace = parse_grace(&args.grace)?;
+    let request = ForgetRequest { components: args.components.clone(), dry_run: args.dry_run, grace };
     let json = ctx.json();
     let outcomes = retention::forget(&ctx.ws, &request, &mut |one| {
         if json {
@@ -43,21 +44,42 @@ pub fn forget(ctx: &Context, args: &ForgetArgs) -> Result<()> {
 
 fn print_wal(w: &WalExpiry) {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let verb = if w.dry_run { "would remove" } else { "removed" };
+    let when = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let verb = if w.dry_run { "would be marked" } else { "marked" };
     match (&w.continuous_from, &w.anchor_backup) {
         (Some(from), Some(anchor)) => outln!(
-            "  WAL: {} files kept ({:.1} MiB; continuous from {from}, the start of base backup {}), {} {verb} ({:.1} MiB)",
+            "  WAL: {} files kept ({:.1} MiB; continuous from {from}, the start of base backup {}), {} {verb} for deletion ({:.1} MiB, {} newly), deleted by {}",
             w.kept_files,
             mib(w.kept_bytes),
             &anchor.to_hex()[..8],
-            w.removed_files.len(),
-            mib(w.removed_bytes)
+            w.marked_files.len(),
+            mib(w.marked_bytes),
+            w.newly_marked,
+            grace_words(w.grace_secs)
         ),
         _ => outln!("  WAL: {} files kept ({:.1} MiB), none {verb}", w.kept_files, mib(w.kept_bytes)),
+    }
+    if !w.unmarked_files.is_empty() {
+        outln!("  WAL: {} {} kept again: no longer marked for deletion", w.unmarked_files.len(), if w.dry_run { "file would be" } else { "files are" });
+    }
+    for c in &w.closes {
+        outln!("  WAL: restores between {} and {} will no longer be possible", when(c.from), when(c.to));
+    }
+    for c in &w.reopens {
+        outln!("  WAL: restores between {} and {} are possible again", when(c.from), when(c.to));
     }
     if let Some(note) = &w.note {
         outln!("  WAL: note: {note}");
     }
+}
+
+fn grace_words(secs: u64) -> String {
+    if secs == 0 { "the next `prune`".to_owned() } else { format!("a `prune` {:#} after marking at the earliest", jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))) }
+}
+
+fn parse_grace(text: &str) -> Result<std::time::Duration> {
+    if text.trim() == "0" { Ok(std::time::Duration::ZERO) } else { reprise_plan::duration::parse(text) }
+        .map_err(|e| exit::usage(format!("--grace {text}: {e}; write it like 24h, 90m or 0")))
 }
 
 pub fn hold(ctx: &Context, cmd: &HoldCommand) -> Result<()> {
@@ -122,8 +144,7 @@ fn parse_size(text: &str) -> Option<u64> {
 }
 
 pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
-    let grace = if args.grace.trim() == "0" { Ok(std::time::Duration::ZERO) } else { reprise_plan::duration::parse(&args.grace) }
-        .map_err(|e| exit::usage(format!("--grace {}: {e}; write it like 24h, 90m or 0", args.grace)))?;
+    let grace = parse_grace(&args.grace)?;
     if !(0.0..=100.0).contains(&args.max_unused) {
         return Err(exit::usage(format!("--max-unused {} is not a percentage: give 0 to 100", args.max_unused)));
     }
@@ -133,7 +154,7 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
     };
     let prune = retention::prune(&ctx.ws, &PruneRequest { grace, max_unused: args.max_unused / 100.0, max_repack, dry_run: args.dry_run })?;
     let lock_failure = prune.failure().map(|e| exit::from_ops(&e));
-    let r = &prune.0;
+    let r = &prune.report;
     if ctx.json() {
         ctx.print_json(&prune)?;
         return lock_failure.map_or(Ok(()), Err);
@@ -160,6 +181,23 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<()> {
         if r.repack_limited { "; repacking stopped at --max-repack" } else { "" }
     );
     outln!("unused space left in partly used packs: {}", b(r.unused_bytes_left));
+    let w = &prune.wal;
+    if w.swept_marks > 0 {
+        outln!(
+            "WAL: {} past their grace period; {} {would}deleted ({}), {} kept (a base backup needs them)",
+            count(w.swept_marks, "mark", "marks"),
+            count(w.deleted_files, "file", "files"),
+            b(w.deleted_bytes),
+            w.rescued_files.len()
+        );
+    }
+    if let Some(t) = w.next_sweep {
+        outln!(
+            "WAL: {} marked by forget wait for their grace period; the first can be deleted by a prune after {}",
+            count(w.pending_files, "file", "files"),
+            t.strftime("%Y-%m-%d %H:%M:%S UTC")
+        );
+    }
     if let Some(t) = r.next_sweep {
         outln!(
             "{} in {} wait for the grace period recorded in the mark; the first can be deleted by a prune after {}",

@@ -245,6 +245,7 @@ fn scratch_state(repo: &Arc<Repository>, opts: &RowRecoveryOptions, tables: &[Li
         cancel: opts.cancel.clone(),
         keep_running: false,
         settings: Vec::new(),
+        base: None,
     };
     let (outcome, cluster) = restore::restore(repo, &pitr, &NoProgress)?;
     let cluster = cluster.expect("started restore returns its cluster");
