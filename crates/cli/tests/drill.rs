@@ -89,6 +89,16 @@ query = "SELECT count(*) FROM prescriptions"
 equals = 2000
 
 [[drills.monthly.sql]]
+label = "Patients au moins ceux de la sauvegarde"
+query = "SELECT count(*) FROM patients"
+recorded = "at_least"
+
+[[drills.monthly.sql]]
+label = "Journal d'audit identique à la sauvegarde"
+query = "SELECT count(*) FROM audit_log"
+recorded = "equal"
+
+[[drills.monthly.sql]]
 label = "Logs audit cohérents"
 query = "SELECT id FROM audit_log WHERE at > now() + interval '1 day'"
 no_rows = true
@@ -165,6 +175,14 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     }
     let patients = validation(&run, "Nombre de patients correct");
     assert_eq!((patients["outcome"].as_str(), patients["measured"].as_str(), patients["expected"].as_str()), (Some("pass"), Some("1000"), Some("1000")));
+    // Compared with what the live database answered at backup time.
+    let audit_rows = env.one("SELECT count(*)::text FROM audit_log");
+    let at_least = validation(&run, "Patients au moins ceux de la sauvegarde");
+    let equal = validation(&run, "Journal d'audit identique à la sauvegarde");
+    assert_eq!((at_least["outcome"].as_str(), at_least["measured"].as_str()), (Some("pass"), Some("1000")), "{at_least}");
+    assert!(at_least["expected"].as_str().is_some_and(|e| e.starts_with("≥ 1000 (recorded by base backup ")), "{at_least}");
+    assert_eq!((equal["outcome"].as_str(), equal["measured"].as_str()), (Some("pass"), Some(audit_rows.as_str())), "{equal}");
+    assert!(equal["expected"].as_str().is_some_and(|e| e.starts_with(&format!("{audit_rows} (recorded by base backup "))), "{equal}");
     let referenced = validation(&run, "Documents référencés présents");
     assert_eq!((referenced["outcome"].as_str(), referenced["expected"].as_str(), referenced["measured"].as_str()), (Some("pass"), Some("60"), Some("60")), "{run:#}");
     assert_eq!(validation(&run, "Derniers documents présents")["measured"], "10");
@@ -226,7 +244,20 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     drop(client);
     std::fs::remove_file(docs_root(&env).join(&paths[0])).expect("lose a document");
     std::fs::write(docs_root(&env).join(&paths[1]), "forged").expect("alter a document");
-    backup_both(&env);
+    // A recorded check whose query fails at backup time: the backup goes
+    // on, warns, and records the error the drill then reports.
+    let mut plan = std::fs::read_to_string(&env.plan).expect("plan");
+    plan.push_str("\n[[drills.monthly.sql]]\nlabel = \"Table disparue\"\nquery = \"SELECT count(*) FROM no_such_table\"\nrecorded = \"at_least\"\n");
+    std::fs::write(&env.plan, plan).expect("plan");
+    env.archive_now();
+    let backup = env.reprise(&["backup", COMPONENT]);
+    let warned = String::from_utf8_lossy(&backup.stderr);
+    assert!(backup.status.success() && warned.contains("could not be recorded at backup time") && warned.contains("no_such_table"), "{warned}");
+    env.ok(&["backup", "docs"]);
+    // Written after the backup recorded its count: a latest restore has one
+    // row more than recorded, which "equal" must catch and "at_least" allow.
+    env.sql("INSERT INTO audit_log (actor, action) VALUES ('drill-test', 'after the backup')");
+    env.archive_now();
     let written = env.path("failed.md");
     let out = env.reprise(&["--json", "drill", "run", "monthly", "-o", written.to_str().expect("utf8")]);
     assert!(std::fs::read_to_string(&written).expect("the failed drill's report is written too").contains("ÉCHEC - Raison"));
@@ -240,6 +271,12 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     assert_eq!(docs["outcome"], "fail");
     assert!(detail.contains(&format!("1 missing: {}", paths[0])) && detail.contains(&format!("1 with another SHA-256 than the database records: {}", paths[1])), "{detail}");
     assert_eq!(validation(&failed, "Nombre de patients correct")["outcome"], "pass", "only what is wrong fails");
+    assert_eq!(validation(&failed, "Patients au moins ceux de la sauvegarde")["outcome"], "pass", "{failed:#}");
+    let equal = validation(&failed, "Journal d'audit identique à la sauvegarde");
+    let recorded_rows: u64 = equal["expected"].as_str().and_then(|e| e.split(' ').next()).and_then(|n| n.parse().ok()).expect("recorded count");
+    assert_eq!((equal["outcome"].as_str(), equal["measured"].as_str()), (Some("fail"), Some((recorded_rows + 1).to_string().as_str())), "{equal}");
+    let gone = validation(&failed, "Table disparue");
+    assert!(gone["outcome"] == "fail" && gone["detail"].as_str().is_some_and(|d| d.contains("could not record the value at backup time") && d.contains("no_such_table")), "{gone}");
     assert_eq!(failed["scratch"]["removed"], true);
     assert!(left_in(&scratch).is_empty(), "scratch left after a failed drill: {:?}", left_in(&scratch));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -15,8 +15,8 @@
 //!
 //! The record ([`record::DrillRecord`]) is stored encrypted and write-once
 //! in the repository of the drill's first component, with the backups it
-//! proves, and its ID is appended to the ledger (whose records `copy`
-//! carries off-site; the drill records themselves are not copied yet). Reports
+//! proves, and its ID is appended to the ledger; `copy` carries both
+//! off-site, so the evidence survives the loss of the primary. Reports
 //! (Markdown, HTML, PDF, JSON) are rendered from stored records
 //! ([`document`]), never from memory: what `drill show` prints is what was
 //! kept.
@@ -170,6 +170,19 @@ struct Restored {
     folders: Vec<(String, PathBuf)>,
     /// Snapshots restored, per repository of the components.
     snapshots: Vec<(String, Id)>,
+    /// What the restored base backups recorded at backup time.
+    recorded: Vec<RecordedAt>,
+}
+
+/// The values one restored base backup recorded at backup time
+/// (`reprise_postgres::recorded`), and where its restore ended.
+struct RecordedAt {
+    component: String,
+    /// The base backup, short ID, as the validation names it.
+    backup: String,
+    /// `Err`: the label could not be read (a newer schema, damage).
+    values: std::result::Result<reprise_postgres::recorded::Recorded, String>,
+    reached: Option<reprise_postgres::walname::Lsn>,
 }
 
 /// Runs drill `request.name` of the plan (see the module docs).
@@ -267,7 +280,7 @@ fn restore_all(
     phases: &mut Vec<Phase>,
     results: &mut Vec<ComponentResult>,
 ) -> Result<Restored> {
-    let mut restored = Restored { databases: Vec::new(), folders: Vec::new(), snapshots: Vec::new() };
+    let mut restored = Restored { databases: Vec::new(), folders: Vec::new(), snapshots: Vec::new(), recorded: Vec::new() };
     let loss = |last: Option<jiff::Timestamp>| last.map(|l| (target_time.as_millisecond() - l.as_millisecond()).max(0) as u64);
     for c in components {
         if cancel.is_cancelled() {
@@ -297,6 +310,12 @@ fn restore_all(
                 let snapshot: Option<Id> = o.base_backup.parse().ok();
                 if let Some(s) = snapshot {
                     restored.snapshots.push((c.name.clone(), s));
+                    restored.recorded.push(RecordedAt {
+                        component: c.name.clone(),
+                        backup: s.short(),
+                        values: recorded_by(ws, c, &s),
+                        reached: o.reached_lsn.as_deref().and_then(|l| l.parse().ok()),
+                    });
                 }
                 results.push(ComponentResult {
                     name: c.name.clone(),
@@ -349,6 +368,14 @@ fn restore_all(
         }
     }
     Ok(restored)
+}
+
+/// The values base backup `id` recorded at backup time (none if it
+/// recorded nothing: the plan asked for none then).
+fn recorded_by(ws: &Workspace, c: &ComponentPlan, id: &Id) -> std::result::Result<reprise_postgres::recorded::Recorded, String> {
+    let repo = ws.open(Some(c)).map_err(|e| e.message().to_owned())?;
+    let body = repo.snapshot_body(id).map_err(|e| e.to_string())?;
+    body.labels.get(reprise_postgres::recorded::LABEL).map_or_else(|| Ok(reprise_postgres::recorded::Recorded::default()), |text| reprise_postgres::recorded::Recorded::from_label(text))
 }
 
 /// The commit time of the last transaction recovery replayed: the newest
