@@ -206,6 +206,22 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     let entries = ledger.as_array().cloned().or_else(|| ledger["entries"].as_array().cloned()).expect("entries");
     assert!(entries.iter().any(|e| e["operation"] == "drill" && e["refs"]["record"] == id.as_str() && e["result"] == "ok"), "{ledger:#}");
 
+    // `copy` carries the record off-site, once: the copy's `drill list`
+    // shows it, a second copy finds it there.
+    let mut plan = std::fs::read_to_string(&env.plan).expect("plan");
+    let _ = write!(plan, "\n[repositories.offsite]\nurl = \"{}\"\ncopy_of = \"main\"\n", env.path("offsite").display());
+    std::fs::write(&env.plan, plan).expect("plan");
+    let copied = env.json(&["copy"]);
+    assert_eq!((copied[0]["drills_copied"].as_u64(), copied[0]["drills_present"].as_u64()), (Some(1), Some(0)), "{copied:#}");
+    let record = env.path("offsite").join("drills").join(&id);
+    assert!(record.is_file(), "no {}", record.display());
+    let listed = env.ok(&["--repo", "offsite", "drill", "list"]);
+    assert!(listed.contains(&id[..8]) && listed.contains("passed"), "{listed}");
+    let on_copy = env.json(&["--repo", "offsite", "drill", "show", &id, "--format", "json"]);
+    assert_eq!((on_copy["id"].as_str(), on_copy["rto_ms"].as_u64()), (Some(id.as_str()), Some(rto)));
+    let again = env.json(&["copy"]);
+    assert_eq!((again[0]["drills_copied"].as_u64(), again[0]["drills_present"].as_u64()), (Some(0), Some(1)), "{again:#}");
+
     // The reports, rendered from the stored record.
     let md = env.ok(&["drill", "show", &id[..12], "--format", "md"]);
     for want in ["Nombre de patients correct (attendu : 1000, réel : 1000)", "SUCCÈS - RTO respecté (0h", "\\< 2h00min)", "Derniers documents présents", "Rapport de test (PRA §10.4)", "Dr Claire Martin", "Supprimer serveur de test"] {
