@@ -313,14 +313,9 @@ fn lint_codes(env: &Env) -> Vec<String> {
     report["findings"].as_array().expect("findings").iter().filter_map(|f| f["code"].as_str().map(str::to_owned)).collect()
 }
 
-#[test]
-fn a_drill_interrupted_by_sigint_removes_its_scratch_copy() {
-    let Some(env) = setup(true) else { return };
-    let scratch = env.path("scratch");
-    medicapp(&env);
-    add_drill(&env, &scratch);
-    backup_both(&env);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
+/// `drill run monthly` in the background, stderr piped.
+fn spawn_drill(env: &Env) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_reprise"))
         .arg("--plan")
         .arg(&env.plan)
         .args(["drill", "run", "monthly"])
@@ -329,11 +324,14 @@ fn a_drill_interrupted_by_sigint_removes_its_scratch_copy() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn");
-    // Interrupted once the restored server runs from the scratch copy.
+        .expect("spawn")
+}
+
+/// Waits until the drill's restored server runs from its scratch copy.
+fn wait_running(child: &mut std::process::Child, scratch: &Path) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let started = loop {
-        let running = left_in(&scratch).iter().any(|d| scratch.join(d).join(format!("{COMPONENT}.run")).exists());
+        let running = left_in(scratch).iter().any(|d| scratch.join(d).join(format!("{COMPONENT}.run")).exists());
         if running || Instant::now() > deadline {
             break running;
         }
@@ -343,19 +341,72 @@ fn a_drill_interrupted_by_sigint_removes_its_scratch_copy() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(started, "the drill never started its database in {}", scratch.display());
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let kill = Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill");
     assert!(kill.success());
+}
+
+/// Waits (at most 120 s) for the drill to exit; its status and stderr.
+fn finish(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(Instant::now() < deadline, "the drill did not stop within 120 s of SIGINT");
+        assert!(Instant::now() < deadline, "the drill did not stop within 120 s of the signal");
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    (status, stderr)
+}
+
+/// One cluster for the three ways a drill ends early: Ctrl-C, Ctrl-C twice
+/// (the second exits at once, without destructors), SIGKILL (nothing of
+/// the process runs; the next drill must clean up after it).
+#[test]
+fn a_drill_interrupted_by_sigint_removes_its_scratch_copy() {
+    let Some(env) = setup(true) else { return };
+    let scratch = env.path("scratch");
+    medicapp(&env);
+    add_drill(&env, &scratch);
+    backup_both(&env);
+
+    let mut child = spawn_drill(&env);
+    wait_running(&mut child, &scratch);
+    signal(&child, "-INT");
+    let (status, stderr) = finish(child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(left_in(&scratch).is_empty(), "scratch left after SIGINT: {:?}", left_in(&scratch));
     assert_eq!(env.ok(&["drill", "list"]).trim(), "no drill record: run one with `reprise drill run NAME`", "an interrupted drill is not recorded");
+
+    // The bug this pins: a second Ctrl-C exited at once, leaving the
+    // restored copy (health data) behind.
+    let mut child = spawn_drill(&env);
+    wait_running(&mut child, &scratch);
+    signal(&child, "-INT");
+    signal(&child, "-INT");
+    let (status, stderr) = finish(child);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(left_in(&scratch).is_empty(), "scratch left after two SIGINTs: {:?}\n{stderr}", left_in(&scratch));
+
+    // A drill killed outright leaves its copy, its server maybe running;
+    // the next drill stops that server, removes the copy and says so.
+    let mut child = spawn_drill(&env);
+    wait_running(&mut child, &scratch);
+    let killed = child.id();
+    signal(&child, "-KILL");
+    let (status, _) = finish(child);
+    assert_eq!(status.code(), None, "killed by a signal");
+    let left = left_in(&scratch);
+    assert_eq!(left.len(), 1, "a killed drill leaves its copy: {left:?}");
+    let out = env.reprise(&["--json", "drill", "run", "monthly"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("removed {}, the scratch copy of a drill (process {killed}) that was killed", scratch.join(&left[0]).display())), "{stderr}");
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(run["leftovers"].as_array().map(Vec::len), Some(1), "the record says it too: {run:#}");
+    assert!(left_in(&scratch).is_empty(), "scratch left: {:?}", left_in(&scratch));
 }

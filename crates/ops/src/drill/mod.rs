@@ -104,11 +104,87 @@ struct Scratch {
     removed: bool,
 }
 
+/// The file in a scratch folder naming the process that owns it: `PID
+/// START` (START: the process's start time in clock ticks since boot,
+/// from `/proc/PID/stat`, so a reused PID is not taken for the owner).
+const OWNER_FILE: &str = ".reprise-drill-owner";
+/// What scratch folders are called: `reprise-drill-<drill>-<12 hex>`.
+const SCRATCH_PREFIX: &str = "reprise-drill-";
+
+/// Scratch folders of the drills running in this process: what a forced
+/// exit (a second Ctrl-C, which runs no destructor) must still remove.
+static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes the scratch folders of the drills running in this process, now
+/// (their servers must be stopped first: `reprise_postgres::cluster::stop_all`).
+/// For an interface exiting at once on a second Ctrl-C; returns them.
+pub fn remove_scratch_now() -> Vec<PathBuf> {
+    let paths = std::mem::take(&mut *LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    for p in &paths {
+        // The drill's own thread may still be writing into it: a few tries.
+        for _ in 0..5 {
+            if std::fs::remove_dir_all(p).is_ok() || !p.exists() {
+                break;
+            }
+        }
+    }
+    paths
+}
+
+/// `pid`'s start time (field 22 of `/proc/PID/stat`), if it runs.
+fn started_at(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Removes the scratch folders under `root` whose owner no longer runs (a
+/// drill killed with SIGKILL, a machine that lost power): their servers
+/// stopped, their health data gone. A folder without an owner file, or
+/// whose owner runs, is left alone. Says what it removed, or could not.
+fn remove_leftovers(root: &Path) -> Vec<String> {
+    let mut said = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else { return said };
+    for e in entries.flatten() {
+        let path = e.path();
+        if !e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) || !path.is_dir() {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(path.join(OWNER_FILE)) else { continue };
+        let mut fields = owner.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) else { continue };
+        let Ok(pid) = u32::try_from(pid) else { continue };
+        if started_at(pid) == Some(start) {
+            continue;
+        }
+        let mut running = false;
+        for sub in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+            running |= !reprise_postgres::cluster::stop_orphan(&sub.path(), Duration::from_secs(30));
+        }
+        let outcome = if running {
+            Err("its server would not stop".to_owned())
+        } else {
+            std::fs::remove_dir_all(&path).map_err(|e| e.to_string())
+        };
+        said.push(match outcome {
+            Ok(()) => format!("removed {}, the scratch copy of a drill (process {pid}) that was killed before it could", path.display()),
+            Err(e) => format!("cannot remove {}, the scratch copy of a killed drill (process {pid}): {e}; remove it by hand, it holds restored health data", path.display()),
+        });
+    }
+    said
+}
+
 impl Scratch {
     fn create(root: &Path, drill: &str) -> Result<Scratch> {
         std::fs::create_dir_all(root).map_err(|e| OpsError::new(Category::Usage, format!("cannot create the drill scratch folder {}: {e}; set [drills.{drill}] scratch to a writable folder", root.display())))?;
-        let path = root.join(format!("reprise-drill-{drill}-{}", hex::encode(reprise_engine::format::crypto::random::<6>())));
-        std::fs::create_dir(&path).map_err(|e| OpsError::new(Category::Usage, format!("cannot create {}: {e}", path.display())))?;
+        let path = root.join(format!("{SCRATCH_PREFIX}{drill}-{}", hex::encode(reprise_engine::format::crypto::random::<6>())));
+        std::fs::create_dir(&path).map_err(|e| OpsError::new(Category::Usage, format!("cannot create {}: {e}; set [drills.{drill}] scratch to a writable folder", path.display())))?;
+        // Registered before anything is restored into it.
+        LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(path.clone());
+        let me = std::process::id();
+        if let Err(e) = std::fs::write(path.join(OWNER_FILE), format!("{me} {}\n", started_at(me).unwrap_or(0))) {
+            let _ = std::fs::remove_dir_all(&path);
+            return Err(OpsError::new(Category::Usage, format!("cannot write in {}: {e}; set [drills.{drill}] scratch to a writable folder", path.display())));
+        }
         // The restored server runs as the server account and needs this
         // folder; nobody else may enter it.
         reprise_postgres::cluster::hand_over(&path, 0o700)?;
@@ -127,6 +203,9 @@ impl Scratch {
             Err(e) => Some(e.to_string()),
         };
         self.removed = !self.path.exists();
+        if self.removed {
+            LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|p| *p != self.path);
+        }
         ScratchResult { path: self.path.display().to_string(), removed: self.removed, error }
     }
 }
@@ -212,6 +291,10 @@ pub fn run(ws: &Workspace, request: &DrillRequest, fetch: &Arc<dyn FetchCommand>
     }
     let target_time = target_time(drill.target, started, oldest);
     let root = request.scratch.clone().or_else(|| drill.scratch.clone()).unwrap_or_else(std::env::temp_dir);
+    let leftovers = remove_leftovers(&root);
+    for l in &leftovers {
+        tracing::warn!("{l}");
+    }
     let mut scratch = Scratch::create(&root, &drill.name)?;
     let mut phases = Vec::new();
     let mut results: Vec<ComponentResult> = Vec::new();
@@ -255,6 +338,7 @@ pub fn run(ws: &Workspace, request: &DrillRequest, fetch: &Arc<dyn FetchCommand>
         rto_ms,
         objectives,
         scratch: scratch_result,
+        leftovers,
         verdict: if passed { DrillVerdict::Passed } else { DrillVerdict::Failed },
         failure,
     };
