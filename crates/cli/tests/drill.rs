@@ -410,3 +410,109 @@ fn a_drill_interrupted_by_sigint_removes_its_scratch_copy() {
     assert_eq!(run["leftovers"].as_array().map(Vec::len), Some(1), "the record says it too: {run:#}");
     assert!(left_in(&scratch).is_empty(), "scratch left: {:?}", left_in(&scratch));
 }
+
+fn at(v: &serde_json::Value) -> jiff::Timestamp {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a time: {v}"))
+}
+
+/// Point-in-time targets restore a point within the reach and the record
+/// says which; a drill that cannot restore (a component never backed up)
+/// is recorded as failed and says why; a scratch folder that cannot be
+/// made is refused before anything is restored; a corrupt index fails
+/// `pg_amcheck`. One cluster for all (each drill costs a restore).
+#[test]
+fn drill_targets_restore_within_the_reach_and_failures_are_recorded() {
+    let Some(env) = setup(true) else { return };
+    let scratch = env.path("scratch");
+    medicapp(&env);
+    // An index nothing else reads, corrupted at the end.
+    env.sql("CREATE TABLE amcheck_probe (id int PRIMARY KEY, v text); INSERT INTO amcheck_probe SELECT g, 'v' || g FROM generate_series(1, 5000) g; CHECKPOINT");
+    let mut plan = std::fs::read_to_string(&env.plan).expect("plan");
+    let one = |name: &str, target: &str, extra: &str| {
+        format!(
+            "\n[drills.{name}]\ncomponents = [\"{COMPONENT}\"{extra}]\ntarget = \"{target}\"\nscratch = \"{}\"\nread_data = false\namcheck = {}\n\n[[drills.{name}.sql]]\nlabel = \"Patients\"\nquery = \"SELECT count(*) FROM patients\"\nequals = {PATIENTS}\n",
+            if name == "unwritable" { "/proc/reprise-drill-scratch".to_owned() } else { scratch.display().to_string() },
+            name == "amcheck"
+        )
+    };
+    plan.push_str(&format!("\n[components.never]\ntype = \"files\"\npaths = [\"{}\"]\n", env.path("never").display()));
+    for (name, target, extra) in [("random", "random:7d", ""), ("offset", "offset:2s", ""), ("amcheck", "latest", ""), ("unrestorable", "latest", ", \"never\""), ("unwritable", "latest", "")] {
+        plan.push_str(&one(name, target, extra));
+    }
+    std::fs::write(&env.plan, plan).expect("plan");
+    env.archive_now();
+    env.ok(&["backup", COMPONENT]);
+    // Four seconds of commits, every 100 ms, archived up to the last one:
+    // the WAL history the targets land in.
+    for _ in 0..40 {
+        env.sql("INSERT INTO audit_log (actor, action) VALUES ('ticker', 'tick')");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.sql("INSERT INTO audit_log (actor, action) VALUES ('ticker', 'last')");
+    env.archive_now();
+    let last_tick: jiff::Timestamp = env.one("SELECT to_char(max(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM audit_log WHERE actor = 'ticker'").parse().expect("time");
+
+    // offset:2s, first (the target must fall before the last archived
+    // commit): exactly two seconds before the drill started, restored to
+    // the last commit before it (commits every 100 ms: less than 1 s lost).
+    let run = env.json(&["drill", "run", "offset"]);
+    assert_eq!((run["verdict"].as_str(), run["target"].as_str()), (Some("passed"), Some("2s ago")), "{run:#}");
+    let (target, started) = (at(&run["target_time"]), at(&run["started"]));
+    assert_eq!((started - target).get_milliseconds() + (started - target).get_seconds() * 1000, 2000, "{run:#}");
+    let db = &run["components"][0];
+    let last = at(&db["last_restored"]);
+    let loss = db["data_loss_ms"].as_u64().expect("data loss");
+    assert!(last <= target && loss < 1000, "offset: target {target}, last restored {last}, loss {loss} ms");
+    eprintln!("offset: target {target}, last restored {last}, data_loss_ms {loss}");
+
+    // random:7d: a point between the base backup and the last archived
+    // commit (never after what the archive holds).
+    let run = env.json(&["drill", "run", "random"]);
+    assert_eq!((run["verdict"].as_str(), run["target"].as_str()), (Some("passed"), Some("random within 1w")), "{run:#}");
+    let db = &run["components"][0];
+    let (target, base, last) = (at(&run["target_time"]), at(&db["snapshot_time"]), at(&db["last_restored"]));
+    assert!(base <= target && target <= last_tick, "random target {target} outside the reach {base} .. {last_tick}");
+    assert!(last <= target, "restored past the target: last commit {last}, target {target}");
+    eprintln!("random: target {target}, last restored {last}, reach {base} .. {last_tick}, data_loss_ms {}", db["data_loss_ms"]);
+
+    // A component never backed up: recorded as failed, with why, exit 11,
+    // no scratch left.
+    let out = env.reprise(&["--json", "drill", "run", "unrestorable"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{stderr}");
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let why = failed["failure"].as_str().expect("failure");
+    assert!(why.contains("no snapshot of 'never'") && why.contains("reprise backup never"), "{why}");
+    assert!(stderr.lines().filter(|l| l.starts_with("reprise:")).count() == 1 && stderr.contains("no snapshot of 'never'"), "{stderr}");
+    assert_eq!(failed["scratch"]["removed"], true);
+    assert!(left_in(&scratch).is_empty(), "scratch left: {:?}", left_in(&scratch));
+    assert!(env.ok(&["drill", "history", "unrestorable"]).contains("FAILED"), "the failed drill is recorded");
+
+    // A scratch folder that cannot be made: bad input, one line naming the
+    // fix, exit 2, nothing restored, nothing recorded.
+    let out = env.reprise(&["drill", "run", "unwritable"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && stderr.lines().count() == 1 && stderr.contains("set [drills.unwritable] scratch to a writable folder"), "{stderr}");
+    let history = env.ok(&["drill", "history", "unwritable"]);
+    assert!(history.contains("has no record yet"), "nothing recorded: {history}");
+
+    // A btree index corrupted on disk before the backup: the restore works,
+    // `pg_amcheck` finds it, the drill fails naming it.
+    let file = env.cluster().data_dir.join(env.one("SELECT pg_relation_filepath('amcheck_probe_pkey')"));
+    let mut bytes = std::fs::read(&file).expect("index file");
+    assert!(bytes.len() >= 3 * 8192, "the index has leaf pages");
+    bytes[8192 + 4096..8192 + 4096 + 512].fill(0x7f);
+    std::fs::write(&file, &bytes).expect("corrupt the index");
+    env.ok(&["backup", COMPONENT]);
+    env.archive_now();
+    let out = env.reprise(&["--json", "drill", "run", "amcheck"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{stderr}");
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let check = failed["validations"].as_array().expect("validations").iter().find(|v| v["kind"] == "amcheck").expect("amcheck ran");
+    assert_eq!(check["outcome"], "fail", "{check}");
+    assert!(check["detail"].as_str().is_some_and(|d| d.contains("amcheck_probe_pkey")), "{check}");
+    assert!(stderr.contains("pg_amcheck"), "{stderr}");
+    assert_eq!(validation(&failed, "Patients")["outcome"], "pass", "only the index is wrong");
+    assert!(left_in(&scratch).is_empty(), "scratch left: {:?}", left_in(&scratch));
+}

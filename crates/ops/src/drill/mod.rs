@@ -223,8 +223,12 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// The point in time a drill restores, decided once at its start.
-fn target_time(target: DrillTarget, now: jiff::Timestamp, oldest: Option<jiff::Timestamp>) -> jiff::Timestamp {
+/// The point in time a drill restores, decided once at its start. A
+/// random point is drawn within the reach: after the oldest base backup
+/// (`oldest`) and before the end of the unbroken WAL archive (`newest`),
+/// since a point nothing restores would fail the drill for the draw, not
+/// for the backups.
+fn target_time(target: DrillTarget, now: jiff::Timestamp, oldest: Option<jiff::Timestamp>, newest: Option<jiff::Timestamp>) -> jiff::Timestamp {
     let back = |d: Duration| now - jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::ZERO);
     match target {
         DrillTarget::Latest => now,
@@ -233,7 +237,8 @@ fn target_time(target: DrillTarget, now: jiff::Timestamp, oldest: Option<jiff::T
             // Uniform over the window, never before the oldest base backup
             // (nothing could reach it).
             let from = oldest.map_or(back(d), |o| o.max(back(d)));
-            let span = (now.as_microsecond() - from.as_microsecond()).max(0);
+            let to = newest.map_or(now, |n| n.min(now));
+            let span = (to.as_microsecond() - from.as_microsecond()).max(0);
             let r = u64::from_le_bytes(reprise_engine::format::crypto::random::<8>());
             let pick = if span == 0 { 0 } else { (r % span as u64) as i64 };
             jiff::Timestamp::from_microsecond(from.as_microsecond() + pick).unwrap_or(now)
@@ -281,15 +286,21 @@ pub fn run(ws: &Workspace, request: &DrillRequest, fetch: &Arc<dyn FetchCommand>
     home.require_full("running a restore drill")?;
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
-    let mut oldest = None;
+    let (mut oldest, mut newest) = (None, None::<jiff::Timestamp>);
     if matches!(drill.target, DrillTarget::Random(_)) {
         for c in components.iter().filter(|c| matches!(c.kind, ComponentKind::Postgres(_))) {
             let repo = ws.open(Some(c))?;
-            let first = reprise_postgres::restore::base_backups(&repo, &c.name)?.first().map(|b| b.stop_time);
-            oldest = oldest.max(first);
+            let bases = reprise_postgres::restore::base_backups(&repo, &c.name)?;
+            oldest = oldest.max(bases.first().map(|b| b.stop_time));
+            // The components are restored to one point: the earliest end.
+            if let Some(last) = bases.last()
+                && let Some(end) = reprise_postgres::restore::reach(&repo, &c.name, last)?.and_then(|r| r.to_time)
+            {
+                newest = Some(newest.map_or(end, |n| n.min(end)));
+            }
         }
     }
-    let target_time = target_time(drill.target, started, oldest);
+    let target_time = target_time(drill.target, started, oldest, newest);
     let root = request.scratch.clone().or_else(|| drill.scratch.clone()).unwrap_or_else(std::env::temp_dir);
     let leftovers = remove_leftovers(&root);
     for l in &leftovers {
@@ -584,5 +595,28 @@ fn evidence_of(d: &StoredDrill) -> crate::plan_doc::DrillEvidence {
                 met: o.met,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bug this pins: a random target was drawn up to "now", past the
+    /// end of the archived WAL, so a drill failed for its draw (recovery
+    /// cannot reach a point the archive does not hold yet).
+    #[test]
+    fn random_targets_stay_within_the_reach() {
+        let now: jiff::Timestamp = "2026-11-26T12:00:00Z".parse().expect("time");
+        let oldest: jiff::Timestamp = "2026-11-26T11:00:00Z".parse().expect("time");
+        let newest: jiff::Timestamp = "2026-11-26T11:10:00Z".parse().expect("time");
+        for _ in 0..1000 {
+            let t = target_time(DrillTarget::Random(Duration::from_secs(7 * 86_400)), now, Some(oldest), Some(newest));
+            assert!(oldest <= t && t <= newest, "{t} outside {oldest} .. {newest}");
+        }
+        // The window's own bound wins when it is tighter.
+        let t = target_time(DrillTarget::Random(Duration::from_secs(60)), now, Some(oldest), None);
+        assert!(t >= now - jiff::SignedDuration::from_secs(60) && t <= now, "{t}");
+        assert_eq!(target_time(DrillTarget::Offset(Duration::from_secs(2)), now, None, None), now - jiff::SignedDuration::from_secs(2));
     }
 }
