@@ -9,35 +9,38 @@
 //! checked with `pg_amcheck`; a signed-documents store is backed up,
 //! restored and compared byte for byte. Every step is measured; nothing is
 //! left running.
+//!
+//! The demo runs the operations every interface runs (`reprise_ops`), on
+//! the plan it writes: a backup, a restore or a check here is the one
+//! `reprise backup` runs, and records the same entry in the evidence
+//! ledger. Only the throwaway server and the data are the demo's own
+//! (`reprise_postgres::cluster`, `medicapp`, `datasets`). It ends by
+//! verifying the ledger those operations wrote.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reprise_engine::backup::{BackupOptions, backup};
-use reprise_engine::cache::FilesCache;
-use reprise_engine::check::{CheckOptions, ReadData, check};
+use reprise_engine::check::ReadData;
 use reprise_engine::format::chunker::ChunkerParams;
 use reprise_engine::format::keys::KdfParams;
-use reprise_engine::restore::{RestoreOptions, restore};
-use reprise_engine::{CancelToken, NoProgress, Progress, Repository};
-use reprise_postgres::base::{BaseBackup, BaseBackupOptions, DEFAULT_BLOCK};
+use reprise_ops::backup::{BackupRequest, backup};
+use reprise_ops::postgres::{FetchCommand, RecoverRowsRequest, recover_rows};
+use reprise_ops::restore::{RestoreReport, RestoreRequest, restore};
+use reprise_ops::{CancelToken, Environment, OpsError, Settings, Silent, Verdict, Workspace};
 use reprise_postgres::cluster::{self, Cluster, OnDrop, PgBin};
-use reprise_postgres::restore::{PitrOptions, Target};
-use reprise_postgres::{rows, status, wal};
-use reprise_source_files::{FilesOptions, FilesSource};
+use reprise_postgres::{rows, wal};
 
 use crate::{datasets, medicapp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
+    /// An operation failed: its category decides the exit code.
     #[error("{0}")]
-    Engine(#[from] reprise_engine::Error),
+    Ops(#[from] OpsError),
     #[error("{0}")]
     Postgres(#[from] reprise_postgres::PgError),
-    #[error("{0}")]
-    Source(#[from] reprise_source_files::SourceError),
     #[error("demo data: {0}")]
     Io(#[from] std::io::Error),
     #[error("verification failed: {0}")]
@@ -78,6 +81,11 @@ pub struct DemoReport {
     pub documents_bytes: u64,
     pub documents_restore_ms: u64,
     pub files_verified: u64,
+    /// Entries the operations above recorded in the evidence ledger, and
+    /// whether `ledger verify` found every root and signature right.
+    pub ledger_entries: u64,
+    pub ledger_signatures: u64,
+    pub ledger_verified: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -173,31 +181,21 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     );
     check_cancel()?;
 
-    // 2. Repository, write credential for the database host, plan.
+    // 2. Plan, repository, write credential for the database host.
     let t = Instant::now();
     let pass: String = blake3::hash(format!("{}{:?}", workdir.display(), std::time::SystemTime::now()).as_bytes()).to_hex()[..32].to_owned();
     std::fs::write(workdir.join("passphrase"), format!("{pass}\n"))?;
     std::fs::set_permissions(workdir.join("passphrase"), std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let backend = reprise_engine::backends::open(&repo_dir.display().to_string()).map_err(reprise_engine::Error::from)?;
-    let repo = Arc::new(Repository::init(backend, pass.as_bytes(), KdfParams::default(), ChunkerParams::default())?);
-    cluster::hand_over(&repo_dir, 0o755)?;
-    for entry in walk_dirs(&repo_dir) {
-        cluster::hand_over(&entry, 0o755)?;
-    }
-    // A write credential of its own (its own domain and signing key), whose
-    // public record the administrator endorses.
-    let writer = repo.new_credential()?;
-    std::fs::write(&credential, &*writer.to_write_credential().map_err(|e| reprise_engine::Error::InvalidArgument(e.to_string()))?)?;
-    repo.record_credential(&writer, "demo database host", None)?;
-    cluster::hand_over(&credential, 0o600)?;
     let documents = workdir.join("medicapp/legal_documents_signed");
+    let plan_file = workdir.join("reprise.toml");
     std::fs::write(
-        workdir.join("reprise.toml"),
+        &plan_file,
         format!(
-            "# Written by `reprise demo`.\n[plan]\nname = \"MedicApp (demo)\"\n\n[repositories.primary]\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+            "# Written by `reprise demo`.\n[plan]\nname = \"MedicApp (demo)\"\n\n[settings]\ncache_dir = \"{}\"\n\n[repositories.primary]\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
              [components.medicapp-db]\ntype = \"postgres\"\nconnection = \"{}\"\ndata_directory = \"{}\"\n\n\
              [components.medicapp-db.objectives]\nrpo = \"1h\"\nrto = \"2h\"\npitr = \"7d\"\nretention = {{ daily = 30, weekly = 12, monthly = 12, yearly = 7 }}\n\n\
              [components.signed-documents]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.signed-documents.objectives]\nrpo = \"15m\"\nrto = \"4h\"\nretain_for = \"20y\"\n",
+            workdir.join("cache").display(),
             repo_dir.display(),
             workdir.join("passphrase").display(),
             live.conn_string("medicapp"),
@@ -205,27 +203,24 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             documents.display()
         ),
     )?;
-    steps.done("repository", t, format!("encrypted repository {} and plan {}; the database host archives WAL with a write-only credential", repo.id().short(), workdir.join("reprise.toml").display()));
+    // Every step below runs on this plan, as `reprise --plan` would.
+    let plan = reprise_plan::Plan::load(&plan_file).map_err(|e| DemoError::Verification(format!("the plan the demo wrote does not load: {e}")))?;
+    let ws = Workspace::new(Some(plan), Settings::default(), Environment::from_process());
+    let fetch: Arc<dyn FetchCommand> = Arc::new(DemoFetch { exe: opts.exe.clone(), plan: plan_file.clone() });
+    let created = reprise_ops::keys::init(&ws, KdfParams::default(), ChunkerParams::default(), reprise_engine::format::config::DEFAULT_PACK_SIZE)?;
+    // A write credential of its own (its own domain and signing key), whose
+    // public record the administrator endorses.
+    reprise_ops::keys::write_credential(&ws, &credential, "demo database host", None)?;
+    cluster::hand_over(&repo_dir, 0o755)?;
+    for entry in walk_dirs(&repo_dir) {
+        cluster::hand_over(&entry, 0o755)?;
+    }
+    cluster::hand_over(&credential, 0o600)?;
+    steps.done("repository", t, format!("encrypted repository {} and plan {}; the database host archives WAL with a write-only credential", &created.id[..8], plan_file.display()));
 
     // 3. Base backup.
     let t = Instant::now();
-    let source = BaseBackup::begin(
-        Arc::clone(&repo),
-        BaseBackupOptions {
-            component: "medicapp-db".into(),
-            connection: live.conn_string("postgres"),
-            password_env: None,
-            data_directory: Some(live.data_dir.clone()),
-            archive_timeout: Duration::from_secs(60),
-            block_size: DEFAULT_BLOCK,
-        },
-    )?;
-    let mut bopts = BackupOptions::new("medicapp-db", reprise_postgres::restore::KIND_BASE);
-    bopts.paths = vec![live.data_dir.display().to_string().into_bytes()];
-    bopts.files_cache = Some(FilesCache::path_for(&workdir.join("cache"), repo.id(), &bopts.host, "medicapp-db"));
-    bopts.cancel = cancel.clone();
-    let progress: Arc<dyn Progress> = Arc::new(NoProgress);
-    let base = backup(&repo, source, &bopts, &progress)?;
+    let base = backup(&ws, BackupRequest { component: Some("medicapp-db".into()), ..BackupRequest::default() }, &Silent, cancel)?.outcome;
     steps.report.base_backup_stored_bytes = base.header.summary.stored_bytes;
     steps.report.base_backup_ms = steps.done(
         "base backup",
@@ -259,10 +254,8 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     while Instant::now() < load_end && !cancel.is_cancelled() {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let conn = live.conn_string("postgres");
-    let measured = status::measure(&repo, "medicapp-db", Some(&status::Live { connection: &conn, password_env: None, data_directory: None }))?;
     // The RPO as `reprise status` judges it, not a figure of the demo's own.
-    let achieved_rpo = reprise_ops::status::postgres_status(measured, jiff::Timestamp::now()).rpo_seconds;
+    let achieved_rpo = reprise_ops::status::status(&ws, &["medicapp-db".to_owned()])?.first().and_then(|s| s.rpo_seconds);
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         l.join().expect("load thread").map_err(DemoError::Verification)?;
@@ -317,27 +310,22 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
 
     // 6. Repair what the accident did, and only that.
     let t = Instant::now();
-    let scratch = workdir.join("scratch");
-    let r = rows::recover_rows(
-        &repo,
-        &rows::RowRecoveryOptions {
+    let r = recover_rows(
+        &ws,
+        &RecoverRowsRequest {
             component: "medicapp-db".into(),
             // Children first on purpose: recover-rows orders by foreign keys.
             tables: vec!["documents".into(), "prescriptions".into(), "procedure_cases".into()],
-            at: Target::Time(at),
+            at: at.to_string(),
             until: None,
             predicate: None,
             conflicts: rows::ConflictChoice::Keep,
-            live: live.conn_string("medicapp"),
-            password_env: None,
-            database: "medicapp".into(),
+            database: Some("medicapp".into()),
             apply: true,
-            script: workdir.join("recover-procedure_cases.sql"),
-            scratch,
-            spool_fetch: spool_fetch(&opts.exe, "medicapp-db"),
-            bin: None,
-            cancel: cancel.clone(),
+            script: Some(workdir.join("recover-procedure_cases.sql")),
         },
+        &fetch,
+        cancel,
     )?;
     // Everything the accident removed is back, and the later work is kept.
     let now = totals(&mut db)?;
@@ -378,27 +366,11 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     let restored = workdir.join("pitr/data");
     std::fs::create_dir_all(workdir.join("pitr"))?;
     cluster::hand_over(&workdir.join("pitr"), 0o755)?;
-    let (out, c) = reprise_postgres::restore::restore(
-        &repo,
-        &PitrOptions {
-            component: "medicapp-db".into(),
-            target: Target::Time(at),
-            to: restored.clone(),
-            start: true,
-            delta: false,
-            tablespace_map: reprise_postgres::tablespaces::TablespaceMap::default(),
-            standalone_fetch: String::new(),
-            spool_fetch: spool_fetch(&opts.exe, "medicapp-db"),
-            bin: None,
-            threads: 0,
-            cancel: cancel.clone(),
-            keep_running: false,
-            settings: Vec::new(),
-            base: None,
-        },
-        &NoProgress,
-    )?;
-    let c = c.expect("started restore");
+    let request = RestoreRequest { what: "medicapp-db".into(), to: restored, at: Some(at.to_string()), start: true, ..RestoreRequest::default() };
+    let RestoreReport::Pitr(pitr) = restore(&ws, &request, &fetch, &Silent, cancel)? else {
+        return Err(DemoError::Verification("restoring medicapp-db did not restore a physical base backup".into()));
+    };
+    let (out, c) = (&pitr.outcome, pitr.cluster.as_ref().expect("a restore asked to start returns its server"));
     let mut then = c.connect("medicapp")?;
     let then_cases = count(&mut then, "SELECT count(*) FROM procedure_cases")?;
     if then_cases != before[0] {
@@ -415,19 +387,22 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     if !amcheck.status.success() {
         return Err(DemoError::Verification(format!("pg_amcheck: {}", String::from_utf8_lossy(&amcheck.stdout).lines().next().unwrap_or("failed"))));
     }
-    drop(c);
+    let rto_ms = out.total_ms;
+    let (restore_ms, wal_segments, recovery_ms) = (out.restore_ms, out.wal_segments, out.recovery_ms);
+    // Stops the restored server before its files go.
+    drop(pitr);
     let _ = std::fs::remove_dir_all(workdir.join("pitr"));
-    steps.report.pitr_rto_ms = out.total_ms;
+    steps.report.pitr_rto_ms = rto_ms;
     steps.done(
         "PITR",
         t,
         format!(
             "database restored at {} and promoted in {:.1}s (files {:.1}s + replay of {} WAL segments {:.1}s; objective 2h); {then_cases} cases as then, pg_amcheck clean",
             at.strftime("%H:%M:%S"),
-            out.total_ms as f64 / 1000.0,
-            out.restore_ms as f64 / 1000.0,
-            out.wal_segments,
-            out.recovery_ms as f64 / 1000.0
+            rto_ms as f64 / 1000.0,
+            restore_ms as f64 / 1000.0,
+            wal_segments,
+            recovery_ms as f64 / 1000.0
         ),
     );
     drop(db);
@@ -439,11 +414,11 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     let t = Instant::now();
     std::fs::create_dir_all(&documents)?;
     let bytes = datasets::signed_documents(&documents, opts.documents, 1)?;
-    let src = FilesSource::new(std::slice::from_ref(&documents), &FilesOptions::default())?;
-    let mut fopts = BackupOptions::new("signed-documents", "files");
-    fopts.paths = vec![documents.display().to_string().into_bytes()];
-    fopts.cancel = cancel.clone();
-    let fb = backup(&repo, src, &fopts, &progress)?;
+    let fb = backup(&ws, BackupRequest { component: Some("signed-documents".into()), ..BackupRequest::default() }, &Silent, cancel)?;
+    if let Some(e) = fb.failure() {
+        return Err(e.into());
+    }
+    let fb = fb.outcome;
     steps.report.documents_bytes = bytes;
     steps.done(
         "documents",
@@ -452,20 +427,46 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     );
     let t = Instant::now();
     let target = workdir.join("restored-documents");
-    let mut ropts = RestoreOptions::new(&target);
-    ropts.subpath = documents.strip_prefix("/").unwrap_or(&documents).display().to_string().into_bytes();
-    let ro = restore(&repo, &fb.id, &ropts, &NoProgress)?;
+    let sub = documents.strip_prefix("/").unwrap_or(&documents).display().to_string();
+    let restored = restore(&ws, &RestoreRequest { what: format!("{}:{sub}", fb.id.to_hex()), to: target.clone(), ..RestoreRequest::default() }, &fetch, &Silent, cancel)?;
+    if let Some(e) = restored.failure() {
+        return Err(e.into());
+    }
+    let RestoreReport::Files(ro) = restored else {
+        return Err(DemoError::Verification("restoring the documents' snapshot did not restore files".into()));
+    };
+    let ro = ro.outcome;
     let files = datasets::compare_trees(&documents, &target).map_err(DemoError::Verification)?;
     steps.report.files_verified = files;
     steps.report.documents_restore_ms = steps.done("restore", t, format!("{} documents restored and identical to the source, byte for byte ({} in {:.2}s)", files, mib(ro.bytes), ro.duration_ms as f64 / 1000.0));
 
     let t = Instant::now();
-    let chk = check(&repo, &CheckOptions { read_data: ReadData::All, cancel: cancel.clone() }, &NoProgress)?;
-    if !chk.ok() {
-        return Err(DemoError::Verification(format!("check found {} problems", chk.problems.len())));
+    let chk = reprise_ops::check::check(&ws, ReadData::All, &Silent, cancel)?;
+    if let Some(e) = chk.failure() {
+        return Err(e.into());
     }
+    let repo = ws.open(None)?;
     let view = wal::ArchiveView::load(&repo, "medicapp-db")?;
-    steps.done("check", t, format!("{} packs and {} archived WAL files read back and verified", chk.packs_read, view.files));
+    steps.done("check", t, format!("{} packs and {} archived WAL files read back and verified", chk.report.packs_read, view.files));
+
+    // 9. What the operations above recorded, verified as an auditor would.
+    let t = Instant::now();
+    let ledger = reprise_ops::ledger::open(&ws, &repo, reprise_ops::ledger::keys(&repo)?, reprise_ops::ledger::Purpose::Read)?;
+    let verified = ledger.verify().map_err(OpsError::from)?;
+    if verified.tampered() || verified.ledgers.is_empty() {
+        return Err(DemoError::Verification(format!("ledger verify: {} ledger(s), tampering found: {}", verified.ledgers.len(), verified.tampered())));
+    }
+    steps.report.ledger_entries = verified.ledgers.iter().map(|l| l.size).sum();
+    steps.report.ledger_signatures = verified.ledgers.iter().map(|l| l.signatures).sum();
+    steps.report.ledger_verified = true;
+    steps.done(
+        "ledger",
+        t,
+        format!(
+            "{} entries recorded by the operations above (repository, credential, backups, restores, check); `ledger verify`: every root recomputed, {} signatures verified",
+            steps.report.ledger_entries, steps.report.ledger_signatures
+        ),
+    );
     Ok(steps.report)
 }
 
@@ -485,12 +486,29 @@ fn walk_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The `restore_command` of a restore this demo starts: this executable,
-/// asking the demo's process through the spool.
-fn spool_fetch(exe: &Path, component: &str) -> reprise_postgres::restore::SpoolFetch {
-    let exe = cluster::shell_quote(&exe.display().to_string());
-    let component = cluster::shell_quote(component);
-    reprise_postgres::restore::SpoolFetch(Arc::new(move |spool: &Path| {
-        format!("{exe} wal-fetch --spool {} --spool-only {component} %f %p", cluster::shell_quote(&spool.display().to_string()))
-    }))
+/// How the servers this demo starts call back into this executable for
+/// WAL: with the demo's plan, as `reprise --plan` would.
+struct DemoFetch {
+    exe: PathBuf,
+    plan: PathBuf,
+}
+
+impl FetchCommand for DemoFetch {
+    fn standalone(&self, component: &str) -> String {
+        format!(
+            "{} --plan {} wal-fetch {} %f %p",
+            cluster::shell_quote(&self.exe.display().to_string()),
+            cluster::shell_quote(&self.plan.display().to_string()),
+            cluster::shell_quote(component)
+        )
+    }
+
+    fn spool_only(&self, spool: &Path, component: &str) -> String {
+        format!(
+            "{} wal-fetch --spool {} --spool-only {} %f %p",
+            cluster::shell_quote(&self.exe.display().to_string()),
+            cluster::shell_quote(&spool.display().to_string()),
+            cluster::shell_quote(component)
+        )
+    }
 }

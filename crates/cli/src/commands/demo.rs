@@ -35,6 +35,7 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
         reprise_demo::DemoError::Postgres(reprise_postgres::PgError::MissingBinary { .. }) => {
             exit::with_code(exit::NOT_FOUND, format!("demo failed: {e} (scripts/demo installs it)"))
         }
+        reprise_demo::DemoError::Ops(e) => exit::with_code(exit::for_category(e.category()), format!("demo failed: {}", e.message())),
         other => exit::with_code(exit::ERROR, format!("demo failed: {other}")),
     })?;
     // The plan the demo wrote, rendered as its PRA/PCA from what the
@@ -44,14 +45,15 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
         crate::output::json(&report)?;
     } else if !quiet {
         outln!(
-            "done: base backup {:.1}s, achieved RPO {}, {} rows recovered in {:.1}s with the {} later changes kept, database restored at a chosen time in {:.1}s (RTO), documents restored in {:.1}s and verified byte for byte.",
+            "done: base backup {:.1}s, achieved RPO {}, {} rows recovered in {:.1}s with the {} later changes kept, database restored at a chosen time in {:.1}s (RTO), documents restored in {:.1}s and verified byte for byte; {} ledger entries recorded and verified.",
             report.base_backup_ms as f64 / 1000.0,
             report.achieved_rpo_seconds.map_or_else(|| "unknown".into(), |s| format!("{s:.1}s")),
             report.rows_recovered,
             report.recover_rows_ms as f64 / 1000.0,
             report.later_changes_kept,
             report.pitr_rto_ms as f64 / 1000.0,
-            report.documents_restore_ms as f64 / 1000.0
+            report.documents_restore_ms as f64 / 1000.0,
+            report.ledger_entries
         );
         if args.dir.is_some() {
             outln!("plan rendered from the measurements: {} and {}", rendered[0].display(), rendered[1].display());
