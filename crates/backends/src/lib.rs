@@ -50,10 +50,13 @@ pub enum ObjectKind {
     Ledger,
     /// The administrator's trust records: revocations, the legacy record.
     Trust,
+    /// Restore drill records (`reprise drill run`): the evidence of each
+    /// drill, kept with the backups it tested so a copy carries it.
+    Drill,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 10] = [
+    pub const ALL: [ObjectKind; 11] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Snapshot,
@@ -64,6 +67,7 @@ impl ObjectKind {
         ObjectKind::PruneMark,
         ObjectKind::Ledger,
         ObjectKind::Trust,
+        ObjectKind::Drill,
     ];
 
     /// The folder (or key prefix) objects of this kind live under.
@@ -80,6 +84,7 @@ impl ObjectKind {
             ObjectKind::PruneMark => "prune",
             ObjectKind::Ledger => "ledger",
             ObjectKind::Trust => "trust",
+            ObjectKind::Drill => "drills",
         }
     }
 
@@ -138,6 +143,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::PruneMark => "prune mark",
             ObjectKind::Ledger => "ledger object",
             ObjectKind::Trust => "trust record",
+            ObjectKind::Drill => "drill record",
         })
     }
 }

@@ -193,7 +193,7 @@ impl Backend for LocalBackend {
             return Err(self.err(&object, &e));
         }
         // Folders that repositories made by older versions may lack.
-        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark | ObjectKind::Trust | ObjectKind::Ledger)
+        if matches!(kind, ObjectKind::Wal | ObjectKind::Hold | ObjectKind::PruneMark | ObjectKind::Trust | ObjectKind::Ledger | ObjectKind::Drill)
             && let Some(parent) = dest.parent()
         {
             self.make_dirs(parent).map_err(|e| self.err(&object, &e))?;

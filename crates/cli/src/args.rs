@@ -117,6 +117,58 @@ pub enum Command {
     /// operation, with signed checkpoints kept by a witness
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Restore drills: restore the plan's components into a scratch copy,
+    /// validate, measure RTO and data loss, record the report
+    #[command(subcommand)]
+    Drill(DrillCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DrillCommand {
+    /// Run a drill of the plan ([drills.NAME]): restore, validate, measure,
+    /// remove the copy, store the record (exit 11 if it failed)
+    Run {
+        /// The drill's name in the plan
+        name: String,
+        /// Where the scratch copy goes [default: the drill's scratch, else
+        /// the temporary folder]
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<PathBuf>,
+        /// Also write the report to this file (format from --format)
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Report format for --output: md, html, pdf or json
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// Report language: fr (default) or en
+        #[arg(long, default_value = "fr")]
+        lang: String,
+    },
+    /// List the stored drill records
+    List {
+        /// Only this drill's records
+        name: Option<String>,
+    },
+    /// Render a stored drill record: its report, from what was stored
+    Show {
+        /// A record ID (or unique prefix), a drill name (its latest), or latest
+        id: String,
+        /// md, html, pdf or json (the stored record itself)
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// Report language: fr (default) or en
+        #[arg(long, default_value = "fr")]
+        lang: String,
+        /// Write to this file (refuses to overwrite) [default: stdout; a
+        /// PDF needs a file]
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// The RTO and verdict of every run of one drill, oldest first
+    History {
+        /// The drill's name in the plan
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -15,6 +15,7 @@ pub const STORAGE_FULL: u8 = 7;
 pub const INCOMPLETE: u8 = 8;
 pub const UNAVAILABLE: u8 = 9;
 pub const BUSY: u8 = 10;
+pub const DRILL_FAILED: u8 = 11;
 /// `plan lint` found warnings, and no error.
 pub const LINT_WARNINGS: u8 = 12;
 /// `plan lint` found at least one error: a promise of the plan broken now.
@@ -34,6 +35,7 @@ pub fn for_category(c: Category) -> u8 {
         Category::Unavailable => UNAVAILABLE,
         Category::Busy => BUSY,
         Category::Interrupted => INTERRUPTED,
+        Category::DrillFailed => DRILL_FAILED,
         Category::Other => ERROR,
     }
 }

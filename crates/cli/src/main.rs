@@ -202,6 +202,7 @@ fn run(cli: Cli, cancel: CancelToken) -> anyhow::Result<()> {
         Command::Prune(a) => commands::retention::prune(&ctx, a),
         Command::Repair(c) => commands::repair::run(&ctx, c),
         Command::Ledger(c) => commands::ledger::run(&ctx, c),
+        Command::Drill(c) => commands::drill::run(&ctx, c),
         Command::Plan(_) | Command::Demo(_) | Command::WalFetch(_) => unreachable!("handled above"),
     }
 }

@@ -49,6 +49,21 @@ pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A whole document on stdout as it is (a rendered report), with the
+/// same closed-pipe rule as lines.
+pub fn raw(bytes: &[u8]) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            WRITE_FAILURE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
 /// Whether the command already printed its JSON document.
 pub fn json_printed() -> bool {
     JSON_PRINTED.load(Ordering::Relaxed)

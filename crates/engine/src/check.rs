@@ -402,3 +402,58 @@ fn read_pack(repo: &Repository, indexes: &BTreeMap<Domain, MasterIndex>, claims:
         }
     }
 }
+
+/// Reads in full every pack that `snapshots` use (their trees and file
+/// contents), as `check --read-data` reads all packs: what a restore drill
+/// checks after restoring those snapshots, without reading the whole
+/// repository. The report counts only these packs.
+pub fn read_packs_of(repo: &Repository, snapshots: &[Id], cancel: &CancelToken, progress: &dyn Progress) -> Result<CheckReport> {
+    repo.require_full("reading a snapshot's packs")?;
+    let mut report = CheckReport { content_verified: true, snapshots: snapshots.len(), ..CheckReport::default() };
+    let (indexes, load) = MasterIndex::load_all(repo)?;
+    for (object, message) in load.damaged_index_files.into_iter().chain(load.unreadable_packs) {
+        report.problem(object, message);
+    }
+    let mut packs: BTreeSet<Id> = BTreeSet::new();
+    for snap in snapshots {
+        let info = repo.snapshot(snap)?;
+        let body = repo.snapshot_body(snap)?;
+        let none = MasterIndex::new(info.domain);
+        let index = indexes.get(&info.domain).unwrap_or(&none);
+        let mut add = |id: &Id| match index.get(id) {
+            Some(l) => {
+                packs.insert(l.pack);
+            }
+            None => report.problems.push(Problem { object: format!("data blob {id}"), message: format!("in no index, needed by snapshot {}", snap.short()) }),
+        };
+        add(&body.tree);
+        walk::walk(repo, index, &body.tree, &mut |_, node| {
+            for id in node.content.iter().chain(node.subtree.as_ref()) {
+                add(id);
+            }
+            Ok(Visit::Descend)
+        })?;
+    }
+    let mut claims: HashMap<Id, Vec<Domain>> = HashMap::new();
+    for (d, index) in &indexes {
+        for (p, _) in index.packs() {
+            if packs.contains(&p) {
+                claims.entry(p).or_default().push(*d);
+            }
+        }
+    }
+    report.packs = packs.len();
+    for id in packs {
+        if cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        let size = repo.backend().size(ObjectKind::Pack, &id.to_hex()).unwrap_or(0);
+        read_pack(repo, &indexes, claims.get(&id).map_or(&[][..], Vec::as_slice), &id, &mut report);
+        report.packs_read += 1;
+        report.bytes_read += size;
+        progress.advance(size, 1);
+    }
+    report.problems.sort();
+    report.problems.dedup();
+    Ok(report)
+}

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod check;
 pub mod copy;
 pub mod diff;
+pub mod drills;
 pub mod error;
 pub mod holds;
 pub mod index;

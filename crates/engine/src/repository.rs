@@ -112,7 +112,9 @@ pub struct SnapshotInfo {
     pub warning: Option<String>,
 }
 
-pub(crate) fn whoami() -> (String, String) {
+/// This host's name and the account running reprise, as objects record them.
+#[must_use]
+pub fn whoami() -> (String, String) {
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
     let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default();
     (host, user)

@@ -20,6 +20,7 @@
 pub mod chunker;
 pub mod config;
 pub mod crypto;
+pub mod drill;
 pub mod error;
 pub mod hold;
 pub mod id;

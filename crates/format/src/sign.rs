@@ -34,6 +34,7 @@ pub enum ObjectType {
     Trust,
     /// A key file's endorsement by the administrator.
     Key,
+    Drill,
 }
 
 impl ObjectType {
@@ -48,6 +49,7 @@ impl ObjectType {
             ObjectType::Mark => "mark",
             ObjectType::Trust => "trust",
             ObjectType::Key => "key",
+            ObjectType::Drill => "drill",
         }
     }
 }

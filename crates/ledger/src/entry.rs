@@ -37,6 +37,8 @@ pub enum Operation {
     /// A statement recorded on its own (`reprise ledger note`): a drill
     /// signed off, an incident declared.
     Note,
+    /// A restore drill (`reprise drill run`): its record's ID and verdict.
+    Drill,
 }
 
 impl Operation {
@@ -60,6 +62,7 @@ impl Operation {
             Operation::Check => "check",
             Operation::Repair => "repair",
             Operation::Note => "note",
+            Operation::Drill => "drill",
         }
     }
 }

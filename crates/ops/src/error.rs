@@ -40,6 +40,9 @@ pub enum Category {
     Busy,
     /// Cancelled by the caller; what was stored is kept.
     Interrupted,
+    /// A restore drill ran and failed: a validation, an objective, or the
+    /// restore itself (its record says which, and is stored).
+    DrillFailed,
     Other,
 }
 
@@ -52,7 +55,7 @@ impl Category {
     }
 
     /// Every category, for tables that must cover them all (exit codes).
-    pub const ALL: [Category; 11] = [
+    pub const ALL: [Category; 12] = [
         Category::Usage,
         Category::NotFound,
         Category::Authentication,
@@ -63,6 +66,7 @@ impl Category {
         Category::Unavailable,
         Category::Busy,
         Category::Interrupted,
+        Category::DrillFailed,
         Category::Other,
     ];
 }

@@ -378,3 +378,24 @@ pub fn check(r: &CheckReport, read_data: &str) -> Entry {
         .size("bytes_read", r.bytes_read)
         .outcome(if r.ok() { Outcome::Ok } else { Outcome::Problems })
 }
+
+/// A restore drill: its stored record's ID (`drills/<id>`, whose content
+/// the record's hash pins), the snapshots it restored, its RTO and
+/// verdict. No path, no validation detail: those are in the sealed record.
+#[must_use]
+pub fn drill(r: &crate::drill::record::DrillRecord, record: Id) -> Entry {
+    let mut e = Entry::new(Operation::Drill)
+        .reference("drill", &r.drill)
+        .reference("record", record.to_hex())
+        .snapshots(r.components.iter().filter_map(|c| c.snapshot.as_deref().and_then(|s| s.parse().ok())))
+        .count("rto_ms", r.rto_ms)
+        .count("validations", r.validations.len() as u64)
+        .count("failed_validations", r.failed_validations().count() as u64)
+        .count("objectives_missed", r.objectives.iter().filter(|o| !o.met).count() as u64)
+        .count("scratch_removed", u64::from(r.scratch.removed))
+        .outcome(if r.verdict == crate::drill::record::DrillVerdict::Passed { Outcome::Ok } else { Outcome::Problems });
+    if let Some(c) = r.components.first() {
+        e = e.component(&c.name);
+    }
+    e
+}

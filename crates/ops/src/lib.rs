@@ -17,6 +17,7 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod drill;
 pub mod error;
 pub mod immutability;
 pub mod inspect;

@@ -9,6 +9,7 @@
 //! Precedence (command line > environment > file) is the interfaces' job:
 //! they read the plan for defaults and override them.
 
+pub mod drill;
 pub mod continuity;
 pub mod duration;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+pub use drill::{DrillPlan, DrillTarget};
 pub use continuity::Continuity;
 pub use duration::Period;
 
@@ -197,7 +199,7 @@ pub struct ComponentPlan {
     pub objectives: Objectives,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
     /// The file the plan was read from.
     pub file: PathBuf,
@@ -208,6 +210,8 @@ pub struct Plan {
     /// `[ledger] witness`: where ledger checkpoints are also written (a
     /// location the writing hosts cannot rewrite; see `reprise_ledger`).
     pub ledger_witness: Option<String>,
+    /// `[drills.NAME]`: restore drills (`drill.rs`).
+    pub drills: BTreeMap<String, DrillPlan>,
     /// Contacts, escalation, dependencies, legal retention, required
     /// tests and reviews: what the continuity document says beyond
     /// backups (`continuity.rs`).
@@ -229,6 +233,8 @@ struct RawPlan {
     components: BTreeMap<String, Spanned<RawComponent>>,
     #[serde(default)]
     ledger: Option<RawLedger>,
+    #[serde(default)]
+    drills: BTreeMap<String, Spanned<drill::RawDrill>>,
     #[serde(default)]
     contacts: BTreeMap<String, Spanned<continuity::RawContact>>,
     #[serde(default)]
@@ -844,6 +850,7 @@ impl Plan {
                 },
             );
         }
+        drill::parse(&mut cx, &mut plan, raw.drills, &resolve);
         let known: Vec<String> = plan.components.keys().cloned().collect();
         plan.continuity = continuity::parse(&mut cx, raw_continuity, &known.iter().map(String::as_str).collect::<Vec<_>>());
         if cx.diags.is_empty() { Ok(plan) } else { Err(PlanError::Invalid(cx.diags)) }
@@ -908,6 +915,9 @@ retention = { keep_within = "7d", daily = 30, weekly = 12, monthly = 12, yearly 
         assert!(plan.component("secrets").is_ok());
         assert_eq!(plan.repositories["geo"].copy_of.as_deref(), Some("primary"));
         assert_ne!(plan.repositories["geo"].site, plan.repositories["primary"].site, "the geo copy is off-site");
+        let drill = &plan.drills["monthly-db"];
+        assert_eq!(drill.components, ["medicapp-db", "signed-documents"]);
+        assert_eq!(drill.schedule.as_ref().map(|s| s.cron.as_str()), Some("0 3 1 * *"), "monthly, as §10.1 asks");
     }
 
     /// The example's continuity sections: contacts, the escalation

@@ -366,6 +366,9 @@ pub struct PitrOutcome {
     pub bytes_unchanged: u64,
     pub restore_ms: u64,
     pub recovery_ms: u64,
+    /// Of `recovery_ms`: from the server's start until it accepted
+    /// connections, i.e. reached a consistent state (hot standby).
+    pub consistent_ms: u64,
     /// Files restored, recovery, promotion: the measured recovery time.
     pub total_ms: u64,
     pub port: Option<u16>,
@@ -542,6 +545,11 @@ pub fn fetch_from_spool(spool: &Path, file: &str, dest: &Path, timeout: Duration
         }
         if Instant::now() > deadline {
             return Err(PgError::Invalid(format!("{file}: the restoring process did not answer within {} minutes", timeout.as_secs() / 60)));
+        }
+        // The restore was stopped and its folder removed (an interrupted
+        // drill): nobody will answer, and waiting would outlive it.
+        if asked && !spool.is_dir() {
+            return Err(PgError::Invalid(format!("{file}: the spool {} is gone: the restore that asked for it was stopped", spool.display())));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -789,6 +797,7 @@ fn start_and_recover(repo: &Arc<Repository>, opts: &PitrOptions, outcome: &mut P
     // A WAL file recovery needed could not be read: that is the cause,
     // and it is damage, not a wrong target (also below).
     c.wait_ready(deadline).map_err(|e| server.failure().unwrap_or(e))?;
+    outcome.consistent_ms = t0.elapsed().as_millis() as u64;
     let mut client = None;
     loop {
         if opts.cancel.is_cancelled() {

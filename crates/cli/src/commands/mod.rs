@@ -5,6 +5,7 @@ pub mod backup;
 pub mod check;
 pub mod copy;
 pub mod demo;
+pub mod drill;
 pub mod inspect;
 pub mod keys;
 pub mod ledger;
