@@ -275,6 +275,23 @@ fn demo_runs_every_step_and_leaves_nothing_running() {
     let md = fs::read_to_string(dir.join("plan/PRA.md")).expect("the demo renders its plan");
     assert!(md.contains("| medicapp-db | 1 |") && md.contains("aucun exercice enregistré"), "{md}");
     assert!(fs::read(dir.join("plan/PRA.pdf")).expect("pdf").starts_with(b"%PDF-"));
+    // It ran the operations every interface runs, so they are in the
+    // ledger, and the ledger verifies: checked here with the CLI's own
+    // `ledger show` and `ledger verify` on the demo's plan, not only by
+    // what the demo says of itself.
+    assert!(out.stdout.lines().any(|l| l.trim_start().starts_with("ledger ") && l.contains("entries recorded")), "{}", out.describe());
+    let plan = dir.join("reprise.toml");
+    let plan = plan.to_str().unwrap();
+    let shown = run_bare(t.path(), &["--plan", plan, "--json", "ledger", "show"], &[]);
+    assert_eq!(shown.code, 0, "{}", shown.describe());
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).expect("ledger show --json");
+    let ops: Vec<&str> = shown["entries"].as_array().expect("entries").iter().map(|e| e["operation"].as_str().expect("operation")).collect();
+    for (op, n) in [("init", 1), ("backup", 2), ("restore", 2), ("check", 1)] {
+        assert_eq!(ops.iter().filter(|o| **o == op).count(), n, "{op} entries in {ops:?}");
+    }
+    assert!(out.stdout.contains(&format!("{} ledger entries recorded and verified", ops.len())), "the demo's count is the ledger's ({}): {}", ops.len(), out.stdout);
+    let verified = run_bare(t.path(), &["--plan", plan, "ledger", "verify"], &[]);
+    assert_eq!(verified.code, 0, "{}", verified.describe());
     // The clusters it started are stopped (pg_ctl stop waits for them).
     let left = processes_under(&dir);
     assert!(left.is_empty(), "still running after the demo: {left:#?}");
