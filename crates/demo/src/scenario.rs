@@ -205,7 +205,9 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     )?;
     // Every step below runs on this plan, as `reprise --plan` would.
     let plan = reprise_plan::Plan::load(&plan_file).map_err(|e| DemoError::Verification(format!("the plan the demo wrote does not load: {e}")))?;
-    let ws = Workspace::new(Some(plan), Settings::default(), Environment::from_process());
+    // Its own passphrase file wins over a REPRISE_PASSWORD the caller may have set.
+    let settings = Settings { password_file: Some(workdir.join("passphrase")), ..Settings::default() };
+    let ws = Workspace::new(Some(plan), settings, Environment::from_process());
     let fetch: Arc<dyn FetchCommand> = Arc::new(DemoFetch { exe: opts.exe.clone(), plan: plan_file.clone() });
     let created = reprise_ops::keys::init(&ws, KdfParams::default(), ChunkerParams::default(), reprise_engine::format::config::DEFAULT_PACK_SIZE)?;
     // A write credential of its own (its own domain and signing key), whose
