@@ -22,6 +22,15 @@ def get(d, tool, m):
     return v.get((d, tool), {}).get(m)
 
 
+def reps(d, tool, prefix, scale=1.0):
+    """Median of a metric over restore rounds (`PREFIX_repN`), and the rounds listed."""
+    runs = sorted((k for k in v.get((d, tool), {}) if k.startswith(prefix + "_rep")), key=lambda k: int(k.rsplit("_rep", 1)[1]))
+    vals = [v[(d, tool)][k] * scale for k in runs]
+    if not vals:
+        return None, ""
+    return statistics.median(vals), ", ".join(f"{x:.2f}" for x in vals)
+
+
 def mib(b):
     return "–" if b is None else f"{b / 1048576:,.1f} MiB"
 
@@ -90,17 +99,25 @@ for d in ("pgbench", "medic"):
         w(f"| {labels[step]} | {int(r.get(f'{step}_files_read', 0))} of {int(r.get('full_files_read', 0))} | "
           f"{int(r.get(f'{step}_new_blobs', 0)):,} | {mib(r.get(f'{step}_new_bytes'))} | {mib(r.get(f'{step}_stored_bytes_json'))} |")
     w("")
-    w("| restore of the latest backup | reprise | pgBackRest | pgBR/reprise |")
-    w("|---|---:|---:|---:|")
-    rf, pf = get(d, "reprise", "restore_files_s"), get(d, "pgbackrest", "restore_files_s")
-    rp, pp = get(d, "reprise", "restore_promoted_s"), get(d, "pgbackrest", "restore_promoted_s")
-    w(f"| files into an empty directory | {sec(rf)} | {sec(pf)} | {ratio(pf, rf)} |")
-    w(f"| restore + recovery until promoted | {sec(rp)} | {sec(pp)} | {ratio(pp, rp)} |")
-    rr, rv = get(d, "reprise", "restore_ms_json"), get(d, "reprise", "recovery_ms_json")
-    w(f"| of which recovery (start → promoted) | {sec(rv / 1000 if rv is not None else None)} | {sec(get(d, 'pgbackrest', 'recovery_s'))} | "
-      f"{ratio(get(d, 'pgbackrest', 'recovery_s'), rv / 1000 if rv is not None else None)} |")
-    w(f"| restored data directory | {mib(get(d, 'reprise', 'restored_bytes'))} | {mib(get(d, 'pgbackrest', 'restored_bytes'))} | |")
+    rounds = max((int(k.rsplit("_rep", 1)[1]) for k in v[(d, "reprise")] if k.startswith("restore_files_s_rep")), default=0)
+    w(f"Restores of the latest backup: {rounds} round(s), the tools alternating which goes first; medians, then every round.\n")
+    w("| restore of the latest backup | reprise | pgBackRest | pgBR/reprise | reprise, rounds | pgBackRest, rounds |")
+    w("|---|---:|---:|---:|---|---|")
+
+    def row(label, rm, pm, scale=1.0):
+        (rmed, rall), (pmed, pall) = reps(d, "reprise", rm, scale), reps(d, "pgbackrest", pm)
+        w(f"| {label} | {sec(rmed)} | {sec(pmed)} | {ratio(pmed, rmed)} | {rall} | {pall} |")
+        return rmed, pmed
+
+    rf, pf = row("files into an empty directory", "restore_files_s", "restore_files_s")
+    row("of which CPU (user + system)", "restore_files_cpu_s", "restore_files_cpu_s")
+    rp, pp = row("restore + recovery until promoted", "restore_promoted_s", "restore_promoted_s")
+    row("of which recovery (start → promoted)", "recovery_ms_json", "recovery_s", 0.001)
+    w(f"| restored data directory | {mib(get(d, 'reprise', 'restored_bytes'))} | {mib(get(d, 'pgbackrest', 'restored_bytes'))} | | | |")
     w("")
+    others = [int(x) for t in ("reprise", "pgbackrest") for k, x in v[(d, t)].items() if k.startswith("restore_files_other_pct_rep")]
+    if others:
+        w(f"Share of the machine other processes used during the timed file restores: {min(others)}–{max(others)} %.\n")
     w(f"WAL segments replayed: {int(get(d, 'reprise', 'wal_segments_replayed') or 0)}. "
       f"WAL archive size: reprise {mib(get(d, 'reprise', 'wal_archive_bytes'))}, pgBackRest {mib(get(d, 'pgbackrest', 'wal_archive_bytes'))}; "
       f"whole repository: reprise {mib(get(d, 'reprise', 'repo_bytes'))}, pgBackRest {mib(get(d, 'pgbackrest', 'repo_bytes'))}.\n")

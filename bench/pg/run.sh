@@ -19,8 +19,18 @@
 #   --no-async             skip pgBackRest archive-push with archive-async=y
 #   --no-analyze           skip the analysis of changed blocks (bench/pg/blocks.py on
 #                          the backed-up files; untimed, after the timed steps)
+#   --restore-only         the restores alone, side by side: backups and loads as
+#                          usual (their times still recorded), then --restore-reps
+#                          rounds of restores with the tools alternating; no
+#                          block-incremental repository, archive-push test or
+#                          block analysis
+#   --restore-reps N       rounds of restores, each one checked (default 1;
+#                          3 with --restore-only)
 #   --keep                 keep the work directory's data (clusters are always stopped)
 #   --quick                tiny scales, for checking the script (about 3 minutes)
+#
+# REPRISE_BIN=PATH measures that reprise binary instead of building this
+# checkout's (gen-dataset, for MedicApp, is then taken as already built).
 #
 # Run as root (PostgreSQL and pgBackRest run as the postgres account).
 # Every restore is started and checked against the source (row counts and
@@ -39,6 +49,7 @@ W=/tmp/reprise-pgbench
 PGB_SCALE=100 PGB_TX=60000 PGB_SHORT_TX=4000
 MED_SCALE=220 MED_TX=20000 MED_SHORT_TX=2000
 SEGMENTS=120 REPS=5 DATASETS=pgbench,medic BLOCK=1 ASYNC=1 ANALYZE=1 KEEP=0
+RESTORE_ONLY=0 RESTORE_REPS=
 if [[ $# -gt 0 && $1 != --* ]]; then W=$1; shift; fi
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -54,20 +65,26 @@ while [[ $# -gt 0 ]]; do
         --no-block) BLOCK=0; shift ;;
         --no-async) ASYNC=0; shift ;;
         --no-analyze) ANALYZE=0; shift ;;
+        --restore-only) RESTORE_ONLY=1 BLOCK=0 ANALYZE=0; shift ;;
+        --restore-reps) RESTORE_REPS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --quick) PGB_SCALE=5 PGB_TX=4000 PGB_SHORT_TX=400 MED_SCALE=5 MED_TX=2000 MED_SHORT_TX=200 SEGMENTS=12 REPS=1; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 2; }
+[[ -n $RESTORE_REPS ]] || { ((RESTORE_ONLY)) && RESTORE_REPS=3 || RESTORE_REPS=1; }
+[[ $RESTORE_REPS =~ ^[1-9][0-9]*$ ]] || { echo "--restore-reps: give a whole number of rounds, at least 1" >&2; exit 2; }
 
 PGBIN=/usr/lib/postgresql/15/bin
-REPRISE=$root/target/release/reprise
+# REPRISE_BIN: a reprise binary to measure instead of this checkout's
+# (before/after comparisons); nothing is built then.
+REPRISE=${REPRISE_BIN:-$root/target/release/reprise}
 PGBR=$(command -v pgbackrest || true)
 [[ -n $PGBR ]] || { apt-get install -y pgbackrest >/dev/null; PGBR=$(command -v pgbackrest); }
 GEN=$root/target/release/gen-dataset
-if command -v cargo >/dev/null; then (cd "$root" && cargo build --release -q && cargo build --release -q -p reprise-bench --bin gen-dataset); fi
+if [[ -z ${REPRISE_BIN:-} ]] && command -v cargo >/dev/null; then (cd "$root" && cargo build --release -q && cargo build --release -q -p reprise-bench --bin gen-dataset); fi
 [[ -x $REPRISE ]] || { echo "no $REPRISE: cargo build --release" >&2; exit 2; }
 export REPRISE_PASSWORD=bench-passphrase-not-secret
 PGBR_PASS=bench-cipher-passphrase-not-secret
@@ -147,7 +164,11 @@ EOF
     echo "ram: $(free -g | awk '/Mem:/ {print $2}') GiB"
     echo "kernel: $(uname -r)"
     echo "disk: $(df -h "$W" | awk 'NR==2 {print $1, $2}'); $(lsblk -d -n -o NAME,ROTA,SIZE | tr '\n' ' ')"
-    echo "reprise: $("$REPRISE" --version) (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" status --short -- crates 2>/dev/null | awk '{printf ", modified: %s", $2}'))"
+    if [[ -n ${REPRISE_BIN:-} ]]; then
+        echo "reprise: $("$REPRISE" --version) (REPRISE_BIN=$REPRISE, not built from this checkout)"
+    else
+        echo "reprise: $("$REPRISE" --version) (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" status --short -- crates 2>/dev/null | awk '{printf ", modified: %s", $2}'))"
+    fi
     echo "pgbackrest: $($PGBR version)"
     echo "postgresql: $("$PGBIN/postgres" --version)"
     echo "zstd/openssl: $(openssl version)"
@@ -370,55 +391,97 @@ check_restored() {
     echo "$tool: $got" >>"$R/$DSET-verified.txt"
 }
 
-restores() {
-    local t s out dir run port
-    mkdir -p "$D/restore"; chown postgres:postgres "$D/restore"
-    # reprise: files only (recovery settings written, not started).
+# A timed step: its wall time, its own CPU (user + system, from
+# /usr/bin/time into $TIMEF, which counts the children it waited for) and
+# the share of the machine other processes used meanwhile (BENCHMARKS 1,
+# "Contention": kernel writeback threads count as others).
+TIMEF=$W/.time
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+step_begin() { T0=$(now); B0=$(busy_ticks); }
+step_end() {
+    local b1 u sy
+    S=$(since "$T0")
+    b1=$(busy_ticks)
+    read -r u sy < <(tail -1 "$TIMEF")
+    CPU=$(awk -v u="$u" -v s="$sy" 'BEGIN { printf "%.2f", u + s }')
+    OTHER=$(awk -v b=$((b1 - B0)) -v hz="$(getconf CLK_TCK)" -v c="$CPU" -v w="$S" -v n="$(nproc)" \
+        'BEGIN { o = (b / hz - c) / (w * n) * 100; if (o < 0) o = 0; printf "%.0f", o }')
+}
+timed() { /usr/bin/time -o "$TIMEF" -f '%U %S' "$@"; }
+
+# reprise: files only (recovery settings written, not started), then a
+# restore started, recovered, promoted (--start) and checked.
+restore_reprise() {
+    local r=$1 out dir
     dir=$D/restore/reprise-files
     evict "$RREPO"
-    t=$(now)
-    out=$("$REPRISE" --plan "$PLAN" --json restore $COMPONENT --at latest --to "$dir") || die "reprise restore: $out"
-    s=$(since "$t")
-    rec "$DSET" reprise restore_files_s "$s"
+    step_begin
+    out=$(timed "$REPRISE" --plan "$PLAN" --json restore $COMPONENT --at latest --to "$dir") || die "reprise restore: $out"
+    step_end
+    rec "$DSET" reprise "restore_files_s_rep$r" "$S"
+    rec "$DSET" reprise "restore_files_cpu_s_rep$r" "$CPU"
+    rec "$DSET" reprise "restore_files_other_pct_rep$r" "$OTHER"
     rec "$DSET" reprise restored_bytes "$(bytes_of "$dir")"
-    echo "$out" >"$R/$DSET-reprise-restore-files.json"
+    echo "$out" >"$R/$DSET-reprise-restore-files-$r.json"
     rm -rf "$dir"
-    # reprise: restore, recover, promote (--start), then verify.
     dir=$D/restore/reprise
     evict "$RREPO"
-    t=$(now)
-    out=$("$REPRISE" --plan "$PLAN" --json restore $COMPONENT --at latest --to "$dir" --start --keep-running) || die "reprise restore --start: $out"
-    s=$(since "$t")
+    step_begin
+    out=$(timed "$REPRISE" --plan "$PLAN" --json restore $COMPONENT --at latest --to "$dir" --start --keep-running) || die "reprise restore --start: $out"
+    step_end
     echo "$dir" >>"$CLUSTERS"
-    echo "$out" >"$R/$DSET-reprise-restore-start.json"
-    rec "$DSET" reprise restore_promoted_s "$s"
-    rec "$DSET" reprise restore_ms_json "$(jq -r .restore_ms <<<"$out")"
-    rec "$DSET" reprise recovery_ms_json "$(jq -r .recovery_ms <<<"$out")"
+    echo "$out" >"$R/$DSET-reprise-restore-start-$r.json"
+    rec "$DSET" reprise "restore_promoted_s_rep$r" "$S"
+    rec "$DSET" reprise "restore_ms_json_rep$r" "$(jq -r .restore_ms <<<"$out")"
+    rec "$DSET" reprise "recovery_ms_json_rep$r" "$(jq -r .recovery_ms <<<"$out")"
     rec "$DSET" reprise wal_segments_replayed "$(jq -r .wal_segments <<<"$out")"
     check_restored reprise "$(jq -r .socket_dir <<<"$out")" "$(jq -r .port <<<"$out")"
     pg_stop "$dir"
     rm -rf "$dir" "$dir.run"
-    # pgBackRest: restore into an empty directory, then start and wait for promotion.
-    dir=$D/restore/pgbackrest run=$D/restore/pgbackrest.run port=$(free_port)
+}
+
+# pgBackRest: restore into an empty directory, then start and wait for
+# promotion, then check.
+restore_pgbr() {
+    local r=$1 dir=$D/restore/pgbackrest run=$D/restore/pgbackrest.run port s s2 t2
+    port=$(free_port)
     mkdir -p "$dir"; chown postgres:postgres "$dir"; chmod 700 "$dir"
     evict "$D/pgbr-repo"
-    t=$(now)
-    pgbr --repo=1 --pg1-path="$dir" restore || die "pgbackrest restore"
-    s=$(since "$t")
-    rec "$DSET" pgbackrest restore_files_s "$s"
+    step_begin
+    timed runuser -u postgres -- "$PGBR" --config="$BCONF" --stanza=bench --log-level-console=warn --repo=1 --pg1-path="$dir" restore || die "pgbackrest restore"
+    step_end
+    s=$S
+    rec "$DSET" pgbackrest "restore_files_s_rep$r" "$s"
+    rec "$DSET" pgbackrest "restore_files_cpu_s_rep$r" "$CPU"
+    rec "$DSET" pgbackrest "restore_files_other_pct_rep$r" "$OTHER"
     rec "$DSET" pgbackrest restored_bytes "$(bytes_of "$dir")"
     grep -h restore_command "$dir/postgresql.auto.conf" >"$R/$DSET-pgbackrest-restore-command.txt" || true
-    local t2
     t2=$(now)
     pg_start "$dir" "$run" "$port" -c archive_mode=off
     wait_promoted "$run" "$port" "$dir"
-    local s2
     s2=$(since "$t2")
-    rec "$DSET" pgbackrest recovery_s "$s2"
-    rec "$DSET" pgbackrest restore_promoted_s "$(awk -v a="$s" -v b="$s2" 'BEGIN { printf "%.2f", a + b }')"
+    rec "$DSET" pgbackrest "recovery_s_rep$r" "$s2"
+    rec "$DSET" pgbackrest "restore_promoted_s_rep$r" "$(awk -v a="$s" -v b="$s2" 'BEGIN { printf "%.2f", a + b }')"
     check_restored pgbackrest "$run" "$port"
     pg_stop "$dir"
     rm -rf "$dir" "$run"
+}
+
+# Rounds of restores of the latest backup, the tools alternating which goes
+# first (BENCHMARKS 1, "Equal terms").
+restores() {
+    local r
+    mkdir -p "$D/restore"; chown postgres:postgres "$D/restore"
+    for ((r = 1; r <= RESTORE_REPS; r++)); do
+        log "   restore round $r of $RESTORE_REPS"
+        if ((r % 2)); then
+            restore_reprise "$r"
+            restore_pgbr "$r"
+        else
+            restore_pgbr "$r"
+            restore_reprise "$r"
+        fi
+    done
 }
 
 # Untimed: the files of the three base backups, restored from reprise's
@@ -506,13 +569,13 @@ dataset_pgbench() {
     analyze_blocks
     # More real segments for the push test if the runs did not make enough.
     local n
-    while n=$(find "$W/segments" -type f | wc -l); ((n < SEGMENTS)); do
+    while ((!RESTORE_ONLY)) && n=$(find "$W/segments" -type f | wc -l) && ((n < SEGMENTS)); do
         log "   $n segments collected; more pgbench for the push test"
         as_pg "$PGBIN/pgbench" -h "$RUN" -p "$PORT" -U postgres -n -c 4 -j 2 -t 5000 bench >/dev/null 2>&1 || die "pgbench (extra WAL)"
         wait_archived
     done
     rm -f "$D/collect"
-    archive_push_test
+    ((RESTORE_ONLY)) || archive_push_test
     pg_stop "$DATA"
     [[ $KEEP == 1 ]] || rm -rf "$D"
 }

@@ -66,6 +66,10 @@ paths = ["{docs}/legal_documents_signed"]
 rpo = "1h"
 rto = "4h"
 
+[tests.database]
+components = ["{COMPONENT}"]
+every = "1mo"
+
 [drills.monthly]
 components = ["{COMPONENT}", "docs"]
 target = "latest"
@@ -207,6 +211,13 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     let again = env.reprise(&["drill", "show", &id, "--format", "html", "-o", html_path.to_str().expect("utf8")]);
     assert_eq!(again.status.code(), Some(2), "a report is never written over a file");
 
+    // The plan reads the same record: render cites it, lint counts it.
+    assert!(!lint_codes(&env).iter().any(|c| c.starts_with("drill-")), "a passed drill this month satisfies the monthly test: {:?}", lint_codes(&env));
+    let plan_path = env.path("PRA.md");
+    env.reprise(&["plan", "render", "-o", plan_path.to_str().expect("utf8")]);
+    let plan_md = std::fs::read_to_string(&plan_path).expect("plan render writes the plan even when lint finds something");
+    assert!(plan_md.contains(&format!("monthly ({})", &id[..8])) && !plan_md.contains("aucun exercice enregistré"), "the rendered plan cites the drill:\n{plan_md}");
+
     // 2. Rows deleted, a document lost, another altered: the drill fails,
     // says which, exits 11, and still removes its copy.
     env.sql("DELETE FROM prescriptions WHERE id <= 5");
@@ -239,6 +250,14 @@ fn a_drill_of_medicapp_passes_with_every_figure_filled_then_fails_on_missing_row
     assert!(history.lines().next().is_some_and(|l| l.contains("passed")) && history.lines().nth(1).is_some_and(|l| l.contains("FAILED")), "{history}");
     let md = env.ok(&["drill", "show", "latest"]);
     assert!(md.contains("ÉCHEC - Raison") && md.contains("1995"), "{md}");
+    assert!(lint_codes(&env).iter().any(|c| c == "drill-failed"), "plan lint names the failed drill: {:?}", lint_codes(&env));
+}
+
+/// The codes `plan lint --json` reports (it exits 12 or 13 when it finds any).
+fn lint_codes(env: &Env) -> Vec<String> {
+    let out = env.reprise(&["--json", "plan", "lint"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("plan lint --json: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    report["findings"].as_array().expect("findings").iter().filter_map(|f| f["code"].as_str().map(str::to_owned)).collect()
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use reprise_postgres::cluster::{self, Cluster, OnDrop};
 
-use common::pg::{COMPONENT, Env, amcheck, cluster_of, dump, restore_started, restore_started_with, setup, setup_archiving_with, walk};
+use common::pg::{COMPONENT, Env, amcheck, assert_same_dump, cluster_of, dump, dump_with, restore_started, restore_started_with, setup, setup_archiving_with, walk};
 
 fn markers(c: &Cluster) -> i64 {
     c.connect("postgres").expect("connect").query_one("SELECT count(*) FROM markers", &[]).expect("markers").get(0)
@@ -439,37 +439,6 @@ fn delta_restore_rewrites_only_what_differs() {
     }
     assert!(!to.join("stray-file").exists(), "delta kept a file the snapshot does not have");
     assert_eq!(std::fs::read(victim).expect("read")[8192 * 3 + 100], data[8192 * 3 + 100] ^ 0xFF, "the damaged block was not rewritten");
-}
-
-/// `pg_dump` of `db` on `c` with extra arguments (a table, sections).
-fn dump_with(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> String {
-    let out = env
-        .bin
-        .command("pg_dump")
-        .expect("pg_dump")
-        .args(["--no-owner", "-h"])
-        .arg(&c.socket_dir)
-        .args(["-p", &c.port.to_string(), "-U", "postgres", "-d", db])
-        .args(extra)
-        .output()
-        .expect("run pg_dump");
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
-    // pg_dump (since 15.14) writes a random \restrict key into every dump.
-    let mut text = String::new();
-    for l in String::from_utf8(out.stdout).expect("utf8 dump").lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")) {
-        text.push_str(l);
-        text.push('\n');
-    }
-    text
-}
-
-/// Panics with the first differing lines of two dumps.
-#[track_caller]
-fn assert_same_dump(what: &str, expected: &str, got: &str) {
-    if expected != got {
-        let diff: Vec<String> = expected.lines().zip(got.lines()).filter(|(a, b)| a != b).take(8).map(|(a, b)| format!("before: {a}\n after: {b}")).collect();
-        panic!("{what}: the dump after the restore differs ({} lines before, {} after):\n{}", expected.lines().count(), got.lines().count(), diff.join("\n"));
-    }
 }
 
 /// A logical dump restores a database exactly as it was: the dump of the

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod common;
-use common::pg::{COMPONENT, Env, cluster_of, setup, walk};
+use common::pg::{COMPONENT, Env, assert_same_dump, cluster_of, dump_with, setup, walk};
 use reprise_postgres::cluster::Cluster;
 
 fn markers(c: &Cluster) -> Vec<i32> {
@@ -249,34 +249,9 @@ fn forget_marks_wal_says_which_restores_it_closes_and_can_be_undone() {
     assert_eq!(counts("prune", "wal_deleted"), [0, 0, u]);
 }
 
-/// `pg_dump` of `db` on `c` with extra arguments (a table, sections).
-fn dump_with(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> String {
-    let out = env
-        .bin
-        .command("pg_dump")
-        .expect("pg_dump")
-        .args(["--no-owner", "-h"])
-        .arg(&c.socket_dir)
-        .args(["-p", &c.port.to_string(), "-U", "postgres", "-d", db])
-        .args(extra)
-        .output()
-        .expect("run pg_dump");
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
-    // pg_dump (since 15.14) writes a random \restrict key into every dump.
-    lines_of(String::from_utf8(out.stdout).expect("utf8 dump").lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")))
-}
-
 /// Lines joined, each ended by a newline.
 fn lines_of<'a>(lines: impl Iterator<Item = &'a str>) -> String {
     lines.fold(String::new(), |acc, l| acc + l + "\n")
-}
-
-#[track_caller]
-fn assert_same_dump(what: &str, expected: &str, got: &str) {
-    if expected != got {
-        let diff: Vec<String> = expected.lines().zip(got.lines()).filter(|(a, b)| a != b).take(8).map(|(a, b)| format!("before: {a}\n after: {b}")).collect();
-        panic!("{what}: the dump after the restore differs ({} lines before, {} after):\n{}", expected.lines().count(), got.lines().count(), diff.join("\n"));
-    }
 }
 
 /// A logical component with an `app` database: `orders` has a primary

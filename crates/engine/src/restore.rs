@@ -31,8 +31,13 @@ use crate::progress::{CancelToken, Progress};
 use crate::repository::Repository;
 use crate::walk::{self, Visit};
 
-/// Largest single read when fetching adjacent blobs of one pack.
+/// Largest single read when fetching nearby blobs of one pack.
 const MAX_READ_RUN: u64 = 8 * 1024 * 1024;
+/// Bytes of unwanted blobs one read may carry to join two wanted ones: on
+/// a local disk, reading 64 KiB more costs less than another system call.
+const MAX_READ_GAP: u64 = 64 * 1024;
+/// Plaintext of one file gathered before its blobs are read, pack by pack.
+const READ_WINDOW: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -518,9 +523,78 @@ impl Drop for Reservation<'_> {
 
 /// Files at least this large are written by several threads at once.
 const SPLIT_FILE_SIZE: u64 = 64 * 1024 * 1024;
+/// A thread that has written this much of one file since its last sync
+/// waits for those bytes to reach the disk. Left alone, a large restore
+/// piles up gigabytes in the page cache that reach the disk only when the
+/// final `syncfs` asks for them: the disk idles while blobs are decrypted
+/// and decompressed, then the CPU idles while the disk drains. Synced as
+/// it goes, the disk works while the other threads decompress (what
+/// pgBackRest gets from its `fsync` of each file). Small files never reach
+/// it: one `fdatasync` each costs more than it overlaps (BENCHMARKS 6).
+/// The final `syncfs` still makes the whole restore durable.
+const SYNC_EVERY: usize = 32 * 1024 * 1024;
 /// Restored bytes are gathered into writes of this size: 8 KiB blocks
 /// written one by one cost a system call each.
 const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// The plaintext of every distinct blob of `window`, read pack by pack in
+/// offset order: blobs of one pack close to each other (at most
+/// `MAX_READ_GAP` of other blobs between them) are one read. A file whose
+/// blocks changed since its first backup alternates between the first
+/// backup's pack and later ones; read in file order, it would cost a
+/// read (and an open) for every two or three blocks.
+fn read_window(repo: &Repository, index: &MasterIndex, packs: &PackReader, window: &[crate::index::BlobLocation]) -> Result<HashMap<Id, Vec<u8>>, FileError> {
+    let mut order: Vec<&crate::index::BlobLocation> = window.iter().collect();
+    order.sort_by_key(|l| (l.pack, l.entry.offset));
+    order.dedup_by_key(|l| l.entry.id);
+    let mut plain: HashMap<Id, Vec<u8>> = HashMap::with_capacity(order.len());
+    let mut s = 0;
+    while s < order.len() {
+        let first = order[s];
+        let begin = u64::from(first.entry.offset);
+        let mut end = begin + u64::from(first.entry.length);
+        let mut e = s + 1;
+        while let Some(next) = order.get(e) {
+            let (at, len) = (u64::from(next.entry.offset), u64::from(next.entry.length));
+            if next.pack != first.pack || at < end || at - end > MAX_READ_GAP || at + len - begin > MAX_READ_RUN {
+                break;
+            }
+            end = at + len;
+            e += 1;
+        }
+        let run = &order[s..e];
+        s = e;
+        let buf = match packs.read(repo, &first.pack, begin, end - begin) {
+            Ok(b) => b,
+            // The pack is gone or short: each blob of the run is read from
+            // wherever else it is stored.
+            Err(e) if matches!(e.kind, reprise_backends::ErrorKind::NotFound | reprise_backends::ErrorKind::Truncated) => {
+                for loc in run {
+                    if !plain.contains_key(&loc.entry.id) {
+                        plain.insert(loc.entry.id, repo.read_blob(index, loc.entry.kind, &loc.entry.id)?);
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Err(FileError::from(Error::Backend(e))),
+        };
+        for loc in run {
+            if plain.contains_key(&loc.entry.id) {
+                continue;
+            }
+            let off = (u64::from(loc.entry.offset) - begin) as usize;
+            let data = match repo.open_blob(loc, &buf[off..off + loc.entry.length as usize]) {
+                Ok(p) => p,
+                // Not this copy: every other copy is tried before the file
+                // is given up (a damaged pack, or a decoy stored first).
+                Err(Error::Damaged { .. }) => repo.read_blob(index, loc.entry.kind, &loc.entry.id)?,
+                Err(e) => return Err(e.into()),
+            };
+            plain.insert(loc.entry.id, data);
+        }
+    }
+    Ok(plain)
+}
 
 /// Writes the plaintext of `content`, in order, into `file` from byte
 /// `start`; returns the number of bytes written.
@@ -529,78 +603,43 @@ fn write_blobs(repo: &Repository, index: &MasterIndex, packs: &PackReader, conte
     let target_err = |e: std::io::Error| FileError::Fatal(Error::Target { path: path.to_owned(), source: e });
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_BUFFER + 64 * 1024);
     let mut at = start;
-    let flush = |out: &mut Vec<u8>, at: &mut u64| -> Result<(), FileError> {
+    let mut unsynced = 0usize;
+    let mut flush = |out: &mut Vec<u8>, at: &mut u64| -> Result<(), FileError> {
         file.write_all_at(out, *at).map_err(target_err)?;
         *at += out.len() as u64;
+        unsynced += out.len();
+        if unsynced >= SYNC_EVERY {
+            file.sync_data().map_err(target_err)?;
+            unsynced = 0;
+        }
         out.clear();
         Ok(())
     };
     let mut written = 0u64;
     let mut i = 0;
-    let mut last: Option<(Id, Vec<u8>)> = None;
     while i < content.len() {
-        // A run of blobs stored back to back in one pack: one read.
-        let first = index.get(&content[i]).ok_or_else(|| FileError::Damaged(format!("data blob {} is in no index (its pack is missing)", content[i])))?;
-        if let Some((id, data)) = &last
-            && *id == content[i]
-        {
+        // The next window of the file: its blobs, wherever they are stored.
+        let mut window = Vec::new();
+        let mut raw = 0u64;
+        while let Some(id) = content.get(i + window.len()) {
+            if !window.is_empty() && raw >= READ_WINDOW {
+                break;
+            }
+            let loc = index.get(id).ok_or_else(|| FileError::Damaged(format!("data blob {id} is in no index (its pack is missing)")))?;
+            raw += u64::from(loc.entry.raw_length);
+            window.push(loc);
+        }
+        let plain = read_window(repo, index, packs, &window)?;
+        for loc in &window {
+            let data = &plain[&loc.entry.id];
             out.extend_from_slice(data);
             written += data.len() as u64;
             progress.advance(data.len() as u64, 0);
-            i += 1;
-            if out.len() >= WRITE_BUFFER {
-                flush(&mut out, &mut at)?;
-            }
-            continue;
-        }
-        let mut run = vec![first];
-        let mut end = u64::from(first.entry.offset) + u64::from(first.entry.length);
-        while let Some(next) = content.get(i + run.len()).and_then(|id| index.get(id)) {
-            if next.pack != first.pack || u64::from(next.entry.offset) != end || end - u64::from(first.entry.offset) >= MAX_READ_RUN {
-                break;
-            }
-            end += u64::from(next.entry.length);
-            run.push(next);
-        }
-        let begin = u64::from(first.entry.offset);
-        let buf = match packs.read(repo, &first.pack, begin, end - begin) {
-            Ok(b) => b,
-            // The pack is gone or short: read each blob of the run from
-            // wherever else it is stored.
-            Err(e) if matches!(e.kind, reprise_backends::ErrorKind::NotFound | reprise_backends::ErrorKind::Truncated) => {
-                for loc in &run {
-                    let plain = repo.read_blob(index, loc.entry.kind, &loc.entry.id)?;
-                    out.extend_from_slice(&plain);
-                    written += plain.len() as u64;
-                    progress.advance(plain.len() as u64, 0);
-                    last = Some((loc.entry.id, plain));
-                    if out.len() >= WRITE_BUFFER {
-                        flush(&mut out, &mut at)?;
-                    }
-                }
-                i += run.len();
-                continue;
-            }
-            Err(e) => return Err(FileError::from(Error::Backend(e))),
-        };
-        for loc in &run {
-            let off = (u64::from(loc.entry.offset) - begin) as usize;
-            let plain = match repo.open_blob(loc, &buf[off..off + loc.entry.length as usize]) {
-                Ok(p) => p,
-                // Not this copy: every other copy is tried before the file
-                // is given up (a damaged pack, or a decoy stored first).
-                Err(Error::Damaged { .. }) => repo.read_blob(index, loc.entry.kind, &loc.entry.id)?,
-                Err(e) => return Err(e.into()),
-            };
-            out.extend_from_slice(&plain);
-            written += plain.len() as u64;
-            progress.advance(plain.len() as u64, 0);
-            last = Some((loc.entry.id, plain));
             if out.len() >= WRITE_BUFFER {
                 flush(&mut out, &mut at)?;
             }
         }
-        i += run.len();
+        i += window.len();
     }
     if !out.is_empty() {
         flush(&mut out, &mut at)?;

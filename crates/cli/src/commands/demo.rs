@@ -68,7 +68,7 @@ pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()>
 fn render_plan(workdir: &std::path::Path) -> Result<[std::path::PathBuf; 2]> {
     let plan = reprise_plan::Plan::load(&workdir.join("reprise.toml"))?;
     let ws = reprise_ops::Workspace::new(Some(plan), reprise_ops::Settings::default(), reprise_ops::Environment::from_process());
-    let evidence = reprise_ops::plan_doc::gather(&ws, &reprise_ops::plan_doc::NoDrillRecords).map_err(|e| exit::from_ops(&e))?;
+    let evidence = reprise_ops::plan_doc::gather(&ws, &reprise_ops::drill::RecordedDrills).map_err(|e| exit::from_ops(&e))?;
     let doc = reprise_ops::plan_doc::document(ws.plan().map_err(|e| exit::from_ops(&e))?, &evidence, &reprise_ops::plan_doc::DocumentOptions::default());
     let dir = workdir.join("plan");
     std::fs::create_dir_all(&dir)?;

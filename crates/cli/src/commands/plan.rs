@@ -64,7 +64,7 @@ fn render(global: &Global, cancel: &CancelToken, output: &Path, format: Option<&
         return Err(exit::with_code(exit::NOT_FOUND, format!("cannot write {}: directory {} does not exist; fix: create it, or give another -o FILE", output.display(), dir.display())));
     }
     let ctx = context(global, cancel)?;
-    let evidence = plan_doc::gather(&ctx.ws, &plan_doc::NoDrillRecords).map_err(|e| exit::from_ops(&e))?;
+    let evidence = plan_doc::gather(&ctx.ws, &reprise_ops::drill::RecordedDrills).map_err(|e| exit::from_ops(&e))?;
     let plan = ctx.ws.plan().map_err(|e| exit::from_ops(&e))?;
     let doc = plan_doc::document(plan, &evidence, &plan_doc::DocumentOptions { lang });
     let bytes = match format {
@@ -90,7 +90,7 @@ fn render(global: &Global, cancel: &CancelToken, output: &Path, format: Option<&
 
 fn lint(global: &Global, cancel: &CancelToken) -> Result<()> {
     let ctx = context(global, cancel)?;
-    let evidence = plan_doc::gather(&ctx.ws, &plan_doc::NoDrillRecords).map_err(|e| exit::from_ops(&e))?;
+    let evidence = plan_doc::gather(&ctx.ws, &reprise_ops::drill::RecordedDrills).map_err(|e| exit::from_ops(&e))?;
     let plan = ctx.ws.plan().map_err(|e| exit::from_ops(&e))?;
     let findings = plan_doc::lint(plan, &evidence);
     let errors = findings.iter().filter(|f| f.severity == plan_doc::Severity::Error).count();

@@ -218,6 +218,12 @@ pub fn amcheck(env: &Env, c: &Cluster) {
 }
 
 pub fn dump(env: &Env, c: &Cluster, db: &str) -> String {
+    dump_with(env, c, db, &[])
+}
+
+/// `pg_dump` of `db` on `c` with extra arguments (a table, sections), as
+/// plain SQL a test can compare line by line.
+pub fn dump_with(env: &Env, c: &Cluster, db: &str, extra: &[&str]) -> String {
     let out = env
         .bin
         .command("pg_dump")
@@ -225,9 +231,19 @@ pub fn dump(env: &Env, c: &Cluster, db: &str) -> String {
         .args(["--no-owner", "-h"])
         .arg(&c.socket_dir)
         .args(["-p", &c.port.to_string(), "-U", "postgres", "-d", db])
+        .args(extra)
         .output()
         .expect("run pg_dump");
     assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
     // pg_dump (since 15.14) writes a random \restrict key into every dump.
     String::from_utf8(out.stdout).expect("utf8 dump").lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).map(|l| format!("{l}\n")).collect()
+}
+
+/// Panics with the first differing lines of two dumps.
+#[track_caller]
+pub fn assert_same_dump(what: &str, expected: &str, got: &str) {
+    if expected != got {
+        let diff: Vec<String> = expected.lines().zip(got.lines()).filter(|(a, b)| a != b).take(8).map(|(a, b)| format!("before: {a}\n after: {b}")).collect();
+        panic!("{what}: the dump after the restore differs ({} lines before, {} after):\n{}", expected.lines().count(), got.lines().count(), diff.join("\n"));
+    }
 }

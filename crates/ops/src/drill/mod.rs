@@ -435,3 +435,43 @@ fn records_repository(ws: &Workspace, name: Option<&str>) -> Result<Arc<reprise_
     };
     ws.open(first)
 }
+
+/// The drill records as `plan render` and `plan lint` read them: the
+/// stored, administrator-signed records of [`list`], so the rendered plan
+/// and its findings cite exactly what `drill history` shows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecordedDrills;
+
+impl crate::plan_doc::DrillRecords for RecordedDrills {
+    fn drills(&self, ws: &Workspace) -> Result<Vec<crate::plan_doc::DrillEvidence>> {
+        Ok(list(ws, None)?.iter().map(evidence_of).collect())
+    }
+}
+
+fn evidence_of(d: &StoredDrill) -> crate::plan_doc::DrillEvidence {
+    let r = &d.record;
+    let ms = |m: u64| Duration::from_millis(m);
+    crate::plan_doc::DrillEvidence {
+        name: r.drill.clone(),
+        id: d.id.to_hex(),
+        finished_at: r.finished,
+        passed: r.verdict == DrillVerdict::Passed,
+        components: r.components.iter().map(|c| c.name.clone()).collect(),
+        // A drill that failed before every component was usable measured
+        // no RTO: carried as missing, never as the time it took to fail.
+        measured_rto: (r.failure.is_none() && r.components.iter().all(|c| c.ready_after_ms.is_some())).then(|| ms(r.rto_ms)),
+        // The drill's window is its worst component's.
+        achieved_rpo: r.components.iter().filter_map(|c| c.data_loss_ms).max().map(ms),
+        objectives: r
+            .objectives
+            .iter()
+            .map(|o| crate::plan_doc::ObjectiveVerdict {
+                component: o.component.clone(),
+                objective: o.objective.clone(),
+                target: Some(ms(o.target_ms)),
+                measured: o.measured_ms.map(ms),
+                met: o.met,
+            })
+            .collect(),
+    }
+}
