@@ -26,6 +26,7 @@ use reprise_engine::check::ReadData;
 use reprise_engine::format::chunker::ChunkerParams;
 use reprise_engine::format::keys::KdfParams;
 use reprise_ops::backup::{BackupRequest, backup};
+use reprise_ops::drill::DrillRequest;
 use reprise_ops::postgres::{FetchCommand, RecoverRowsRequest, recover_rows};
 use reprise_ops::restore::{RestoreReport, RestoreRequest, restore};
 use reprise_ops::{CancelToken, Environment, OpsError, Settings, Silent, Verdict, Workspace};
@@ -86,6 +87,11 @@ pub struct DemoReport {
     pub ledger_entries: u64,
     pub ledger_signatures: u64,
     pub ledger_verified: bool,
+    /// The drill's stored record (`reprise drill show ID`), its RTO and
+    /// how many validations it ran (all passed, or the demo failed).
+    pub drill_id: Option<String>,
+    pub drill_rto_ms: u64,
+    pub drill_checks: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +140,34 @@ fn switch_and_wait_archived(db: &mut postgres::Client, timeout: Duration) -> Res
     }
 }
 
+/// Keeps the first `n` documents of the database, writes each as a signed
+/// PDF where its `storage_path` says (under `root`) and records its
+/// SHA-256. Returns how many and their bytes.
+fn sign_documents(db: &mut postgres::Client, root: &Path, maker: &mut datasets::SignedDocuments, n: usize) -> Result<(usize, u64), DemoError> {
+    let keep = i64::try_from(n).unwrap_or(i64::MAX);
+    db.execute("DELETE FROM documents WHERE id > $1", &[&keep]).map_err(|e| sql(&e))?;
+    let rows = db.query("SELECT id, kind, storage_path FROM documents ORDER BY id", &[]).map_err(|e| sql(&e))?;
+    let (mut ids, mut hashes, mut bytes) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()), 0u64);
+    for row in rows {
+        let (id, kind, path): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+        let k = datasets::SignedDocuments::KINDS.iter().position(|x| *x == kind).unwrap_or(0);
+        let body = maker.document(k);
+        let file = root.join(&path);
+        std::fs::create_dir_all(file.parent().unwrap_or(root))?;
+        std::fs::write(&file, &body)?;
+        bytes += body.len() as u64;
+        ids.push(id);
+        hashes.push(sha256_hex(&body));
+    }
+    db.execute("UPDATE documents d SET sha256 = v.h FROM unnest($1::bigint[], $2::text[]) AS v(id, h) WHERE d.id = v.id", &[&ids, &hashes]).map_err(|e| sql(&e))?;
+    Ok((ids.len(), bytes))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 fn count(db: &mut postgres::Client, query: &str) -> Result<i64, DemoError> {
     Ok(db.query_one(query, &[]).map_err(|e| sql(&e))?.get(0))
 }
@@ -174,10 +208,24 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     let db_bytes: i64 = db.query_one("SELECT pg_database_size('medicapp')", &[]).map_err(|e| sql(&e))?.get(0);
     steps.report.database_bytes = db_bytes as u64;
     let cases = count(&mut db, "SELECT count(*) FROM procedure_cases")?;
+    // The signed documents the database points to, written where
+    // `documents.storage_path` says with their SHA-256 recorded: what the
+    // drill checks is that the restored database and the restored
+    // documents agree.
+    let docs_root = workdir.join("medicapp");
+    let documents = docs_root.join("legal_documents_signed");
+    let mut maker = datasets::SignedDocuments::new(1);
+    let (written, doc_bytes) = sign_documents(&mut db, &docs_root, &mut maker, opts.documents)?;
+    steps.report.documents_bytes = doc_bytes;
     steps.done(
         "postgres",
         t,
-        format!("throwaway PostgreSQL with a MedicApp database: {} patients, {cases} procedure cases, {}", opts.scale * 1000, mib(db_bytes as u64)),
+        format!(
+            "throwaway PostgreSQL with a MedicApp database: {} patients, {cases} procedure cases, {}; the {written} signed PDFs it points to ({}) written with their SHA-256",
+            opts.scale * 1000,
+            mib(db_bytes as u64),
+            mib(doc_bytes)
+        ),
     );
     check_cancel()?;
 
@@ -186,7 +234,6 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     let pass: String = blake3::hash(format!("{}{:?}", workdir.display(), std::time::SystemTime::now()).as_bytes()).to_hex()[..32].to_owned();
     std::fs::write(workdir.join("passphrase"), format!("{pass}\n"))?;
     std::fs::set_permissions(workdir.join("passphrase"), std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let documents = workdir.join("medicapp/legal_documents_signed");
     let plan_file = workdir.join("reprise.toml");
     std::fs::write(
         &plan_file,
@@ -194,13 +241,22 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             "# Written by `reprise demo`.\n[plan]\nname = \"MedicApp (demo)\"\n\n[settings]\ncache_dir = \"{}\"\n\n[repositories.primary]\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
              [components.medicapp-db]\ntype = \"postgres\"\nconnection = \"{}\"\ndata_directory = \"{}\"\n\n\
              [components.medicapp-db.objectives]\nrpo = \"1h\"\nrto = \"2h\"\npitr = \"7d\"\nretention = {{ daily = 30, weekly = 12, monthly = 12, yearly = 7 }}\n\n\
-             [components.signed-documents]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.signed-documents.objectives]\nrpo = \"15m\"\nrto = \"4h\"\nretain_for = \"20y\"\n",
+             [components.signed-documents]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.signed-documents.objectives]\nrpo = \"15m\"\nrto = \"4h\"\nretain_for = \"20y\"\n\n\
+             [tests.database]\ncomponents = [\"medicapp-db\"]\nevery = \"1mo\"\n\n[tests.documents]\ncomponents = [\"signed-documents\"]\nevery = \"3mo\"\n\n\
+             [drills.monthly]\ncomponents = [\"medicapp-db\", \"signed-documents\"]\ntarget = \"latest\"\nscratch = \"{}\"\nschedule = \"0 3 1 * *\"\ntimezone = \"Europe/Paris\"\nowner = \"Dr Claire Martin (demo)\"\n\n\
+             [[drills.monthly.sql]]\nlabel = \"Nombre de patients correct\"\ndatabase = \"medicapp\"\nquery = \"SELECT count(*) FROM patients\"\nequals = {}\n\n\
+             [[drills.monthly.sql]]\nlabel = \"Dossiers opératoires présents\"\ndatabase = \"medicapp\"\nquery = \"SELECT count(*) FROM procedure_cases\"\nat_least = {cases}\n\n\
+             [[drills.monthly.documents]]\nlabel = \"Documents signés référencés présents et intègres\"\ncomponent = \"signed-documents\"\ndatabase = \"medicapp\"\n\
+             query = \"SELECT storage_path, sha256 FROM documents ORDER BY signed_at DESC, id\"\nroot = \"{}\"\nnewest = 10\n",
             workdir.join("cache").display(),
             repo_dir.display(),
             workdir.join("passphrase").display(),
             live.conn_string("medicapp"),
             live.data_dir.display(),
-            documents.display()
+            documents.display(),
+            workdir.join("scratch").display(),
+            opts.scale * 1000,
+            docs_root.display()
         ),
     )?;
     // Every step below runs on this plan, as `reprise --plan` would.
@@ -293,7 +349,11 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     db.batch_execute(&medicapp::load_transaction(999_999, u64::from(opts.scale) * 1000)).map_err(|e| sql(&e))?;
     // Legitimate work after the mistake, which recovery must keep: a case
     // booked, another surgeon's case completed, a prescription withdrawn.
-    let later = medicapp::later_work(&mut db, &surgeon, next_ids).map_err(|e| sql(&e))?;
+    let consent = maker.document(0);
+    let consent_file = docs_root.join(medicapp::later_consent_path(next_ids.0));
+    std::fs::create_dir_all(consent_file.parent().unwrap_or(&docs_root))?;
+    std::fs::write(&consent_file, &consent)?;
+    let later = medicapp::later_work(&mut db, &surgeon, next_ids, &sha256_hex(&consent)).map_err(|e| sql(&e))?;
     switch_and_wait_archived(&mut db, Duration::from_secs(120))?;
     steps.done(
         "accident",
@@ -407,6 +467,8 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             recovery_ms as f64 / 1000.0
         ),
     );
+    // The drill below restores the latest state: everything archived.
+    switch_and_wait_archived(&mut db, Duration::from_secs(120))?;
     drop(db);
     drop(admin);
     drop(live);
@@ -414,18 +476,15 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
 
     // 8. Signed documents.
     let t = Instant::now();
-    std::fs::create_dir_all(&documents)?;
-    let bytes = datasets::signed_documents(&documents, opts.documents, 1)?;
     let fb = backup(&ws, BackupRequest { component: Some("signed-documents".into()), ..BackupRequest::default() }, &Silent, cancel)?;
     if let Some(e) = fb.failure() {
         return Err(e.into());
     }
     let fb = fb.outcome;
-    steps.report.documents_bytes = bytes;
     steps.done(
         "documents",
         t,
-        format!("{} signed PDFs ({}) backed up: {} stored", opts.documents, mib(bytes), mib(fb.header.summary.stored_bytes)),
+        format!("{} signed PDFs ({}) backed up: {} stored", fb.header.summary.files, mib(fb.header.summary.bytes), mib(fb.header.summary.stored_bytes)),
     );
     let t = Instant::now();
     let target = workdir.join("restored-documents");
@@ -451,7 +510,30 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     let view = wal::ArchiveView::load(&repo, "medicapp-db")?;
     steps.done("check", t, format!("{} packs and {} archived WAL files read back and verified", chk.report.packs_read, view.files));
 
-    // 9. What the operations above recorded, verified as an auditor would.
+    // 9. The monthly restore drill of the plan, as `reprise drill run monthly`.
+    let t = Instant::now();
+    let drill = reprise_ops::drill::run(&ws, &DrillRequest { name: "monthly".into(), scratch: None }, &fetch, &Silent, cancel)?;
+    if let Some(e) = drill.failure() {
+        return Err(e.into());
+    }
+    let r = &drill.record;
+    let checks = r.validations.len();
+    let referenced = r.validations.iter().find(|v| v.kind == "documents-referenced").and_then(|v| v.measured.clone()).unwrap_or_default();
+    steps.report.drill_id = Some(drill.id.to_hex());
+    steps.report.drill_rto_ms = r.rto_ms;
+    steps.report.drill_checks = checks as u64;
+    steps.done(
+        "drill",
+        t,
+        format!(
+            "drill 'monthly' passed: database (latest) and documents restored into a private scratch copy, RTO {:.1}s (objectives 2h and 4h); {checks} checks passed (patient count, cases, the newest documents, all {referenced} documents the restored database references present with their SHA-256, pg_amcheck, packs read back); scratch copy removed; record {} stored encrypted and signed",
+            r.rto_ms as f64 / 1000.0,
+            drill.id.short()
+        ),
+    );
+    check_cancel()?;
+
+    // 10. What the operations above recorded, verified as an auditor would.
     let t = Instant::now();
     let ledger = reprise_ops::ledger::open(&ws, &repo, reprise_ops::ledger::keys(&repo)?, reprise_ops::ledger::Purpose::Read)?;
     let verified = ledger.verify().map_err(OpsError::from)?;
@@ -465,7 +547,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
         "ledger",
         t,
         format!(
-            "{} entries recorded by the operations above (repository, credential, backups, restores, check); `ledger verify`: every root recomputed, {} signatures verified",
+            "{} entries recorded by the operations above (repository, credential, backups, restores, check, drill); `ledger verify`: every root recomputed, {} signatures verified",
             steps.report.ledger_entries, steps.report.ledger_signatures
         ),
     );
