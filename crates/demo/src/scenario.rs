@@ -199,7 +199,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
         ("archive_timeout".into(), "5s".into()),
         ("max_wal_size".into(), "1GB".into()),
     ])?;
-    live.wait_ready(Duration::from_secs(60))?;
+    live.wait_ready(Duration::from_mins(1))?;
     let mut admin = live.connect("postgres")?;
     admin.batch_execute("CREATE DATABASE medicapp").map_err(|e| sql(&e))?;
     let mut db = live.connect("medicapp")?;
@@ -354,7 +354,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     std::fs::create_dir_all(consent_file.parent().unwrap_or(&docs_root))?;
     std::fs::write(&consent_file, &consent)?;
     let later = medicapp::later_work(&mut db, &surgeon, next_ids, &sha256_hex(&consent)).map_err(|e| sql(&e))?;
-    switch_and_wait_archived(&mut db, Duration::from_secs(120))?;
+    switch_and_wait_archived(&mut db, Duration::from_mins(2))?;
     steps.done(
         "accident",
         t,
@@ -468,7 +468,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
         ),
     );
     // The drill below restores the latest state: everything archived.
-    switch_and_wait_archived(&mut db, Duration::from_secs(120))?;
+    switch_and_wait_archived(&mut db, Duration::from_mins(2))?;
     drop(db);
     drop(admin);
     drop(live);
