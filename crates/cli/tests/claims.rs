@@ -305,8 +305,8 @@ fn demo_runs_every_step_and_leaves_nothing_running() {
     assert_eq!(shown.code, 0, "{}", shown.describe());
     let shown: serde_json::Value = serde_json::from_str(&shown.stdout).expect("ledger show --json");
     let ops: Vec<&str> = shown["entries"].as_array().expect("entries").iter().map(|e| e["operation"].as_str().expect("operation")).collect();
-    // Restores: the PITR, the documents, and the drill's two.
-    for (op, n) in [("init", 1), ("backup", 2), ("restore", 4), ("check", 1), ("drill", 1)] {
+    // Restores: recover-rows, the PITR, the documents, and the drill's two.
+    for (op, n) in [("init", 1), ("backup", 2), ("restore", 5), ("check", 1), ("drill", 1)] {
         assert_eq!(ops.iter().filter(|o| **o == op).count(), n, "{op} entries in {ops:?}");
     }
     assert!(out.stdout.contains(&format!("{} ledger entries recorded and verified", ops.len())), "the demo's count is the ledger's ({}): {}", ops.len(), out.stdout);

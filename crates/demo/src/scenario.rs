@@ -547,7 +547,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
         "ledger",
         t,
         format!(
-            "{} entries recorded by the operations above (repository, credential, backups, restores, check, drill); `ledger verify`: every root recomputed, {} signatures verified",
+            "{} entries recorded by the operations above (repository, credential, backups, recover-rows, restores, check, drill); `ledger verify`: every root recomputed, {} signatures verified",
             steps.report.ledger_entries, steps.report.ledger_signatures
         ),
     );
