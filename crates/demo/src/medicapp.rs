@@ -77,7 +77,7 @@ pub fn data(scale: u32) -> String {
     let p = scale * 1000;
     let cases = p * 3;
     format!(
-        "INSERT INTO patients SELECT g, lpad((1000000000000 + g * 7919 % 999999999999)::text, 13, '0'), \
+        "INSERT INTO patients SELECT g, lpad((1000000000000 + g::bigint * 7919 % 999999999999)::text, 13, '0'), \
              initcap({last}), initcap({first}), date '2008-01-01' + (g * 37 % 6000), \
              (g % 200 + 1) || ' rue ' || initcap({street}) || ', ' || (75000 + g % 95 * 100) || ' ' || initcap({city}), \
              CASE WHEN g % 3 = 0 THEN initcap({first2}) END, {notes}, now() - (g % 900) * interval '1 day' \
