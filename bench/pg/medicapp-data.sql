@@ -11,7 +11,7 @@
 SELECT :'step' = 'patients' AS is_patients, :'step' = 'procedure_cases' AS is_cases, :'step' = 'documents' AS is_documents,
        :'step' = 'prescriptions' AS is_prescriptions, :'step' = 'appointments' AS is_appointments, :'step' = 'audit_log' AS is_audit \gset
 \if :is_patients
-INSERT INTO patients SELECT g, lpad((1000000000000 + g * 7919 % 999999999999)::text, 13, '0'),
+INSERT INTO patients SELECT g, lpad((1000000000000 + g::bigint * 7919 % 999999999999)::text, 13, '0'),
     initcap(bench_words(g::text || 'l', 1)), initcap(bench_words(g::text || 'f', 1)), date '2008-01-01' + (g * 37 % 6000),
     (g % 200 + 1) || ' rue ' || initcap(bench_words(g::text || 's', 2)) || ', ' || (75000 + g % 95 * 100) || ' ' || initcap(bench_words(g::text || 'c', 1)),
     CASE WHEN g % 3 = 0 THEN initcap(bench_words(g::text || 'g', 1)) END, bench_words(g::text || 'n', 12), now() - (g % 900) * interval '1 day'

@@ -133,6 +133,13 @@ fn later_legitimate_work_is_kept_and_conflicts_are_left_alone() {
     assert_eq!(conflicts.iter().filter(|k| **k == "deleted-since").count(), 1, "{conflicts:?}");
     assert_eq!((r["rows_written"].as_u64(), r["statements_skipped"].as_u64()), (Some(188), Some(0)), "{r}");
     assert_same_rows(&env, "accounts", "expected");
+    // It wrote into the live database: the ledger says so, with counts
+    // only (no table name, no row).
+    let shown = env.json(&["ledger", "show"]);
+    let entry = shown["entries"].as_array().expect("entries").iter().rev().find(|e| e["operation"] == "restore").expect("a restore entry for recover-rows");
+    assert_eq!((entry["refs"]["kind"].as_str(), entry["counts"]["repaired"].as_u64(), entry["counts"]["applied"].as_u64()), (Some("rows"), Some(188), Some(1)), "{entry}");
+    assert_eq!((entry["counts"]["conflicts"].as_u64(), entry["result"].as_str()), (Some(12), Some("problems")), "{entry}");
+    assert!(!entry.to_string().contains("accounts"), "no table name in the ledger: {entry}");
 
     // The script is safe to run twice: it changes nothing more.
     psql(&env, &script);

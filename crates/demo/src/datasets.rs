@@ -50,15 +50,42 @@ const WORDS: &[&str] = &[
 /// a per-patient text part (compressible), and a unique signature image.
 /// Files are `KIND/NNN/case-N-signed.pdf`. Returns total bytes written.
 pub fn signed_documents(out: &Path, n: usize, seed: u64) -> std::io::Result<u64> {
-    let mut rng = Rng::new(seed);
-    let kinds = ["consentement", "ordonnance", "compte-rendu"];
-    let templates = [rng.bytes(180_000), rng.bytes(120_000), rng.bytes(260_000)];
+    let mut maker = SignedDocuments::new(seed);
     let mut total = 0u64;
     for i in 0..n {
-        let k = i % 3;
         let case = 100_000 + i;
-        let dir = out.join(kinds[k]).join(format!("{:03}", case / 1000));
+        let dir = out.join(SignedDocuments::KINDS[i % 3]).join(format!("{:03}", case / 1000));
         fs::create_dir_all(&dir)?;
+        let body = maker.document(i % 3);
+        let mut f = fs::File::create(dir.join(format!("case-{case}-signed.pdf")))?;
+        f.write_all(&body)?;
+        total += body.len() as u64;
+    }
+    Ok(total)
+}
+
+/// The bodies of `signed_documents`, one at a time, for a caller that
+/// names the files itself (the demo writes the documents its database
+/// points to).
+pub struct SignedDocuments {
+    rng: Rng,
+    templates: [Vec<u8>; 3],
+}
+
+impl SignedDocuments {
+    pub const KINDS: [&'static str; 3] = ["consentement", "ordonnance", "compte-rendu"];
+
+    #[must_use]
+    pub fn new(seed: u64) -> SignedDocuments {
+        let mut rng = Rng::new(seed);
+        let templates = [rng.bytes(180_000), rng.bytes(120_000), rng.bytes(260_000)];
+        SignedDocuments { rng, templates }
+    }
+
+    /// One signed PDF of kind `k` (an index into `KINDS`, taken modulo 3).
+    pub fn document(&mut self, k: usize) -> Vec<u8> {
+        let k = k % 3;
+        let rng = &mut self.rng;
         let words = rng.range(800, 2500);
         let mut text = String::with_capacity(words as usize * 10);
         for w in 0..words {
@@ -68,17 +95,14 @@ pub fn signed_documents(out: &Path, n: usize, seed: u64) -> std::io::Result<u64>
             text.push_str(WORDS[rng.range(0, WORDS.len() as u64 - 1) as usize]);
         }
         let sig = rng.range(20_000, 60_000) as usize;
-        let mut body = Vec::with_capacity(templates[k].len() + text.len() + sig + 64);
+        let mut body = Vec::with_capacity(self.templates[k].len() + text.len() + sig + 64);
         body.extend_from_slice(b"%PDF-1.7\n");
-        body.extend_from_slice(&templates[k]);
+        body.extend_from_slice(&self.templates[k]);
         body.extend_from_slice(format!("\nBT /F1 11 Tf ({text}) Tj ET\n").as_bytes());
         body.extend_from_slice(&rng.bytes(sig));
         body.extend_from_slice(b"\n%%EOF\n");
-        let mut f = fs::File::create(dir.join(format!("case-{case}-signed.pdf")))?;
-        f.write_all(&body)?;
-        total += body.len() as u64;
+        body
     }
-    Ok(total)
 }
 
 /// A source-code-like tree: many small, compressible text files in nested

@@ -77,7 +77,7 @@ pub fn data(scale: u32) -> String {
     let p = scale * 1000;
     let cases = p * 3;
     format!(
-        "INSERT INTO patients SELECT g, lpad((1000000000000 + g * 7919 % 999999999999)::text, 13, '0'), \
+        "INSERT INTO patients SELECT g, lpad((1000000000000 + g::bigint * 7919 % 999999999999)::text, 13, '0'), \
              initcap({last}), initcap({first}), date '2008-01-01' + (g * 37 % 6000), \
              (g % 200 + 1) || ' rue ' || initcap({street}) || ', ' || (75000 + g % 95 * 100) || ' ' || initcap({city}), \
              CASE WHEN g % 3 = 0 THEN initcap({first2}) END, {notes}, now() - (g % 900) * interval '1 day' \
@@ -145,10 +145,18 @@ pub fn next_ids(db: &mut postgres::Client) -> Result<(i64, i64), postgres::Error
     Ok((row.get(0), row.get(1)))
 }
 
+/// Where the consent document of the case booked after the accident is
+/// stored, relative to the documents' root (as `documents.storage_path`).
+#[must_use]
+pub fn later_consent_path(booked_case: i64) -> String {
+    format!("legal_documents_signed/later/case-{booked_case}-signed.pdf")
+}
+
 /// After the accident, the clinic keeps working: a new case is booked with
-/// its consent document, another surgeon's case is completed, and a
+/// its consent document (stored at `later_consent_path`, its SHA-256 hex
+/// `consent_sha256`), another surgeon's case is completed, and a
 /// prescription of another surgeon's case is withdrawn.
-pub fn later_work(db: &mut postgres::Client, deleted_surgeon: &str, (booked_case, document): (i64, i64)) -> Result<LaterWork, postgres::Error> {
+pub fn later_work(db: &mut postgres::Client, deleted_surgeon: &str, (booked_case, document): (i64, i64), consent_sha256: &str) -> Result<LaterWork, postgres::Error> {
     let completed_case: i64 = db.query_one("SELECT min(id) FROM procedure_cases WHERE surgeon <> $1", &[&deleted_surgeon])?.get(0);
     let withdrawn_prescription: i64 = db
         .query_one("SELECT min(p.id) FROM prescriptions p JOIN procedure_cases c ON c.id = p.case_id WHERE c.surgeon <> $1", &[&deleted_surgeon])?
@@ -160,8 +168,8 @@ pub fn later_work(db: &mut postgres::Client, deleted_surgeon: &str, (booked_case
         &[&booked_case],
     )?;
     tx.execute(
-        "INSERT INTO documents (id, case_id, kind, storage_path, sha256) VALUES ($1, $2, 'consentement', 'legal_documents_signed/later/case-signed.pdf', md5('later'))",
-        &[&document, &booked_case],
+        "INSERT INTO documents (id, case_id, kind, storage_path, sha256) VALUES ($1, $2, 'consentement', $3, $4)",
+        &[&document, &booked_case, &later_consent_path(booked_case), &consent_sha256],
     )?;
     tx.execute("UPDATE procedure_cases SET status = 'done', report = 'completed after the mistake' WHERE id = $1", &[&completed_case])?;
     tx.execute("DELETE FROM prescriptions WHERE id = $1", &[&withdrawn_prescription])?;

@@ -9,35 +9,39 @@
 //! checked with `pg_amcheck`; a signed-documents store is backed up,
 //! restored and compared byte for byte. Every step is measured; nothing is
 //! left running.
+//!
+//! The demo runs the operations every interface runs (`reprise_ops`), on
+//! the plan it writes: a backup, a restore or a check here is the one
+//! `reprise backup` runs, and records the same entry in the evidence
+//! ledger. Only the throwaway server and the data are the demo's own
+//! (`reprise_postgres::cluster`, `medicapp`, `datasets`). It ends by
+//! verifying the ledger those operations wrote.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reprise_engine::backup::{BackupOptions, backup};
-use reprise_engine::cache::FilesCache;
-use reprise_engine::check::{CheckOptions, ReadData, check};
+use reprise_engine::check::ReadData;
 use reprise_engine::format::chunker::ChunkerParams;
 use reprise_engine::format::keys::KdfParams;
-use reprise_engine::restore::{RestoreOptions, restore};
-use reprise_engine::{CancelToken, NoProgress, Progress, Repository};
-use reprise_postgres::base::{BaseBackup, BaseBackupOptions, DEFAULT_BLOCK};
+use reprise_ops::backup::{BackupRequest, backup};
+use reprise_ops::drill::DrillRequest;
+use reprise_ops::postgres::{FetchCommand, RecoverRowsRequest, recover_rows};
+use reprise_ops::restore::{RestoreReport, RestoreRequest, restore};
+use reprise_ops::{CancelToken, Environment, OpsError, Settings, Silent, Verdict, Workspace};
 use reprise_postgres::cluster::{self, Cluster, OnDrop, PgBin};
-use reprise_postgres::restore::{PitrOptions, Target};
-use reprise_postgres::{rows, status, wal};
-use reprise_source_files::{FilesOptions, FilesSource};
+use reprise_postgres::{rows, wal};
 
 use crate::{datasets, medicapp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
+    /// An operation failed: its category decides the exit code.
     #[error("{0}")]
-    Engine(#[from] reprise_engine::Error),
+    Ops(#[from] OpsError),
     #[error("{0}")]
     Postgres(#[from] reprise_postgres::PgError),
-    #[error("{0}")]
-    Source(#[from] reprise_source_files::SourceError),
     #[error("demo data: {0}")]
     Io(#[from] std::io::Error),
     #[error("verification failed: {0}")]
@@ -78,6 +82,16 @@ pub struct DemoReport {
     pub documents_bytes: u64,
     pub documents_restore_ms: u64,
     pub files_verified: u64,
+    /// Entries the operations above recorded in the evidence ledger, and
+    /// whether `ledger verify` found every root and signature right.
+    pub ledger_entries: u64,
+    pub ledger_signatures: u64,
+    pub ledger_verified: bool,
+    /// The drill's stored record (`reprise drill show ID`), its RTO and
+    /// how many validations it ran (all passed, or the demo failed).
+    pub drill_id: Option<String>,
+    pub drill_rto_ms: u64,
+    pub drill_checks: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +140,34 @@ fn switch_and_wait_archived(db: &mut postgres::Client, timeout: Duration) -> Res
     }
 }
 
+/// Keeps the first `n` documents of the database, writes each as a signed
+/// PDF where its `storage_path` says (under `root`) and records its
+/// SHA-256. Returns how many and their bytes.
+fn sign_documents(db: &mut postgres::Client, root: &Path, maker: &mut datasets::SignedDocuments, n: usize) -> Result<(usize, u64), DemoError> {
+    let keep = i64::try_from(n).unwrap_or(i64::MAX);
+    db.execute("DELETE FROM documents WHERE id > $1", &[&keep]).map_err(|e| sql(&e))?;
+    let rows = db.query("SELECT id, kind, storage_path FROM documents ORDER BY id", &[]).map_err(|e| sql(&e))?;
+    let (mut ids, mut hashes, mut bytes) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()), 0u64);
+    for row in rows {
+        let (id, kind, path): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+        let k = datasets::SignedDocuments::KINDS.iter().position(|x| *x == kind).unwrap_or(0);
+        let body = maker.document(k);
+        let file = root.join(&path);
+        std::fs::create_dir_all(file.parent().unwrap_or(root))?;
+        std::fs::write(&file, &body)?;
+        bytes += body.len() as u64;
+        ids.push(id);
+        hashes.push(sha256_hex(&body));
+    }
+    db.execute("UPDATE documents d SET sha256 = v.h FROM unnest($1::bigint[], $2::text[]) AS v(id, h) WHERE d.id = v.id", &[&ids, &hashes]).map_err(|e| sql(&e))?;
+    Ok((ids.len(), bytes))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 fn count(db: &mut postgres::Client, query: &str) -> Result<i64, DemoError> {
     Ok(db.query_one(query, &[]).map_err(|e| sql(&e))?.get(0))
 }
@@ -157,7 +199,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
         ("archive_timeout".into(), "5s".into()),
         ("max_wal_size".into(), "1GB".into()),
     ])?;
-    live.wait_ready(Duration::from_secs(60))?;
+    live.wait_ready(Duration::from_mins(1))?;
     let mut admin = live.connect("postgres")?;
     admin.batch_execute("CREATE DATABASE medicapp").map_err(|e| sql(&e))?;
     let mut db = live.connect("medicapp")?;
@@ -166,66 +208,77 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     let db_bytes: i64 = db.query_one("SELECT pg_database_size('medicapp')", &[]).map_err(|e| sql(&e))?.get(0);
     steps.report.database_bytes = db_bytes as u64;
     let cases = count(&mut db, "SELECT count(*) FROM procedure_cases")?;
+    // The signed documents the database points to, written where
+    // `documents.storage_path` says with their SHA-256 recorded: what the
+    // drill checks is that the restored database and the restored
+    // documents agree.
+    let docs_root = workdir.join("medicapp");
+    let documents = docs_root.join("legal_documents_signed");
+    let mut maker = datasets::SignedDocuments::new(1);
+    let (written, doc_bytes) = sign_documents(&mut db, &docs_root, &mut maker, opts.documents)?;
+    steps.report.documents_bytes = doc_bytes;
     steps.done(
         "postgres",
         t,
-        format!("throwaway PostgreSQL with a MedicApp database: {} patients, {cases} procedure cases, {}", opts.scale * 1000, mib(db_bytes as u64)),
+        format!(
+            "throwaway PostgreSQL with a MedicApp database: {} patients, {cases} procedure cases, {}; the {written} signed PDFs it points to ({}) written with their SHA-256",
+            opts.scale * 1000,
+            mib(db_bytes as u64),
+            mib(doc_bytes)
+        ),
     );
     check_cancel()?;
 
-    // 2. Repository, write credential for the database host, plan.
+    // 2. Plan, repository, write credential for the database host.
     let t = Instant::now();
     let pass: String = blake3::hash(format!("{}{:?}", workdir.display(), std::time::SystemTime::now()).as_bytes()).to_hex()[..32].to_owned();
     std::fs::write(workdir.join("passphrase"), format!("{pass}\n"))?;
     std::fs::set_permissions(workdir.join("passphrase"), std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let backend = reprise_engine::backends::open(&repo_dir.display().to_string()).map_err(reprise_engine::Error::from)?;
-    let repo = Arc::new(Repository::init(backend, pass.as_bytes(), KdfParams::default(), ChunkerParams::default())?);
-    cluster::hand_over(&repo_dir, 0o755)?;
-    for entry in walk_dirs(&repo_dir) {
-        cluster::hand_over(&entry, 0o755)?;
-    }
-    // A write credential of its own (its own domain and signing key), whose
-    // public record the administrator endorses.
-    let writer = repo.new_credential()?;
-    std::fs::write(&credential, &*writer.to_write_credential().map_err(|e| reprise_engine::Error::InvalidArgument(e.to_string()))?)?;
-    repo.record_credential(&writer, "demo database host", None)?;
-    cluster::hand_over(&credential, 0o600)?;
-    let documents = workdir.join("medicapp/legal_documents_signed");
+    let plan_file = workdir.join("reprise.toml");
     std::fs::write(
-        workdir.join("reprise.toml"),
+        &plan_file,
         format!(
-            "# Written by `reprise demo`.\n[plan]\nname = \"MedicApp (demo)\"\n\n[repositories.primary]\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+            "# Written by `reprise demo`.\n[plan]\nname = \"MedicApp (demo)\"\n\n[settings]\ncache_dir = \"{}\"\n\n[repositories.primary]\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
              [components.medicapp-db]\ntype = \"postgres\"\nconnection = \"{}\"\ndata_directory = \"{}\"\n\n\
              [components.medicapp-db.objectives]\nrpo = \"1h\"\nrto = \"2h\"\npitr = \"7d\"\nretention = {{ daily = 30, weekly = 12, monthly = 12, yearly = 7 }}\n\n\
-             [components.signed-documents]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.signed-documents.objectives]\nrpo = \"15m\"\nrto = \"4h\"\nretain_for = \"20y\"\n",
+             [components.signed-documents]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.signed-documents.objectives]\nrpo = \"15m\"\nrto = \"4h\"\nretain_for = \"20y\"\n\n\
+             [tests.database]\ncomponents = [\"medicapp-db\"]\nevery = \"1mo\"\n\n[tests.documents]\ncomponents = [\"signed-documents\"]\nevery = \"3mo\"\n\n\
+             [drills.monthly]\ncomponents = [\"medicapp-db\", \"signed-documents\"]\ntarget = \"latest\"\nscratch = \"{}\"\nschedule = \"0 3 1 * *\"\ntimezone = \"Europe/Paris\"\nowner = \"Dr Claire Martin (demo)\"\n\n\
+             [[drills.monthly.sql]]\nlabel = \"Nombre de patients correct\"\ndatabase = \"medicapp\"\nquery = \"SELECT count(*) FROM patients\"\nequals = {}\n\n\
+             [[drills.monthly.sql]]\nlabel = \"Dossiers opératoires présents\"\ndatabase = \"medicapp\"\nquery = \"SELECT count(*) FROM procedure_cases\"\nat_least = {cases}\n\n\
+             [[drills.monthly.documents]]\nlabel = \"Documents signés référencés présents et intègres\"\ncomponent = \"signed-documents\"\ndatabase = \"medicapp\"\n\
+             query = \"SELECT storage_path, sha256 FROM documents ORDER BY signed_at DESC, id\"\nroot = \"{}\"\nnewest = 10\n",
+            workdir.join("cache").display(),
             repo_dir.display(),
             workdir.join("passphrase").display(),
             live.conn_string("medicapp"),
             live.data_dir.display(),
-            documents.display()
+            documents.display(),
+            workdir.join("scratch").display(),
+            opts.scale * 1000,
+            docs_root.display()
         ),
     )?;
-    steps.done("repository", t, format!("encrypted repository {} and plan {}; the database host archives WAL with a write-only credential", repo.id().short(), workdir.join("reprise.toml").display()));
+    // Every step below runs on this plan, as `reprise --plan` would.
+    let plan = reprise_plan::Plan::load(&plan_file).map_err(|e| DemoError::Verification(format!("the plan the demo wrote does not load: {e}")))?;
+    // Its own passphrase file wins over a REPRISE_PASSWORD the caller may have set.
+    let settings = Settings { password_file: Some(workdir.join("passphrase")), ..Settings::default() };
+    let ws = Workspace::new(Some(plan), settings, Environment::from_process());
+    let fetch: Arc<dyn FetchCommand> = Arc::new(DemoFetch { exe: opts.exe.clone(), plan: plan_file.clone() });
+    let created = reprise_ops::keys::init(&ws, KdfParams::default(), ChunkerParams::default(), reprise_engine::format::config::DEFAULT_PACK_SIZE)?;
+    // A write credential of its own (its own domain and signing key), whose
+    // public record the administrator endorses.
+    reprise_ops::keys::write_credential(&ws, &credential, "demo database host", None)?;
+    cluster::hand_over(&repo_dir, 0o755)?;
+    for entry in walk_dirs(&repo_dir) {
+        cluster::hand_over(&entry, 0o755)?;
+    }
+    cluster::hand_over(&credential, 0o600)?;
+    steps.done("repository", t, format!("encrypted repository {} and plan {}; the database host archives WAL with a write-only credential", &created.id[..8], plan_file.display()));
 
     // 3. Base backup.
     let t = Instant::now();
-    let source = BaseBackup::begin(
-        Arc::clone(&repo),
-        BaseBackupOptions {
-            component: "medicapp-db".into(),
-            connection: live.conn_string("postgres"),
-            password_env: None,
-            data_directory: Some(live.data_dir.clone()),
-            archive_timeout: Duration::from_secs(60),
-            block_size: DEFAULT_BLOCK,
-        },
-    )?;
-    let mut bopts = BackupOptions::new("medicapp-db", reprise_postgres::restore::KIND_BASE);
-    bopts.paths = vec![live.data_dir.display().to_string().into_bytes()];
-    bopts.files_cache = Some(FilesCache::path_for(&workdir.join("cache"), repo.id(), &bopts.host, "medicapp-db"));
-    bopts.cancel = cancel.clone();
-    let progress: Arc<dyn Progress> = Arc::new(NoProgress);
-    let base = backup(&repo, source, &bopts, &progress)?;
+    let base = backup(&ws, BackupRequest { component: Some("medicapp-db".into()), ..BackupRequest::default() }, &Silent, cancel)?.outcome;
     steps.report.base_backup_stored_bytes = base.header.summary.stored_bytes;
     steps.report.base_backup_ms = steps.done(
         "base backup",
@@ -259,10 +312,8 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     while Instant::now() < load_end && !cancel.is_cancelled() {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let conn = live.conn_string("postgres");
-    let measured = status::measure(&repo, "medicapp-db", Some(&status::Live { connection: &conn, password_env: None, data_directory: None }))?;
     // The RPO as `reprise status` judges it, not a figure of the demo's own.
-    let achieved_rpo = reprise_ops::status::postgres_status(measured, jiff::Timestamp::now()).rpo_seconds;
+    let achieved_rpo = reprise_ops::status::status(&ws, &["medicapp-db".to_owned()])?.first().and_then(|s| s.rpo_seconds);
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         l.join().expect("load thread").map_err(DemoError::Verification)?;
@@ -298,8 +349,12 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     db.batch_execute(&medicapp::load_transaction(999_999, u64::from(opts.scale) * 1000)).map_err(|e| sql(&e))?;
     // Legitimate work after the mistake, which recovery must keep: a case
     // booked, another surgeon's case completed, a prescription withdrawn.
-    let later = medicapp::later_work(&mut db, &surgeon, next_ids).map_err(|e| sql(&e))?;
-    switch_and_wait_archived(&mut db, Duration::from_secs(120))?;
+    let consent = maker.document(0);
+    let consent_file = docs_root.join(medicapp::later_consent_path(next_ids.0));
+    std::fs::create_dir_all(consent_file.parent().unwrap_or(&docs_root))?;
+    std::fs::write(&consent_file, &consent)?;
+    let later = medicapp::later_work(&mut db, &surgeon, next_ids, &sha256_hex(&consent)).map_err(|e| sql(&e))?;
+    switch_and_wait_archived(&mut db, Duration::from_mins(2))?;
     steps.done(
         "accident",
         t,
@@ -317,27 +372,22 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
 
     // 6. Repair what the accident did, and only that.
     let t = Instant::now();
-    let scratch = workdir.join("scratch");
-    let r = rows::recover_rows(
-        &repo,
-        &rows::RowRecoveryOptions {
+    let r = recover_rows(
+        &ws,
+        &RecoverRowsRequest {
             component: "medicapp-db".into(),
             // Children first on purpose: recover-rows orders by foreign keys.
             tables: vec!["documents".into(), "prescriptions".into(), "procedure_cases".into()],
-            at: Target::Time(at),
+            at: at.to_string(),
             until: None,
             predicate: None,
             conflicts: rows::ConflictChoice::Keep,
-            live: live.conn_string("medicapp"),
-            password_env: None,
-            database: "medicapp".into(),
+            database: Some("medicapp".into()),
             apply: true,
-            script: workdir.join("recover-procedure_cases.sql"),
-            scratch,
-            spool_fetch: spool_fetch(&opts.exe, "medicapp-db"),
-            bin: None,
-            cancel: cancel.clone(),
+            script: Some(workdir.join("recover-procedure_cases.sql")),
         },
+        &fetch,
+        cancel,
     )?;
     // Everything the accident removed is back, and the later work is kept.
     let now = totals(&mut db)?;
@@ -378,27 +428,11 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     let restored = workdir.join("pitr/data");
     std::fs::create_dir_all(workdir.join("pitr"))?;
     cluster::hand_over(&workdir.join("pitr"), 0o755)?;
-    let (out, c) = reprise_postgres::restore::restore(
-        &repo,
-        &PitrOptions {
-            component: "medicapp-db".into(),
-            target: Target::Time(at),
-            to: restored.clone(),
-            start: true,
-            delta: false,
-            tablespace_map: reprise_postgres::tablespaces::TablespaceMap::default(),
-            standalone_fetch: String::new(),
-            spool_fetch: spool_fetch(&opts.exe, "medicapp-db"),
-            bin: None,
-            threads: 0,
-            cancel: cancel.clone(),
-            keep_running: false,
-            settings: Vec::new(),
-            base: None,
-        },
-        &NoProgress,
-    )?;
-    let c = c.expect("started restore");
+    let request = RestoreRequest { what: "medicapp-db".into(), to: restored, at: Some(at.to_string()), start: true, ..RestoreRequest::default() };
+    let RestoreReport::Pitr(pitr) = restore(&ws, &request, &fetch, &Silent, cancel)? else {
+        return Err(DemoError::Verification("restoring medicapp-db did not restore a physical base backup".into()));
+    };
+    let (out, c) = (&pitr.outcome, pitr.cluster.as_ref().expect("a restore asked to start returns its server"));
     let mut then = c.connect("medicapp")?;
     let then_cases = count(&mut then, "SELECT count(*) FROM procedure_cases")?;
     if then_cases != before[0] {
@@ -415,21 +449,26 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
     if !amcheck.status.success() {
         return Err(DemoError::Verification(format!("pg_amcheck: {}", String::from_utf8_lossy(&amcheck.stdout).lines().next().unwrap_or("failed"))));
     }
-    drop(c);
+    let rto_ms = out.total_ms;
+    let (restore_ms, wal_segments, recovery_ms) = (out.restore_ms, out.wal_segments, out.recovery_ms);
+    // Stops the restored server before its files go.
+    drop(pitr);
     let _ = std::fs::remove_dir_all(workdir.join("pitr"));
-    steps.report.pitr_rto_ms = out.total_ms;
+    steps.report.pitr_rto_ms = rto_ms;
     steps.done(
         "PITR",
         t,
         format!(
             "database restored at {} and promoted in {:.1}s (files {:.1}s + replay of {} WAL segments {:.1}s; objective 2h); {then_cases} cases as then, pg_amcheck clean",
             at.strftime("%H:%M:%S"),
-            out.total_ms as f64 / 1000.0,
-            out.restore_ms as f64 / 1000.0,
-            out.wal_segments,
-            out.recovery_ms as f64 / 1000.0
+            rto_ms as f64 / 1000.0,
+            restore_ms as f64 / 1000.0,
+            wal_segments,
+            recovery_ms as f64 / 1000.0
         ),
     );
+    // The drill below restores the latest state: everything archived.
+    switch_and_wait_archived(&mut db, Duration::from_mins(2))?;
     drop(db);
     drop(admin);
     drop(live);
@@ -437,35 +476,81 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
 
     // 8. Signed documents.
     let t = Instant::now();
-    std::fs::create_dir_all(&documents)?;
-    let bytes = datasets::signed_documents(&documents, opts.documents, 1)?;
-    let src = FilesSource::new(std::slice::from_ref(&documents), &FilesOptions::default())?;
-    let mut fopts = BackupOptions::new("signed-documents", "files");
-    fopts.paths = vec![documents.display().to_string().into_bytes()];
-    fopts.cancel = cancel.clone();
-    let fb = backup(&repo, src, &fopts, &progress)?;
-    steps.report.documents_bytes = bytes;
+    let fb = backup(&ws, BackupRequest { component: Some("signed-documents".into()), ..BackupRequest::default() }, &Silent, cancel)?;
+    if let Some(e) = fb.failure() {
+        return Err(e.into());
+    }
+    let fb = fb.outcome;
     steps.done(
         "documents",
         t,
-        format!("{} signed PDFs ({}) backed up: {} stored", opts.documents, mib(bytes), mib(fb.header.summary.stored_bytes)),
+        format!("{} signed PDFs ({}) backed up: {} stored", fb.header.summary.files, mib(fb.header.summary.bytes), mib(fb.header.summary.stored_bytes)),
     );
     let t = Instant::now();
     let target = workdir.join("restored-documents");
-    let mut ropts = RestoreOptions::new(&target);
-    ropts.subpath = documents.strip_prefix("/").unwrap_or(&documents).display().to_string().into_bytes();
-    let ro = restore(&repo, &fb.id, &ropts, &NoProgress)?;
+    let sub = documents.strip_prefix("/").unwrap_or(&documents).display().to_string();
+    let restored = restore(&ws, &RestoreRequest { what: format!("{}:{sub}", fb.id.to_hex()), to: target.clone(), ..RestoreRequest::default() }, &fetch, &Silent, cancel)?;
+    if let Some(e) = restored.failure() {
+        return Err(e.into());
+    }
+    let RestoreReport::Files(ro) = restored else {
+        return Err(DemoError::Verification("restoring the documents' snapshot did not restore files".into()));
+    };
+    let ro = ro.outcome;
     let files = datasets::compare_trees(&documents, &target).map_err(DemoError::Verification)?;
     steps.report.files_verified = files;
     steps.report.documents_restore_ms = steps.done("restore", t, format!("{} documents restored and identical to the source, byte for byte ({} in {:.2}s)", files, mib(ro.bytes), ro.duration_ms as f64 / 1000.0));
 
     let t = Instant::now();
-    let chk = check(&repo, &CheckOptions { read_data: ReadData::All, cancel: cancel.clone() }, &NoProgress)?;
-    if !chk.ok() {
-        return Err(DemoError::Verification(format!("check found {} problems", chk.problems.len())));
+    let chk = reprise_ops::check::check(&ws, ReadData::All, &Silent, cancel)?;
+    if let Some(e) = chk.failure() {
+        return Err(e.into());
     }
+    let repo = ws.open(None)?;
     let view = wal::ArchiveView::load(&repo, "medicapp-db")?;
-    steps.done("check", t, format!("{} packs and {} archived WAL files read back and verified", chk.packs_read, view.files));
+    steps.done("check", t, format!("{} packs and {} archived WAL files read back and verified", chk.report.packs_read, view.files));
+
+    // 9. The monthly restore drill of the plan, as `reprise drill run monthly`.
+    let t = Instant::now();
+    let drill = reprise_ops::drill::run(&ws, &DrillRequest { name: "monthly".into(), scratch: None }, &fetch, &Silent, cancel)?;
+    if let Some(e) = drill.failure() {
+        return Err(e.into());
+    }
+    let r = &drill.record;
+    let checks = r.validations.len();
+    let referenced = r.validations.iter().find(|v| v.kind == "documents-referenced").and_then(|v| v.measured.clone()).unwrap_or_default();
+    steps.report.drill_id = Some(drill.id.to_hex());
+    steps.report.drill_rto_ms = r.rto_ms;
+    steps.report.drill_checks = checks as u64;
+    steps.done(
+        "drill",
+        t,
+        format!(
+            "drill 'monthly' passed: database (latest) and documents restored into a private scratch copy, RTO {:.1}s (objectives 2h and 4h); {checks} checks passed (patient count, cases, the newest documents, all {referenced} documents the restored database references present with their SHA-256, pg_amcheck, packs read back); scratch copy removed; record {} stored encrypted and signed",
+            r.rto_ms as f64 / 1000.0,
+            drill.id.short()
+        ),
+    );
+    check_cancel()?;
+
+    // 10. What the operations above recorded, verified as an auditor would.
+    let t = Instant::now();
+    let ledger = reprise_ops::ledger::open(&ws, &repo, reprise_ops::ledger::keys(&repo)?, reprise_ops::ledger::Purpose::Read)?;
+    let verified = ledger.verify().map_err(OpsError::from)?;
+    if verified.tampered() || verified.ledgers.is_empty() {
+        return Err(DemoError::Verification(format!("ledger verify: {} ledger(s), tampering found: {}", verified.ledgers.len(), verified.tampered())));
+    }
+    steps.report.ledger_entries = verified.ledgers.iter().map(|l| l.size).sum();
+    steps.report.ledger_signatures = verified.ledgers.iter().map(|l| l.signatures).sum();
+    steps.report.ledger_verified = true;
+    steps.done(
+        "ledger",
+        t,
+        format!(
+            "{} entries recorded by the operations above (repository, credential, backups, recover-rows, restores, check, drill); `ledger verify`: every root recomputed, {} signatures verified",
+            steps.report.ledger_entries, steps.report.ledger_signatures
+        ),
+    );
     Ok(steps.report)
 }
 
@@ -485,12 +570,29 @@ fn walk_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The `restore_command` of a restore this demo starts: this executable,
-/// asking the demo's process through the spool.
-fn spool_fetch(exe: &Path, component: &str) -> reprise_postgres::restore::SpoolFetch {
-    let exe = cluster::shell_quote(&exe.display().to_string());
-    let component = cluster::shell_quote(component);
-    reprise_postgres::restore::SpoolFetch(Arc::new(move |spool: &Path| {
-        format!("{exe} wal-fetch --spool {} --spool-only {component} %f %p", cluster::shell_quote(&spool.display().to_string()))
-    }))
+/// How the servers this demo starts call back into this executable for
+/// WAL: with the demo's plan, as `reprise --plan` would.
+struct DemoFetch {
+    exe: PathBuf,
+    plan: PathBuf,
+}
+
+impl FetchCommand for DemoFetch {
+    fn standalone(&self, component: &str) -> String {
+        format!(
+            "{} --plan {} wal-fetch {} %f %p",
+            cluster::shell_quote(&self.exe.display().to_string()),
+            cluster::shell_quote(&self.plan.display().to_string()),
+            cluster::shell_quote(component)
+        )
+    }
+
+    fn spool_only(&self, spool: &Path, component: &str) -> String {
+        format!(
+            "{} wal-fetch --spool {} --spool-only {} %f %p",
+            cluster::shell_quote(&self.exe.display().to_string()),
+            cluster::shell_quote(&spool.display().to_string()),
+            cluster::shell_quote(component)
+        )
+    }
 }

@@ -218,6 +218,25 @@ pub fn restore_postgres(component: &str, snapshot: Option<Id>, base_backup: Opti
     e
 }
 
+/// `recover-rows`: rows of the live database put back from two scratch
+/// restores, a restore whose target is the live database (`refs.kind =
+/// "rows"`). Counts only: table names and row values stay out of the
+/// ledger.
+#[must_use]
+pub fn recover_rows(component: &str, r: &reprise_postgres::rows::RowRecovery) -> Entry {
+    Entry::new(Operation::Restore)
+        .component(component)
+        .reference("kind", "rows")
+        .reference("target", &r.at)
+        .count("tables", r.tables.len() as u64)
+        .count("repaired", r.repaired())
+        .count("conflicts", r.conflicts())
+        .count("rows_written", r.rows_written)
+        .count("statements_skipped", r.statements_skipped)
+        .count("applied", u64::from(r.applied))
+        .outcome(if r.conflicts() == 0 { Outcome::Ok } else { Outcome::Problems })
+}
+
 #[must_use]
 pub fn forget(o: &ForgetOutcome, wal: Option<&WalExpiry>) -> Entry {
     let mut e = Entry::new(Operation::Forget)

@@ -255,5 +255,9 @@ pub fn recover_rows(ws: &Workspace, request: &RecoverRowsRequest, fetch: &Arc<dy
         bin: pg.bin_dir.clone(),
         cancel: cancel.clone(),
     };
-    Ok(rows::recover_rows(&repo, &opts)?)
+    let recovery = rows::recover_rows(&repo, &opts)?;
+    // It read patient rows out of the backups and, with --apply, wrote
+    // into the live database: recorded like every restore.
+    crate::ledger::record(ws, &repo, &crate::ledger::recover_rows(&c.name, &recovery))?;
+    Ok(recovery)
 }

@@ -152,6 +152,9 @@ pub struct Cluster {
     pub log_file: PathBuf,
     /// A folder that holds everything of a scratch cluster, removed with it.
     pub root: Option<PathBuf>,
+    /// `socket_dir` when it had to be made under `/tmp` (see
+    /// `socket_dir_in`), removed once the server is stopped.
+    short_socket_dir: Option<PathBuf>,
     pub on_drop: OnDrop,
     running: bool,
 }
@@ -159,11 +162,11 @@ pub struct Cluster {
 impl Cluster {
     /// Describes an existing data directory (not started).
     pub fn existing(bin: PgBin, data_dir: &Path, work: &Path, on_drop: OnDrop) -> Result<Cluster> {
-        let socket_dir = work.join("socket");
-        std::fs::create_dir_all(&socket_dir).map_err(|e| PgError::io(&socket_dir, e))?;
+        let (socket_dir, short) = socket_dir_in(work)?;
         hand_over(&socket_dir, 0o700)?;
         let log_file = work.join("postgresql.log");
-        Ok(Cluster { bin, data_dir: data_dir.to_path_buf(), port: free_port()?, socket_dir, log_file, root: None, on_drop, running: false })
+        let short_socket_dir = short.then(|| socket_dir.clone());
+        Ok(Cluster { bin, data_dir: data_dir.to_path_buf(), port: free_port()?, socket_dir, log_file, root: None, short_socket_dir, on_drop, running: false })
     }
 
     /// Creates a fresh cluster in `root/data` with `initdb` (trust
@@ -319,6 +322,25 @@ pub(crate) fn append_file(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest socket path a server can listen on: `sun_path` holds 108
+/// bytes with the closing NUL (PostgreSQL refuses longer ones with "could
+/// not create any Unix-domain sockets").
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Where a cluster working in `work` listens: `work/socket`, unless the
+/// socket's full path (`.s.PGSQL.<port>`) would be too long — a drill's
+/// scratch folder or a restore target can be deep — then a private folder
+/// made under `/tmp` (true in the second value: remove it after).
+fn socket_dir_in(work: &Path) -> Result<(PathBuf, bool)> {
+    let socket_dir = work.join("socket");
+    if socket_dir.join(".s.PGSQL.65535").as_os_str().len() <= MAX_SOCKET_PATH {
+        std::fs::create_dir_all(&socket_dir).map_err(|e| PgError::io(&socket_dir, e))?;
+        return Ok((socket_dir, false));
+    }
+    let short = tempfile::Builder::new().prefix("reprise-pg-").tempdir_in("/tmp").map_err(|e| PgError::io("/tmp", e))?;
+    Ok((short.keep(), true))
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         match self.on_drop {
@@ -333,5 +355,28 @@ impl Drop for Cluster {
                 }
             }
         }
+        // A server left running keeps its socket folder.
+        if self.on_drop != OnDrop::Detach
+            && let Some(dir) = &self.short_socket_dir
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deep_work_folder_gets_a_short_socket_folder_a_drill_in_a_long_scratch_path_could_not_start() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (near, short) = socket_dir_in(tmp.path()).expect("socket dir");
+        assert!(!short && near == tmp.path().join("socket") && near.is_dir());
+        let deep = tmp.path().join("a-scratch-folder-of-a-drill-somewhere-deep").join("x".repeat(60));
+        let (far, short) = socket_dir_in(&deep).expect("socket dir");
+        assert!(short && far.starts_with("/tmp") && far.is_dir(), "{}", far.display());
+        assert!(far.join(".s.PGSQL.65535").as_os_str().len() <= MAX_SOCKET_PATH);
+        std::fs::remove_dir(&far).expect("remove");
     }
 }

@@ -527,6 +527,7 @@ pub fn fetch_from_spool(spool: &Path, file: &str, dest: &Path, timeout: Duration
     let want = spool.join(format!("{file}.want"));
     let deadline = Instant::now() + timeout;
     let mut asked = false;
+    let mut next_look = Instant::now();
     loop {
         let ready = spool.join(file);
         if ready.exists() {
@@ -551,8 +552,27 @@ pub fn fetch_from_spool(spool: &Path, file: &str, dest: &Path, timeout: Duration
         if asked && !spool.is_dir() {
             return Err(PgError::Invalid(format!("{file}: the spool {} is gone: the restore that asked for it was stopped", spool.display())));
         }
+        // The restore was killed (SIGKILL, a crash) and its folder stayed:
+        // nobody will answer either, and the server would wait for 30
+        // minutes, then end recovery where it is.
+        if asked && Instant::now() >= next_look {
+            next_look = Instant::now() + Duration::from_secs(1);
+            if let Some(pid) = spool_server_gone(spool) {
+                return Err(PgError::Invalid(format!("{file}: the restoring process (PID {pid}) that served {} is gone", spool.display())));
+            }
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// The file in a spool naming the process that serves it.
+const SPOOL_SERVER_PID: &str = "server.pid";
+
+/// The PID of the spool's server when that process no longer exists.
+/// Another account's live process answers EPERM, which counts as alive.
+fn spool_server_gone(spool: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(spool.join(SPOOL_SERVER_PID)).ok()?.trim().parse().ok()?;
+    (nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)).then_some(pid)
 }
 
 /// Removes what `dir` holds, keeping the folder itself.
@@ -581,6 +601,8 @@ struct SpoolServer {
 
 impl SpoolServer {
     fn start(repo: Arc<Repository>, component: String, spool: PathBuf) -> SpoolServer {
+        // Who answers: `wal-fetch --spool-only` gives up when this process is gone.
+        let _ = std::fs::write(spool.join(SPOOL_SERVER_PID), std::process::id().to_string());
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let failure = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
@@ -897,5 +919,26 @@ mod target_tests {
         assert!(!lines.contains("recovery_target_inclusive"), "inclusive is PostgreSQL's default: a commit at the target time is replayed");
         let lines = recovery_lines(&Target::Lsn("0/3000060".parse().expect("lsn")), "true");
         assert!(lines.contains("recovery_target_lsn = '0/3000060'"), "{lines}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_whose_restoring_process_was_killed_is_given_up_a_killed_drill_left_its_server_waiting() {
+        let spool = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("wait");
+        std::fs::write(spool.path().join(SPOOL_SERVER_PID), dead.to_string()).expect("pid file");
+        let t = Instant::now();
+        let err = fetch_from_spool(spool.path(), "000000010000000000000001", &spool.path().join("out"), Duration::from_secs(60)).expect_err("nobody answers");
+        assert!(err.to_string().contains(&format!("(PID {dead})")) && err.to_string().contains("is gone"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(5), "gave up after {:?}", t.elapsed());
+        // A live server (this process) is waited for.
+        std::fs::write(spool.path().join(SPOOL_SERVER_PID), std::process::id().to_string()).expect("pid file");
+        assert_eq!(spool_server_gone(spool.path()), None);
     }
 }

@@ -58,7 +58,10 @@ pub(crate) fn bar_chart(chart: &Chart) -> String {
     for (i, b) in chart.bars.iter().enumerate() {
         let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;
         let value = if b.value.is_finite() { b.value } else { 0.0 };
-        let top_y = y(value);
+        // At least a pixel high: a drill of seconds against an objective of
+        // hours is still a bar, and a zero-height rect is invalid to SVG
+        // renderers (the PDF's warns "invalid 'height' value").
+        let top_y = y(value).min(TOP + plot_h - 1.0);
         let colour = if b.failed { "#c0392b" } else { "#2e86c1" };
         let _ = write!(s, r#"<rect x="{x:.1}" y="{top_y:.1}" width="{bar_w:.1}" height="{:.1}" fill="{colour}"><title>{}: {} {}</title></rect>"#, TOP + plot_h - top_y, xml(&b.label), trim_float(value), xml(&chart.unit));
         let _ = write!(s, r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#222">{}</text>"##, x + bar_w / 2.0, top_y - 3.0, trim_float(value));
