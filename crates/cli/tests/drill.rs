@@ -436,6 +436,11 @@ fn drill_targets_restore_within_the_reach_and_failures_are_recorded() {
         )
     };
     plan.push_str(&format!("\n[components.never]\ntype = \"files\"\npaths = [\"{}\"]\n", env.path("never").display()));
+    plan.push_str(&format!(
+        "\n[components.packdocs]\ntype = \"files\"\npaths = [\"{}\"]\n\n[drills.packread]\ncomponents = [\"packdocs\"]\nscratch = \"{}\"\n",
+        env.path("packdocs").display(),
+        scratch.display()
+    ));
     for (name, target, extra) in [("random", "random:7d", ""), ("offset", "offset:2s", ""), ("amcheck", "latest", ""), ("unrestorable", "latest", ", \"never\""), ("unwritable", "latest", "")] {
         plan.push_str(&one(name, target, extra));
     }
@@ -496,6 +501,49 @@ fn drill_targets_restore_within_the_reach_and_failures_are_recorded() {
     let history = env.ok(&["drill", "history", "unwritable"]);
     assert!(history.contains("has no record yet"), "nothing recorded: {history}");
 
+    // A pack the restore used, damaged where the restore does not read:
+    // the restore succeeds, the read of the packs it used fails the drill.
+    // `keep.txt` is stored once, in the first backup's data pack, beside
+    // the first version of `change.bin` (16 KiB); the second backup stores
+    // a new `change.bin` and reuses `keep.txt`'s blob from that pack.
+    // Damage a third into the pack lands in the old `change.bin`, which
+    // the restore never reads.
+    let folder = env.path("packdocs");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(folder.join("keep.txt"), "kept from the first backup").expect("write");
+    let noise = |seed: u64| -> Vec<u8> {
+        let mut x = seed;
+        (0..16 << 10).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        }).collect()
+    };
+    std::fs::write(folder.join("change.bin"), noise(1)).expect("write");
+    let packs = || common::pg::walk(&env.repo.join("data")).into_iter().filter(|p| p.is_file()).collect::<std::collections::BTreeSet<_>>();
+    let before = packs();
+    env.ok(&["backup", "packdocs"]);
+    let first: Vec<PathBuf> = packs().difference(&before).cloned().collect();
+    std::fs::write(folder.join("change.bin"), noise(2)).expect("write");
+    env.ok(&["backup", "packdocs"]);
+    // Its largest pack is the data pack (the other holds the trees).
+    let old = first.iter().max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).expect("the first backup wrote a pack");
+    let mut bytes = std::fs::read(old).expect("pack");
+    let third = bytes.len() / 3;
+    bytes[third] ^= 0xff;
+    std::fs::write(old, &bytes).expect("damage the pack");
+    let out = env.reprise(&["--json", "drill", "run", "packread"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{stderr}");
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(failed["failure"].is_null(), "the restore itself worked: {failed:#}");
+    let read = failed["validations"].as_array().expect("validations").iter().find(|v| v["kind"] == "read-data").expect("read-data ran");
+    let pack_name = old.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(read["outcome"] == "fail" && read["detail"].as_str().is_some_and(|d| d.contains(pack_name)), "{read}");
+    eprintln!("read-data: {read}");
+    assert!(left_in(&scratch).is_empty(), "scratch left: {:?}", left_in(&scratch));
+
     // A btree index corrupted on disk before the backup: the restore works,
     // `pg_amcheck` finds it, the drill fails naming it.
     let file = env.cluster().data_dir.join(env.one("SELECT pg_relation_filepath('amcheck_probe_pkey')"));
@@ -512,6 +560,7 @@ fn drill_targets_restore_within_the_reach_and_failures_are_recorded() {
     let check = failed["validations"].as_array().expect("validations").iter().find(|v| v["kind"] == "amcheck").expect("amcheck ran");
     assert_eq!(check["outcome"], "fail", "{check}");
     assert!(check["detail"].as_str().is_some_and(|d| d.contains("amcheck_probe_pkey")), "{check}");
+    eprintln!("amcheck: {check}");
     assert!(stderr.contains("pg_amcheck"), "{stderr}");
     assert_eq!(validation(&failed, "Patients")["outcome"], "pass", "only the index is wrong");
     assert!(left_in(&scratch).is_empty(), "scratch left: {:?}", left_in(&scratch));
