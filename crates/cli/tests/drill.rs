@@ -435,12 +435,13 @@ fn drill_targets_restore_within_the_reach_and_failures_are_recorded() {
             name == "amcheck"
         )
     };
-    plan.push_str(&format!("\n[components.never]\ntype = \"files\"\npaths = [\"{}\"]\n", env.path("never").display()));
-    plan.push_str(&format!(
+    let _ = write!(plan, "\n[components.never]\ntype = \"files\"\npaths = [\"{}\"]\n", env.path("never").display());
+    let _ = write!(
+        plan,
         "\n[components.packdocs]\ntype = \"files\"\npaths = [\"{}\"]\n\n[drills.packread]\ncomponents = [\"packdocs\"]\nscratch = \"{}\"\n",
         env.path("packdocs").display(),
         scratch.display()
-    ));
+    );
     for (name, target, extra) in [("random", "random:7d", ""), ("offset", "offset:2s", ""), ("amcheck", "latest", ""), ("unrestorable", "latest", ", \"never\""), ("unwritable", "latest", "")] {
         plan.push_str(&one(name, target, extra));
     }
@@ -531,7 +532,7 @@ fn drill_targets_restore_within_the_reach_and_failures_are_recorded() {
     std::fs::write(folder.join("change.bin"), noise(2)).expect("write");
     env.ok(&["backup", "packdocs"]);
     // Its largest pack is the data pack (the other holds the trees).
-    let old = first.iter().max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).expect("the first backup wrote a pack");
+    let old = first.iter().max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len())).expect("the first backup wrote a pack");
     let mut bytes = std::fs::read(old).expect("pack");
     let third = bytes.len() / 3;
     bytes[third] ^= 0xff;

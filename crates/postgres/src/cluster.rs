@@ -108,6 +108,7 @@ pub fn stop_all() {
 /// about to be removed. Signals only the process whose working directory
 /// is `data` (a postmaster works from its data directory), never one that
 /// merely reuses a stale PID. Waits up to `wait`; says whether none runs.
+#[must_use]
 pub fn stop_orphan(data: &Path, wait: Duration) -> bool {
     use nix::sys::signal::{Signal, kill};
     let Ok(text) = std::fs::read_to_string(data.join("postmaster.pid")) else { return true };

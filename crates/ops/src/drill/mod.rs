@@ -609,6 +609,7 @@ mod tests {
     /// end of the archived WAL, so a drill failed for its draw (recovery
     /// cannot reach a point the archive does not hold yet).
     #[test]
+    #[allow(clippy::duration_suboptimal_units, reason = "the plan's 7d and 60s, as written")]
     fn random_targets_stay_within_the_reach() {
         let now: jiff::Timestamp = "2026-11-26T12:00:00Z".parse().expect("time");
         let oldest: jiff::Timestamp = "2026-11-26T11:00:00Z".parse().expect("time");
