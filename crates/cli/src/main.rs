@@ -38,6 +38,11 @@ fn main() -> ExitCode {
             if hits > 1 {
                 errln!("reprise: interrupted again, stopping the servers it started and exiting now");
                 reprise_postgres::cluster::stop_all();
+                // No destructor runs on this exit: a drill's restored copy
+                // (health data) is removed here or it would linger.
+                for p in reprise_ops::drill::remove_scratch_now() {
+                    errln!("reprise: removed the drill's scratch copy {}", p.display());
+                }
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
             errln!("reprise: interrupting: finishing what is in flight (Ctrl-C again to stop at once)");

@@ -25,7 +25,7 @@
 //!    skipped, and each source pack holding a missing blob is copied whole.
 //!
 //! **Durability order on the destination: packs, then the index files
-//! naming them, then WAL, then holds, then snapshots.** An interrupted copy
+//! naming them, then WAL, then holds, then snapshots, then drill records.** An interrupted copy
 //! leaves only unreferenced objects; running it again resumes (packs left
 //! unindexed are adopted from their own directories and indexed, objects
 //! already there are skipped by name).
@@ -240,6 +240,9 @@ pub struct CopyReport {
     pub wal_present: usize,
     pub wal_bytes: u64,
     pub holds_copied: usize,
+    /// Drill records (`drills/`) sent, and already there.
+    pub drills_copied: usize,
+    pub drills_present: usize,
     /// Every object written, and the bytes they hold.
     pub objects_copied: usize,
     pub bytes_copied: u64,
@@ -859,6 +862,11 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     if let Some(last) = report.snapshots_copied.last() {
         crate::prune::verify_after_commit(&dst, last, &at_risk)?;
     }
+
+    // 6. Drill records: the evidence that the backups restore goes
+    // off-site with them. Only records the source's administrator signed,
+    // byte for byte (write-once, content-named: a second copy skips them).
+    copy_drills(src, backend, &mut report)?;
     report.objects_skipped += report.snapshots_present + report.packs_present;
     report.damage.sort();
     report.damage.dedup();
@@ -866,6 +874,39 @@ pub fn execute(src: &Repository, dst: Destination, mut plan: CopyPlan, wal: &[Wa
     report.snapshots_held_back.dedup();
     report.duration_ms = clock.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Sends the drill records the destination lacks (step 6 of [`execute`]).
+fn copy_drills(src: &Repository, backend: &dyn Backend, report: &mut CopyReport) -> Result<()> {
+    let there: HashSet<String> = backend.list(ObjectKind::Drill)?.into_iter().map(|o| o.name).collect();
+    let (records, untrusted) = crate::drills::list(src)?;
+    for (object, why) in untrusted {
+        if !object.rsplit('/').next().is_some_and(|n| there.contains(n)) {
+            report.ignored.push(problem(object, format!("not copied: {why}")));
+        }
+    }
+    for (id, _) in records {
+        let name = id.to_hex();
+        if there.contains(&name) {
+            report.drills_present += 1;
+            report.objects_skipped += 1;
+            continue;
+        }
+        match read_verified(src, ObjectKind::Drill, &name)? {
+            Ok(bytes) => {
+                if create_once(backend, ObjectKind::Drill, &name, &bytes)? {
+                    report.drills_copied += 1;
+                    report.objects_copied += 1;
+                    report.bytes_copied += bytes.len() as u64;
+                } else {
+                    report.drills_present += 1;
+                    report.objects_skipped += 1;
+                }
+            }
+            Err(p) => report.damage.push(p),
+        }
+    }
+    Ok(())
 }
 
 /// The domain of a source WAL object the source trusts, or why it is not

@@ -2,8 +2,8 @@
 //! (`drills/<id>`, docs/FORMAT.md section 18).
 //!
 //! Kept in the repository rather than beside it, so that the evidence
-//! stays with the backups it proves (`copy` does not send `drills/` yet:
-//! that is the next step to carry it off-site), and write-once like
+//! stays with the backups it proves (`copy` carries it off-site with
+//! them, `copy::execute` step 6), and write-once like
 //! every object: a failed drill cannot be rewritten into a passed one.
 //! Only the administrator signs them (a drill restores patient data, which
 //! only a full-access key may do); a record signed by anyone else is

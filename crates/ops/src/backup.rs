@@ -235,6 +235,22 @@ fn base_options(name: &str, pg: &PostgresPlan) -> BaseBackupOptions {
     }
 }
 
+/// The queries of the drill checks that compare with a value recorded at
+/// backup time (`recorded = ...`) on `component`, each once.
+fn recorded_queries(ws: &Workspace, component: &str) -> Vec<reprise_postgres::recorded::RecordQuery> {
+    let mut out: Vec<reprise_postgres::recorded::RecordQuery> = Vec::new();
+    let Some(plan) = ws.plan_if_any() else { return out };
+    for check in plan.drills.values().flat_map(|d| &d.sql) {
+        if check.component == component && matches!(check.expect, reprise_plan::drill::Expectation::Recorded(_)) {
+            let q = reprise_postgres::recorded::RecordQuery { database: check.database.clone(), query: check.query.clone() };
+            if !out.contains(&q) {
+                out.push(q);
+            }
+        }
+    }
+    out
+}
+
 /// `backup COMPONENT` for a PostgreSQL component: a base backup (physical)
 /// or a dump (logical).
 fn backup_postgres(ws: &Workspace, c: &ComponentPlan, pg: &PostgresPlan, mut opts: BackupOptions, observer: &dyn Observer, cancel: &CancelToken) -> Result<BackupOutcome> {
@@ -243,7 +259,8 @@ fn backup_postgres(ws: &Workspace, c: &ComponentPlan, pg: &PostgresPlan, mut opt
     opts.cancel = cancel.clone();
     match pg.mode {
         PostgresMode::Physical => {
-            let source = BaseBackup::begin(Arc::clone(&repo), base_options(&c.name, pg))?;
+            let mut source = BaseBackup::begin(Arc::clone(&repo), base_options(&c.name, pg))?;
+            source.record_values(recorded_queries(ws, &c.name));
             opts.kind = pitr::KIND_BASE.into();
             opts.paths = vec![source.info.data_directory.display().to_string().into_bytes()];
             opts.files_cache = Some(FilesCache::path_for(&ws.cache_dir(), repo.id(), &opts.host, &c.name));

@@ -96,6 +96,21 @@ pub enum Expectation {
     Within { value: f64, ratio: f64 },
     /// The query returns no rows (an orphan, a broken invariant).
     NoRows,
+    /// Compared with the answer the live database gave when the restored
+    /// base backup was taken (`reprise backup` records it).
+    Recorded(RecordedRule),
+}
+
+/// How a restored value compares with the one recorded at backup time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedRule {
+    /// Not below it: for what only grows (patients, signed documents),
+    /// since the restore point is at or after the recording.
+    AtLeast,
+    /// The same: for what must not change once recorded (a closed month's
+    /// total), or a database nobody writes to between the backup and the
+    /// restore point.
+    Equal,
 }
 
 impl std::fmt::Display for Expectation {
@@ -105,6 +120,8 @@ impl std::fmt::Display for Expectation {
             Expectation::AtLeast(v) => write!(f, "≥ {v}"),
             Expectation::Within { value, ratio } => write!(f, "{value} ± {}%", ratio * 100.0),
             Expectation::NoRows => f.write_str("0 rows"),
+            Expectation::Recorded(RecordedRule::AtLeast) => f.write_str("≥ the value recorded at backup time"),
+            Expectation::Recorded(RecordedRule::Equal) => f.write_str("= the value recorded at backup time"),
         }
     }
 }
@@ -170,6 +187,8 @@ struct RawSql {
     within: Option<RawWithin>,
     #[serde(default)]
     no_rows: Option<bool>,
+    #[serde(default)]
+    recorded: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -271,14 +290,23 @@ pub(crate) fn parse(cx: &mut Ctx<'_>, plan: &mut Plan, raw: BTreeMap<String, Spa
             let at = s.span().start;
             let s = s.into_inner();
             let component = pg_component(cx, s.component.as_ref(), at, "an SQL check");
-            let given = [s.equals.is_some(), s.at_least.is_some(), s.within.is_some(), s.no_rows == Some(true)].iter().filter(|b| **b).count();
+            let given = [s.equals.is_some(), s.at_least.is_some(), s.within.is_some(), s.no_rows == Some(true), s.recorded.is_some()].iter().filter(|b| **b).count();
             if given != 1 {
-                cx.at(at, format!("SQL check '{}' of drill '{name}' needs exactly one expectation", s.label), "set one of equals = N, at_least = N, within = { value = N, ratio = 0.05 }, no_rows = true");
+                cx.at(at, format!("SQL check '{}' of drill '{name}' needs exactly one expectation", s.label), "set one of equals = N, at_least = N, within = { value = N, ratio = 0.05 }, no_rows = true, recorded = \"at_least\"");
             }
-            let expect = match (s.equals, s.at_least, s.within, s.no_rows) {
+            let recorded = s.recorded.as_ref().map(|r| match r.get_ref().as_str() {
+                "at_least" => RecordedRule::AtLeast,
+                "equal" => RecordedRule::Equal,
+                other => {
+                    cx.at(r.span().start, format!("SQL check '{}': recorded = \"{other}\" is not a rule", s.label), "write recorded = \"at_least\" (the value only grows) or recorded = \"equal\" (it must not change)");
+                    RecordedRule::AtLeast
+                }
+            });
+            let expect = match (s.equals, s.at_least, s.within, recorded) {
+                (.., Some(rule)) => Expectation::Recorded(rule),
                 (Some(v), ..) => Expectation::Equals(v),
                 (_, Some(v), ..) => Expectation::AtLeast(v),
-                (_, _, Some(w), _) => {
+                (_, _, Some(w), None) => {
                     if !(0.0..=1.0).contains(&w.ratio) {
                         cx.at(at, format!("SQL check '{}': ratio {} is not between 0 and 1", s.label, w.ratio), "write the tolerance as a fraction: 0.05 for 5 %");
                     }
@@ -480,6 +508,34 @@ root = "srv"
             assert!(text.iter().any(|t| t.contains(want)), "no diagnostic says {want:?}: {text:#?}");
         }
         assert!(d.iter().all(|x| x.line > 1 && !x.fix.is_empty()), "{text:#?}");
+    }
+
+    #[test]
+    fn a_check_against_the_value_recorded_at_backup_time() {
+        let plan = parse(
+            r#"
+[drills.m]
+components = ["db"]
+
+[[drills.m.sql]]
+label = "Patients"
+query = "SELECT count(*) FROM patients"
+recorded = "at_least"
+
+[[drills.m.sql]]
+label = "Checksum"
+query = "SELECT md5(string_agg(id::text, ',')) FROM closed_months"
+recorded = "equal"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let d = &plan.drills["m"];
+        assert_eq!(d.sql[0].expect, Expectation::Recorded(RecordedRule::AtLeast));
+        assert_eq!(d.sql[1].expect, Expectation::Recorded(RecordedRule::Equal));
+        let Err(PlanError::Invalid(d)) = parse("[drills.m]\ncomponents = [\"db\"]\n[[drills.m.sql]]\nlabel = \"x\"\nquery = \"SELECT 1\"\nrecorded = \"more\"\n") else { panic!("accepted") };
+        assert!(d.iter().any(|x| x.to_string().contains("recorded = \"more\" is not a rule") && x.fix.contains("at_least")), "{d:?}");
+        let Err(PlanError::Invalid(d)) = parse("[drills.m]\ncomponents = [\"db\"]\n[[drills.m.sql]]\nlabel = \"x\"\nquery = \"SELECT 1\"\nrecorded = \"equal\"\nequals = 1\n") else { panic!("accepted") };
+        assert!(d.iter().any(|x| x.to_string().contains("exactly one expectation")), "{d:?}");
     }
 
     #[test]

@@ -298,6 +298,9 @@ pub struct BaseBackup {
     data_walker: Option<Walker>,
     queue: VecDeque<SourceEvent>,
     barrier: Option<mpsc::Receiver<()>>,
+    /// Drill checks answered just before `pg_backup_stop` ([`crate::recorded`]).
+    record: Vec<crate::recorded::RecordQuery>,
+    recorded: Option<crate::recorded::Recorded>,
 }
 
 impl std::fmt::Debug for BaseBackup {
@@ -323,7 +326,13 @@ impl BaseBackup {
         if !tablespaces.is_empty() {
             queue.push_back(SourceEvent::EnterDir(virtual_dir("tablespaces")));
         }
-        Ok(BaseBackup { client: Some(client), repo, opts, info, tablespaces, config_files, phase: Phase::Tablespaces(0), walker: None, data_walker: None, queue, barrier: None })
+        Ok(BaseBackup { client: Some(client), repo, opts, info, tablespaces, config_files, phase: Phase::Tablespaces(0), walker: None, data_walker: None, queue, barrier: None, record: Vec::new(), recorded: None })
+    }
+
+    /// Answers these drill checks' queries at backup time, into the
+    /// snapshot's sealed body ([`crate::recorded`]).
+    pub fn record_values(&mut self, queries: Vec<crate::recorded::RecordQuery>) {
+        self.record = queries;
     }
 
     fn label(&mut self, key: &str, value: impl ToString) {
@@ -370,6 +379,11 @@ impl BaseBackup {
         self.label("segment_size", seg);
         self.label("data_directory", info.data_directory.display());
         self.label("tablespaces", self.tablespaces.iter().map(|(oid, _)| oid.to_string()).collect::<Vec<_>>().join(","));
+        if let Some(r) = self.recorded.take() {
+            // Query answers can be health data: sealed to the recovery key.
+            let value = serde_json::to_string(&r).map_err(|e| PgError::Invalid(e.to_string()))?;
+            self.queue.push_back(SourceEvent::Label { key: crate::recorded::LABEL.to_owned(), value, sealed: true });
+        }
         Ok(())
     }
 }
@@ -450,6 +464,11 @@ impl Iterator for BaseBackup {
                             return None; // the backup stopped; nothing more to say
                         }
                         self.phase = Phase::Done;
+                        // Before the stop LSN, so any restore of this
+                        // backup contains what the values saw.
+                        if !self.record.is_empty() {
+                            self.recorded = Some(crate::recorded::capture(&self.opts.connection, self.opts.password_env.as_deref(), &self.record));
+                        }
                         if let Err(e) = self.stop() {
                             return Some(SourceEvent::Fatal(e.to_string()));
                         }

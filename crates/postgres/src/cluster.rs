@@ -103,6 +103,36 @@ pub fn stop_all() {
     }
 }
 
+/// Stops a server left running from `data` by a process that died (a
+/// drill killed with SIGKILL): immediate shutdown, since its files are
+/// about to be removed. Signals only the process whose working directory
+/// is `data` (a postmaster works from its data directory), never one that
+/// merely reuses a stale PID. Waits up to `wait`; says whether none runs.
+#[must_use]
+pub fn stop_orphan(data: &Path, wait: Duration) -> bool {
+    use nix::sys::signal::{Signal, kill};
+    let Ok(text) = std::fs::read_to_string(data.join("postmaster.pid")) else { return true };
+    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else { return true };
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    if cwd.is_none() || cwd != std::fs::canonicalize(data).ok() {
+        return true;
+    }
+    let pid = nix::unistd::Pid::from_raw(pid);
+    if kill(pid, Signal::SIGQUIT).is_err() {
+        return true;
+    }
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        // A zombie has exited: only its parent, gone too, would reap it.
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z'))).unwrap_or(false);
+        if zombie || kill(pid, None).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// What happens to a cluster's files when it is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnDrop {

@@ -8,6 +8,7 @@
 //! * [`cluster`]: servers reprise runs itself (scratch restores, demo);
 //! * [`rows`]: recovering deleted or changed rows of one table;
 //! * [`logical`]: `pg_dump` / `pg_restore` for managed servers;
+//! * [`recorded`]: drill checks' values answered at backup time;
 //! * [`stream`], [`replication`]: WAL streamed into the repository,
 //!   acknowledged to the server only once stored;
 //! * [`status`]: achieved RPO and the point-in-time window;
@@ -21,6 +22,7 @@ pub mod copy;
 pub mod error;
 pub mod expire;
 pub mod logical;
+pub mod recorded;
 pub mod replication;
 pub mod restore;
 pub mod rows;

@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<()> {
 fn print_human(ctx: &Context, from: &str, to: &str, components: &[String], r: &CopyReport) {
     let verb = if r.dry_run { "would copy" } else { "copied" };
     ctx.say(format!(
-        "{from} -> {to} ({}){}: {verb} {}, {} ({}), {} ({}), {}; {} {}, {} already there; {:.1}s",
+        "{from} -> {to} ({}){}: {verb} {}, {} ({}), {} ({}), {}, {}; {} {}, {} already there; {:.1}s",
         components.join(", "),
         match (r.initialised, r.dry_run) {
             (true, true) => ", destination would be initialised",
@@ -55,6 +55,7 @@ fn print_human(ctx: &Context, from: &str, to: &str, components: &[String], r: &C
         count(r.wal_copied, "WAL file", "WAL files"),
         bytes(r.wal_bytes),
         count(r.holds_copied, "hold", "holds"),
+        count(r.drills_copied, "drill record", "drill records"),
         count(r.objects_copied, "object", "objects"),
         if r.dry_run { "to write" } else { "written" },
         r.objects_skipped,

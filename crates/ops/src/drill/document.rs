@@ -367,6 +367,7 @@ mod tests {
                 ObjectiveResult { component: "medicapp-db".into(), objective: "rpo".into(), target_ms: 3_600_000, measured_ms: Some(30_000), met: true },
             ],
             scratch: ScratchResult { path: "/var/tmp/reprise-drills/reprise-drill-monthly-0a1b2c3d4e5f".into(), removed: true, error: None },
+            leftovers: Vec::new(),
             verdict,
             failure: None,
         };

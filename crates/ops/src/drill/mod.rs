@@ -15,8 +15,8 @@
 //!
 //! The record ([`record::DrillRecord`]) is stored encrypted and write-once
 //! in the repository of the drill's first component, with the backups it
-//! proves, and its ID is appended to the ledger (whose records `copy`
-//! carries off-site; the drill records themselves are not copied yet). Reports
+//! proves, and its ID is appended to the ledger; `copy` carries both
+//! off-site, so the evidence survives the loss of the primary. Reports
 //! (Markdown, HTML, PDF, JSON) are rendered from stored records
 //! ([`document`]), never from memory: what `drill show` prints is what was
 //! kept.
@@ -104,11 +104,87 @@ struct Scratch {
     removed: bool,
 }
 
+/// The file in a scratch folder naming the process that owns it: `PID
+/// START` (START: the process's start time in clock ticks since boot,
+/// from `/proc/PID/stat`, so a reused PID is not taken for the owner).
+const OWNER_FILE: &str = ".reprise-drill-owner";
+/// What scratch folders are called: `reprise-drill-<drill>-<12 hex>`.
+const SCRATCH_PREFIX: &str = "reprise-drill-";
+
+/// Scratch folders of the drills running in this process: what a forced
+/// exit (a second Ctrl-C, which runs no destructor) must still remove.
+static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes the scratch folders of the drills running in this process, now
+/// (their servers must be stopped first: `reprise_postgres::cluster::stop_all`).
+/// For an interface exiting at once on a second Ctrl-C; returns them.
+pub fn remove_scratch_now() -> Vec<PathBuf> {
+    let paths = std::mem::take(&mut *LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    for p in &paths {
+        // The drill's own thread may still be writing into it: a few tries.
+        for _ in 0..5 {
+            if std::fs::remove_dir_all(p).is_ok() || !p.exists() {
+                break;
+            }
+        }
+    }
+    paths
+}
+
+/// `pid`'s start time (field 22 of `/proc/PID/stat`), if it runs.
+fn started_at(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Removes the scratch folders under `root` whose owner no longer runs (a
+/// drill killed with SIGKILL, a machine that lost power): their servers
+/// stopped, their health data gone. A folder without an owner file, or
+/// whose owner runs, is left alone. Says what it removed, or could not.
+fn remove_leftovers(root: &Path) -> Vec<String> {
+    let mut said = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else { return said };
+    for e in entries.flatten() {
+        let path = e.path();
+        if !e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) || !path.is_dir() {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(path.join(OWNER_FILE)) else { continue };
+        let mut fields = owner.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) else { continue };
+        let Ok(pid) = u32::try_from(pid) else { continue };
+        if started_at(pid) == Some(start) {
+            continue;
+        }
+        let mut running = false;
+        for sub in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+            running |= !reprise_postgres::cluster::stop_orphan(&sub.path(), Duration::from_secs(30));
+        }
+        let outcome = if running {
+            Err("its server would not stop".to_owned())
+        } else {
+            std::fs::remove_dir_all(&path).map_err(|e| e.to_string())
+        };
+        said.push(match outcome {
+            Ok(()) => format!("removed {}, the scratch copy of a drill (process {pid}) that was killed before it could", path.display()),
+            Err(e) => format!("cannot remove {}, the scratch copy of a killed drill (process {pid}): {e}; remove it by hand, it holds restored health data", path.display()),
+        });
+    }
+    said
+}
+
 impl Scratch {
     fn create(root: &Path, drill: &str) -> Result<Scratch> {
         std::fs::create_dir_all(root).map_err(|e| OpsError::new(Category::Usage, format!("cannot create the drill scratch folder {}: {e}; set [drills.{drill}] scratch to a writable folder", root.display())))?;
-        let path = root.join(format!("reprise-drill-{drill}-{}", hex::encode(reprise_engine::format::crypto::random::<6>())));
-        std::fs::create_dir(&path).map_err(|e| OpsError::new(Category::Usage, format!("cannot create {}: {e}", path.display())))?;
+        let path = root.join(format!("{SCRATCH_PREFIX}{drill}-{}", hex::encode(reprise_engine::format::crypto::random::<6>())));
+        std::fs::create_dir(&path).map_err(|e| OpsError::new(Category::Usage, format!("cannot create {}: {e}; set [drills.{drill}] scratch to a writable folder", path.display())))?;
+        // Registered before anything is restored into it.
+        LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(path.clone());
+        let me = std::process::id();
+        if let Err(e) = std::fs::write(path.join(OWNER_FILE), format!("{me} {}\n", started_at(me).unwrap_or(0))) {
+            let _ = std::fs::remove_dir_all(&path);
+            return Err(OpsError::new(Category::Usage, format!("cannot write in {}: {e}; set [drills.{drill}] scratch to a writable folder", path.display())));
+        }
         // The restored server runs as the server account and needs this
         // folder; nobody else may enter it.
         reprise_postgres::cluster::hand_over(&path, 0o700)?;
@@ -130,6 +206,9 @@ impl Scratch {
             Err(e) => Some(e.to_string()),
         };
         self.removed = !self.path.exists();
+        if self.removed {
+            LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|p| *p != self.path);
+        }
         ScratchResult { path: self.path.display().to_string(), removed: self.removed, error }
     }
 }
@@ -147,8 +226,12 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// The point in time a drill restores, decided once at its start.
-fn target_time(target: DrillTarget, now: jiff::Timestamp, oldest: Option<jiff::Timestamp>) -> jiff::Timestamp {
+/// The point in time a drill restores, decided once at its start. A
+/// random point is drawn within the reach: after the oldest base backup
+/// (`oldest`) and before the end of the unbroken WAL archive (`newest`),
+/// since a point nothing restores would fail the drill for the draw, not
+/// for the backups.
+fn target_time(target: DrillTarget, now: jiff::Timestamp, oldest: Option<jiff::Timestamp>, newest: Option<jiff::Timestamp>) -> jiff::Timestamp {
     let back = |d: Duration| now - jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::ZERO);
     match target {
         DrillTarget::Latest => now,
@@ -157,7 +240,8 @@ fn target_time(target: DrillTarget, now: jiff::Timestamp, oldest: Option<jiff::T
             // Uniform over the window, never before the oldest base backup
             // (nothing could reach it).
             let from = oldest.map_or(back(d), |o| o.max(back(d)));
-            let span = (now.as_microsecond() - from.as_microsecond()).max(0);
+            let to = newest.map_or(now, |n| n.min(now));
+            let span = (to.as_microsecond() - from.as_microsecond()).max(0);
             let r = u64::from_le_bytes(reprise_engine::format::crypto::random::<8>());
             let pick = if span == 0 { 0 } else { (r % span as u64) as i64 };
             jiff::Timestamp::from_microsecond(from.as_microsecond() + pick).unwrap_or(now)
@@ -173,6 +257,19 @@ struct Restored {
     folders: Vec<(String, PathBuf)>,
     /// Snapshots restored, per repository of the components.
     snapshots: Vec<(String, Id)>,
+    /// What the restored base backups recorded at backup time.
+    recorded: Vec<RecordedAt>,
+}
+
+/// The values one restored base backup recorded at backup time
+/// (`reprise_postgres::recorded`), and where its restore ended.
+struct RecordedAt {
+    component: String,
+    /// The base backup, short ID, as the validation names it.
+    backup: String,
+    /// `Err`: the label could not be read (a newer schema, damage).
+    values: std::result::Result<reprise_postgres::recorded::Recorded, String>,
+    reached: Option<reprise_postgres::walname::Lsn>,
 }
 
 /// Runs drill `request.name` of the plan (see the module docs).
@@ -192,16 +289,26 @@ pub fn run(ws: &Workspace, request: &DrillRequest, fetch: &Arc<dyn FetchCommand>
     home.require_full("running a restore drill")?;
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
-    let mut oldest = None;
+    let (mut oldest, mut newest) = (None, None::<jiff::Timestamp>);
     if matches!(drill.target, DrillTarget::Random(_)) {
         for c in components.iter().filter(|c| matches!(c.kind, ComponentKind::Postgres(_))) {
             let repo = ws.open(Some(c))?;
-            let first = reprise_postgres::restore::base_backups(&repo, &c.name)?.first().map(|b| b.stop_time);
-            oldest = oldest.max(first);
+            let bases = reprise_postgres::restore::base_backups(&repo, &c.name)?;
+            oldest = oldest.max(bases.first().map(|b| b.stop_time));
+            // The components are restored to one point: the earliest end.
+            if let Some(last) = bases.last()
+                && let Some(end) = reprise_postgres::restore::reach(&repo, &c.name, last)?.and_then(|r| r.to_time)
+            {
+                newest = Some(newest.map_or(end, |n| n.min(end)));
+            }
         }
     }
-    let target_time = target_time(drill.target, started, oldest);
+    let target_time = target_time(drill.target, started, oldest, newest);
     let root = request.scratch.clone().or_else(|| drill.scratch.clone()).unwrap_or_else(std::env::temp_dir);
+    let leftovers = remove_leftovers(&root);
+    for l in &leftovers {
+        tracing::warn!("{l}");
+    }
     let mut scratch = Scratch::create(&root, &drill.name)?;
     let mut phases = Vec::new();
     let mut results: Vec<ComponentResult> = Vec::new();
@@ -245,6 +352,7 @@ pub fn run(ws: &Workspace, request: &DrillRequest, fetch: &Arc<dyn FetchCommand>
         rto_ms,
         objectives,
         scratch: scratch_result,
+        leftovers,
         verdict: if passed { DrillVerdict::Passed } else { DrillVerdict::Failed },
         failure,
     };
@@ -270,7 +378,7 @@ fn restore_all(
     phases: &mut Vec<Phase>,
     results: &mut Vec<ComponentResult>,
 ) -> Result<Restored> {
-    let mut restored = Restored { databases: Vec::new(), folders: Vec::new(), snapshots: Vec::new() };
+    let mut restored = Restored { databases: Vec::new(), folders: Vec::new(), snapshots: Vec::new(), recorded: Vec::new() };
     let loss = |last: Option<jiff::Timestamp>| last.map(|l| (target_time.as_millisecond() - l.as_millisecond()).max(0) as u64);
     for c in components {
         if cancel.is_cancelled() {
@@ -300,6 +408,12 @@ fn restore_all(
                 let snapshot: Option<Id> = o.base_backup.parse().ok();
                 if let Some(s) = snapshot {
                     restored.snapshots.push((c.name.clone(), s));
+                    restored.recorded.push(RecordedAt {
+                        component: c.name.clone(),
+                        backup: s.short(),
+                        values: recorded_by(ws, c, &s),
+                        reached: o.reached_lsn.as_deref().and_then(|l| l.parse().ok()),
+                    });
                 }
                 results.push(ComponentResult {
                     name: c.name.clone(),
@@ -352,6 +466,14 @@ fn restore_all(
         }
     }
     Ok(restored)
+}
+
+/// The values base backup `id` recorded at backup time (none if it
+/// recorded nothing: the plan asked for none then).
+fn recorded_by(ws: &Workspace, c: &ComponentPlan, id: &Id) -> std::result::Result<reprise_postgres::recorded::Recorded, String> {
+    let repo = ws.open(Some(c)).map_err(|e| e.message().to_owned())?;
+    let body = repo.snapshot_body(id).map_err(|e| e.to_string())?;
+    body.labels.get(reprise_postgres::recorded::LABEL).map_or_else(|| Ok(reprise_postgres::recorded::Recorded::default()), |text| reprise_postgres::recorded::Recorded::from_label(text))
 }
 
 /// The commit time of the last transaction recovery replayed: the newest
@@ -476,5 +598,29 @@ fn evidence_of(d: &StoredDrill) -> crate::plan_doc::DrillEvidence {
                 met: o.met,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bug this pins: a random target was drawn up to "now", past the
+    /// end of the archived WAL, so a drill failed for its draw (recovery
+    /// cannot reach a point the archive does not hold yet).
+    #[test]
+    #[allow(clippy::duration_suboptimal_units, reason = "the plan's 7d and 60s, as written")]
+    fn random_targets_stay_within_the_reach() {
+        let now: jiff::Timestamp = "2026-11-26T12:00:00Z".parse().expect("time");
+        let oldest: jiff::Timestamp = "2026-11-26T11:00:00Z".parse().expect("time");
+        let newest: jiff::Timestamp = "2026-11-26T11:10:00Z".parse().expect("time");
+        for _ in 0..1000 {
+            let t = target_time(DrillTarget::Random(Duration::from_secs(7 * 86_400)), now, Some(oldest), Some(newest));
+            assert!(oldest <= t && t <= newest, "{t} outside {oldest} .. {newest}");
+        }
+        // The window's own bound wins when it is tighter.
+        let t = target_time(DrillTarget::Random(Duration::from_secs(60)), now, Some(oldest), None);
+        assert!(t >= now - jiff::SignedDuration::from_secs(60) && t <= now, "{t}");
+        assert_eq!(target_time(DrillTarget::Offset(Duration::from_secs(2)), now, None, None), now - jiff::SignedDuration::from_secs(2));
     }
 }

@@ -39,6 +39,10 @@ pub struct DrillRecord {
     pub rto_ms: u64,
     pub objectives: Vec<ObjectiveResult>,
     pub scratch: ScratchResult,
+    /// Scratch copies of killed drills this drill found and removed (or
+    /// could not), as said on the terminal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftovers: Vec<String>,
     pub verdict: DrillVerdict,
     /// Why the drill could not restore, when it could not.
     #[serde(default)]

@@ -13,12 +13,12 @@ use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-use reprise_plan::drill::{DocumentCheck, Expectation, SqlCheck};
+use reprise_plan::drill::{DocumentCheck, Expectation, RecordedRule, SqlCheck};
 use reprise_plan::{ComponentKind, DrillPlan};
 use sha2::Digest as _;
 
 use super::record::{Outcome, Phase, Validation};
-use super::{Restored, Scratch, ms};
+use super::{RecordedAt, Restored, Scratch, ms};
 use crate::workspace::Workspace;
 use crate::{CancelToken, Observer};
 
@@ -51,7 +51,8 @@ pub(super) fn all(ws: &Workspace, drill: &DrillPlan, restored: &Restored, scratc
     }
     for check in &drill.sql {
         let Some(c) = cluster_of(restored, scratch, &check.component) else { continue };
-        timed(&mut out, Some(&check.component), &mut || vec![sql(ws, check, c)]);
+        let recorded = restored.recorded.iter().find(|r| r.component == check.component);
+        timed(&mut out, Some(&check.component), &mut || vec![sql(ws, check, c, recorded)]);
     }
     for check in &drill.documents {
         let Some(c) = cluster_of(restored, scratch, &check.database_component) else { continue };
@@ -136,7 +137,7 @@ fn judge(expect: Expectation, result: &[Vec<Option<String>>]) -> (bool, String) 
         Expectation::Equals(e) => (v - e).abs() < f64::EPSILON * e.abs().max(1.0),
         Expectation::AtLeast(e) => v >= e,
         Expectation::Within { value, ratio } => (v - value).abs() <= value.abs() * ratio,
-        Expectation::NoRows => unreachable!("handled above"),
+        Expectation::NoRows | Expectation::Recorded(_) => unreachable!("handled before"),
     };
     (met, text)
 }
@@ -147,15 +148,81 @@ fn expected_text(expect: Expectation) -> String {
         Expectation::AtLeast(v) => format!("≥ {v}"),
         Expectation::Within { value, ratio } => format!("{value} ± {}%", ratio * 100.0),
         Expectation::NoRows => "0 row(s)".to_owned(),
+        Expectation::Recorded(RecordedRule::AtLeast) => "≥ the value recorded at backup time".to_owned(),
+        Expectation::Recorded(RecordedRule::Equal) => "= the value recorded at backup time".to_owned(),
     }
 }
 
-fn sql(ws: &Workspace, check: &SqlCheck, c: &reprise_postgres::cluster::Cluster) -> Validation {
+/// The fixed expectation a recorded check stands for: the value the
+/// restored base backup recorded, under the check's rule; `Err` says why
+/// there is nothing to compare with (a failed check, never a skipped one:
+/// the plan asked for the comparison).
+fn recorded_expectation(check: &SqlCheck, rule: RecordedRule, recorded: Option<&RecordedAt>) -> Result<(Baseline, String), String> {
+    let Some(r) = recorded else { return Err(format!("'{}' was restored without a known base backup: nothing recorded to compare with", check.component)) };
+    let values = r.values.as_ref().map_err(|e| format!("base backup {}: {e}", r.backup))?;
+    let Some(v) = values.find(check.database.as_deref(), &check.query) else {
+        return Err(format!("base backup {} recorded no value for this query (taken before the check was in the plan, or with another query): run `reprise backup {}` so the next drill has one", r.backup, check.component));
+    };
+    if let Some(e) = &v.error {
+        return Err(format!("base backup {} could not record the value at backup time: {e}", r.backup));
+    }
+    let Some(text) = v.value.as_deref() else { return Err(format!("base backup {} recorded no value (no row, or NULL)", r.backup)) };
+    // The recording precedes the backup's stop LSN, which every restore of
+    // it replays past: a restore that did not is not comparable.
+    match (v.lsn(), r.reached) {
+        (Some(at), Some(reached)) if at <= reached => {}
+        (at, reached) => {
+            return Err(format!(
+                "the restore ended at {}, not after the recording at {} by base backup {}: the values are not comparable",
+                reached.map_or_else(|| "an unknown point".to_owned(), |l| l.to_string()),
+                at.map_or_else(|| "an unknown point".to_owned(), |l| l.to_string()),
+                r.backup
+            ));
+        }
+    }
+    let source = format!("recorded by base backup {} at {}", r.backup, v.time);
+    match (rule, text.trim().parse::<f64>()) {
+        (RecordedRule::AtLeast, Ok(n)) => Ok((Baseline::Number(Expectation::AtLeast(n)), format!("≥ {text} ({source})"))),
+        (RecordedRule::Equal, Ok(n)) => Ok((Baseline::Number(Expectation::Equals(n)), format!("{text} ({source})"))),
+        (RecordedRule::AtLeast, Err(_)) => Err(format!("base backup {} recorded '{text}', not a number: at_least compares numbers (use recorded = \"equal\")", r.backup)),
+        // A checksum, a name: compared as text.
+        (RecordedRule::Equal, Err(_)) => Ok((Baseline::Text(text.to_owned()), format!("{text} ({source})"))),
+    }
+}
+
+/// What a recorded value becomes: a number to compare under the rule, or
+/// a text that must come back unchanged.
+enum Baseline {
+    Number(Expectation),
+    Text(String),
+}
+
+fn sql(ws: &Workspace, check: &SqlCheck, c: &reprise_postgres::cluster::Cluster, recorded: Option<&RecordedAt>) -> Validation {
     let db = database(ws, &check.component, check.database.as_deref());
-    let expected = Some(expected_text(check.expect));
+    let mut expected = Some(expected_text(check.expect));
+    let mut expect = check.expect;
+    let mut equal_text = None;
+    if let Expectation::Recorded(rule) = check.expect {
+        match recorded_expectation(check, rule, recorded) {
+            Ok((baseline, shown)) => {
+                expected = Some(shown);
+                match baseline {
+                    Baseline::Number(e) => expect = e,
+                    Baseline::Text(t) => equal_text = Some(t),
+                }
+            }
+            Err(why) => return validation("sql", &check.label, Outcome::Fail, expected, None, Some(why)),
+        }
+    }
     match connect(c, &db).and_then(|mut client| rows(&mut client, &check.query)) {
         Ok(result) => {
-            let (met, measured) = judge(check.expect, &result);
+            let (met, measured) = match &equal_text {
+                Some(want) => {
+                    let got = result.first().and_then(|r| r.first()).cloned().flatten();
+                    (got.as_deref() == Some(want.as_str()), got.unwrap_or_else(|| "no value (the query returned no row, or NULL)".to_owned()))
+                }
+                None => judge(expect, &result),
+            };
             validation("sql", &check.label, if met { Outcome::Pass } else { Outcome::Fail }, expected, Some(measured), None)
         }
         Err(e) => validation("sql", &check.label, Outcome::Fail, expected, None, Some(e)),
