@@ -14,8 +14,8 @@
 #   --tx N               pgbench transactions after the backups, replayed
 #                        by each restore        (default 20000)
 #   --reps N             rounds of restores, the tools alternating (default 1)
-#   --drill              the reprise side as `reprise drill run` (branch
-#                        drills) instead of its phases one command each
+#   --drill              the reprise side as `reprise drill run bench`
+#                        (BENCHMARKS 6) instead of its phases one command each
 #   --keep               keep the work directory
 #   --quick              tiny scales, for checking the script (about 2 minutes)
 #
@@ -306,8 +306,9 @@ pgbackrest_side() {
 }
 
 # --- reprise: the drill's phases -------------------------------------------------
-# Until `reprise drill run` lands (branch drills), its phases one command
-# each; --drill switches to it (a [drills.bench] section in the plan).
+# Its phases one command each (restore --start, restore of the documents,
+# the script's own checks); --drill runs `reprise drill run bench` instead
+# (the [drills.bench] section of the plan), which BENCHMARKS 6 reports.
 reprise_side() {
     local r=$1 dir=$W/restore-reprise docs=$W/restore-documents out t t0
     evict
