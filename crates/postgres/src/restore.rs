@@ -643,14 +643,12 @@ impl SpoolServer {
                 for name in &wants {
                     let found = put(name);
                     let _ = std::fs::remove_file(spool.join(format!("{name}.want")));
-                    if found {
-                        if let Some(s) = Segment::parse(name, walname::DEFAULT_SEGMENT_SIZE) {
-                            ahead.clear();
-                            let mut n = s;
-                            for _ in 0..wal::PREFETCH {
-                                n = n.next();
-                                ahead.push_back(n.name(walname::DEFAULT_SEGMENT_SIZE));
-                            }
+                    if found && let Some(s) = Segment::parse(name, walname::DEFAULT_SEGMENT_SIZE) {
+                        ahead.clear();
+                        let mut n = s;
+                        for _ in 0..wal::PREFETCH {
+                            n = n.next();
+                            ahead.push_back(n.name(walname::DEFAULT_SEGMENT_SIZE));
                         }
                     }
                 }
@@ -934,7 +932,7 @@ mod tests {
         child.wait().expect("wait");
         std::fs::write(spool.path().join(SPOOL_SERVER_PID), dead.to_string()).expect("pid file");
         let t = Instant::now();
-        let err = fetch_from_spool(spool.path(), "000000010000000000000001", &spool.path().join("out"), Duration::from_secs(60)).expect_err("nobody answers");
+        let err = fetch_from_spool(spool.path(), "000000010000000000000001", &spool.path().join("out"), Duration::from_mins(1)).expect_err("nobody answers");
         assert!(err.to_string().contains(&format!("(PID {dead})")) && err.to_string().contains("is gone"), "{err}");
         assert!(t.elapsed() < Duration::from_secs(5), "gave up after {:?}", t.elapsed());
         // A live server (this process) is waited for.

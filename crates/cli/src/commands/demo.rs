@@ -8,17 +8,14 @@ use crate::exit;
 
 pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()> {
     let tmp;
-    let workdir = match &args.dir {
-        Some(d) => {
-            if d.exists() && std::fs::read_dir(d)?.next().is_some() {
-                return Err(exit::usage(format!("demo directory {} is not empty: choose a new or empty directory", d.display())));
-            }
-            std::path::absolute(d)?
+    let workdir = if let Some(d) = &args.dir {
+        if d.exists() && std::fs::read_dir(d)?.next().is_some() {
+            return Err(exit::usage(format!("demo directory {} is not empty: choose a new or empty directory", d.display())));
         }
-        None => {
-            tmp = tempfile::Builder::new().prefix("reprise-demo-").tempdir()?;
-            tmp.path().to_owned()
-        }
+        std::path::absolute(d)?
+    } else {
+        tmp = tempfile::Builder::new().prefix("reprise-demo-").tempdir()?;
+        tmp.path().to_owned()
     };
     let quiet = global.quiet || global.json;
     if !quiet {
