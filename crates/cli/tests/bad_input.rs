@@ -368,3 +368,18 @@ fn argument_errors_are_one_line() {
         out.assert_one_line_error();
     }
 }
+
+/// The demo's drill checks the patients and the documents its database
+/// points to: with none, it would fail for the data. Refused up front,
+/// nothing created.
+#[test]
+fn demo_without_documents_or_patients_exits_2_and_creates_nothing() {
+    let t = TestDir::new("demo-empty");
+    for args in [["--documents", "0"], ["--scale", "0"]] {
+        let dir = t.join("work");
+        let out = Reprise::new(t.path()).run(&["demo", args[0], args[1], "--dir", dir.to_str().unwrap()]).expect_code(2);
+        out.assert_one_line_error();
+        assert!(out.stderr.contains("at least 1"), "{}", out.stderr);
+        assert!(!dir.exists(), "{} was created", dir.display());
+    }
+}

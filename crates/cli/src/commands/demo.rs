@@ -7,6 +7,11 @@ use crate::args::{DemoArgs, Global};
 use crate::exit;
 
 pub fn run(global: &Global, args: &DemoArgs, cancel: &CancelToken) -> Result<()> {
+    if args.documents == 0 || args.scale == 0 {
+        // Its drill checks the patients and the documents the database
+        // points to: with none, the drill would fail for the data, not the restore.
+        return Err(exit::usage("--documents and --scale must be at least 1: the demo's drill checks the patients and their documents"));
+    }
     let tmp;
     let workdir = if let Some(d) = &args.dir {
         if d.exists() && std::fs::read_dir(d)?.next().is_some() {
