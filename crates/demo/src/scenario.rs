@@ -242,7 +242,10 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
              [components.medicapp-db]\ntype = \"postgres\"\nconnection = \"{}\"\ndata_directory = \"{}\"\n\n\
              [components.medicapp-db.objectives]\nrpo = \"1h\"\nrto = \"2h\"\npitr = \"7d\"\nretention = {{ daily = 30, weekly = 12, monthly = 12, yearly = 7 }}\n\n\
              [components.signed-documents]\ntype = \"files\"\npaths = [\"{}\"]\n\n[components.signed-documents.objectives]\nrpo = \"15m\"\nrto = \"4h\"\nretain_for = \"20y\"\n\n\
-             [tests.database]\ncomponents = [\"medicapp-db\"]\nevery = \"1mo\"\n\n[tests.documents]\ncomponents = [\"signed-documents\"]\nevery = \"3mo\"\n\n\
+             [contacts.plan-owner]\nname = \"Dr Claire Martin (demo)\"\nrole = \"Responsable PRA/PCA\"\nemail = \"pra@medicapp.example\"\nreviewed = \"{}\"\n\n\
+             [review]\nowner = \"plan-owner\"\nversion = \"1.0 (demo)\"\n\n\
+             [tests.database]\ncomponents = [\"medicapp-db\"]\nevery = \"1mo\"\nresponsible = \"plan-owner\"\n\n\
+             [tests.documents]\ncomponents = [\"signed-documents\"]\nevery = \"3mo\"\nresponsible = \"plan-owner\"\n\n\
              [drills.monthly]\ncomponents = [\"medicapp-db\", \"signed-documents\"]\ntarget = \"latest\"\nscratch = \"{}\"\nschedule = \"0 3 1 * *\"\ntimezone = \"Europe/Paris\"\nowner = \"Dr Claire Martin (demo)\"\n\n\
              [[drills.monthly.sql]]\nlabel = \"Nombre de patients correct\"\ndatabase = \"medicapp\"\nquery = \"SELECT count(*) FROM patients\"\nequals = {}\n\n\
              [[drills.monthly.sql]]\nlabel = \"Dossiers opératoires présents\"\ndatabase = \"medicapp\"\nquery = \"SELECT count(*) FROM procedure_cases\"\nat_least = {cases}\n\n\
@@ -254,6 +257,7 @@ pub fn run_demo(workdir: &Path, opts: &DemoOptions, cancel: &CancelToken, on_ste
             live.conn_string("medicapp"),
             live.data_dir.display(),
             documents.display(),
+            jiff::Zoned::now().date(),
             workdir.join("scratch").display(),
             opts.scale * 1000,
             docs_root.display()
